@@ -1,0 +1,1 @@
+"""Need groups, Year of Care tariffs, practice budgets, scenarios and settlement."""

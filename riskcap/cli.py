@@ -1,0 +1,68 @@
+"""The ``riskcap`` command line: a click group whose commands live in riskcap.commands."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from riskcap import __version__
+from riskcap.config import ConfigError
+from riskcap.io import DataError
+
+#: (module in riskcap.commands, attribute) of every command, in --help order.
+COMMANDS: list[tuple[str, str]] = [
+    ("demo", "demo"),
+    ("synth", "synth"),
+    ("data", "validate"),
+    ("model", "train"),
+    ("model", "evaluate"),
+    ("model", "score"),
+    ("casefind", "casefind"),
+    ("capitation", "capitation"),
+    ("report", "report"),
+    ("report", "verify"),
+    ("bench", "bench"),
+]
+
+
+class RiskcapGroup(click.Group):
+    """Turns DataError and other expected failures into a clear message and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (DataError, ConfigError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="riskcap")
+def main():
+    """Risk stratification and Year of Care capitation for GP populations.
+
+    Score every registered person for the risk of an emergency admission in the next
+    12 months, build case-finding lists for multidisciplinary teams, and set
+    risk-adjusted capitation budgets per practice.
+
+    \b
+    Example (the whole job on a synthetic ICB):
+        riskcap demo --out demo-run
+    """
+
+
+def _register() -> None:
+    for module_name, attr in COMMANDS:
+        try:
+            module = importlib.import_module(f"riskcap.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"riskcap.commands.{module_name}":
+                continue  # area not built yet
+            raise
+        command = getattr(module, attr, None)
+        if command is not None:
+            main.add_command(command)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""Emergency-admission risk models (CPM-style logistic, LightGBM) and the next-year cost model."""

@@ -1,0 +1,1 @@
+"""The commissioner HTML report and Excel workbooks."""

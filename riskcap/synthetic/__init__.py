@@ -1,0 +1,1 @@
+"""A realistic synthetic England-like registered population (practices, people, conditions, activity)."""
