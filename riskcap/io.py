@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +26,16 @@ from riskcap.schema import TABLES
 
 class DataError(Exception):
     """Bad input data: the message names the file, column, row count and examples."""
+
+
+@dataclass
+class Tables:
+    """The four contract tables of one population (or one partition of it)."""
+
+    practices: pd.DataFrame
+    persons: pd.DataFrame
+    conditions: pd.DataFrame
+    activity: pd.DataFrame
 
 
 def table_path(data_dir: str | Path, name: str) -> Path:
