@@ -1,0 +1,31 @@
+"""Run manifests record outputs' hashes, and verify finds changed, missing and extra files."""
+import json
+
+from riskcap.manifest import RunManifest, verify_run
+
+
+def test_manifest_roundtrip_and_tampering(tmp_path):
+    (tmp_path / "budgets.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.json").write_text("{}")
+    inp = tmp_path.parent / f"{tmp_path.name}_input.csv"
+    inp.write_text("x\n1\n")
+    m = RunManifest(tmp_path, command=["riskcap", "demo"], seed=7)
+    m.add_input("persons", inp)
+    m.write()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest["outputs"]) == {"budgets.csv", "sub/x.json"}
+    assert manifest["seed"] == 7 and manifest["inputs"]["persons"]["files"][inp.name]["bytes"] == 4
+    assert verify_run(tmp_path) == []
+
+    (tmp_path / "budgets.csv").write_text("a,b\n1,3\n")
+    (tmp_path / "sub" / "x.json").unlink()
+    (tmp_path / "extra.txt").write_text("?")
+    problems = verify_run(tmp_path)
+    assert any("budgets.csv: changed" in p for p in problems)
+    assert any("sub/x.json: missing" in p for p in problems)
+    assert any("extra.txt: not produced" in p for p in problems)
+
+
+def test_verify_without_manifest(tmp_path):
+    assert "no manifest" in verify_run(tmp_path)[0]
