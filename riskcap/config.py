@@ -13,7 +13,12 @@ class ConfigError(Exception):
 
 def shipped_config(relative: str) -> Path:
     """Path of a file in the shipped ``configs/`` folder, e.g. ``scenarios/baseline.yaml``."""
-    path = Path(str(resources.files("riskcap.configs").joinpath(relative)))
+    try:
+        path = Path(str(resources.files("riskcap.configs").joinpath(relative)))
+    except ModuleNotFoundError:
+        # Editable installs map configs/ as a nested namespace package, which the import
+        # system cannot find under riskcap's __path__: use the source tree's configs/.
+        path = Path(__file__).resolve().parents[1] / "configs" / relative
     if not path.exists():
         raise ConfigError(f"no shipped config '{relative}' (looked in {path.parent})")
     return path

@@ -125,29 +125,53 @@ _ARROW_KIND = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "da
 def read_raw(path: Path, columns: list[str] | None = None, filters=None) -> pa.Table:
     """Read a parquet file/dataset or UTF-8 CSV into an arrow table, without coercion.
 
-    Raises DataError naming the file when it is unreadable, truncated or not UTF-8.
+    CSV columns of the contract are read as text (so :func:`coerce` can count and show every
+    bad value instead of failing on the first). Raises DataError naming the file when it is
+    unreadable, truncated or not UTF-8 (with the line of the first invalid byte).
     """
+    path = Path(path)
     try:
         if path.suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns)
-            return pacsv.read_csv(path, convert_options=convert)
+            spec = TABLES.get(path.stem)
+            text_types = {c: pa.string() for c in spec.names} if spec else {}
+            convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
+                                           column_types=text_types)
+            table = pacsv.read_csv(path, convert_options=convert)
+            if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
+                raise DataError(_not_utf8_message(path))
+            return table
         return pq.read_table(path, columns=columns, filters=filters)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        hint = "is it UTF-8 CSV?" if path.suffix == ".csv" else "is the file truncated or not parquet?"
+        if path.suffix == ".csv" and ("UTF8" in msg or isinstance(exc, UnicodeDecodeError)):
+            raise DataError(_not_utf8_message(path)) from exc
+        hint = "is it a CSV file?" if path.suffix == ".csv" else "is the file truncated or not parquet?"
         raise DataError(f"{path}: cannot read ({msg}); {hint}") from exc
+
+
+def _not_utf8_message(path: Path) -> str:
+    """Message for a CSV that is not UTF-8, naming the line and byte of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return (f"{path}: not UTF-8 text: invalid byte 0x{data[exc.start]:02x} on line {line}; "
+                f"save the CSV as UTF-8 (e.g. Excel: 'CSV UTF-8')")
+    return f"{path}: not UTF-8 text; save the CSV as UTF-8 (e.g. Excel: 'CSV UTF-8')"
 
 
 def coerce(table: pa.Table, name: str, path: Path | str = "") -> pd.DataFrame:
     """Cast an arrow table's contract columns to contract types and return a pandas frame.
 
-    Dates become ``datetime64[s]``; bools accept true/false/1/0/yes/no. Extra columns pass
-    through unchanged. Raises DataError naming column, count and examples of bad values.
+    Dates become ``datetime64[s]``; bools accept true/false/1/0/yes/no; text is stripped and
+    empty text is null. Extra columns pass through unchanged. Raises DataError naming column,
+    count and examples of bad values.
     """
     spec = TABLES[name]
-    df = table.to_pandas()
+    df = arrow_to_pandas(table)
     for col in spec.columns:
         if col.name not in df.columns:
             continue
@@ -155,35 +179,84 @@ def coerce(table: pa.Table, name: str, path: Path | str = "") -> pd.DataFrame:
     return df
 
 
-def _coerce_series(s: pd.Series, kind: str, col: str, path) -> pd.Series:
-    original = s
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """``table.to_pandas`` with dates as datetime64 (not objects) and integer columns that
+    hold nulls as nullable Int64 (not float, which would turn ids into ``1.0`` and lose digits).
+    Dictionary-encoded text is decoded in arrow (far faster than pandas categorical -> string)."""
+    for i, fld in enumerate(table.schema):
+        if pa.types.is_dictionary(fld.type):
+            col = table.column(i)
+            decoded = pa.chunked_array([c.dictionary_decode() for c in col.chunks], type=fld.type.value_type)
+            table = table.set_column(i, fld.name, decoded)
+        elif pa.types.is_date(fld.type):  # straight to the contract's datetime64[s]
+            table = table.set_column(i, fld.name, table.column(i).cast(pa.timestamp("s")))
+    df = table.to_pandas(date_as_object=False)
+    for i, fld in enumerate(table.schema):
+        if pa.types.is_integer(fld.type) and table.column(i).null_count:
+            df[fld.name] = table.column(i).to_pandas(types_mapper=lambda t: pd.Int64Dtype())
+    return df
+
+
+def _integral_text(s: pd.Series) -> pd.Series:
+    """Floats that are whole numbers as text without '.0' (codes stored as float by pandas)."""
+    whole = s.isna() | (s == np.floor(s))
+    return s.astype("Int64").astype("string") if whole.all() else s.astype("string")
+
+
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+              "t": True, "f": False, "y": True, "n": False, "1.0": True, "0.0": False}
+
+
+def parse_series(s: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
+    """Parse a column to contract ``kind``; return (values, bad) without raising.
+
+    ``bad`` is a boolean array marking non-null inputs that are not a valid ``kind``; they
+    are null in ``values``. Ints come back as int64 (Int64 when nulls remain), bools as
+    bool (boolean when nulls remain), dates as ``datetime64[s]``, text as ``string``.
+    """
+    no_bad = np.zeros(len(s), dtype=bool)
     if kind == "str":
-        out = s.astype("string").str.strip()
-        bad = pd.Series(False, index=s.index)
-    elif kind == "int":
+        out = _integral_text(s) if pd.api.types.is_float_dtype(s.dtype) else s.astype("string")
+        out = out.str.strip()
+        return out.mask(out == ""), no_bad
+    if kind == "int":
+        if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype):
+            return (s.astype("int64") if not s.isna().any() else s.astype("Int64")), no_bad
         num = pd.to_numeric(s, errors="coerce")
-        bad = (num.isna() & s.notna()) | (num.notna() & (num != np.floor(num)))
-        out = num.astype("Int64") if num.isna().any() else num.astype("int64")
-    elif kind == "float":
-        out = pd.to_numeric(s, errors="coerce").astype("float64")
-        bad = out.isna() & s.notna()
-    elif kind == "date":
-        out = pd.to_datetime(s, errors="coerce", format="ISO8601" if s.dtype == object or str(s.dtype).startswith("str") else None)
+        if pd.api.types.is_bool_dtype(num.dtype):
+            num = num.astype("float64")
+        bad = ((num.isna() & s.notna()) | (num.notna() & (num != np.floor(num)))).to_numpy(dtype=bool)
+        num = num.mask(bad)
+        return (num.astype("Int64") if num.isna().any() else num.astype("int64")), bad
+    if kind == "float":
+        out = pd.to_numeric(s, errors="coerce")
+        out = (out.astype("float64") if not pd.api.types.is_bool_dtype(out.dtype)
+               else pd.Series(np.nan, index=s.index))
+        bad = ((out.isna() & s.notna()) | np.isinf(out)).to_numpy(dtype=bool)
+        return out.mask(bad), bad
+    if kind == "date":
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            out = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+            return out.astype("datetime64[s]"), no_bad
+        if pd.api.types.is_numeric_dtype(s.dtype):  # numbers are not dates (not epoch offsets)
+            return pd.Series(np.full(len(s), np.datetime64("NaT", "s")), index=s.index), s.notna().to_numpy()
+        text = pd.api.types.is_string_dtype(s.dtype) or s.dtype == object
+        out = pd.to_datetime(s, errors="coerce", format="ISO8601" if text else None)
         out = out.astype("datetime64[s]")
-        bad = out.isna() & s.notna()
-    elif kind == "bool":
+        return out, (out.isna() & s.notna()).to_numpy(dtype=bool)
+    if kind == "bool":
         if s.dtype == bool:
-            return s
-        text = s.astype("string").str.strip().str.lower()
-        mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
-                   "t": True, "f": False, "y": True, "n": False}
-        out = text.map(mapping)
-        bad = out.isna() & s.notna()
-        out = out.astype("boolean") if out.isna().any() else out.astype(bool)
-    else:  # pragma: no cover - schema error
-        raise ValueError(kind)
+            return s, no_bad
+        out = s.astype("string").str.strip().str.lower().map(_BOOL_TEXT)
+        bad = (out.isna() & s.notna()).to_numpy(dtype=bool)
+        return (out.astype("boolean") if out.isna().any() else out.astype(bool)), bad
+    raise ValueError(kind)  # pragma: no cover - schema error
+
+
+def _coerce_series(s: pd.Series, kind: str, col: str, path) -> pd.Series:
+    out, bad = parse_series(s, kind)
     if bad.any():
-        examples = ", ".join(repr(v) for v in original[bad].head(5).tolist())
+        examples = ", ".join(repr(v) for v in s[bad].head(5).tolist())
         raise DataError(
             f"{path}: column '{col}': {int(bad.sum())} row(s) are not a valid {kind}; examples: {examples}"
         )

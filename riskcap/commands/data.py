@@ -1,0 +1,56 @@
+"""``riskcap validate``: check a data folder against the data contract."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from riskcap.io import write_json
+from riskcap.validate import ON_INVALID, validate_data
+
+
+@click.command("validate")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Dates after this day are errors (default: today).")
+@click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
+              help="reject: any problem fails; quarantine: move bad rows to rejects files and carry on.")
+@click.option("--rejects", "rejects_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("rejects"),
+              show_default=True, help="Where quarantined rows are written (<table>_rejects.parquet and .csv).")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the summary (counts and problems) as JSON.")
+def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_path: Path | None):
+    """Check a data folder against the data contract (docs/data-contract.md).
+
+    Prints the rows per table (in / with problems / used / quarantined) and every problem
+    found, each naming the file, column, rule, row count and up to 5 examples. Exits 0
+    when the data can be used (clean, or bad rows quarantined) and 2 otherwise.
+
+    \b
+    Example:
+        riskcap validate --data synthetic_data --as-of 2025-03-31
+        riskcap validate --data extract/ --on-invalid quarantine --rejects out/rejects
+    """
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(soft_wrap=True)
+    tables, summary = validate_data(data_dir, as_of=as_of.date() if as_of else None, on_invalid=on_invalid,
+                                    rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
+    console.print(summary.rows_table())
+    if summary.problems:
+        console.print(Text(f"{len(summary.problems)} problem(s):", style="bold"))
+        for problem in summary.problems:
+            console.print(Text(f"  - {problem}"))
+    if summary_path is not None:
+        write_json(summary.as_dict(), summary_path)
+    if tables is None:
+        console.print(Text(summary.error_message().splitlines()[0], style="red"))
+        raise SystemExit(2)
+    if summary.status == "quarantined":
+        total = sum(summary.rows_quarantined.values())
+        console.print(Text(f"{total:,} row(s) quarantined; rejects written to {rejects_dir}/ "
+                           f"(<table>_rejects.parquet and .csv, with a reason per row)", style="yellow"))
+    else:
+        console.print(Text("valid: no problems found", style="green"))

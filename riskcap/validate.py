@@ -1,0 +1,631 @@
+"""Validating the contract's tables: every problem found, rejected or quarantined, reconciled.
+
+:func:`load_tables` is the one way commands read a data folder. It reads the four tables
+(parquet, parquet dataset or UTF-8 CSV; see :mod:`riskcap.io`), parses them to the
+contract's types, runs every check and collects *all* problems (not just the first) as
+:class:`Problem` records naming the file, column, rule, row count and up to five examples.
+
+- ``on_invalid="reject"`` (default): any problem raises :class:`~riskcap.io.DataError`
+  listing every problem, one per line.
+- ``on_invalid="quarantine"``: rows with row-level problems are moved, with a ``reason``
+  column, to ``rejects_dir/<table>_rejects.parquet`` (and ``.csv``); rows of quarantined
+  practices and persons follow them ("practice quarantined", "person quarantined"). File-level
+  problems (missing or unreadable file, missing column, empty table, a column where no value
+  parses) always raise.
+
+Nothing is dropped silently: :class:`LoadSummary` reconciles, per table,
+``rows_in = rows_used + rows_quarantined``.
+
+The row checks (:func:`check_practices`, :func:`check_persons`, :func:`check_conditions`,
+:func:`check_activity`) are vectorised functions of one frame, so a streaming reader can run
+them per partition (a contiguous ``person_id`` range); example row numbers are taken from the
+frame's index (0-based; shown 1-based), so give a partition its global row offset as index.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from riskcap.io import DataError, Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
+from riskcap.schema import CONDITION_CODES, SETTING_CODES, SEXES, TABLES
+
+ON_INVALID = ("reject", "quarantine")
+MAX_EXAMPLES = 5
+
+#: Defaults for optional columns absent from a file, so every stage sees every column.
+OPTIONAL_DEFAULTS = {"quantity": 1}
+
+
+# --- Problems ------------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    """One rule broken in one table: where, what, how many rows and a few examples.
+
+    ``level`` is "file" (the table cannot be used at all; always raises) or "row" (the
+    rows in ``row_indices``, positions in the parsed frame, can be quarantined).
+    """
+
+    table: str
+    file: str
+    column: str
+    rule: str
+    message: str
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+    row_indices: np.ndarray | None = None
+    level: str = "row"
+
+    @property
+    def reason(self) -> str:
+        """Short reason written beside each rejected row."""
+        return f"{self.column}: {self.message}" if self.column else self.message
+
+    def __str__(self) -> str:
+        where = f"{self.file}: column '{self.column}'" if self.column else f"{self.file}"
+        if self.level == "file":
+            text = f"{where}: {self.message}"
+            return f"{text}; e.g. {'; '.join(self.examples)}" if self.examples else text
+        return f"{where}: {self.message} - {self.count} row(s), e.g. {'; '.join(self.examples)}"
+
+    def as_dict(self) -> dict:
+        return {"table": self.table, "file": self.file, "column": self.column, "rule": self.rule,
+                "level": self.level, "message": self.message, "count": int(self.count),
+                "examples": list(self.examples)}
+
+
+def _fmt(value) -> str:
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return "null"
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        return value.date().isoformat() if value == value.normalize() else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (bytes, str)):
+        return repr(value)
+    return str(value)
+
+
+def _examples(df: pd.DataFrame, positions: np.ndarray, columns: list[str], values: pd.Series | None,
+              named: bool = False) -> list[str]:
+    out = []
+    index = df.index
+    for pos in positions[:MAX_EXAMPLES]:
+        label = index[pos]
+        row = f"row {label + 1}" if isinstance(label, (int, np.integer)) else f"row {label}"
+        if values is not None:
+            out.append(f"{row}: {_fmt(values.iloc[pos])}")
+        elif len(columns) == 1 and not named:
+            out.append(f"{row}: {_fmt(df[columns[0]].iloc[pos])}")
+        else:
+            out.append(f"{row}: " + ", ".join(f"{c}={_fmt(df[c].iloc[pos])}" for c in columns))
+    return out
+
+
+def row_problem(df: pd.DataFrame, mask, table: str, file: str, columns: str | list[str], rule: str,
+                message: str, values: pd.Series | None = None, column: str | None = None) -> Problem | None:
+    """A row-level Problem for the rows where ``mask`` is true, or None when there are none.
+
+    ``columns`` are shown in the examples; the first names the problem unless ``column`` is
+    given ("" for a problem of the whole row, whose examples then show ``name=value``).
+    ``values`` overrides the example values (e.g. the raw text that failed to parse).
+    """
+    mask = _true(mask)
+    positions = np.flatnonzero(mask)
+    if len(positions) == 0:
+        return None
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    return Problem(table, file, columns[0] if column is None else column, rule, message,
+                   count=len(positions), examples=_examples(df, positions, columns, values, named=column == ""),
+                   row_indices=positions)
+
+
+def _true(mask) -> np.ndarray:
+    """A boolean numpy array from a mask that may hold NA (NA counts as false)."""
+    if isinstance(mask, pd.Series):
+        return mask.to_numpy(dtype=bool, na_value=False)
+    return np.asarray(mask, dtype=bool)
+
+
+def _file_problem(table: str, file, message: str, column: str = "", rule: str = "file",
+                  examples: list[str] | None = None) -> Problem:
+    return Problem(table, str(file), column, rule, message, examples=examples or [], level="file")
+
+
+# --- Parsing -----------------------------------------------------------------------
+
+def parse_table(raw: pa.Table, name: str, file: str | Path) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Parse an arrow table to the contract's types, collecting problems instead of raising.
+
+    Returns (frame, problems); frame is None when a file-level problem makes the table
+    unusable (missing required column, no rows, a column where no value parses, a required
+    column that is entirely null). Absent optional columns are added (``quantity`` = 1,
+    others null). Values that fail to parse become null and are reported as row problems.
+    """
+    spec = TABLES[name]
+    file = str(file)
+    missing = [c for c in spec.required if c not in raw.column_names]
+    if missing:
+        return None, [_file_problem(
+            name, file, f"missing required column(s) {', '.join(missing)}; the file has: "
+            f"{', '.join(raw.column_names) or 'no columns'}", column=", ".join(missing), rule="missing_column")]
+    if raw.num_rows == 0:
+        return None, [_file_problem(name, file, "empty table: no rows", rule="empty_table")]
+    df = arrow_to_pandas(raw)
+    problems: list[Problem] = []
+    unusable = False
+    for col in spec.columns:
+        if col.name not in df.columns:
+            df[col.name] = _default_column(col, df.index)
+            continue
+        raw_values = df[col.name]
+        values, bad = parse_series(raw_values, col.kind)
+        present = raw_values.notna().to_numpy()
+        if bad.any():
+            if bad.sum() == present.sum():
+                examples = _examples(df, np.flatnonzero(bad), [col.name], raw_values)
+                problems.append(_file_problem(
+                    name, file, f"wrong type: no value is a valid {_KIND_TEXT[col.kind]}", column=col.name,
+                    rule="wrong_type", examples=examples))
+                unusable = True
+                continue
+            problems.append(row_problem(df, bad, name, file, col.name, "wrong_type",
+                                        f"not a valid {_KIND_TEXT[col.kind]}", values=raw_values))
+        if not col.nullable:
+            null = values.isna().to_numpy() & ~bad
+            if null.all():
+                problems.append(_file_problem(name, file, "every value is empty but the column is required",
+                                              column=col.name, rule="all_null"))
+                unusable = True
+            elif null.any():
+                problems.append(row_problem(df, null, name, file, col.name, "missing_value", "missing value"))
+        df[col.name] = values
+    return (None if unusable else df), problems
+
+
+_KIND_TEXT = {"int": "whole number", "float": "number", "date": "date (YYYY-MM-DD)",
+              "bool": "true/false", "str": "text"}
+
+
+def _default_column(col, index: pd.Index) -> pd.Series:
+    if col.name in OPTIONAL_DEFAULTS:
+        return pd.Series(OPTIONAL_DEFAULTS[col.name], index=index, dtype="int64")
+    dtype = {"str": "string", "int": "Int64", "float": "float64", "date": "datetime64[s]", "bool": "boolean"}[col.kind]
+    return pd.Series(None, index=index, dtype=dtype)
+
+
+# --- Vectorised rules ----------------------------------------------------------------
+
+_NHS_WEIGHTS = np.arange(10, 1, -1)
+
+
+def nhs_number_checks(numbers: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised NHS number checks: (not ten digits, fails modulus 11); nulls pass both.
+
+    Same rule as :func:`riskcap.schema.nhs_number_valid`, on whole columns.
+    """
+    text = numbers.astype("string")
+    present = text.notna().to_numpy()
+    ten_digits = text.str.fullmatch(r"[0-9]{10}").to_numpy(dtype=bool, na_value=False)
+    bad_format = present & ~ten_digits
+    bad_check = np.zeros(len(text), dtype=bool)
+    if ten_digits.any():
+        raw = text[ten_digits].to_numpy(dtype=object).astype("S10")
+        digits = raw.view(np.uint8).reshape(-1, 10).astype(np.int64) - ord("0")
+        check = 11 - (digits[:, :9] @ _NHS_WEIGHTS) % 11
+        check[check == 11] = 0
+        bad_check[ten_digits] = (check == 10) | (check != digits[:, 9])
+    return bad_format, bad_check
+
+
+def _as_of(as_of) -> pd.Timestamp:
+    return pd.Timestamp(dt.date.today() if as_of is None else as_of).normalize()
+
+
+def _future(df, cols, name, file, as_of: pd.Timestamp) -> list[Problem]:
+    out = []
+    for c in cols:
+        out.append(row_problem(df, df[c] > as_of, name, file, c, "future_date",
+                               f"date after the as-of date {as_of.date().isoformat()}"))
+    return out
+
+
+def _before(df, later: str, earlier: str, name, file, rule: str) -> Problem | None:
+    return row_problem(df, df[later] < df[earlier], name, file, [later, earlier], rule,
+                       f"{later} is before {earlier}")
+
+
+def _not_in(df, col: str, allowed, name, file, rule: str, message: str) -> Problem | None:
+    values = df[col]
+    return row_problem(df, values.notna() & ~values.isin(list(allowed)), name, file, col, rule, message)
+
+
+def _duplicates(df, cols: list[str], name, file, rule: str, message: str) -> Problem | None:
+    keyed = df[cols]
+    return row_problem(df, keyed.notna().all(axis=1) & keyed.duplicated(keep=False), name, file, cols, rule, message)
+
+
+def check_practices(df: pd.DataFrame, file: str, as_of=None) -> list[Problem]:
+    """Row checks of a parsed practices frame."""
+    name = "practices"
+    problems = [
+        _duplicates(df, ["practice_code"], name, file, "duplicate_key", "duplicate practice_code"),
+        row_problem(df, df["list_size"] < 0, name, file, "list_size", "negative", "negative list size"),
+        row_problem(df, df["need_index"] <= 0, name, file, "need_index", "not_positive", "need index must be > 0"),
+    ]
+    return [p for p in problems if p is not None]
+
+
+def check_persons(df: pd.DataFrame, file: str, as_of=None, practice_codes=None,
+                  practices_file: str = "practices") -> list[Problem]:
+    """Row checks of a parsed persons frame.
+
+    ``practice_codes``: the codes in the practices table (None skips that check).
+    """
+    name = "persons"
+    as_of = _as_of(as_of)
+    bad_format, bad_check = nhs_number_checks(df["nhs_number"])
+    problems = [
+        _duplicates(df, ["person_id"], name, file, "duplicate_key", "duplicate person_id"),
+        row_problem(df, bad_format, name, file, "nhs_number", "nhs_number_format",
+                    "NHS number is not 10 digits (no spaces)"),
+        row_problem(df, bad_check, name, file, "nhs_number", "nhs_number_mod11",
+                    "NHS number fails the modulus-11 check"),
+        _not_in(df, "sex", SEXES, name, file, "unknown_code", f"sex must be one of {', '.join(SEXES)}"),
+        row_problem(df, (df["imd_decile"] < 1) | (df["imd_decile"] > 10), name, file, "imd_decile",
+                    "out_of_range", "IMD decile must be 1 to 10"),
+        *_future(df, ["birth_date", "registered_from", "died_on"], name, file, as_of),
+        _before(df, "registered_from", "birth_date", name, file, "date_order"),
+        _before(df, "registered_to", "registered_from", name, file, "date_order"),
+        _before(df, "died_on", "birth_date", name, file, "date_order"),
+    ]
+    if practice_codes is not None:
+        problems.append(_not_in(df, "practice_code", practice_codes, name, file, "unknown_key",
+                                f"practice_code not in {practices_file}"))
+    return [p for p in problems if p is not None]
+
+
+@dataclass
+class PersonIndex:
+    """Sorted person ids with their birth dates, for vectorised look-ups from event tables."""
+
+    ids: np.ndarray  # int64, sorted, unique
+    birth: np.ndarray  # datetime64[s], aligned with ids
+
+    @classmethod
+    def from_persons(cls, persons: pd.DataFrame) -> "PersonIndex":
+        keep = persons["person_id"].notna().to_numpy()
+        ids = persons["person_id"].to_numpy()[keep].astype(np.int64)
+        birth = persons["birth_date"].to_numpy(dtype="datetime64[s]")[keep]
+        order = np.argsort(ids, kind="stable")
+        ids, birth = ids[order], birth[order]
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = ids[1:] != ids[:-1]
+        return cls(ids[first], birth[first])
+
+    def lookup(self, person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(found, birth_date) for each person_id; birth is NaT where not found."""
+        present = person_id.notna().to_numpy()
+        values = person_id.to_numpy(dtype=np.int64, na_value=0) if present.any() else np.zeros(len(person_id), np.int64)
+        if len(self.ids) == 0:
+            return np.zeros(len(values), bool), np.full(len(values), np.datetime64("NaT", "s"))
+        pos = np.searchsorted(self.ids, values).clip(max=len(self.ids) - 1)
+        found = present & (self.ids[pos] == values)
+        birth = np.where(found, self.birth[pos], np.datetime64("NaT", "s"))
+        return found, birth
+
+
+def _person_checks(df, name, file, persons: PersonIndex | None, date_cols: list[str],
+                   persons_file: str) -> list[Problem]:
+    if persons is None:
+        return []
+    found, birth = persons.lookup(df["person_id"])
+    problems = [row_problem(df, df["person_id"].notna().to_numpy() & ~found, name, file, "person_id",
+                            "unknown_key", f"person_id not in {persons_file}")]
+    for col in date_cols:
+        before = _true(df[col].to_numpy() < birth)
+        problems.append(row_problem(df, before, name, file, col, "before_birth",
+                                    f"{col} is before the person's birth_date"))
+    return problems
+
+
+def check_conditions(df: pd.DataFrame, file: str, as_of=None, persons: PersonIndex | None = None,
+                     persons_file: str = "persons") -> list[Problem]:
+    """Row checks of a parsed conditions frame (``persons`` None skips person look-ups)."""
+    name = "conditions"
+    problems = [
+        _not_in(df, "condition", CONDITION_CODES, name, file, "unknown_code",
+                f"unknown condition code (allowed: {', '.join(CONDITION_CODES)})"),
+        *_future(df, ["diagnosed_on"], name, file, _as_of(as_of)),
+        _duplicates(df, ["person_id", "condition"], name, file, "duplicate_key",
+                    "duplicate (person_id, condition)"),
+        *_person_checks(df, name, file, persons, ["diagnosed_on"], persons_file),
+    ]
+    return [p for p in problems if p is not None]
+
+
+def check_activity(df: pd.DataFrame, file: str, as_of=None, persons: PersonIndex | None = None,
+                   persons_file: str = "persons") -> list[Problem]:
+    """Row checks of a parsed activity frame (``persons`` None skips person look-ups)."""
+    name = "activity"
+    problems = [
+        _not_in(df, "setting", SETTING_CODES, name, file, "unknown_code",
+                f"unknown setting code (allowed: {', '.join(SETTING_CODES)})"),
+        *_future(df, ["start_date", "end_date"], name, file, _as_of(as_of)),
+        row_problem(df, df["end_date"] < df["start_date"], name, file, ["end_date", "start_date"],
+                    "date_order", "end_date is before start_date (negative length of stay)"),
+        row_problem(df, df["cost_gbp"] < 0, name, file, "cost_gbp", "negative", "negative cost"),
+        row_problem(df, df["quantity"] < 0, name, file, "quantity", "negative", "negative quantity"),
+        *_person_checks(df, name, file, persons, ["start_date"], persons_file),
+    ]
+    return [p for p in problems if p is not None]
+
+
+# --- Summary -----------------------------------------------------------------------
+
+@dataclass
+class LoadSummary:
+    """What was read, what was wrong, what was used and what was quarantined, per table.
+
+    ``status`` is "clean", "quarantined" (ran, with rows moved to rejects) or "rejected"
+    (nothing used). When the data were used, ``rows_in = rows_used + rows_quarantined`` for
+    every table (:meth:`reconciles`).
+    """
+
+    data_dir: str
+    as_of: str
+    on_invalid: str
+    files: dict[str, str] = field(default_factory=dict)
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_failing: dict[str, int] = field(default_factory=dict)
+    rows_used: dict[str, int] = field(default_factory=dict)
+    rows_quarantined: dict[str, int] = field(default_factory=dict)
+    rejects: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    status: str = "clean"
+
+    @property
+    def file_problems(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "file"]
+
+    def reconciles(self) -> bool:
+        """rows_in == rows_used + rows_quarantined for every table (when data were used)."""
+        return all(self.rows_in[t] == self.rows_used.get(t, 0) + self.rows_quarantined.get(t, 0)
+                   for t in self.rows_in)
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary for run manifests."""
+        tables = {}
+        for name in TABLES:
+            tables[name] = {
+                "file": self.files.get(name), "rows_in": self.rows_in.get(name),
+                "rows_with_problems": self.rows_failing.get(name, 0),
+                "rows_used": self.rows_used.get(name, 0), "rows_quarantined": self.rows_quarantined.get(name, 0),
+                "rejects": self.rejects.get(name),
+            }
+        return {"data_dir": self.data_dir, "as_of": self.as_of, "on_invalid": self.on_invalid,
+                "status": self.status, "tables": tables, "problems": [p.as_dict() for p in self.problems]}
+
+    def error_message(self) -> str:
+        """Every problem, one per line, under a header naming the folder and what to do."""
+        n = len(self.problems)
+        head = f"{self.data_dir}: {n} problem(s) found (as of {self.as_of}); no data were used"
+        if self.file_problems:
+            head += " (fix the file-level problems: they cannot be quarantined)"
+        elif self.on_invalid == "reject":
+            head += " (fix them, or run with --on-invalid quarantine to set bad rows aside)"
+        return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+    def rows_table(self):
+        """A rich table of rows per table: in / with problems / used / quarantined."""
+        from rich.table import Table as RichTable
+
+        table = RichTable(title=f"{self.data_dir} (as of {self.as_of}, {self.status})")
+        for header in ("table", "file", "rows in", "with problems", "used", "quarantined"):
+            table.add_column(header, justify="left" if header in ("table", "file") else "right")
+        for name in TABLES:
+            rows_in = self.rows_in.get(name)
+            table.add_row(name, Path(self.files[name]).name if self.files.get(name) else "-",
+                          "-" if rows_in is None else f"{rows_in:,}", f"{self.rows_failing.get(name, 0):,}",
+                          f"{self.rows_used.get(name, 0):,}", f"{self.rows_quarantined.get(name, 0):,}")
+        return table
+
+
+# --- Loading -----------------------------------------------------------------------
+
+_CHECKS = {"practices": check_practices, "persons": check_persons,
+           "conditions": check_conditions, "activity": check_activity}
+
+
+def validate_data(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
+                  rejects_dir: str | Path | None = None) -> tuple[Tables | None, LoadSummary]:
+    """Read and check every table of ``data_dir``; never raises for bad data.
+
+    Returns (tables, summary); tables is None when the data cannot be used (any file-level
+    problem, or any problem in reject mode). In quarantine mode the rejects files are written
+    to ``rejects_dir`` (required) for every table, empty ones included, so no stale file stays.
+    See :func:`load_tables` for the rules.
+    """
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
+    if on_invalid == "quarantine" and rejects_dir is None:
+        raise ValueError("on_invalid='quarantine' needs a rejects_dir")
+    data_dir = Path(data_dir)
+    as_of_ts = _as_of(as_of)
+    summary = LoadSummary(str(data_dir), as_of_ts.date().isoformat(), on_invalid)
+    raws: dict[str, pa.Table] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    problems: dict[str, list[Problem]] = {name: [] for name in TABLES}
+
+    for name in TABLES:
+        try:
+            path = table_path(data_dir, name)
+        except DataError:
+            problems[name].append(_file_problem(
+                name, data_dir, f"table '{name}' not found: expected {name}.parquet, {name}.csv or a parquet "
+                f"dataset directory {name}/", rule="missing_file"))
+            continue
+        summary.files[name] = str(path)
+        try:
+            raw = read_raw(path)
+        except DataError as exc:
+            problems[name].append(_file_problem(name, path, str(exc).removeprefix(f"{path}: "), rule="unreadable"))
+            continue
+        summary.rows_in[name] = raw.num_rows
+        df, found = parse_table(raw, name, path)
+        problems[name] += found
+        if df is not None:
+            frames[name] = df
+            if on_invalid == "quarantine":
+                raws[name] = raw
+
+    files = {name: summary.files.get(name, name) for name in TABLES}
+    if "practices" in frames:
+        problems["practices"] += check_practices(frames["practices"], files["practices"], as_of_ts)
+    if "persons" in frames:
+        codes = frames["practices"]["practice_code"].dropna().unique() if "practices" in frames else None
+        problems["persons"] += check_persons(frames["persons"], files["persons"], as_of_ts, codes,
+                                             practices_file=Path(files["practices"]).name)
+    index = PersonIndex.from_persons(frames["persons"]) if "persons" in frames else None
+    for name in ("conditions", "activity"):
+        if name in frames:
+            problems[name] += _CHECKS[name](frames[name], files[name], as_of_ts, index,
+                                            persons_file=Path(files["persons"]).name)
+
+    summary.problems = [p for name in TABLES for p in problems[name]]
+    failing = {name: _failing_mask(frames[name], problems[name]) for name in frames}
+    summary.rows_failing = {name: int(mask.sum()) for name, mask in failing.items()}
+
+    if summary.file_problems or (on_invalid == "reject" and summary.problems):
+        summary.status = "rejected"
+        return None, summary
+
+    if on_invalid == "quarantine":
+        _cascade(frames, problems, failing, files)
+        summary.problems = [p for name in TABLES for p in problems[name]]
+        rejects_dir = Path(rejects_dir)
+        for name in TABLES:
+            mask = failing[name]
+            summary.rows_quarantined[name] = int(mask.sum())
+            summary.rejects[name] = str(_write_rejects(raws[name], frames[name], mask, problems[name],
+                                                       rejects_dir, name))
+            frames[name] = frames[name][~mask]
+        summary.status = "quarantined" if any(summary.rows_quarantined.values()) else "clean"
+    else:
+        summary.rows_quarantined = {name: 0 for name in TABLES}
+
+    for name in TABLES:
+        frames[name] = _finalise(frames[name], name)
+        summary.rows_used[name] = len(frames[name])
+    if not summary.reconciles():  # pragma: no cover - guards the invariant
+        raise AssertionError(f"row counts do not reconcile: {summary.as_dict()['tables']}")
+    return Tables(**frames), summary
+
+
+def load_tables(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
+                rejects_dir: str | Path | None = None) -> tuple[Tables, LoadSummary]:
+    """Read, type and validate the contract's four tables from ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : folder holding practices, persons, conditions and activity as
+        ``<table>.parquet``, a ``<table>/`` parquet dataset, or ``<table>.csv`` (UTF-8).
+    as_of : date (or ISO string); any birth_date, registered_from, died_on, diagnosed_on,
+        start_date or end_date after it is an error. Default: today. Training passes
+        ``index_date + 365 days``.
+    on_invalid : "reject" (default) raises DataError listing every problem; "quarantine"
+        moves rows with problems to ``rejects_dir/<table>_rejects.parquet`` and ``.csv``
+        (with a ``reason`` column) and carries on.
+    rejects_dir : where quarantined rows go (required for "quarantine").
+
+    Returns
+    -------
+    (Tables, LoadSummary) : frames with contract dtypes (optional columns added, sorted by
+        person_id, index reset) and the reconciled row counts.
+
+    Raises
+    ------
+    DataError
+        On any file-level problem, or any problem at all in reject mode. The exception's
+        ``summary`` attribute holds the LoadSummary.
+    """
+    tables, summary = validate_data(data_dir, as_of, on_invalid, rejects_dir)
+    if tables is None:
+        exc = DataError(summary.error_message())
+        exc.summary = summary
+        raise exc
+    return tables, summary
+
+
+def _failing_mask(df: pd.DataFrame, problems: list[Problem]) -> np.ndarray:
+    mask = np.zeros(len(df), dtype=bool)
+    for p in problems:
+        if p.row_indices is not None:
+            mask[p.row_indices] = True
+    return mask
+
+
+def _cascade(frames, problems, failing, files) -> None:
+    """Quarantine persons of quarantined practices, and events of quarantined persons."""
+    def dropped_keys(table, key):
+        values = frames[table][key]
+        dropped = pd.Index(values[failing[table]].dropna().unique())
+        return dropped.difference(pd.Index(values[~failing[table]].dropna().unique()))
+
+    practice_codes = dropped_keys("practices", "practice_code")
+    if len(practice_codes):
+        p = row_problem(frames["persons"], frames["persons"]["practice_code"].isin(practice_codes), "persons",
+                        files["persons"], "practice_code", "practice_quarantined",
+                        f"practice quarantined (see {Path(files['practices']).name})")
+        if p is not None:
+            problems["persons"].append(p)
+            failing["persons"][p.row_indices] = True
+    person_ids = dropped_keys("persons", "person_id")
+    if len(person_ids):
+        for name in ("conditions", "activity"):
+            p = row_problem(frames[name], frames[name]["person_id"].isin(person_ids), name, files[name],
+                            "person_id", "person_quarantined", "person quarantined", column="")
+            if p is not None:
+                problems[name].append(p)
+                failing[name][p.row_indices] = True
+
+
+def _write_rejects(raw: pa.Table, df: pd.DataFrame, mask: np.ndarray, problems: list[Problem],
+                   rejects_dir: Path, name: str) -> Path:
+    """Write the rows of ``raw`` flagged in ``mask`` with their input row number and reasons."""
+    positions = np.flatnonzero(mask)
+    reasons = np.full(len(df), "", dtype=object)
+    if len(positions):
+        rows = np.concatenate([p.row_indices for p in problems if p.row_indices is not None])
+        texts = np.concatenate([np.full(len(p.row_indices), p.reason, dtype=object)
+                                for p in problems if p.row_indices is not None])
+        joined = pd.Series(texts).groupby(rows, sort=True).agg("; ".join)
+        reasons[joined.index.to_numpy()] = joined.to_numpy()
+    labels = df.index.to_numpy()[positions] + 1
+    out = raw.take(pa.array(positions, type=pa.int64()))
+    out = out.append_column("row", pa.array(labels, type=pa.int64()))
+    out = out.append_column("reason", pa.array(reasons[positions].tolist(), type=pa.string()))
+    path = rejects_dir / f"{name}_rejects.parquet"
+    write_parquet(out, path)
+    write_csv(out.to_pandas(), path.with_suffix(".csv"))
+    return path
+
+
+def _finalise(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Contract dtypes once bad rows are gone (non-nullable ints/bools lose their NA type),
+    sorted by person_id (stable) with a fresh index."""
+    for col in TABLES[name].columns:
+        if col.nullable or col.name not in df.columns:
+            continue
+        if col.kind == "int" and df[col.name].dtype != np.int64:
+            df[col.name] = df[col.name].astype("int64")
+        elif col.kind == "bool" and df[col.name].dtype != bool:
+            df[col.name] = df[col.name].astype(bool)
+    if "person_id" in df.columns and not df["person_id"].is_monotonic_increasing:
+        df = df.sort_values("person_id", kind="stable")
+    return df.reset_index(drop=True)
