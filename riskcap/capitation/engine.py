@@ -1,0 +1,204 @@
+"""One scenario on a grouped population: tariffs -> budgets -> settlement -> accuracy.
+
+:func:`evaluate` is shared by ``riskcap capitation run`` (which turns its result into tables)
+and ``riskcap capitation sweep`` (which keeps only :meth:`ScenarioResult.summary`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from riskcap.capitation import accuracy
+from riskcap.capitation.budgets import Budgets, compute_budgets
+from riskcap.capitation.population import DAYS_IN_YEAR, Population
+from riskcap.capitation.scenario import Scenario
+from riskcap.capitation.settlement import Settlement, settle
+from riskcap.capitation.tariffs import Tariffs, compute_tariffs
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """Everything one scenario produced, as arrays; ``*_frame`` methods give tables."""
+
+    scenario: Scenario
+    population: Population
+    tariffs: Tariffs
+    budgets: Budgets
+    settlement: Settlement
+    actual_cells: np.ndarray  # (practices, groups) outcome-year cost borne by practices
+    pool_outturn_pence: int
+
+    # --- headline numbers ----------------------------------------------------------
+    def summary(self) -> dict:
+        """Key numbers (pence as int, ratios as float), JSON-serialisable."""
+        b, s, t = self.budgets, self.settlement, self.tariffs
+        people = self.population.n_people
+        withhold_earned = int(b.withhold_earned_by_practice.sum())
+        payer = int(s.payer_share_pence.sum())
+        return {
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "need_groups": self.population.scheme.name,
+            "settings": list(self.scenario.settings),
+            "mode": b.mode_label,
+            "people": people,
+            "practices": int(len(self.population.practice_codes)),
+            "gross_pence": int(b.gross_pence),
+            "contingency_pence": int(b.contingency_pence),
+            "withhold_pence": int(b.withhold_pence),
+            "withhold_earned_pence": withhold_earned,
+            "envelope_pence": int(b.envelope_pence),
+            "envelope_per_head_gbp": round(b.envelope_pence / 100 / people, 2) if people else None,
+            "cap_pence": t.cap_pence,
+            "pool_threshold_pence": t.outcome_threshold_pence,
+            "pool_funding_pence": int(t.pool_funding_pence),
+            "pool_outturn_pence": int(self.pool_outturn_pence),
+            "basis_pence": int(s.basis_pence.sum()),
+            "actual_pence": int(s.actual_pence.sum()),
+            "variance_pence": int(s.variance_pence.sum()),
+            "payer_share_pence": payer,
+            "provider_share_pence": int(s.provider_share_pence.sum()),
+            # planned spend (gross + pool funding) minus what was actually paid out:
+            "commissioner_balance_pence": int(b.contingency_pence + b.withhold_pence - withhold_earned
+                                              + t.pool_funding_pence - self.pool_outturn_pence - payer),
+            "predictive_ratio": float(s.actual_pence.sum() / s.basis_pence.sum()) if s.basis_pence.sum() else None,
+            "practices_within_10pct": accuracy.share_within(s.actual_pence, s.basis_pence),
+            "r_squared": accuracy.r_squared(s.actual_pence, s.basis_pence),
+            "mean_abs_distance_from_target": _nanmean_abs(b.distance_from_target),
+        }
+
+    # --- tables ----------------------------------------------------------------------
+    def tariffs_frame(self) -> pd.DataFrame:
+        t, scheme = self.tariffs, self.population.scheme
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_base = np.where(t.people > 0, t.base_pence / np.maximum(t.people, 1) / 100, np.nan)
+            mean_capped = np.where(t.people > 0, t.capped_pence / np.maximum(t.people, 1) / 100, np.nan)
+        return pd.DataFrame({
+            "scenario": self.scenario.name,
+            "need_group": scheme.group_ids,
+            "need_group_name": [g.name for g in scheme.groups],
+            "people": t.people,
+            "list_days": self.population.list_days.sum(axis=0),
+            "base_cost_pence": t.base_pence,
+            "excess_pence": t.excess_pence,
+            "mean_base_cost_gbp": np.round(mean_base, 2),
+            "mean_capped_cost_gbp": np.round(mean_capped, 2),
+            "tariff_pence": t.tariff_pence,
+            "tariff_gbp": t.tariff_pence / 100,
+        })
+
+    def budgets_frame(self) -> pd.DataFrame:
+        b, pop = self.budgets, self.population
+        people = pop.people.sum(axis=1)
+        return pd.DataFrame({
+            "scenario": self.scenario.name,
+            "practice_code": pop.practice_codes.astype(str),
+            "icb_code": pop.icb_codes.astype(str),
+            "list_size": people,
+            "weighted_list_size": np.round(pop.list_days.sum(axis=1) / DAYS_IN_YEAR, 3),
+            "budget_pence": b.budget_pence,
+            "budget_per_head_gbp": np.round(np.where(people > 0, b.budget_pence / 100 / np.maximum(people, 1), np.nan), 2),
+            "target_pence": b.target_pence,
+            "current_pence": b.current_pence,
+            "distance_from_target": np.round(b.distance_from_target, 6),
+            "withhold_pence": b.withhold_by_practice,
+        })
+
+    def pace_path_frame(self) -> pd.DataFrame:
+        """Budgets year by year under the pace of change (empty without one)."""
+        path, b = self.budgets.pace_path, self.budgets
+        if path is None:
+            return pd.DataFrame(columns=["scenario", "practice_code", "year", "budget_pence", "target_pence",
+                                         "distance_from_target"])
+        years, practices = path.shape
+        target = np.tile(b.target_pence, years)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            distance = np.where(target > 0, (path.ravel() - target) / target, np.nan)
+        return pd.DataFrame({
+            "scenario": self.scenario.name,
+            "practice_code": np.tile(self.population.practice_codes.astype(str), years),
+            "year": np.repeat(np.arange(1, years + 1), practices),
+            "budget_pence": path.ravel(),
+            "target_pence": target,
+            "distance_from_target": np.round(distance, 6),
+        })
+
+    def settlement_frame(self) -> pd.DataFrame:
+        s, pop = self.settlement, self.population
+        return pd.DataFrame({
+            "scenario": self.scenario.name,
+            "practice_code": pop.practice_codes.astype(str),
+            "icb_code": pop.icb_codes.astype(str),
+            "budget_pence": self.budgets.budget_pence,
+            "withhold_earned_pence": self.budgets.withhold_earned_by_practice,
+            "basis_pence": s.basis_pence,
+            "actual_pence": s.actual_pence,
+            "variance_pence": s.variance_pence,
+            "variance_pct": np.round(100 * accuracy.predictive_ratio(s.variance_pence, s.basis_pence), 4),
+            "payer_share_pence": s.payer_share_pence,
+            "provider_share_pence": s.provider_share_pence,
+            "predictive_ratio": np.round(accuracy.predictive_ratio(s.actual_pence, s.basis_pence), 6),
+        })
+
+    def settlement_icb_frame(self) -> pd.DataFrame:
+        frame = self.settlement_frame()
+        cols = ["budget_pence", "withhold_earned_pence", "basis_pence", "actual_pence", "variance_pence",
+                "payer_share_pence", "provider_share_pence"]
+        icb = frame.groupby("icb_code", sort=True)[cols].sum().reset_index()
+        icb.insert(0, "scenario", self.scenario.name)
+        icb.insert(2, "practices", frame.groupby("icb_code", sort=True).size().to_numpy())
+        icb["predictive_ratio"] = np.round(accuracy.predictive_ratio(icb["actual_pence"], icb["basis_pence"]), 6)
+        ratio = accuracy.predictive_ratio(frame["actual_pence"], frame["basis_pence"])
+        within = pd.Series(np.abs(ratio - 1) <= accuracy.WITHIN + 1e-12, index=frame.index)
+        icb["practices_within_10pct"] = within.groupby(frame["icb_code"], sort=True).mean().to_numpy()
+        return icb
+
+    def accuracy_frame(self) -> pd.DataFrame:
+        """Predictive ratio by need group, plus 'all' (practice-level statistics)."""
+        scheme, s = self.population.scheme, self.settlement
+        allocated = accuracy.group_allocation(s.basis_pence, self.budgets.cell_shares)
+        actual = self.actual_cells.sum(axis=0)
+        rows = pd.DataFrame({
+            "scenario": self.scenario.name,
+            "level": "need_group",
+            "unit": scheme.group_ids,
+            "people": self.population.people.sum(axis=0),
+            "allocated_pence": np.rint(allocated).astype(np.int64),
+            "actual_pence": actual,
+            "predictive_ratio": np.round(accuracy.predictive_ratio(actual, allocated), 6),
+        })
+        total = pd.DataFrame({
+            "scenario": [self.scenario.name], "level": ["all"], "unit": ["all"],
+            "people": [self.population.n_people], "allocated_pence": [int(s.basis_pence.sum())],
+            "actual_pence": [int(s.actual_pence.sum())],
+            "predictive_ratio": [round(float(s.actual_pence.sum() / s.basis_pence.sum()), 6) if s.basis_pence.sum() else np.nan],
+        })
+        out = pd.concat([rows, total], ignore_index=True)
+        out["practices_within_10pct"] = np.where(out["level"] == "all", accuracy.share_within(s.actual_pence, s.basis_pence), np.nan)
+        out["practice_r_squared"] = np.where(out["level"] == "all", accuracy.r_squared(s.actual_pence, s.basis_pence), np.nan)
+        return out
+
+
+def _nanmean_abs(values: np.ndarray) -> float | None:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.mean()) if finite.size else None
+
+
+def evaluate(population: Population, scenario: Scenario) -> ScenarioResult:
+    """Run one scenario on a grouped population (settings must match the population's)."""
+    if tuple(scenario.settings) != tuple(population.settings):
+        raise ValueError(f"scenario '{scenario.name}' has settings {scenario.settings} but the population "
+                         f"was costed over {population.settings}")
+    tariffs = compute_tariffs(population, scenario)
+    budgets = compute_budgets(population, scenario, tariffs)
+    actual_cells = population.outcome
+    pool_outturn = 0
+    if tariffs.outcome_threshold_pence is not None:
+        pooled = population.excess("outcome", tariffs.outcome_threshold_pence)
+        actual_cells = actual_cells - pooled
+        pool_outturn = int(pooled.sum())
+    basis = budgets.budget_pence + budgets.withhold_earned_by_practice
+    settlement = settle(basis, actual_cells.sum(axis=1), scenario.corridor)
+    return ScenarioResult(scenario, population, tariffs, budgets, settlement, actual_cells, pool_outturn)

@@ -1,0 +1,483 @@
+"""People grouped and costed once, kept as per-practice x need-group aggregates.
+
+:class:`Population` is what every scenario and every sweep combination works on: person
+features are read once (need group, in-scope base-year cost, days on the list in the
+outcome year; outcome-year cost when settlement first asks), then summed per practice x
+group cell. Only the individual
+cost cap needs people again, and only the few above a threshold (:meth:`Population.excess`).
+
+Costs are converted to whole pence **per setting** (``rint(cost_gbp * 100)``) before they
+are summed, so every total is an exact integer whatever the summation order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numba
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
+from riskcap.capitation.threads import kernel_threads
+from riskcap.io import DataError
+
+#: Column with a person's predicted next-year cost (GBP) in a scores file, for fair shares.
+PREDICTED_COST = "predicted_cost_gbp"
+LIST_DAYS = "list_days_next_12"
+DAYS_IN_YEAR = 365
+
+
+def base_cost_column(setting: str) -> str:
+    """Feature column of base-year (12 months before the index date) cost in ``setting``."""
+    return f"cost_{setting}_0_12"
+
+
+def outcome_cost_column(setting: str) -> str:
+    """Feature column of outcome-year (12 months from the index date) cost in ``setting``."""
+    return f"cost_next_12m_{setting}"
+
+
+_BLOCK = 16384  # people per block: the block's pence stay in cache between passes
+
+
+@numba.njit(inline="always", cache=True)
+def _block_pence(cols, start, stop, out):  # pragma: no cover - compiled
+    """out[i] = sum over columns of rint(100 x GBP) for i in [start, stop); returns #bad values.
+
+    Loops run over slices from 0 so numba knows indices are non-negative and vectorises.
+    """
+    bad = 0
+    o = out[start:stop]
+    o[:] = 0
+    for s in range(len(cols)):
+        col = cols[s][start:stop]
+        for i in range(o.shape[0]):
+            x = col[i]
+            if x >= 0.0:
+                o[i] += np.int64(np.rint(x * 100.0))
+            else:  # negative or NaN
+                bad += 1
+    return bad
+
+
+@numba.njit(parallel=True, cache=True)
+def _aggregate_base(practice, group, n_groups, n_cells, days, cost_cols, need, n_chunks,
+                    cost_out, cell_out):  # pragma: no cover - compiled
+    """One pass over people in blocks: base-year pence per person, and per cell the people,
+    list days, base-year pence and need pence x days (int64). Returns (sums (4, cells), #bad)."""
+    n = practice.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    per_chunk = (n_blocks + n_chunks - 1) // n_chunks
+    acc = np.zeros((n_chunks, 4, n_cells), dtype=np.int64)
+    bad = np.zeros(n_chunks, dtype=np.int64)
+    has_need = need.shape[0] == n
+    for c in numba.prange(n_chunks):
+        people, list_days, cost, need_days = acc[c, 0], acc[c, 1], acc[c, 2], acc[c, 3]
+        for blk in range(c * per_chunk, min(n_blocks, (c + 1) * per_chunk)):
+            start = blk * _BLOCK
+            stop = min(n, start + _BLOCK)
+            bad[c] += _block_pence(cost_cols, start, stop, cost_out)
+            pr, gr, dy = practice[start:stop], group[start:stop], days[start:stop]
+            co, ce = cost_out[start:stop], cell_out[start:stop]
+            for i in range(co.shape[0]):
+                cell = np.int64(pr[i]) * n_groups + gr[i]
+                ce[i] = cell
+                people[cell] += 1
+                list_days[cell] += dy[i]
+                cost[cell] += co[i]
+            if has_need:
+                nd = need[start:stop]
+                for i in range(co.shape[0]):
+                    need_days[ce[i]] += np.int64(np.rint(nd[i] * 100.0)) * np.int64(dy[i])
+    return acc.sum(axis=0), bad.sum()
+
+
+@numba.njit(parallel=True, cache=True)
+def _aggregate_costs(cells, n_cells, cost_cols, n_chunks, cost_out):  # pragma: no cover - compiled
+    """Pence per person over ``cost_cols`` and their sums per cell. Returns (sums, #bad)."""
+    n = cells.shape[0]
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    per_chunk = (n_blocks + n_chunks - 1) // n_chunks
+    acc = np.zeros((n_chunks, n_cells), dtype=np.int64)
+    bad = np.zeros(n_chunks, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        sums = acc[c]
+        for blk in range(c * per_chunk, min(n_blocks, (c + 1) * per_chunk)):
+            start = blk * _BLOCK
+            stop = min(n, start + _BLOCK)
+            bad[c] += _block_pence(cost_cols, start, stop, cost_out)
+            ce, co = cells[start:stop], cost_out[start:stop]
+            for i in range(co.shape[0]):
+                sums[ce[i]] += co[i]
+    return acc.sum(axis=0), bad.sum()
+
+
+_SELECT_BLOCK = 65536
+SAMPLE_ABOVE = 200_000  #: arrays larger than this find percentiles by sampling (exactly)
+
+
+@numba.njit(parallel=True, cache=True)
+def _count_blocks(values, lo, hi):  # pragma: no cover - compiled
+    """Per block of people: how many values are < lo, and how many are in [lo, hi]."""
+    n = values.shape[0]
+    n_blocks = (n + _SELECT_BLOCK - 1) // _SELECT_BLOCK
+    below = np.zeros(n_blocks, dtype=np.int64)
+    within = np.zeros(n_blocks, dtype=np.int64)
+    for b in numba.prange(n_blocks):
+        v = values[b * _SELECT_BLOCK:min(n, (b + 1) * _SELECT_BLOCK)]
+        n_below = 0
+        n_within = 0
+        for i in range(v.shape[0]):
+            n_below += v[i] < lo
+            n_within += (v[i] >= lo) & (v[i] <= hi)
+        below[b] = n_below
+        within[b] = n_within
+    return below, within
+
+
+@numba.njit(parallel=True, cache=True)
+def _gather_blocks(values, cells, lo, hi, offsets, values_out, cells_out):  # pragma: no cover - compiled
+    """Copy values in [lo, hi] (and their cells, if given) to the outputs, block b from offsets[b]."""
+    n = values.shape[0]
+    n_blocks = offsets.shape[0]
+    with_cells = cells.shape[0] == n
+    for b in numba.prange(n_blocks):
+        start = b * _SELECT_BLOCK
+        v = values[start:min(n, start + _SELECT_BLOCK)]
+        j = offsets[b]
+        for i in range(v.shape[0]):
+            x = v[i]
+            if lo <= x and x <= hi:
+                values_out[j] = x
+                if with_cells:
+                    cells_out[j] = cells[start + i]
+                j += 1
+
+
+def values_between(values: np.ndarray, lo: int, hi: int, cells: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Values with ``lo <= value <= hi`` in their order, their cells, and how many are below ``lo``."""
+    with kernel_threads(values.size):
+        below, within = _count_blocks(values, lo, hi)
+        offsets = np.concatenate(([0], np.cumsum(within)[:-1])).astype(np.int64)
+        total = int(within.sum())
+        cells_in = np.zeros(0, dtype=np.int32) if cells is None else cells
+        values_out = np.empty(total, dtype=values.dtype)
+        cells_out = np.empty(total if cells is not None else 0, dtype=cells_in.dtype)
+        _gather_blocks(values, cells_in, lo, hi, offsets, values_out, cells_out)
+    return values_out, cells_out, int(below.sum())
+
+
+def select_tail(values: np.ndarray, k: int, cells: np.ndarray | None = None, sample_above: int | None = None
+                ) -> tuple[int, tuple | None]:
+    """The k-th smallest (1-based) of int64 ``values``, exactly, and the tail it was found in.
+
+    Large arrays: a systematic sample gives a value ``lo`` just below the answer; everyone
+    with a value >= ``lo`` is counted and gathered (with their cells) in parallel and the
+    answer selected among them. The counts prove whether ``lo`` was low enough; if not, or
+    for small arrays, this falls back to ``numpy.partition`` (and returns no tail).
+
+    Returns
+    -------
+    (value, tail)
+        ``tail`` is ``(threshold, cells, values)`` of everyone whose value exceeds
+        ``threshold`` (= lo - 1), reusable for excess above any cap >= lo; or None.
+    """
+    n = values.size
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} out of range for {n} values")
+    if n > (SAMPLE_ABOVE if sample_above is None else sample_above):
+        sample = np.sort(values[:: max(1, n // 100_000)])
+        m = sample.size
+        lo = int(sample[max(0, (k - 1) * m // n - m // 200 - 50)])
+        inside, inside_cells, below = values_between(values, lo, np.iinfo(np.int64).max, cells)
+        if below < k:
+            value = int(np.partition(inside, k - below - 1)[k - below - 1])
+            return value, (lo - 1, inside_cells, inside)
+    return int(np.partition(values, k - 1)[k - 1]), None
+
+
+def kth_smallest(values: np.ndarray, k: int, sample_above: int | None = None) -> int:
+    """The k-th smallest (1-based) of int64 ``values``, exactly (see :func:`select_tail`)."""
+    return select_tail(values, k, sample_above=sample_above)[0]
+
+
+@dataclass
+class Population:
+    """A grouped, costed population as practice x need-group aggregates (all int64 pence).
+
+    Attributes
+    ----------
+    scheme, settings
+        The need-group scheme and the in-scope settings the costs were summed over.
+    practice_codes, icb_codes
+        Practices with at least one person, sorted by practice_code (the row order of
+        every per-practice array and the tie-break order of pence allocation).
+    people, list_days, base, need_days
+        (practices, groups) arrays: people registered at the index date; their days on the
+        list in the outcome year; base-year in-scope cost (pence); sum of predicted cost
+        (pence) x list days (None without predictions).
+    outcome
+        (practices, groups) outcome-year in-scope cost (pence), read from the features on
+        first use (budgets do not need it; settlement does).
+    """
+
+    scheme: NeedGroupScheme
+    settings: tuple[str, ...]
+    practice_codes: np.ndarray
+    icb_codes: np.ndarray
+    people: np.ndarray
+    list_days: np.ndarray
+    base: np.ndarray
+    need_days: np.ndarray | None
+    person_cell: np.ndarray = field(repr=False)
+    person_base: np.ndarray = field(repr=False)
+    _outcome_columns: object = field(default=None, repr=False)
+    _outcome: np.ndarray | None = field(default=None, repr=False)
+    _person_outcome: np.ndarray | None = field(default=None, repr=False)
+    _tails: dict = field(default_factory=dict, repr=False)
+    _excess: dict = field(default_factory=dict, repr=False)
+    _caps: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_people(self) -> int:
+        return int(self.people.sum())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.people.shape
+
+    @property
+    def outcome(self) -> np.ndarray:
+        self._read_outcome()
+        return self._outcome
+
+    @property
+    def person_outcome(self) -> np.ndarray:
+        self._read_outcome()
+        return self._person_outcome
+
+    def _read_outcome(self) -> None:
+        if self._outcome is not None:
+            return
+        person = np.empty(self.person_cell.size, dtype=np.int64)
+        with kernel_threads(person.size):
+            sums, bad = _aggregate_costs(self.person_cell, self.people.size, self._outcome_columns,
+                                         numba.get_num_threads(), person)
+        if bad:
+            raise DataError(f"features: {int(bad)} outcome-year cost value(s) in "
+                            f"{', '.join(outcome_cost_column(s) for s in self.settings)} are missing or negative")
+        self._outcome, self._person_outcome, self._outcome_columns = sums.reshape(self.shape), person, None
+
+    @classmethod
+    def from_features(cls, features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,
+                      groups: np.ndarray | None = None) -> "Population":
+        """Group people (unless ``groups`` is given) and aggregate them per practice x group.
+
+        Parameters
+        ----------
+        features
+            Person features at the index date (interface of riskcap.features), with the
+            scheme's feature columns, ``practice_code``, ``list_days_next_12`` and
+            ``cost_<setting>_0_12`` / ``cost_next_12m_<setting>`` for each in-scope setting;
+            ``predicted_cost_gbp`` when fair shares should use predicted cost.
+        practices
+            Frame with practice_code and icb_code (the contract's practices table); ICB is
+            "UNKNOWN" for practices missing from it, or all of them when it is None.
+        groups
+            Need-group index per row, when already computed with :func:`assign_need_groups`.
+        """
+        settings = tuple(settings)
+        base_names = [base_cost_column(s) for s in settings]
+        outcome_names = [outcome_cost_column(s) for s in settings]
+        missing = [c for c in [LIST_DAYS, "practice_code", *base_names, *outcome_names] if c not in features.columns]
+        if missing:
+            raise DataError(f"features have no column(s) {', '.join(missing)} needed for capitation")
+        if groups is None:
+            groups = assign_need_groups(features, scheme)
+        practice_index, practice_codes = practice_index_of(features["practice_code"])
+        days = features[LIST_DAYS].to_numpy()
+        if days.dtype.kind == "f" and np.isnan(days).any():
+            raise DataError(f"features column '{LIST_DAYS}' has missing values")
+        if days.size and (days.min() < 0 or days.max() > DAYS_IN_YEAR):
+            raise DataError(f"features column '{LIST_DAYS}' must be whole days in 0..{DAYS_IN_YEAR}")
+        if days.dtype.kind not in "iu":
+            days = days.astype(np.int64)
+        need = np.empty(0, dtype=np.float64)
+        if PREDICTED_COST in features.columns:
+            need = _float_column(features, PREDICTED_COST)
+            if np.isnan(need).any():
+                need = np.empty(0, dtype=np.float64)  # incomplete predictions: fair shares will refuse
+            elif (need < 0).any():
+                raise DataError(f"features: {int((need < 0).sum())} negative value(s) in '{PREDICTED_COST}'")
+        n_groups = len(scheme.groups)
+        shape = (len(practice_codes), n_groups)
+        person_base = np.empty(len(features), dtype=np.int64)
+        person_cell = np.empty(len(features), dtype=np.int32)
+        with kernel_threads(len(features)):
+            sums, bad = _aggregate_base(practice_index, groups.astype(np.int16, copy=False), n_groups,
+                                        shape[0] * shape[1], days, _float_list(features, base_names), need,
+                                        numba.get_num_threads(), person_base, person_cell)
+        if bad:
+            raise DataError(f"features: {int(bad)} base-year cost value(s) in {', '.join(base_names)} "
+                            "are missing or negative")
+        return cls(
+            scheme=scheme, settings=settings, practice_codes=practice_codes,
+            icb_codes=_icb_codes(practice_codes, practices),
+            people=sums[0].reshape(shape), list_days=sums[1].reshape(shape), base=sums[2].reshape(shape),
+            need_days=sums[3].reshape(shape) if need.size == len(features) else None,
+            person_cell=person_cell, person_base=person_base,
+            _outcome_columns=_float_list(features, outcome_names),
+        )
+
+    # --- the individual cost cap -----------------------------------------------------
+    def cap_value(self, percentile: float) -> int:
+        """Nearest-rank percentile of individual base-year in-scope cost (pence).
+
+        The value at rank ``ceil(percentile / 100 * n)`` of the sorted costs (no
+        interpolation), so the cap is always one person's actual cost.
+        """
+        if percentile not in self._caps:
+            n = self.person_base.size
+            k = int(min(max(1, -(-Fraction(str(percentile)) * n // 100)), n))  # ceil
+            tail = self._tails.get("base")
+            if tail is not None and k > n - tail[2].size:  # the answer is in the people already gathered
+                rank = k - (n - tail[2].size) - 1
+                self._caps[percentile] = int(np.partition(tail[2], rank)[rank])
+                return self._caps[percentile]
+            value, tail = select_tail(self.person_base, k, self.person_cell)
+            if tail is not None and ("base" not in self._tails or tail[0] < self._tails["base"][0]):
+                self._tails["base"] = tail  # the people above the cap: excess("base", cap) reuses them
+            self._caps[percentile] = value
+        return self._caps[percentile]
+
+    def excess(self, which: str, threshold: int) -> np.ndarray:
+        """(practices, groups) sums of each person's cost above ``threshold`` pence.
+
+        ``which`` is "base" (base-year cost) or "outcome" (outcome-year cost). People above
+        the lowest threshold asked for so far are kept, so later calls only touch them.
+        """
+        key = (which, int(threshold))
+        if key in self._excess:
+            return self._excess[key]
+        values = self.person_base if which == "base" else self.person_outcome
+        tail = self._tails.get(which)
+        if tail is None or threshold < tail[0]:
+            amounts, cells, _ = values_between(values, int(threshold) + 1, np.iinfo(np.int64).max, self.person_cell)
+            tail = (int(threshold), cells, amounts)
+            self._tails[which] = tail
+        _, cells, amounts = tail
+        over = amounts - threshold
+        keep = over > 0
+        # float64 sums of whole pence are exact below 2**53 pence (GBP 90 trillion)
+        sums = np.bincount(cells[keep], weights=over[keep], minlength=self.people.size)
+        out = np.rint(sums).astype(np.int64).reshape(self.shape)
+        self._excess[key] = out
+        return out
+
+
+def practice_index_of(codes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Practice index per person (int32) and the sorted distinct practice codes.
+
+    Features are sorted by person_id and person_ids run in practice_code order, so the codes
+    usually come in sorted runs: then arrow's run-end encoding finds them in one pass.
+    Otherwise (or for non-arrow strings) this falls back to ``pandas.factorize(sort=True)``.
+    """
+    if codes.isna().any():
+        raise DataError(f"features: {int(codes.isna().sum())} person(s) have no practice_code")
+    chunks = None
+    if isinstance(codes.dtype, pd.StringDtype) and codes.dtype.storage == "pyarrow":
+        arrow = pa.array(codes.array)
+        chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+    if chunks is not None and len(codes):
+        ends, values, offset = [], [], 0
+        for chunk in chunks:
+            if len(chunk) == 0:
+                continue
+            ree = pc.run_end_encode(chunk)
+            ends.append(np.asarray(ree.run_ends, dtype=np.int64) + offset)
+            values.extend(ree.values.to_pylist())
+            offset += len(chunk)
+        ends_all = np.concatenate(ends)
+        keep = np.ones(len(values), dtype=bool)  # merge runs split across chunk boundaries
+        keep[:-1] = [a != b for a, b in zip(values[:-1], values[1:])]
+        values = [v for v, k in zip(values, keep) if k]
+        ends_all = ends_all[keep]
+        if all(a < b for a, b in zip(values[:-1], values[1:])):
+            lengths = np.diff(ends_all, prepend=0)
+            return (np.repeat(np.arange(len(values), dtype=np.int32), lengths),
+                    np.asarray(values, dtype=object))
+    index, uniques = pd.factorize(codes, sort=True)
+    return index.astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+def _float_list(features: pd.DataFrame, names: list[str]):
+    """Float64 GBP columns as a numba typed list (no copies for float64 columns)."""
+    out = numba.typed.List.empty_list(numba.types.Array(numba.float64, 1, "C", readonly=True))
+    for name in names:
+        out.append(_float_column(features, name))
+    return out
+
+
+def _float_column(features: pd.DataFrame, name: str) -> np.ndarray:
+    s = features[name]
+    if isinstance(s.dtype, np.dtype) and s.dtype == np.float64:
+        return np.ascontiguousarray(s.to_numpy())
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _icb_codes(practice_codes: np.ndarray, practices: pd.DataFrame | None) -> np.ndarray:
+    if practices is None or "icb_code" not in getattr(practices, "columns", ()):
+        return np.full(len(practice_codes), "UNKNOWN", dtype=object)
+    lookup = dict(zip(practices["practice_code"].astype(str), practices["icb_code"].astype(str)))
+    return np.array([lookup.get(str(p), "UNKNOWN") for p in practice_codes], dtype=object)
+
+
+#: Accepted names of the predicted next-year cost column in a scores file.
+PREDICTED_COST_ALIASES: tuple[str, ...] = (PREDICTED_COST, "expected_cost_gbp")
+
+
+def attach_scores(features: pd.DataFrame, scores: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
+    """Add score columns to a features frame, matched on person_id.
+
+    A risk scores file (interface 5: ``tier``, ``score``, ``percentile``) gives ``risk_tier``
+    (code, see :data:`~riskcap.capitation.scheme.RISK_TIER_CODES`), ``risk_score`` and
+    ``risk_percentile``; a cost scores file (``predicted_cost_gbp`` or ``expected_cost_gbp``,
+    ``model == "cost"``) gives ``predicted_cost_gbp``. People without a score get risk_tier 0
+    and NaN elsewhere. Raises DataError for duplicate person_ids or unknown tier labels.
+    """
+    if "person_id" not in scores.columns:
+        raise DataError(f"{source}: column 'person_id' is required")
+    dupes = scores["person_id"].duplicated()
+    if dupes.any():
+        raise DataError(f"{source}: {int(dupes.sum())} duplicate person_id(s), e.g. "
+                        f"{', '.join(map(str, scores.loc[dupes, 'person_id'].head(5)))}")
+    cost_file = "model" in scores.columns and (scores["model"].astype(str) == "cost").all()
+    out = features.copy(deep=False)  # copy-on-write: new columns do not touch the caller's frame
+    keyed = scores.set_index("person_id")
+    ids = out["person_id"]
+    found = False
+    if "tier" in scores.columns:
+        labels = scores["tier"].astype(str)
+        unknown = sorted(set(labels) - set(RISK_TIER_CODES))
+        if unknown:
+            raise DataError(f"{source}: column 'tier' has unknown value(s) {unknown[:5]}; allowed: "
+                            f"{', '.join(RISK_TIER_CODES)}")
+        codes = pd.Series(labels.map(RISK_TIER_CODES).to_numpy(), index=scores["person_id"].to_numpy())
+        out["risk_tier"] = ids.map(codes).fillna(0).to_numpy().astype(np.int8)
+        found = True
+    pairs = [] if cost_file else [("score", "risk_score"), ("percentile", "risk_percentile")]
+    cost_col = next((c for c in PREDICTED_COST_ALIASES if c in scores.columns), None)
+    if cost_col:
+        pairs.append((cost_col, PREDICTED_COST))
+    for src, dst in pairs:
+        if src in keyed.columns:
+            out[dst] = ids.map(keyed[src].astype(np.float64)).to_numpy(dtype=np.float64, na_value=np.nan)
+            found = True
+    if not found:
+        raise DataError(f"{source}: no score columns found: expected 'tier' (risk scores) or "
+                        f"{' / '.join(PREDICTED_COST_ALIASES)} (cost scores)")
+    return out

@@ -1,0 +1,346 @@
+"""Capitation scenarios: YAML files in ``configs/scenarios/``, validated on load.
+
+Every rate is a percentage with a ``_pct`` suffix (``cost_uplift_pct: 2.9`` is 2.9 %),
+held internally as integer parts per million of a whole so money arithmetic stays exact.
+Errors name the file, the dotted key and the allowed values. The full key reference is in
+``docs/capitation.md``; :data:`DEFAULTS` shows every key with its default.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from riskcap.capitation.money import PPM, gbp_to_pence
+from riskcap.config import ConfigError, load_yaml, resolve_config
+from riskcap.schema import SETTING_CODES
+
+#: Settings in scope unless a scenario says otherwise: all NHS settings (no social care).
+HEALTH_SETTINGS: tuple[str, ...] = tuple(s for s in SETTING_CODES if s != "social_care")
+MODES = ("tariff", "fair_shares", "blend")
+NEEDS = ("auto", "predicted_cost", "group_tariff")
+EXCESS = ("pool", "drop")
+
+#: Every key a scenario may set, with its default (a scenario file only needs ``name``).
+DEFAULTS: dict = {
+    "name": None,
+    "description": "",
+    "need_groups": "yoc_illustrative",
+    "settings": list(HEALTH_SETTINGS),
+    "tariff": {
+        "cap_percentile": None,
+        "excess": "pool",
+        "demographic_growth_pct": 0,
+        "cost_uplift_pct": 0,
+        "efficiency_pct": 0,
+    },
+    "budget": {
+        "mode": "tariff",
+        "envelope_gbp": None,
+        "need": "auto",
+        "tariff_weight_pct": 50,
+        "pace_of_change": None,
+    },
+    "top_slices": {
+        "contingency_pct": 0,
+        "outcome_withhold_pct": 0,
+        "withhold_earned_pct": 100,
+    },
+    "corridor": None,
+}
+_PACE_KEYS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1}
+_CORRIDOR_KEYS = {"overspend", "underspend", "loss_share_pct", "gain_share_pct",
+                  "provider_loss_cap_pct", "provider_gain_cap_pct", "payer_exposure_cap_pct"}
+_TIER_KEYS = {"from_pct", "to_pct", "payer_share_pct"}
+
+
+@dataclass(frozen=True)
+class CorridorTier:
+    """The payer's share of the part of a variance between ``from`` and ``to`` (% of budget)."""
+
+    from_ppm: int
+    to_ppm: int | None  # None: no upper bound
+    payer_share_ppm: int
+
+
+@dataclass(frozen=True)
+class Corridor:
+    """Risk-share terms: tiers for overspends and underspends, caps and collars."""
+
+    overspend: tuple[CorridorTier, ...]
+    underspend: tuple[CorridorTier, ...]
+    provider_loss_cap_ppm: int | None = None
+    provider_gain_cap_ppm: int | None = None
+    payer_exposure_cap_ppm: int | None = None
+
+    @classmethod
+    def provider_bears_all(cls) -> "Corridor":
+        tier = (CorridorTier(0, None, 0),)
+        return cls(tier, tier)
+
+
+@dataclass(frozen=True)
+class PaceOfChange:
+    """Move ``step`` of the way from current to target, growth kept within [min, max]."""
+
+    step_ppm: int
+    min_growth_ppm: int | None
+    max_growth_ppm: int | None
+    years: int = 1  # length of the path reported (budgets are year 1; later years assume a flat envelope)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated capitation scenario (see :data:`DEFAULTS` for the YAML keys)."""
+
+    name: str
+    description: str
+    need_groups: str
+    settings: tuple[str, ...]
+    cap_percentile: float | None
+    excess: str
+    demographic_growth_ppm: int
+    cost_uplift_ppm: int
+    efficiency_ppm: int
+    mode: str
+    envelope_pence: int | None
+    need: str
+    tariff_weight_ppm: int
+    pace_of_change: PaceOfChange | None
+    contingency_ppm: int
+    outcome_withhold_ppm: int
+    withhold_earned_ppm: int
+    corridor: Corridor
+    source: str
+    raw: dict
+    base_dir: str | None = None  # folder of the scenario file: relative need_groups paths start here
+
+    @property
+    def scheme_location(self) -> str:
+        """``need_groups`` as a path relative to the scenario file when such a file exists, else as given."""
+        if self.base_dir and not Path(self.need_groups).is_absolute():
+            candidate = Path(self.base_dir) / self.need_groups
+            if candidate.is_file():
+                return str(candidate)
+        return self.need_groups
+
+    @property
+    def uplift(self) -> Fraction:
+        """(1 + demographic growth) x (1 + cost uplift) x (1 - efficiency), exactly."""
+        return Fraction((PPM + self.demographic_growth_ppm) * (PPM + self.cost_uplift_ppm)
+                        * (PPM - self.efficiency_ppm), PPM**3)
+
+    def with_overrides(self, overrides: dict, label: str = "override") -> "Scenario":
+        """A new scenario with dotted keys replaced (``{"tariff.cost_uplift_pct": 2.9}``), re-validated."""
+        raw = copy.deepcopy(self.raw)
+        for dotted, value in overrides.items():
+            set_dotted(raw, dotted, value, f"{self.source} ({label})")
+        return parse_scenario(raw, source=f"{self.source} ({label})", base_dir=self.base_dir)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario: a YAML path, or a shipped scenario's name."""
+    path = resolve_config(name_or_path, folder="scenarios")
+    return parse_scenario(load_yaml(path), source=str(path), base_dir=str(path.parent))
+
+
+def set_dotted(raw: dict, dotted: str, value, source: str) -> None:
+    """Set ``a.b.0.c`` in nested dicts/lists, creating missing mappings."""
+    parts = dotted.split(".")
+    node = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{source}: key '{dotted}': '{part}' is not an index of a list of {len(node)}")
+            key = int(part)
+        elif isinstance(node, dict):
+            key = part
+            if not last and node.get(key) is None:
+                node[key] = {}
+        else:
+            raise ConfigError(f"{source}: key '{dotted}': '{'.'.join(parts[:i])}' is not a section")
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
+
+
+class _Reader:
+    """Validation helpers that raise ConfigError naming the file, key and allowed values."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, msg: str):
+        raise ConfigError(f"{self.source}: key '{key}': {msg}")
+
+    def section(self, data, key: str, allowed) -> dict:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            self.fail(key, f"expected a mapping with keys {', '.join(sorted(allowed))}")
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
+                      f"unknown key; allowed keys{' in ' + key if key else ''}: {', '.join(sorted(allowed))}")
+        return data
+
+    def number(self, data: dict, key: str, path: str, lo: float, hi: float, default=None, *,
+               nullable: bool = False, lo_open: bool = False, hi_open: bool = False):
+        value = data.get(key, default)
+        if value is None:
+            if nullable:
+                return None
+            self.fail(path, "a number is required")
+        lo_s, hi_s = ("(" if lo_open else "[") + f"{lo:g}", f"{hi:g}" + (")" if hi_open else "]")
+        allowed = f"a number in {lo_s}, {hi_s}" + (" or null" if nullable else "")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            self.fail(path, f"{value!r} is not a number; allowed: {allowed}")
+        if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+            self.fail(path, f"{value!r} is out of range; allowed: {allowed}")
+        return value
+
+    def pct(self, data: dict, key: str, path: str, lo: float, hi: float, default=None, *, nullable: bool = False):
+        value = self.number(data, key, path, lo, hi, default, nullable=nullable)
+        if value is None:
+            return None
+        ppm = Fraction(str(value)) * 10_000
+        if ppm.denominator != 1:
+            self.fail(path, f"{value!r} has more than 4 decimal places (percentages are held to 0.0001 %)")
+        return int(ppm)
+
+    def choice(self, data: dict, key: str, path: str, allowed, default):
+        value = data.get(key, default)
+        if value not in allowed:
+            self.fail(path, f"{value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
+        return value
+
+    def text(self, data: dict, key: str, path: str, default=None, required: bool = False) -> str:
+        value = data.get(key, default)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.fail(path, "expected a non-empty string" if required else "expected a string")
+        return value
+
+
+def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None = None) -> Scenario:
+    """Validate a scenario mapping (as read from YAML); ``source`` names it in errors."""
+    r = _Reader(source)
+    top = r.section(data, "", DEFAULTS)
+    name = r.text(top, "name", "name", required=True)
+    if not all(ch.isalnum() or ch in "_-." for ch in name):
+        r.fail("name", f"{name!r}: use letters, digits, '_', '-' or '.' (it names the output folder)")
+    need_groups = r.text(top, "need_groups", "need_groups", DEFAULTS["need_groups"], required=True)
+
+    settings = top.get("settings", DEFAULTS["settings"])
+    if settings == "all":
+        settings = list(SETTING_CODES)
+    elif settings == "health":
+        settings = list(HEALTH_SETTINGS)
+    if not isinstance(settings, list) or not settings:
+        r.fail("settings", f"expected a non-empty list of settings, 'health' or 'all'; allowed: {', '.join(SETTING_CODES)}")
+    for s in settings:
+        if s not in SETTING_CODES:
+            r.fail("settings", f"unknown setting {s!r}; allowed: {', '.join(SETTING_CODES)}")
+    if len(set(settings)) != len(settings):
+        r.fail("settings", "a setting is listed twice")
+
+    t = r.section(top.get("tariff"), "tariff", DEFAULTS["tariff"])
+    cap = r.number(t, "cap_percentile", "tariff.cap_percentile", 50, 100, nullable=True, hi_open=True)
+    excess = r.choice(t, "excess", "tariff.excess", EXCESS, "pool")
+    growth = r.pct(t, "demographic_growth_pct", "tariff.demographic_growth_pct", -50, 100, 0)
+    uplift = r.pct(t, "cost_uplift_pct", "tariff.cost_uplift_pct", -50, 100, 0)
+    efficiency = r.pct(t, "efficiency_pct", "tariff.efficiency_pct", 0, 50, 0)
+
+    b = r.section(top.get("budget"), "budget", DEFAULTS["budget"])
+    mode = r.choice(b, "mode", "budget.mode", MODES, "tariff")
+    envelope_gbp = r.number(b, "envelope_gbp", "budget.envelope_gbp", 0, 1e12, nullable=True, lo_open=True)
+    if envelope_gbp is not None and mode == "tariff":
+        r.fail("budget.envelope_gbp", "only applies to modes fair_shares and blend (in tariff mode the envelope "
+                                      "is tariffs x registered people); remove it or change budget.mode")
+    need = r.choice(b, "need", "budget.need", NEEDS, "auto")
+    tariff_weight = r.pct(b, "tariff_weight_pct", "budget.tariff_weight_pct", 0, 100, 50)
+    pace = None
+    if b.get("pace_of_change") is not None:
+        p = r.section(b["pace_of_change"], "budget.pace_of_change", _PACE_KEYS)
+        pace = PaceOfChange(
+            step_ppm=r.pct(p, "step_pct", "budget.pace_of_change.step_pct", 0, 100, 100),
+            min_growth_ppm=r.pct(p, "min_growth_pct", "budget.pace_of_change.min_growth_pct", -100, 100, nullable=True),
+            max_growth_ppm=r.pct(p, "max_growth_pct", "budget.pace_of_change.max_growth_pct", -100, 1000, nullable=True),
+            years=r.number(p, "years", "budget.pace_of_change.years", 1, 20, 1),
+        )
+        if not float(pace.years).is_integer():
+            r.fail("budget.pace_of_change.years", f"{pace.years!r} is not a whole number of years; allowed: 1 to 20")
+        pace = PaceOfChange(pace.step_ppm, pace.min_growth_ppm, pace.max_growth_ppm, int(pace.years))
+        if pace.min_growth_ppm is not None and pace.max_growth_ppm is not None and pace.min_growth_ppm > pace.max_growth_ppm:
+            r.fail("budget.pace_of_change.min_growth_pct", "must not exceed max_growth_pct")
+
+    s = r.section(top.get("top_slices"), "top_slices", DEFAULTS["top_slices"])
+    contingency = r.pct(s, "contingency_pct", "top_slices.contingency_pct", 0, 50, 0)
+    withhold = r.pct(s, "outcome_withhold_pct", "top_slices.outcome_withhold_pct", 0, 50, 0)
+    earned = r.pct(s, "withhold_earned_pct", "top_slices.withhold_earned_pct", 0, 100, 100)
+
+    corridor = _parse_corridor(r, top.get("corridor"))
+    return Scenario(
+        name=name, description=r.text(top, "description", "description", ""), need_groups=need_groups,
+        settings=tuple(settings), cap_percentile=cap, excess=excess, demographic_growth_ppm=growth,
+        cost_uplift_ppm=uplift, efficiency_ppm=efficiency, mode=mode,
+        envelope_pence=None if envelope_gbp is None else gbp_to_pence(envelope_gbp), need=need,
+        tariff_weight_ppm=tariff_weight, pace_of_change=pace, contingency_ppm=contingency,
+        outcome_withhold_ppm=withhold, withhold_earned_ppm=earned, corridor=corridor, source=source,
+        raw=copy.deepcopy(data), base_dir=base_dir,
+    )
+
+
+def _parse_corridor(r: _Reader, data) -> Corridor:
+    if data is None or data == "none":
+        return Corridor.provider_bears_all()
+    c = r.section(data, "corridor", _CORRIDOR_KEYS)
+    caps = dict(
+        provider_loss_cap_ppm=r.pct(c, "provider_loss_cap_pct", "corridor.provider_loss_cap_pct", 0, 100, nullable=True),
+        provider_gain_cap_ppm=r.pct(c, "provider_gain_cap_pct", "corridor.provider_gain_cap_pct", 0, 100, nullable=True),
+        payer_exposure_cap_ppm=r.pct(c, "payer_exposure_cap_pct", "corridor.payer_exposure_cap_pct", 0, 100, nullable=True),
+    )
+    shares = [k for k in ("loss_share_pct", "gain_share_pct") if k in c]
+    tiers = [k for k in ("overspend", "underspend") if k in c]
+    if shares and tiers:
+        r.fail(f"corridor.{shares[0]}", f"give either loss_share_pct/gain_share_pct or tiers ({tiers[0]}), not both")
+    if shares:  # provider's share of any overspend / saving from the first pound
+        loss = r.pct(c, "loss_share_pct", "corridor.loss_share_pct", 0, 100, 100)
+        gain = r.pct(c, "gain_share_pct", "corridor.gain_share_pct", 0, 100, 100)
+        return Corridor((CorridorTier(0, None, PPM - loss),), (CorridorTier(0, None, PPM - gain),), **caps)
+    if "overspend" not in c:
+        r.fail("corridor.overspend", "tiers are required (a list of {from_pct, to_pct, payer_share_pct}), "
+                                     "or give loss_share_pct and gain_share_pct")
+    over = _parse_tiers(r, c["overspend"], "corridor.overspend")
+    under_raw = c.get("underspend", "mirror")
+    under = over if under_raw == "mirror" else _parse_tiers(r, under_raw, "corridor.underspend")
+    return Corridor(over, under, **caps)
+
+
+def _parse_tiers(r: _Reader, data, key: str) -> tuple[CorridorTier, ...]:
+    if not isinstance(data, list) or not data:
+        r.fail(key, "expected a non-empty list of tiers {from_pct, to_pct, payer_share_pct}"
+                    + (" or 'mirror'" if key.endswith("underspend") else ""))
+    tiers, expected_from = [], 0
+    for i, raw in enumerate(data):
+        path = f"{key}.{i}"
+        t = r.section(raw, path, _TIER_KEYS)
+        lo = r.pct(t, "from_pct", f"{path}.from_pct", 0, 1000)
+        if lo != expected_from:
+            r.fail(f"{path}.from_pct", f"tiers must start at 0 and follow on without gaps: expected "
+                                       f"{expected_from / 10_000:g}, got {lo / 10_000:g}")
+        last = i == len(data) - 1
+        hi = r.pct(t, "to_pct", f"{path}.to_pct", 0, 1000, nullable=True)
+        if last and hi is not None:
+            r.fail(f"{path}.to_pct", "the last tier must be open-ended: omit to_pct")
+        if not last and (hi is None or hi <= lo):
+            r.fail(f"{path}.to_pct", f"expected a number above from_pct ({lo / 10_000:g})")
+        share = r.pct(t, "payer_share_pct", f"{path}.payer_share_pct", 0, 100)
+        tiers.append(CorridorTier(lo, hi, share))
+        expected_from = hi
+    return tuple(tiers)

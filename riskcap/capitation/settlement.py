@@ -1,0 +1,70 @@
+"""Year-end settlement: variance against the budget shared by a risk corridor.
+
+Per practice, in whole pence: ``variance = actual - basis`` where ``basis`` is the budget
+plus the withhold earned back, and ``actual`` is the outcome-year in-scope cost of the
+practice's people (less what the high-cost pool pays). The variance splits exactly into
+``payer_share + provider_share`` (positive = cost borne, negative = saving kept):
+
+1. **Tiers.** ``X = |variance|``. Each tier covers the band ``[from, to)`` % of basis (bounds
+   rounded down to whole pence); the payer bears ``payer_share`` of the part of ``X`` in the
+   band (marginal, like tax bands: beyond 8 % the payer bears 80 % *of that part*). Tiers for
+   overspends and underspends are separate, so corridors can be asymmetric. The payer's
+   amount is rounded half up to the penny; the provider gets the rest of ``X``.
+2. **Provider loss cap** (overspends): the provider bears at most this % of basis; the payer
+   takes the rest. **Provider gain collar** (underspends): the provider keeps at most this %
+   of basis; the payer takes the rest.
+3. **Payer exposure cap** (overspends, applied last): the payer pays at most this % of
+   basis; the provider bears the rest (even beyond its loss cap).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from riskcap.capitation.money import PPM, div_round_half_up_array
+from riskcap.capitation.scenario import Corridor, CorridorTier
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Per-practice settlement arrays (pence): variance == payer_share + provider_share."""
+
+    basis_pence: np.ndarray
+    actual_pence: np.ndarray
+    variance_pence: np.ndarray
+    payer_share_pence: np.ndarray
+    provider_share_pence: np.ndarray
+
+
+def _tiered(x: np.ndarray, basis: np.ndarray, tiers: tuple[CorridorTier, ...]) -> np.ndarray:
+    numerator = np.zeros_like(x)
+    for tier in tiers:
+        lo = basis * tier.from_ppm // PPM
+        part = np.maximum(x - lo, 0)
+        if tier.to_ppm is not None:
+            part = np.minimum(part, basis * tier.to_ppm // PPM - lo)
+        numerator += part * tier.payer_share_ppm
+    return div_round_half_up_array(numerator, PPM)
+
+
+def settle(basis: np.ndarray, actual: np.ndarray, corridor: Corridor) -> Settlement:
+    """Share each practice's variance between payer (commissioner) and provider."""
+    basis = np.asarray(basis, dtype=np.int64)
+    actual = np.asarray(actual, dtype=np.int64)
+    variance = actual - basis
+    x = np.abs(variance)
+    over = variance > 0
+    payer = np.where(over, _tiered(x, basis, corridor.overspend), _tiered(x, basis, corridor.underspend))
+    provider = x - payer
+    if corridor.provider_loss_cap_ppm is not None:
+        shift = np.where(over, np.maximum(provider - basis * corridor.provider_loss_cap_ppm // PPM, 0), 0)
+        provider, payer = provider - shift, payer + shift
+    if corridor.provider_gain_cap_ppm is not None:
+        shift = np.where(~over, np.maximum(provider - basis * corridor.provider_gain_cap_ppm // PPM, 0), 0)
+        provider, payer = provider - shift, payer + shift
+    if corridor.payer_exposure_cap_ppm is not None:
+        shift = np.where(over, np.maximum(payer - basis * corridor.payer_exposure_cap_ppm // PPM, 0), 0)
+        provider, payer = provider + shift, payer - shift
+    sign = np.where(variance < 0, -1, 1)
+    return Settlement(basis, actual, variance, sign * payer, sign * provider)

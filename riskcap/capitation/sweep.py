@@ -1,0 +1,138 @@
+"""Parameter sweeps: a grid of scenario variants on one grouped population.
+
+People are grouped and costed once (:class:`~riskcap.capitation.population.Population`);
+each combination then works on per-practice x need-group aggregates. Only a new individual
+cost cap touches people again, and then only those above the lowest threshold asked for
+(cached), so 1,000 combinations of uplift x cap percentile x corridor cost little more than
+one scenario. Keys that would need regrouping (``need_groups``, ``settings``) cannot vary.
+
+A grid axis is ``KEY=VALUES``: ``KEY`` a dotted scenario key (``tariff.cost_uplift_pct``,
+``corridor.overspend.1.payer_share_pct``); ``VALUES`` a comma list (``0,1.5,2.9``, YAML
+scalars, ``null`` for none), a range ``start:stop:count`` (``count`` evenly spaced values,
+both ends included, rounded to 4 decimals), or ``@scenario`` items taking the key's value
+from another scenario file (``corridor=@baseline,@asymmetric_corridor``; a key the file
+does not set gives null, i.e. the default).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from riskcap.capitation.engine import evaluate
+from riskcap.capitation.population import Population
+from riskcap.capitation.scenario import Scenario
+from riskcap.capitation.tariffs import compute_outcome_threshold
+from riskcap.config import ConfigError, load_yaml, resolve_config
+
+FIXED_KEYS = ("name", "need_groups", "settings")
+SUMMARY_COLUMNS = (
+    "gross_pence", "contingency_pence", "withhold_pence", "envelope_pence", "envelope_per_head_gbp", "cap_pence",
+    "pool_funding_pence", "pool_outturn_pence", "actual_pence", "variance_pence", "payer_share_pence",
+    "provider_share_pence", "commissioner_balance_pence", "predictive_ratio", "practices_within_10pct", "r_squared",
+    "mean_abs_distance_from_target",
+)
+
+
+def parse_axis(spec: str) -> tuple[str, list]:
+    """``"tariff.cost_uplift_pct=0,1,2.9"`` -> (key, values); see the module docstring."""
+    if "=" not in spec:
+        raise ConfigError(f"--vary '{spec}': expected KEY=VALUES, e.g. tariff.cost_uplift_pct=0,1.5,2.9")
+    key, _, text = spec.partition("=")
+    key, text = key.strip(), text.strip()
+    if not key or not text:
+        raise ConfigError(f"--vary '{spec}': expected KEY=VALUES, e.g. tariff.cost_uplift_pct=0,1.5,2.9")
+    if key.split(".")[0] in FIXED_KEYS:
+        raise ConfigError(f"--vary '{spec}': key '{key}' cannot vary in a sweep (people are grouped and costed "
+                          f"once); run separate sweeps or use 'riskcap capitation run'")
+    parts = text.split(":")
+    if len(parts) == 3 and not text.startswith("@"):
+        try:
+            start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+        except ValueError:
+            raise ConfigError(f"--vary '{spec}': a range is start:stop:count, e.g. 0:5:11") from None
+        if count < 1:
+            raise ConfigError(f"--vary '{spec}': count must be at least 1")
+        values = [round(float(v), 4) for v in np.linspace(start, stop, count)]
+        return key, [int(v) if v.is_integer() else v for v in values]
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        if item.startswith("@"):
+            values.append(item)
+            continue
+        try:
+            values.append(yaml.safe_load(item))
+        except yaml.YAMLError:
+            raise ConfigError(f"--vary '{spec}': cannot read value '{item}'") from None
+    return key, values
+
+
+def _get_dotted(raw, key: str):
+    node = raw
+    for part in key.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _resolve(key: str, value):
+    if isinstance(value, str) and value.startswith("@"):
+        return _get_dotted(load_yaml(resolve_config(value[1:], folder="scenarios")), key)
+    return value
+
+
+def _gather_tails_once(population: Population, scenarios: list[Scenario]) -> None:
+    """Find every cap first (widest first), then gather outcome costs above the lowest pool
+    threshold, so no combination has to read the whole population again."""
+    caps = sorted({s.cap_percentile for s in scenarios if s.cap_percentile is not None})
+    for percentile in caps:
+        population.cap_value(percentile)
+    thresholds = [compute_outcome_threshold(population.cap_value(s.cap_percentile), s)
+                  for s in scenarios if s.cap_percentile is not None and s.excess == "pool"]
+    if thresholds:
+        population.excess("outcome", min(thresholds))
+
+
+def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list]]) -> pd.DataFrame:
+    """Evaluate every combination of ``axes`` on ``base``; one row per combination.
+
+    Columns: ``combination`` (0-based), one per axis key (the value as given), the headline
+    numbers of :meth:`~riskcap.capitation.engine.ScenarioResult.summary` and
+    ``tariff_<group>_pence`` per need group.
+    """
+    if not axes:
+        raise ConfigError("a sweep needs at least one --vary KEY=VALUES axis")
+    keys = [k for k, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--vary: key '{next(k for k in keys if keys.count(k) > 1)}' is given twice")
+    resolved = [[_resolve(k, v) for v in values] for k, values in axes]
+    combos = list(itertools.product(*(range(len(v)) for _, v in axes)))
+    scenarios = [base.with_overrides({k: resolved[a][j] for a, (k, j) in enumerate(zip(keys, combo))},
+                                     label=f"sweep combination {i}: " + ", ".join(
+                                         f"{k}={axes[a][1][j]}" for a, (k, j) in enumerate(zip(keys, combo))))
+                 for i, combo in enumerate(combos)]
+    _gather_tails_once(population, scenarios)
+    rows = []
+    for i, (combo, scenario) in enumerate(zip(combos, scenarios)):
+        result = evaluate(population, scenario)
+        summary = result.summary()
+        row = {"combination": i}
+        for a, (k, j) in enumerate(zip(keys, combo)):
+            row[k] = axes[a][1][j]
+        row.update({c: summary[c] for c in SUMMARY_COLUMNS})
+        row.update({f"tariff_{g}_pence": int(t) for g, t in zip(population.scheme.group_ids, result.tariffs.tariff_pence)})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for k in keys:  # mixed types (numbers, null, @names) are written as text
+        if frame[k].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
+            frame[k] = frame[k].astype("float64")
+        else:
+            frame[k] = frame[k].map(lambda v: "null" if v is None else str(v)).astype("str")
+    return frame

@@ -1,0 +1,201 @@
+"""``riskcap capitation run`` and ``riskcap capitation sweep``: Year of Care capitation scenarios."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _default_index_date() -> str:
+    try:
+        from riskcap.synthetic import EVAL_INDEX_DATE
+    except ImportError:  # pragma: no cover - the generator is part of the package
+        return "2024-04-01"
+    return str(EVAL_INDEX_DATE)
+
+
+def _common(f):
+    f = click.option("--scores", "scores_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Scores file(s) from `riskcap score` (parquet or CSV): risk tiers for schemes that use "
+                          "risk_tier, predicted_cost_gbp/expected_cost_gbp for fair shares. Repeatable.")(f)
+    f = click.option("--index-date", type=_DATE, default=_default_index_date(), show_default=True,
+                     help="Group people registered at this date; base year = the 12 months before it, "
+                          "outcome year = the 365 days from it.")(f)
+    f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
+    f = click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Output folder.")(f)
+    f = click.option("--on-invalid", type=click.Choice(["reject", "quarantine"]), default="reject", show_default=True,
+                     help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects).")(f)
+    return f
+
+
+def _features(data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path, console: Console):
+    from riskcap.capitation.population import attach_scores
+    from riskcap.features import build_features_partitioned
+    from riskcap.io import read_raw
+    from riskcap.validate import load_tables
+
+    tables, summary = load_tables(data_dir, on_invalid=on_invalid,
+                                  rejects_dir=out_dir / "rejects" if on_invalid == "quarantine" else None)
+    quarantined = sum(summary.rows_quarantined.values())
+    if quarantined:
+        console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {out_dir / 'rejects'}/[/yellow]")
+    features = build_features_partitioned(tables, index_date)
+    for path in scores_paths:
+        features = attach_scores(features, read_raw(path).to_pandas(), source=str(path))
+    return features, tables.practices
+
+
+def _inputs(data_dir, index_date, scores_paths, features) -> dict:
+    return {"data": str(data_dir), "index_date": str(index_date), "scores": [str(p) for p in scores_paths],
+            "people": int(len(features))}
+
+
+@click.group("capitation")
+def capitation():
+    """Year of Care capitation: need groups, tariffs, practice budgets, settlement.
+
+    `run` compares scenarios side by side; `sweep` runs a grid of scenario parameters.
+    Scenario files: configs/scenarios/*.yaml (shipped names work too, e.g. baseline).
+
+    \b
+    Example:
+        riskcap capitation run baseline cap_p99 --data synthetic_data --out cap-run
+    """
+
+
+@capitation.command("run")
+@click.argument("scenarios", nargs=-1, required=True)
+@_common
+def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str):
+    """Run capitation scenarios side by side and compare them.
+
+    SCENARIOS are YAML files or shipped scenario names. People registered and alive at the
+    index date are grouped by need; group tariffs come from the base year's in-scope costs;
+    practice budgets cover the outcome year (pro-rated by days on the list) and add up to the
+    envelope to the penny; settlement back-tests them against the outcome year's actual costs.
+    Writes budgets, tariffs, settlement, accuracy (parquet and CSV), summary.json and one
+    folder per scenario; the first scenario named baseline (else the first) is the baseline.
+
+    \b
+    Example:
+        riskcap capitation run baseline cap_p99 social_care_pooled uplift_2_9_eff_1_1 \\
+            asymmetric_corridor outcome_withhold_10 --data synthetic_data --out cap-run
+        riskcap capitation run my_scenario.yaml fair_shares --data icb-data \\
+            --scores run/scores.parquet --scores run/cost_scores.parquet --out cap-run
+    """
+    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.capitation.scenario import load_scenario
+    from riskcap.manifest import RunManifest
+
+    console = Console(width=max(Console().width, 120))
+    loaded = [load_scenario(s) for s in scenarios]  # refuse bad files before reading data
+    manifest = RunManifest(out_dir)
+    started = time.perf_counter()
+    features, practices = _features(data_dir, index_date.date(), scores_paths, on_invalid, out_dir, console)
+    result = run_scenarios(features, practices, loaded)
+    inputs = _inputs(data_dir, index_date.date(), scores_paths, features)
+    write_run(result, out_dir, inputs)
+    manifest.add_input("data", data_dir)
+    for path in scores_paths:
+        manifest.add_input(f"scores:{path.name}", path)
+    for s in loaded:
+        manifest.add_config(f"scenario:{s.name}", s.raw)
+    manifest.write()
+    console.print(comparison_table(result.comparison, result.baseline, index_date.date(), len(features)))
+    for r in result.results:
+        if "fallback" in r.budgets.mode_label:
+            console.print(f"[yellow]{r.scenario.name}: {r.budgets.mode_label}[/yellow]")
+    console.print(f"{len(loaded)} scenario(s) in {time.perf_counter() - started:.1f} s -> {out_dir}")
+
+
+def gbp(amount: float, signed: bool = False) -> str:
+    """Compact pounds for the terminal: 512.34m, 698.1k, 950."""
+    sign = "+" if signed and amount > 0 else "-" if amount < 0 else ""
+    value = abs(amount)
+    text = f"{value / 1e6:,.2f}m" if value >= 1e6 else f"{value / 1e3:,.1f}k" if value >= 1e4 else f"{value:,.0f}"
+    return sign + text
+
+
+def comparison_table(comparison: pd.DataFrame, baseline: str, index_date, people: int) -> Table:
+    """The scenario comparison as a rich table (exact pence are in the files)."""
+    table = Table(title=f"Capitation scenarios: {people:,} people at {index_date}, back-tested on the outcome year "
+                        f"(baseline: {baseline})")
+    for name in ("scenario", "envelope £", "per head £", "vs baseline £", "within ±10%", "R²",
+                 "payer £", "provider £", "pool £"):
+        table.add_column(name, justify="left" if name == "scenario" else "right", no_wrap=True)
+    for row in comparison.itertuples():
+        table.add_row(
+            row.scenario, gbp(row.envelope_gbp), f"{row.per_head_gbp:,.2f}" if row.per_head_gbp else "-",
+            gbp(row.change_vs_baseline_gbp, signed=True), f"{row.practices_within_10pct:.0%}",
+            f"{row.r_squared:.3f}" if pd.notna(row.r_squared) else "-",
+            gbp(row.payer_share_gbp, signed=True), gbp(row.provider_share_gbp, signed=True), gbp(row.pool_funding_gbp),
+        )
+    table.caption = ("payer / provider: shares of (actual - budget) after the risk corridor (+ cost borne, "
+                     "- saving kept); pool: high-cost pool funding. Exact pence: comparison.csv, budgets.csv.")
+    return table
+
+
+@capitation.command("sweep")
+@click.argument("scenario")
+@click.option("--vary", "axes", multiple=True, required=True, metavar="KEY=VALUES",
+              help="A grid axis: dotted scenario key = comma list (0,1.5,2.9), range start:stop:count, "
+                   "or @scenario names (corridor=@baseline,@asymmetric_corridor). Repeatable.")
+@_common
+def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str):
+    """Run a grid of scenario parameters on one grouped population.
+
+    People are grouped and costed once; each combination works on per-practice x need-group
+    aggregates. Writes sweep.parquet and sweep.csv (one row per combination: the varied
+    values, envelope, pool, settlement shares, practices within ±10%, R-squared, tariffs)
+    and summary.json.
+
+    \b
+    Example (1,000 combinations):
+        riskcap capitation sweep baseline --data synthetic_data --out sweep \\
+            --vary tariff.cost_uplift_pct=0:4.5:10 \\
+            --vary tariff.cap_percentile=null,95,96,97,98,99,99.5,99.8,99.9,99.95 \\
+            --vary corridor.overspend.1.payer_share_pct=0:90:10
+    """
+    from riskcap.capitation.population import Population
+    from riskcap.capitation.scenario import load_scenario
+    from riskcap.capitation.scheme import load_scheme
+    from riskcap.capitation.sweep import parse_axis, run_sweep
+    from riskcap.io import write_csv, write_json, write_parquet
+    from riskcap.manifest import RunManifest
+
+    console = Console(width=max(Console().width, 100))
+    base = load_scenario(scenario)
+    parsed = [parse_axis(a) for a in axes]
+    manifest = RunManifest(out_dir)
+    features, practices = _features(data_dir, index_date.date(), scores_paths, on_invalid, out_dir, console)
+    started = time.perf_counter()
+    population = Population.from_features(features, load_scheme(base.scheme_location), base.settings, practices)
+    frame = run_sweep(population, base, parsed)
+    seconds = time.perf_counter() - started
+    write_parquet(frame, out_dir / "sweep.parquet")
+    write_csv(frame, out_dir / "sweep.csv")
+    write_json({"base_scenario": base.source, "axes": [{"key": k, "values": v} for k, v in parsed],
+                "combinations": len(frame), "inputs": _inputs(data_dir, index_date.date(), scores_paths, features)},
+               out_dir / "summary.json")
+    manifest.add_input("data", data_dir)
+    manifest.add_config(f"scenario:{base.name}", base.raw)
+    manifest.add_config("axes", list(axes))
+    manifest.write()
+    table = Table(title=f"{len(frame):,} combinations on {len(features):,} people in {seconds:.1f} s -> {out_dir}")
+    for name in ("", "envelope £", "within ±10%", "R²", "payer £", "provider £"):
+        table.add_column(name, justify="right")
+    for label, stat in (("min", "min"), ("median", "median"), ("max", "max")):
+        table.add_row(label, gbp(getattr(frame["envelope_pence"], stat)() / 100),
+                      f"{getattr(frame['practices_within_10pct'], stat)():.0%}",
+                      f"{getattr(frame['r_squared'], stat)():.3f}",
+                      gbp(getattr(frame["payer_share_pence"], stat)() / 100, signed=True),
+                      gbp(getattr(frame["provider_share_pence"], stat)() / 100, signed=True))
+    console.print(table)
