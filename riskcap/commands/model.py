@@ -1,0 +1,231 @@
+"""``riskcap train``, ``riskcap evaluate`` and ``riskcap score``: the emergency-admission models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from riskcap.features import PARTITION_PEOPLE
+from riskcap.models.train import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
+from riskcap.validate import ON_INVALID
+
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _data_option(f):
+    return click.option("--data", "data_dir", required=True,
+                        type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
+
+
+def _on_invalid_option(f):
+    return click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
+                        help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects) "
+                             "and carry on.")(f)
+
+
+def _partition_option(f):
+    return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE,
+                        show_default=True, help="People per partition when building features (bounds memory).")(f)
+
+
+def _load(data_dir: Path, on_invalid: str, rejects_dir: Path, console):
+    from riskcap.validate import load_tables
+
+    tables, summary = load_tables(data_dir, on_invalid=on_invalid,
+                                  rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
+    quarantined = sum(summary.rows_quarantined.values())
+    if quarantined:
+        console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
+    return tables, summary
+
+
+def _features(tables, index_date, people: int):
+    from riskcap.features import build_features_partitioned
+
+    return build_features_partitioned(tables, index_date, people)
+
+
+@click.command("train")
+@_data_option
+@click.option("--index-date", type=_DATE, default=str(TRAIN_INDEX_DATE), show_default=True,
+              help="Features look back from this date; the label is the 12 months from it.")
+@click.option("--model", "kind", type=click.Choice(["logistic", "gbm", "cost"]), required=True,
+              help="logistic: CPM-style regression; gbm: LightGBM (calibrated); cost: next-year cost (Tweedie).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Model directory to write (metadata.json plus model.json or model.txt).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the validation split and LightGBM.")
+@_on_invalid_option
+@_partition_option
+def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_invalid: str, partition_people: int):
+    """Train a model at an index date and write a model directory.
+
+    Validates the data, builds one row of features per person registered and alive at the
+    index date (only information dated before it), fits the model and writes plain-text
+    artefacts (no pickle) with metadata: feature names, training date, data fingerprint,
+    metrics and package versions. Evaluate at a later date for temporal validation.
+
+    \b
+    Example:
+        riskcap train --data synth --index-date 2023-04-01 --model gbm --out models/gbm
+        riskcap train --data synth --model logistic --out models/logistic
+    """
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from riskcap.manifest import RunManifest
+    from riskcap.models.persist import save_model
+    from riskcap.models.train import data_fingerprint, train_model
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    manifest = RunManifest(out_dir, seed=seed)
+    tables, _ = _load(data_dir, on_invalid, out_dir / "rejects", console)
+    frame = _features(tables, index_date.date(), partition_people)
+    del tables
+    console.print(f"features: {len(frame):,} people at {index_date.date()}")
+    model = train_model(kind, frame, index_date.date(), seed=seed,
+                        data={"dir": str(data_dir), "fingerprint": data_fingerprint(data_dir)["sha256"]})
+    save_model(model, out_dir)
+    manifest.add_input("data", data_dir)
+    manifest.write()
+
+    out = Console()
+    meta = model.metadata
+    table = Table(title=f"{kind} model trained at {meta['training_index_date']} -> {out_dir}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_row("people", f"{meta['training_rows']:,}")
+    if "prevalence" in meta:
+        table.add_row("with an emergency admission", f"{100 * meta['prevalence']:.2f}%")
+    fit = meta.get("fit", {})
+    if "best_iteration" in fit:
+        table.add_row("boosting rounds (early stopping)", f"{fit['best_iteration']}")
+    for key, value in meta["metrics"].items():
+        if isinstance(value, float):
+            table.add_row(f"{key} ({meta['metrics']['on']})", f"{value:.4f}")
+    table.add_row("seconds", f"{time.perf_counter() - started:.1f}")
+    out.print(table)
+    if kind == "logistic":
+        coef = model.coefficients().head(12)
+        ct = Table(title="Largest coefficients (per standard deviation of the term)")
+        for c in ("term", "coef_per_sd", "odds_ratio_per_sd"):
+            ct.add_column(c, justify="left" if c == "term" else "right")
+        for row in coef.itertuples():
+            ct.add_row(row.term, f"{row.coef_per_sd:+.3f}", f"{row.odds_ratio_per_sd:.2f}")
+        out.print(ct)
+
+
+@click.command("evaluate")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model directory from 'riskcap train'.")
+@_data_option
+@click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
+              help="Evaluate on people at this date and their next 12 months (later than training: temporal validation).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for metrics.json.")
+@_on_invalid_option
+@_partition_option
+def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int):
+    """Evaluate a model at an index date: discrimination, calibration, top-N, subgroups.
+
+    Writes metrics.json (auroc, auprc, brier, calibration slope and intercept,
+    calibration_by_decile, ppv_at and sensitivity_at the top 0.5%-10%, number to enrol per
+    admission captured, subgroups by age band, sex and IMD quintile) and prints it as
+    tables. On synthetic data it also reports the oracle AUROC of the true probabilities
+    (truth.parquet) and the gap.
+
+    \b
+    Example:
+        riskcap evaluate --model models/gbm --data synth --index-date 2024-04-01 --out eval/gbm
+    """
+    from rich.console import Console
+
+    from riskcap.io import write_json
+    from riskcap.manifest import RunManifest
+    from riskcap.models.evaluate import metrics_tables
+    from riskcap.models.persist import load_model
+    from riskcap.models.train import evaluate_model, truth_probabilities
+
+    console = Console(stderr=True)
+    manifest = RunManifest(out_dir)
+    model = load_model(model_dir)
+    tables, _ = _load(data_dir, on_invalid, out_dir / "rejects", console)
+    frame = _features(tables, index_date.date(), partition_people)
+    del tables
+    truth = truth_probabilities(data_dir, frame["person_id"].to_numpy(), index_date.date())
+    metrics = evaluate_model(model, frame, index_date.date(), truth)
+    write_json(metrics, out_dir / "metrics.json")
+    manifest.add_input("data", data_dir)
+    manifest.add_model(model.kind, model_dir)
+    manifest.write()
+    out = Console()
+    title = (f"{model.kind} model (trained {metrics['training_index_date']}) evaluated at "
+             f"{metrics['evaluation_index_date']}")
+    for table in metrics_tables(metrics, title):
+        out.print(table)
+    if "warning" in metrics:
+        out.print(f"[yellow]warning: {metrics['warning']}[/yellow]")
+    out.print(f"metrics written to {out_dir / 'metrics.json'}")
+
+
+@click.command("score")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model directory from 'riskcap train'.")
+@_data_option
+@click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
+              help="Score everyone registered and alive on this date (features look back from it).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Scores file to write (parquet).")
+@click.option("--reasons/--no-reasons", default=True, show_default=True,
+              help="Add each person's top 3 contributing factors in plain English.")
+@_on_invalid_option
+@_partition_option
+def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons: bool, on_invalid: str,
+          partition_people: int):
+    """Score a whole population: probability, 0-100 score, tier, percentile and reasons.
+
+    Builds features and scores one partition of people at a time, then ranks everyone:
+    percentile (100 = highest risk) and tier (very high = top 0.5%, high = to 5%, rising =
+    to 20%, low). Writes person_id, practice_code, probability, score, tier, percentile,
+    reason_1..reason_3 and model.
+
+    \b
+    Example:
+        riskcap score --model models/gbm --data synth --index-date 2024-04-01 --out scores.parquet
+    """
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from riskcap.models.persist import load_model
+    from riskcap.models.score import score_tables, write_scores
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    model = load_model(model_dir)
+    tables, _ = _load(data_dir, on_invalid, out_path.parent / "rejects", console)
+    scores = score_tables(model, tables, index_date.date(), partition_people, reasons=reasons)
+    del tables
+    write_scores(scores, out_path)
+    out = Console()
+    table = Table(title=f"{len(scores):,} people scored at {index_date.date()} with the {model.kind} model -> {out_path}")
+    if model.kind == "cost":
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row("mean expected cost (GBP)", f"{scores['expected_cost_gbp'].mean():,.0f}")
+        table.add_row("total expected cost (GBP)", f"{scores['expected_cost_gbp'].sum():,.0f}")
+    else:
+        for c in ("tier", "people", "mean probability", "lowest score"):
+            table.add_column(c, justify="left" if c == "tier" else "right")
+        from riskcap.stratify import load_pyramid
+
+        for name in load_pyramid().names:
+            part = scores[scores["tier"] == name]
+            if len(part):
+                table.add_row(name, f"{len(part):,}", f"{part['probability'].mean():.3f}", f"{part['score'].min()}")
+    out.print(table)
+    out.print(f"seconds: {time.perf_counter() - started:.1f}")

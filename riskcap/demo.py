@@ -1,0 +1,155 @@
+"""The whole job on a synthetic ICB: generate, train, evaluate, score, list, budget, report.
+
+:func:`run_demo` calls the same core functions as the individual commands, but loads and
+validates the data once and builds each index date's features once. The run directory:
+
+``data/`` synthetic population; ``models/{logistic,gbm,cost}/``;
+``evaluation/{logistic,gbm,cost}/metrics.json`` (temporal validation: trained at
+TRAIN_INDEX_DATE, evaluated at EVAL_INDEX_DATE); ``scores.parquet`` and
+``cost_scores.parquet``; ``casefinding/``; ``capitation/`` (every shipped scenario side by
+side); ``report.html``, ``workbook.xlsx``; ``manifest.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from riskcap.config import shipped_config
+
+MODEL_KINDS = ("logistic", "gbm", "cost")
+#: The stages in order, with what the progress display calls them.
+STAGES = {
+    "synth": "generate synthetic ICB",
+    "load": "validate and load data",
+    "features": "build features (train and evaluation dates)",
+    "train": "train logistic, gbm and cost models",
+    "evaluate": "evaluate (temporal validation)",
+    "score": "score everyone at the evaluation date",
+    "casefind": "case-finding lists (top 2% per practice)",
+    "capitation": "capitation scenarios and settlement",
+    "report": "HTML report and Excel workbook",
+}
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced: the run directory and the headline numbers."""
+
+    run_dir: Path
+    metrics: dict = field(default_factory=dict)
+    comparison: object = None
+    casefind_summary: dict = field(default_factory=dict)
+    report: Path | None = None
+    workbook: Path | None = None
+    people: int = 0
+
+
+def shipped_scenarios() -> list[Path]:
+    """Every scenario file shipped in ``configs/scenarios``, baseline first."""
+    paths = sorted(shipped_config("scenarios").glob("*.yaml"))
+    return sorted(paths, key=lambda p: p.stem != "baseline")
+
+
+def demo_key(seed: int):
+    """The pseudonymisation key for the demo: ``$RISKCAP_PSEUDONYM_KEY`` if set, else one
+    derived from the seed, so that reruns are byte-identical (synthetic data only)."""
+    from riskcap.pseudonymise import PseudonymKey, load_key
+
+    key = load_key(allow_random=True)
+    if key.stable:
+        return key
+    return PseudonymKey(hashlib.sha256(f"riskcap synthetic demo {seed}".encode()).digest(), "demo")
+
+
+def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = None,
+             stage: Callable[[str], None] | None = None) -> DemoResult:
+    """Run the whole pipeline on the default synthetic ICB into ``out_dir``.
+
+    ``stage(name)`` is called as each stage of :data:`STAGES` starts (for progress display).
+    """
+    from riskcap.capitation.population import attach_scores
+    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.capitation.scenario import load_scenario
+    from riskcap.features import build_features_partitioned
+    from riskcap.io import write_json
+    from riskcap.manifest import RunManifest
+    from riskcap.models.persist import save_model
+    from riskcap.models.score import rank, score_frame, write_scores
+    from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
+    from riskcap.stratify import SelectionRule, casefind
+    from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
+    from riskcap.synthetic.pipeline import SynthConfig, write_population
+    from riskcap.validate import load_tables
+
+    stage = stage or (lambda name: None)
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = SynthConfig.from_preset("default_icb", people=people, seed=seed)
+    manifest = RunManifest(run_dir, seed=config.seed)
+    manifest.add_config("synthetic", {"preset": "default_icb", "people": config.people, "seed": config.seed,
+                                      "years": config.years})
+    result = DemoResult(run_dir)
+
+    stage("synth")
+    data_dir = run_dir / "data"
+    write_population(data_dir, config)
+
+    stage("load")
+    tables, _ = load_tables(data_dir)
+    fingerprint = {"dir": "data", "fingerprint": data_fingerprint(data_dir)["sha256"]}
+
+    stage("features")
+    train_frame = build_features_partitioned(tables, TRAIN_INDEX_DATE)
+    eval_frame = build_features_partitioned(tables, EVAL_INDEX_DATE)
+    practices = tables.practices
+    del tables
+    result.people = len(eval_frame)
+
+    stage("train")
+    models = {}
+    for kind in MODEL_KINDS:
+        models[kind] = train_model(kind, train_frame, TRAIN_INDEX_DATE, seed=0, data=fingerprint)
+        save_model(models[kind], run_dir / "models" / kind)
+    del train_frame
+
+    stage("evaluate")
+    truth = truth_probabilities(data_dir, eval_frame["person_id"].to_numpy(), EVAL_INDEX_DATE)
+    for kind, model in models.items():
+        result.metrics[kind] = evaluate_model(model, eval_frame, EVAL_INDEX_DATE, truth)
+        write_json(result.metrics[kind], run_dir / "evaluation" / kind / "metrics.json")
+
+    stage("score")
+    scores = rank(score_frame(models["gbm"], eval_frame), "gbm")
+    write_scores(scores, run_dir / "scores.parquet")
+    cost_scores = rank(score_frame(models["cost"], eval_frame, reasons=False), "cost")
+    write_scores(cost_scores, run_dir / "cost_scores.parquet")
+
+    stage("casefind")
+    found = casefind(run_dir / "scores.parquet", data_dir, run_dir / "casefinding", SelectionRule.parse("2%"),
+                     key=demo_key(config.seed), index_date=EVAL_INDEX_DATE)
+    result.casefind_summary = found.summary
+
+    stage("capitation")
+    scenarios = [load_scenario(p) for p in shipped_scenarios()]
+    features = attach_scores(eval_frame, scores, source="scores.parquet")
+    features = attach_scores(features, cost_scores, source="cost_scores.parquet")
+    run = run_scenarios(features, practices, scenarios)
+    write_run(run, run_dir / "capitation", {"data": "data", "index_date": str(EVAL_INDEX_DATE),
+                                            "scores": ["scores.parquet", "cost_scores.parquet"],
+                                            "people": int(len(features))})
+    result.comparison = run.comparison
+    for s in scenarios:
+        manifest.add_config(f"scenario:{s.name}", s.raw)
+
+    stage("report")
+    from riskcap.report import build_report
+
+    files = build_report(run_dir)
+    result.report, result.workbook = files.report, files.workbook
+
+    for kind in MODEL_KINDS:
+        manifest.add_model(kind, run_dir / "models" / kind)
+    manifest.write()
+    return result

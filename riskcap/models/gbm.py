@@ -1,0 +1,210 @@
+"""LightGBM models: the calibrated emergency-admission classifier and shared training.
+
+Training holds out a random validation split of the training people (by person, seeded)
+for early stopping. The classifier's log-odds are then recalibrated with a monotone spline
+(:mod:`riskcap.models.calibrate`: Platt scaling with bends), so ranking and AUROC are
+unchanged and observed/expected holds in every risk decile. The map is fitted on all the
+training people, not only the validation split: the trees are kept coarse (at least 400
+people a leaf), so they overfit little, and at the low-risk end, where a decile of a 20%
+split holds only a couple of hundred admissions, the split alone is too noisy to correct
+the trees' known bias there (they over-predict their lowest-risk people; measured in
+``docs/models.md``). The artefact is LightGBM's own text format (``model.txt``) plus
+``calibration.json``; loading parses text, never unpickles. Scoring uses riskcap's numba
+tree scorer (:mod:`riskcap.models.treescorer`); per-feature contributions for reasons come
+from LightGBM's ``pred_contrib`` (TreeSHAP) in log-odds.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from riskcap.features import LABEL, MODEL_FEATURES
+from riskcap.io import DataError, write_json
+from riskcap.models.base import check_features, feature_matrix
+
+MODEL_TEXT = "model.txt"
+CALIBRATION_FILE = "calibration.json"
+VALIDATION_FRACTION = 0.2
+
+#: LightGBM parameters shared by the classifier and the cost model.
+BASE_PARAMS: dict = {
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 400,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "max_bin": 255,
+    # One thread: on a busy 2-core machine LightGBM's OpenMP threads spin-wait for each other
+    # and training with two was measured 3-6x slower than with one; results also stay
+    # reproducible whatever the machine.
+    "num_threads": 1,
+    "deterministic": True,
+    "force_col_wise": True,
+    "verbosity": -1,
+}
+CLASSIFIER_PARAMS: dict = {**BASE_PARAMS, "objective": "binary", "metric": "binary_logloss"}
+MAX_ROUNDS = 2000
+#: Threads for LightGBM's per-person contributions (prediction parallelises well).
+PREDICT_THREADS = 2
+EARLY_STOPPING_ROUNDS = 50
+
+
+def validation_split(n: int, seed: int, fraction: float = VALIDATION_FRACTION) -> np.ndarray:
+    """Boolean mask of the validation rows: a seeded random ``fraction`` of people."""
+    return np.random.default_rng(seed).random(n) < fraction
+
+
+def train_booster(X: np.ndarray, y: np.ndarray, params: dict, seed: int, valid: np.ndarray,
+                  max_rounds: int = MAX_ROUNDS, early_stopping_rounds: int = EARLY_STOPPING_ROUNDS):
+    """Train LightGBM on the rows outside ``valid``, stopping early on the rows inside it.
+
+    Returns (booster, details) where details records rounds and the validation metric.
+    """
+    import lightgbm as lgb
+
+    params = {**params, "seed": seed}
+    train = lgb.Dataset(X[~valid], y[~valid], feature_name=list(MODEL_FEATURES), free_raw_data=True)
+    check = lgb.Dataset(X[valid], y[valid], reference=train)
+    evals: dict = {}
+    booster = lgb.train(params, train, num_boost_round=max_rounds, valid_sets=[check], valid_names=["validation"],
+                        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False),
+                                   lgb.record_evaluation(evals)])
+    metric = params["metric"]
+    history = evals["validation"][metric]
+    details = {"best_iteration": int(booster.best_iteration), "rounds_run": len(history),
+               "validation_metric": metric, "validation_score": float(history[booster.best_iteration - 1]),
+               "train_rows": int((~valid).sum()), "validation_rows": int(valid.sum()), "params": params}
+    return booster, details
+
+
+class LightGBMModel:
+    """Shared loading, scoring and contributions for models stored as LightGBM text."""
+
+    kind = ""
+
+    def __init__(self, model_text: str, metadata: dict | None = None):
+        from riskcap.models.treescorer import TreeEnsemble
+
+        self.model_text = model_text
+        try:
+            self.ensemble = TreeEnsemble.from_string(model_text)
+        except ValueError as exc:
+            raise DataError(f"{self.kind} model: {exc}") from exc
+        self.features: list[str] = list(self.ensemble.feature_names)
+        self.metadata = metadata or {}
+        self._booster = None
+
+    @property
+    def booster(self):
+        """The LightGBM booster, parsed from the model text on first use."""
+        if self._booster is None:
+            import lightgbm as lgb
+
+            self._booster = lgb.Booster(model_str=self.model_text)
+        return self._booster
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        check_features(frame, self.features)
+        return feature_matrix(frame, self.features)
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """Summed tree outputs (log-odds for the classifier, log of the mean for the cost model)."""
+        return self.ensemble.predict(self.matrix(frame), raw_score=True)
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """LightGBM's per-feature contributions (TreeSHAP) to the raw score: shape (n, len(features))."""
+        contrib = self.booster.predict(self.matrix(frame), pred_contrib=True, num_threads=PREDICT_THREADS)
+        return np.asarray(contrib)[:, : len(self.features)]
+
+    def predict_with_contributions(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and contributions (two passes: the tree scorer, then TreeSHAP)."""
+        return self.predict(frame), self.contributions(frame)
+
+    def save(self, model_dir: str | Path) -> list[Path]:
+        from riskcap.io import atomic_path
+
+        path = Path(model_dir) / MODEL_TEXT
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.model_text, encoding="utf-8")
+        return [path]
+
+    @staticmethod
+    def read_text(model_dir: str | Path) -> str:
+        path = Path(model_dir) / MODEL_TEXT
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: cannot read the LightGBM model text ({exc})") from exc
+
+
+class GBMModel(LightGBMModel):
+    """LightGBM classifier with a monotone recalibration of its log-odds."""
+
+    kind = "gbm"
+
+    def __init__(self, model_text: str, calibration: dict, metadata: dict | None = None):
+        from riskcap.models.calibrate import METHOD
+
+        super().__init__(model_text, metadata)
+        if calibration.get("method") != METHOD:
+            raise DataError(f"gbm model: unknown calibration {calibration.get('method')!r} (expected {METHOD!r})")
+        self.calibration = calibration
+
+    def linear_predictor(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated log-odds."""
+        from riskcap.models.calibrate import apply_recalibration
+
+        return apply_recalibration(self.raw(frame), self.calibration)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of one or more emergency admissions in the next 12 months."""
+        from scipy.special import expit
+
+        return expit(self.linear_predictor(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per-feature contributions to the log-odds (TreeSHAP, before the monotone recalibration,
+        which cannot change which factors push a person's risk up the most)."""
+        return super().contributions(frame)
+
+    def save(self, model_dir: str | Path) -> list[Path]:
+        return super().save(model_dir) + [write_json(self.calibration, Path(model_dir) / CALIBRATION_FILE)]
+
+    @classmethod
+    def load(cls, model_dir: str | Path, metadata: dict) -> "GBMModel":
+        path = Path(model_dir) / CALIBRATION_FILE
+        try:
+            calibration = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read the calibration ({exc})") from exc
+        return cls(cls.read_text(model_dir), calibration, metadata)
+
+
+def fit_gbm(frame: pd.DataFrame, seed: int = 0, params: dict | None = None,
+            metadata: dict | None = None) -> tuple[GBMModel, dict]:
+    """Train the classifier with early stopping on a validation split, then recalibrate.
+
+    Returns (model, details) with rounds, the validation log-loss and the calibration.
+    """
+    from riskcap.models.calibrate import fit_recalibration
+
+    check_features(frame, MODEL_FEATURES, "training data")
+    X = feature_matrix(frame, MODEL_FEATURES)
+    y = frame[LABEL].to_numpy(dtype=np.float64)
+    if len(np.unique(y)) < 2:
+        raise DataError(f"training data: the label {LABEL} has only one value; cannot fit a model")
+    valid = validation_split(len(y), seed)
+    booster, details = train_booster(X, y, params or CLASSIFIER_PARAMS, seed, valid)
+    text = booster.model_to_string(num_iteration=booster.best_iteration)
+    from riskcap.models.treescorer import TreeEnsemble
+
+    raw = TreeEnsemble.from_string(text).predict(X, raw_score=True)
+    calibration = fit_recalibration(raw, y, fitted_on="training people")
+    model = GBMModel(text, calibration, metadata)
+    details["calibration"] = calibration
+    return model, details

@@ -1,0 +1,298 @@
+"""Parameters of the synthetic population model, with where each number comes from.
+
+Targets are from DOMAIN.md section 3 (England: QOF 2019/20 prevalence, registered age
+structure, emergency-admission rates, unit costs). Shapes by age are approximate public
+figures; the ``offset`` of each condition and the intercepts of the activity models were
+fitted once by simulation (``docs/synthetic.md`` says how) so the generated population
+hits the targets in ``calibration.json``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from riskcap.schema import CONDITION_CODES, SETTING_CODES
+
+# --- Practices -------------------------------------------------------------------------
+
+#: England's registered list sizes (DOMAIN.md): lognormal fitted to median 7,866, mean 8,981.
+LIST_SIZE_MEDIAN = 7866.0
+LIST_SIZE_SIGMA = 0.55
+LIST_SIZE_MIN = 1000
+LIST_SIZE_MAX = 85000
+#: Need index (weighted / registered population) in the 2024/25 allocation file:
+#: median 1.0 and standard deviation of its log about 0.155.
+NEED_LOG_SD = 0.155
+
+# --- People --------------------------------------------------------------------------
+
+#: Registered population by 5-year age band (0-4 ... 100-104), percent: England's GP
+#: registrations. The start cohort is rescaled to the shares below, chosen so that after
+#: ageing, births, moves and deaths the last simulated year has 18+ 79.7% and 65+ 17.5% (DOMAIN.md).
+AGE_BAND_PERCENT = np.array([
+    5.3, 5.9, 6.1, 5.8, 6.1, 6.8, 7.2, 7.2, 6.8, 6.2, 6.5, 6.5, 5.8,
+    4.9, 4.5, 3.8, 2.4, 1.4, 0.6, 0.15, 0.02,
+])
+SHARE_18_PLUS = 0.797
+SHARE_65_PLUS = 0.142
+#: Share male by age (knots): equal until late life, then women outlive men.
+MALE_SHARE_AGES = np.array([0, 20, 60, 70, 80, 90, 105], dtype=float)
+MALE_SHARE = np.array([0.512, 0.503, 0.495, 0.475, 0.44, 0.36, 0.25])
+
+#: Registration flows per year, as a share of the practice's starting list.
+BIRTH_RATE = 0.0105
+MOVE_IN_RATE = 0.055
+#: Deregistration (moving away) hazard per year by age knot.
+DEREG_AGES = np.array([0, 15, 20, 25, 35, 45, 65, 80, 105], dtype=float)
+DEREG_RATE = np.array([0.05, 0.04, 0.10, 0.12, 0.07, 0.04, 0.025, 0.02, 0.02])
+#: Mean years registered at the practice for people already on the list at the start.
+MEAN_YEARS_REGISTERED = 9.0
+#: Ages of people moving into a practice: the age pyramid re-weighted towards young adults.
+MOVER_AGE_KNOTS = np.array([0, 10, 18, 22, 30, 40, 55, 70, 105], dtype=float)
+MOVER_AGE_WEIGHT = np.array([1.0, 0.7, 1.2, 2.6, 2.2, 1.1, 0.6, 0.5, 0.6])
+
+#: National data opt-out rate (about 3% of registered people in England).
+OPT_OUT_RATE = 0.03
+#: How strongly a practice's deprivation and age mix follow its need index.
+PRACTICE_DEPRIVATION_FROM_NEED = 0.6
+PRACTICE_AGE_TILT_FROM_NEED = 0.35
+PRACTICE_MORBIDITY_FROM_NEED = 0.10
+#: Within-practice correlation of people's deprivation (share of variance between practices).
+IMD_PRACTICE_SHARE = 0.55
+
+# --- Conditions ------------------------------------------------------------------------
+
+#: Codes whose onset follows the liability model (all but palliative, which follows mortality).
+CHRONIC_CODES: tuple[str, ...] = tuple(c for c in CONDITION_CODES if c != "palliative")
+#: Disease registers counted in the LTC count (features.ltc_count): all but frailty and palliative.
+LTC_CODES: tuple[str, ...] = tuple(c for c in CONDITION_CODES if c not in ("frailty", "palliative"))
+
+#: Target prevalence (DOMAIN.md, QOF 2019/20): code -> (prevalence, minimum age of denominator).
+#: Frailty is not in QOF: moderate or severe electronic frailty is about 15% of people 65+,
+#: about 2.6% of the list (approx.).
+PREVALENCE_TARGET: dict[str, tuple[float, int]] = {
+    "hypertension": (0.141, 0), "depression": (0.116, 18), "obesity": (0.105, 18),
+    "diabetes": (0.071, 17), "asthma": (0.065, 0), "ckd": (0.041, 18), "cancer": (0.031, 0),
+    "chd": (0.031, 0), "af": (0.021, 0), "copd": (0.019, 0), "stroke_tia": (0.018, 0),
+    "heart_failure": (0.0090, 0), "smi": (0.0093, 0), "epilepsy": (0.0080, 18),
+    "dementia": (0.0078, 0), "rheumatoid_arthritis": (0.0077, 16), "osteoporosis": (0.0085, 50),
+    "pad": (0.0060, 0), "learning_disability": (0.0051, 0), "palliative": (0.0048, 0),
+    "frailty": (0.026, 0),
+}
+
+#: Ages at which the prevalence shapes below are given.
+PREV_AGES = np.array([0, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 105], dtype=float)
+#: Cumulative (ever-diagnosed) prevalence by age for the reference group: the shape only;
+#: the level is set by ``CONDITION_OFFSET``. Non-decreasing, so onset ages are defined.
+PREV_SHAPE: dict[str, list[float]] = {
+    "hypertension": [0, 0, 0, 0.001, 0.004, 0.02, 0.06, 0.14, 0.27, 0.42, 0.55, 0.60, 0.62],
+    "depression": [0, 0, 0, 0.02, 0.08, 0.12, 0.14, 0.16, 0.17, 0.17, 0.18, 0.19, 0.19],
+    "obesity": [0, 0, 0, 0.02, 0.06, 0.10, 0.12, 0.14, 0.15, 0.15, 0.15, 0.15, 0.15],
+    "diabetes": [0, 0, 0.001, 0.003, 0.005, 0.015, 0.04, 0.08, 0.14, 0.19, 0.22, 0.22, 0.22],
+    "asthma": [0, 0.03, 0.06, 0.065, 0.068, 0.07, 0.072, 0.075, 0.078, 0.08, 0.08, 0.08, 0.08],
+    "ckd": [0, 0, 0, 0, 0.0005, 0.002, 0.005, 0.015, 0.04, 0.10, 0.22, 0.35, 0.40],
+    "cancer": [0, 0.0005, 0.001, 0.0015, 0.002, 0.005, 0.012, 0.03, 0.06, 0.10, 0.14, 0.15, 0.15],
+    "chd": [0, 0, 0, 0, 0, 0.001, 0.005, 0.02, 0.05, 0.10, 0.16, 0.20, 0.21],
+    "af": [0, 0, 0, 0, 0, 0.0005, 0.002, 0.006, 0.02, 0.06, 0.13, 0.18, 0.19],
+    "copd": [0, 0, 0, 0, 0, 0.001, 0.004, 0.015, 0.04, 0.07, 0.09, 0.09, 0.09],
+    "stroke_tia": [0, 0, 0, 0, 0, 0.001, 0.004, 0.01, 0.03, 0.06, 0.10, 0.13, 0.14],
+    "heart_failure": [0, 0, 0, 0, 0, 0, 0.001, 0.003, 0.008, 0.02, 0.05, 0.09, 0.10],
+    "smi": [0, 0, 0, 0.002, 0.006, 0.010, 0.012, 0.013, 0.013, 0.013, 0.013, 0.013, 0.013],
+    "epilepsy": [0, 0.002, 0.005, 0.007, 0.008, 0.009, 0.009, 0.009, 0.0095, 0.01, 0.01, 0.01, 0.01],
+    "dementia": [0, 0, 0, 0, 0, 0, 0, 0.001, 0.004, 0.015, 0.07, 0.20, 0.30],
+    "rheumatoid_arthritis": [0, 0, 0, 0, 0.001, 0.003, 0.006, 0.01, 0.015, 0.02, 0.02, 0.02, 0.02],
+    "osteoporosis": [0, 0, 0, 0, 0, 0, 0, 0.002, 0.008, 0.02, 0.04, 0.06, 0.07],
+    "pad": [0, 0, 0, 0, 0, 0, 0.001, 0.003, 0.01, 0.02, 0.035, 0.04, 0.04],
+    "learning_disability": [0, 0.002, 0.006, 0.0065, 0.0065, 0.0065, 0.0065, 0.0065, 0.0065, 0.0065, 0.0065, 0.0065, 0.0065],
+    "frailty": [0, 0, 0, 0, 0, 0, 0.001, 0.003, 0.01, 0.04, 0.12, 0.28, 0.40],
+}
+
+#: Clusters of co-occurring conditions: each shares a latent factor.
+CLUSTERS = ("metabolic", "vascular", "respiratory", "mental", "neurodevelopmental", "musculoskeletal", "none")
+#: code -> (loading on the general multimorbidity/frailty factor, cluster, loading on the cluster factor).
+LIABILITY: dict[str, tuple[float, str, float]] = {
+    "hypertension": (0.11, "metabolic", 0.50), "diabetes": (0.10, "metabolic", 0.60),
+    "obesity": (0.09, "metabolic", 0.60), "ckd": (0.14, "metabolic", 0.35),
+    "chd": (0.12, "vascular", 0.45), "af": (0.10, "vascular", 0.30), "stroke_tia": (0.12, "vascular", 0.40),
+    "heart_failure": (0.14, "vascular", 0.40), "pad": (0.14, "vascular", 0.45),
+    "asthma": (0.07, "respiratory", 0.42), "copd": (0.14, "respiratory", 0.34),
+    "depression": (0.10, "mental", 0.47), "smi": (0.10, "mental", 0.42), "dementia": (0.12, "mental", 0.17),
+    "learning_disability": (0.07, "neurodevelopmental", 0.42), "epilepsy": (0.08, "neurodevelopmental", 0.42),
+    "rheumatoid_arthritis": (0.08, "musculoskeletal", 0.34), "osteoporosis": (0.10, "musculoskeletal", 0.34),
+    "cancer": (0.08, "none", 0.00), "frailty": (0.17, "musculoskeletal", 0.21),
+}
+#: Shift of the liability per unit of deprivation (+1 = decile 1, -1 = decile 10), probit scale.
+DEPRIVATION_EFFECT: dict[str, float] = {
+    "hypertension": 0.10, "depression": 0.20, "obesity": 0.25, "diabetes": 0.25, "asthma": 0.10,
+    "ckd": 0.10, "cancer": 0.0, "chd": 0.20, "af": -0.05, "copd": 0.40, "stroke_tia": 0.15,
+    "heart_failure": 0.20, "smi": 0.30, "epilepsy": 0.15, "dementia": 0.05,
+    "rheumatoid_arthritis": 0.10, "osteoporosis": 0.05, "pad": 0.25, "learning_disability": 0.10,
+    "frailty": 0.25,
+}
+#: Liability difference men minus women (probit scale); half is added for men, half taken for women.
+SEX_EFFECT: dict[str, float] = {
+    "hypertension": 0.05, "depression": -0.45, "obesity": -0.05, "diabetes": 0.15, "asthma": -0.10,
+    "ckd": -0.15, "cancer": 0.0, "chd": 0.45, "af": 0.30, "copd": 0.05, "stroke_tia": 0.10,
+    "heart_failure": 0.30, "smi": 0.0, "epilepsy": 0.05, "dementia": -0.10,
+    "rheumatoid_arthritis": -0.40, "osteoporosis": -0.90, "pad": 0.25, "learning_disability": 0.15,
+    "frailty": -0.20,
+}
+#: Level of each condition (probit shift added to the liability), fitted so prevalence hits target.
+CONDITION_OFFSET: dict[str, float] = {
+    "hypertension": -0.077, "depression": -0.222, "obesity": -0.160, "diabetes": -0.199,
+    "asthma": -0.049, "ckd": -0.131, "cancer": -0.090, "chd": -0.123, "af": -0.023, "copd": -0.196,
+    "stroke_tia": -0.116, "heart_failure": -0.042, "smi": -0.086, "epilepsy": -0.092,
+    "dementia": -0.208, "rheumatoid_arthritis": -0.184, "osteoporosis": -0.592, "pad": -0.122,
+    "learning_disability": -0.101, "frailty": 0.107,
+}
+
+# --- Latent health state and emergency admissions -----------------------------------------
+
+#: AR(1) coefficient of the yearly health state (regression to the mean when < 1).
+STATE_RHO = 0.6
+#: Weight of the persistent multimorbidity/frailty factor and of the yearly state in log-rates.
+SIGMA_FRAILTY = 0.9
+SIGMA_STATE = 0.5
+#: Emergency admission log-rate: intercept and age curve (knots, log multipliers).
+EMERGENCY_INTERCEPT = np.log(0.0115)
+EMERGENCY_AGES = np.array([0, 1, 5, 15, 20, 30, 40, 50, 60, 70, 80, 90, 105], dtype=float)
+EMERGENCY_AGE_LOG = np.array([1.6, 1.0, 0.3, 0.4, 0.55, 0.55, 0.55, 0.55, 0.75, 1.0, 1.65, 2.2, 2.4])
+EMERGENCY_DEPRIVATION = 0.55
+#: Readmissions: each emergency admission brings Poisson(this) more in the same year. They do
+#: not change who has one or more (so not the truth), only how many admitted people have.
+READMISSION_MEAN = 0.2
+EMERGENCY_MALE = 0.05
+EMERGENCY_CARE_HOME = 0.3
+#: Log-rate effect of each condition on emergency admissions (and, scaled, other use).
+CONDITION_EFFECT: dict[str, float] = {
+    "hypertension": 0.09, "depression": 0.26, "obesity": 0.09, "diabetes": 0.45, "asthma": 0.26,
+    "ckd": 0.54, "cancer": 0.71, "chd": 0.54, "af": 0.45, "copd": 1.08, "stroke_tia": 0.54,
+    "heart_failure": 1.08, "smi": 0.71, "epilepsy": 0.71, "dementia": 0.71,
+    "rheumatoid_arthritis": 0.26, "osteoporosis": 0.26, "pad": 0.54, "learning_disability": 0.54,
+    "palliative": 1.62, "frailty": 0.90,
+}
+
+#: Condition effects add up sub-additively: the summed effect x becomes
+#: CONDITION_SATURATION * (1 - exp(-x / CONDITION_SATURATION)), so many registers do not
+#: multiply rates without bound.
+CONDITION_SATURATION = 1.8
+
+# --- Deaths, palliative care, care homes ---------------------------------------------------
+
+DEATH_INTERCEPT = np.log(0.00018)
+DEATH_AGES = np.array([0, 1, 5, 20, 40, 60, 70, 80, 90, 100, 105], dtype=float)
+DEATH_AGE_LOG = np.array([1.5, -0.5, -1.0, 0.0, 1.0, 2.8, 3.8, 4.9, 6.0, 6.9, 7.1])
+DEATH_HEALTH = 0.5  # multiplier of the health index in the death log-hazard
+DEATH_PALLIATIVE = 1.8
+#: Chance per year of joining the palliative register, as a multiple of the death hazard.
+PALLIATIVE_PER_DEATH_HAZARD = 0.411
+CARE_HOME_INTERCEPT = -6.2
+CARE_HOME_AGE = 0.10  # per year of age over 85 (logit)
+CARE_HOME_DEMENTIA = 1.8
+CARE_HOME_FRAILTY = 1.2
+
+# --- Other activity: log-rate = intercept + age curve + weight x health index ----------------
+
+#: setting -> (intercept (log events per year), weight of the health index, female effect, deprivation effect)
+POINT_SETTINGS = ("emergency_inpatient", "elective_inpatient", "day_case", "outpatient", "ae", "gp",
+                  "community", "mental_health")
+MONTHLY_SETTINGS = ("prescribing", "social_care")
+ACTIVITY_AGES = np.array([0, 5, 15, 20, 30, 40, 50, 60, 70, 80, 90, 105], dtype=float)
+ACTIVITY_MODEL: dict[str, tuple[float, float, float, float, float, list[float]]] = {
+    # setting: (intercept, latent weight, condition weight, female, deprivation, age curve at ACTIVITY_AGES)
+    # The latent weight multiplies the persistent factor and yearly state (SIGMA_FRAILTY F +
+    # SIGMA_STATE e): frequent contacts reveal the latent health that also drives admissions.
+    "elective_inpatient": (np.log(0.012), 0.5, 0.9, 0.0, 0.0, [-1.0, -1.5, -1.0, -0.6, -0.3, 0.0, 0.3, 0.7, 1.0, 1.0, 0.6, 0.3]),
+    "day_case": (np.log(0.05), 0.5, 0.9, 0.1, 0.0, [-1.5, -2.0, -1.5, -0.8, -0.4, 0.0, 0.4, 0.8, 1.1, 1.1, 0.7, 0.4]),
+    "outpatient": (np.log(0.5), 1.0, 1.1, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
+    "ae": (np.log(0.22), 0.8, 0.5, 0.0, 0.3, [0.6, 0.0, 0.1, 0.3, 0.2, 0.0, 0.0, 0.1, 0.3, 0.7, 1.1, 1.2]),
+    "gp": (np.log(0.8), 1.3, 0.5, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
+    "community": (np.log(0.03), 1.0, 1.0, 0.1, 0.1, [-0.5, -2.0, -2.0, -2.0, -1.5, -1.0, -0.5, 0.3, 1.2, 2.3, 3.2, 3.5]),
+    "mental_health": (np.log(0.03), 0.6, 0.4, 0.0, 0.2, [-2.0, -1.0, 0.2, 0.3, 0.2, 0.0, -0.2, -0.4, -0.5, -0.3, -0.3, -0.3]),
+}
+#: Extra log-rate per disease register (up to 2) of planned hospital and community care:
+#: people with several conditions have more follow-ups and procedures.
+PER_LTC_PLANNED = {"outpatient": 0.25, "elective_inpatient": 0.25, "day_case": 0.25, "community": 0.15}
+#: Extra log-rate of mental-health contacts for people on these registers.
+MENTAL_HEALTH_CONDITIONS = {"smi": 3.0, "depression": 1.6, "dementia": 1.8, "learning_disability": 1.0}
+#: Prescribing: monthly items ~ Poisson(mu); rows are months with >= 1 item.
+PRESCRIBING_INTERCEPT = np.log(0.12)
+PRESCRIBING_PER_LTC = 0.45
+PRESCRIBING_LATENT = 1.2
+PRESCRIBING_CONDITIONS = 0.5
+PRESCRIBING_AGES = ACTIVITY_AGES
+PRESCRIBING_AGE_LOG = [0.0, -0.5, -0.5, -0.3, -0.2, 0.0, 0.3, 0.6, 0.9, 1.1, 1.2, 1.2]
+#: Home care (adults): chance of receiving it in a year (logit) and mean hours per month.
+HOME_CARE_INTERCEPT = -8.0
+HOME_CARE_AGE = 0.07  # per year over 18
+HOME_CARE_FRAILTY = 1.5
+HOME_CARE_DEMENTIA = 1.2
+HOME_CARE_HEALTH = 0.6
+HOME_CARE_HOURS = 25.0
+#: Share of emergency admissions that arrive through A&E (an A&E row on the same day).
+EMERGENCY_VIA_AE = 0.7
+
+# --- Lengths of stay and costs (DOMAIN.md section 3; pence) ----------------------------------
+
+ZERO_DAY_SHARE = 0.33
+#: Mean length (days) of non-zero emergency stays: grows with age.
+EMERGENCY_LOS_AGES = np.array([0, 20, 50, 70, 85, 105], dtype=float)
+EMERGENCY_LOS_MEAN = np.array([2.5, 3.0, 4.5, 7.0, 10.0, 11.0])
+EMERGENCY_COST_ZERO_DAY = 60000
+EMERGENCY_COST_BASE = 110000
+EMERGENCY_COST_PER_DAY = 35000
+ELECTIVE_COST = 350000
+ELECTIVE_LOS_MEAN = 2.5
+DAY_CASE_COST = 80000
+UNIT_COST = {  # pence per event / unit, before per-row variation
+    "outpatient": 13000, "ae": 16000, "gp": 4000, "community": 6000, "mental_health": 11000,
+    "prescribing": 900, "home_care_hour": 2500, "residential_day": 12857,
+}
+#: Per-row cost variation (sd of log multiplier) for hospital rows and prescribing items.
+COST_LOG_SD = {"elective_inpatient": 0.35, "day_case": 0.3, "outpatient": 0.2, "ae": 0.3,
+               "prescribing": 0.5, "mental_health": 0.2}
+
+# --- ICD-10 primary diagnoses of inpatient spells ---------------------------------------------
+
+#: Chance that an emergency admission of a person with an ACS-relevant register is for it.
+ACS_ADMISSION_SHARE = 0.35
+#: register -> ICD-10 codes of admissions caused by it (first ones are ACS where the register is).
+CONDITION_ADMISSION_CODES: dict[str, tuple[str, ...]] = {
+    "asthma": ("J45.9", "J46"), "copd": ("J44.1", "J44.0"), "heart_failure": ("I50.0", "I50.9", "I11.0"),
+    "chd": ("I20.9", "I25.1", "I20.0"), "diabetes": ("E11.6", "E11.5", "E10.1", "E11.1"),
+    "hypertension": ("I10",), "epilepsy": ("G40.9", "R56.8", "G41.9"), "dementia": ("F03", "F01.9"),
+    "ckd": ("N17.9", "N18.4"), "cancer": ("C34.9", "C18.9", "C50.9", "C61"), "af": ("I48.9",),
+    "stroke_tia": ("I63.9", "G45.9"), "pad": ("I70.2",), "smi": ("F20.9", "F31.9"),
+    "depression": ("F32.9", "T42.4"), "osteoporosis": ("S72.0", "S32.0"), "frailty": ("R54", "R29.6"),
+    "rheumatoid_arthritis": ("M06.9",), "learning_disability": ("J69.0", "G40.9"), "obesity": ("E66.9",),
+}
+#: Registers with ambulatory-care-sensitive admissions (DOMAIN.md section 2).
+ACS_CONDITIONS = ("asthma", "copd", "heart_failure", "chd", "diabetes", "hypertension", "epilepsy", "dementia")
+#: Other emergency diagnoses by age group (children, adults, older people): infections, injuries, pain.
+GENERAL_EMERGENCY_CODES: tuple[tuple[str, ...], ...] = (
+    ("J06.9", "J21.9", "A09.9", "R50.9", "S06.0", "K35.8", "B34.9", "J18.9"),
+    ("R07.4", "R10.4", "J18.9", "N39.0", "L03.1", "K80.2", "S52.5", "F10.0", "O03.9", "T39.1", "K35.8", "A41.9"),
+    ("J18.9", "N39.0", "A41.9", "S72.0", "R07.4", "J22", "L03.1", "K56.6", "E87.1", "D50.9"),
+)
+ELECTIVE_CODES = ("H25.9", "M17.1", "M16.1", "K40.9", "N40", "K80.2", "Z51.1", "C50.9", "M51.1", "N81.2")
+DAY_CASE_CODES = ("H25.9", "K63.5", "Z51.1", "D12.6", "M65.3", "N20.0", "L82", "K21.9", "H26.9", "G56.0")
+
+
+def all_diagnosis_codes() -> tuple[str, ...]:
+    """Every ICD-10 code the generator can emit, sorted: the dictionary of the diagnosis column."""
+    codes = set(ELECTIVE_CODES) | set(DAY_CASE_CODES)
+    for group in GENERAL_EMERGENCY_CODES:
+        codes |= set(group)
+    for group in CONDITION_ADMISSION_CODES.values():
+        codes |= set(group)
+    return tuple(sorted(codes))
+
+
+def _check() -> None:
+    assert set(PREV_SHAPE) == set(CHRONIC_CODES) == set(LIABILITY)
+    assert set(PREVALENCE_TARGET) == set(CONDITION_CODES) == set(CONDITION_EFFECT)
+    assert set(POINT_SETTINGS) | set(MONTHLY_SETTINGS) == set(SETTING_CODES)
+    for shape in PREV_SHAPE.values():
+        assert len(shape) == len(PREV_AGES) and np.all(np.diff(shape) >= 0)
+
+
+_check()
