@@ -10,7 +10,7 @@ import numpy as np
 
 from riskcap.schema import CONDITION_CODES
 from riskcap.synthetic import params as P
-from riskcap.synthetic.population import AGE_BANDS, AUROC_BINS, LTC_INDEX
+from riskcap.synthetic.population import AGE_BANDS, AUROC_BINS
 
 #: Emergency admission: share of people with 1+ in a year by age band (DOMAIN.md); None = no target.
 AGE_GRADIENT_TARGET = {"0-49": 0.045, "50-59": None, "60-69": 0.10, "70-79": 0.17, "80+": 0.30}

@@ -22,6 +22,8 @@ LIST_SIZE_MAX = 85000
 #: Need index (weighted / registered population) in the 2024/25 allocation file:
 #: median 1.0 and standard deviation of its log about 0.155.
 NEED_LOG_SD = 0.155
+#: Population-weighted mean log need index in that file (need is standardised around it).
+NEED_LOG_CENTRE = -0.0118
 
 # --- People --------------------------------------------------------------------------
 

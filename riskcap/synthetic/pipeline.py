@@ -10,9 +10,8 @@ partition size, and the same arguments give byte-identical files.
 from __future__ import annotations
 
 import contextlib
-import os
 import zlib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,6 +35,8 @@ DEFAULT_SEED = 20240401
 DEFAULT_PARTITION_PEOPLE = 100_000
 TRUTH_COLUMNS = ("person_id", "year_start", "p_emergency", "frailty", "state", "expected_admissions")
 OUTPUT_TABLES = ("practices", "persons", "conditions", "activity", "truth")
+#: Parquet dictionary encoding: everywhere except truth's floats (random, so it only costs time).
+DICTIONARY_COLUMNS = {"truth": ["year_start"]}
 
 
 @dataclass(frozen=True)
@@ -206,12 +207,17 @@ def _run(tasks, jobs: int) -> Iterator[Partition]:
 
 def simulate_partition(config: SynthConfig, batch: pd.DataFrame, index: int) -> Partition:
     """Simulate one batch of practices; person ids start at 0 (see :func:`generate`)."""
-    results = []
+    results, stats = [], {}
     for row in batch.itertuples(index=False):
         need = float(row.need_index) if pd.notna(row.need_index) else float("nan")
         spec = PracticeSpec(str(row.practice_code), int(row.list_size), need)
-        results.append(simulate_practice(spec, config.calendar, practice_seed(config.seed, spec.practice_code)))
-    return _assemble(index, batch, results, config.calendar)
+        result = simulate_practice(spec, config.calendar, practice_seed(config.seed, spec.practice_code))
+        calibration.merge_stats(stats, result.stats)  # merged at once: per-practice histograms are large
+        result.stats = {}
+        results.append(result)
+    partition = _assemble(index, batch, results, config.calendar)
+    partition.stats = stats
+    return partition
 
 
 def _with_person_ids(partition: Partition, first_id: int) -> Partition:
@@ -284,7 +290,6 @@ def _assemble(index: int, batch: pd.DataFrame, results, calendar: Calendar) -> P
     codes = pa.array([str(c) for c in batch["practice_code"]], type=pa.string())
     year_days = calendar.year_starts
     batches = {name: [] for name in OUTPUT_TABLES if name != "practices"}
-    stats: dict = {}
     base = 0
     for k, r in enumerate(results):
         person_id = np.arange(base, base + r.n_persons, dtype=np.int64)
@@ -311,11 +316,10 @@ def _assemble(index: int, batch: pd.DataFrame, results, calendar: Calendar) -> P
             pa.array(tr["person"].astype(np.int64) + base), _dates(year_days[tr["year"]]),
             pa.array(tr["p_emergency"]), pa.array(tr["frailty"]), pa.array(tr["state"]), pa.array(tr["expected_admissions"]),
         ], schema=SCHEMAS["truth"]))
-        calibration.merge_stats(stats, r.stats)
         base += r.n_persons
     arrow = {name: pa.Table.from_batches(b, schema=SCHEMAS[name]) for name, b in batches.items()}
     arrow["practices"] = pa.Table.from_pandas(batch.reset_index(drop=True), schema=SCHEMAS["practices"], preserve_index=False)
-    return Partition(index, (0, int(base)), arrow, stats)
+    return Partition(index, (0, int(base)), arrow)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -365,7 +369,8 @@ def write_population(out_dir: str | Path, config: SynthConfig,
         for name in OUTPUT_TABLES:
             tmp = stack.enter_context(atomic_path(out_dir / f"{name}.parquet"))
             writers[name] = stack.enter_context(
-                pq.ParquetWriter(tmp, SCHEMAS[name], compression="zstd", store_schema=False, write_statistics=True))
+                pq.ParquetWriter(tmp, SCHEMAS[name], compression="zstd", store_schema=False, write_statistics=True,
+                                 use_dictionary=DICTIONARY_COLUMNS.get(name, True)))
 
         def write(partition: Partition) -> None:
             for name in OUTPUT_TABLES:
@@ -425,8 +430,3 @@ def _pipeline(partitions: Iterator[Partition], consume: Callable[[Partition], No
         thread.join()
     if failure:
         raise failure[0]
-
-
-def with_overrides(config: SynthConfig, **overrides) -> SynthConfig:
-    """A copy of ``config`` with the non-None overrides applied."""
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -101,7 +101,7 @@ def need_z(need_index: float) -> float:
     """Standardised log need index (0 when missing or not positive), clipped to +/-4."""
     if not np.isfinite(need_index) or need_index <= 0:
         return 0.0
-    return float(np.clip(np.log(need_index) / P.NEED_LOG_SD, -4, 4))
+    return float(np.clip((np.log(need_index) - P.NEED_LOG_CENTRE) / P.NEED_LOG_SD, -4, 4))
 
 
 def _sample_ages(rng, weights: np.ndarray, n: int) -> np.ndarray:

@@ -74,7 +74,7 @@ def synthetic_practices(people: int, seed: int, n_practices: int | None = None,
     # population-weighted mean log need is 0: a synthetic ICB is England-average overall
     z = ndtri((rng.permutation(n_practices) + 0.5) / n_practices)
     z -= (z * list_size).sum() / max(list_size.sum(), 1)
-    need = np.exp(P.NEED_LOG_SD * z)
+    need = np.exp(P.NEED_LOG_CENTRE + P.NEED_LOG_SD * z)
     n_icb = max(1, int(np.ceil(people / PEOPLE_PER_SYNTHETIC_ICB))) if icb_code is None else 1
     if icb_code is None and n_icb > 1:
         icb = np.array([f"QS{k + 1:02d}" for k in range(n_icb)])[np.arange(n_practices) * n_icb // n_practices]
