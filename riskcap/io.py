@@ -51,13 +51,22 @@ def table_path(data_dir: str | Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    The file gets ``mode`` if given, else the usual permissions under the process umask
+    (temporary files start owner-only, which would otherwise carry over to outputs).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp_path, mode)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -66,25 +75,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size: int | None = None) -> Path:
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size: int | None = None,
+                  mode: int | None = None) -> Path:
     """Write a frame to parquet atomically and deterministically (no pandas index)."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata(None)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, mode) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
     return Path(path)
 
 
-def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Path:
     """Write a frame to CSV atomically (UTF-8, no index)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, mode) as tmp:
         df.to_csv(tmp, index=False, lineterminator="\n")
     return Path(path)
 
 
-def write_json(obj, path: str | Path) -> Path:
+def write_json(obj, path: str | Path, mode: int | None = None) -> Path:
     """Write JSON atomically with sorted keys, so equal content gives equal bytes."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, mode) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
     return Path(path)
 

@@ -61,8 +61,9 @@ class RunManifest:
     def add_model(self, name: str, path: str | Path) -> None:
         self.models[name] = {"path": str(path), "files": fingerprint(path)}
 
-    def write(self) -> Path:
-        """Hash every output file in the run directory and write ``manifest.json``."""
+    def write(self, mode: int | None = None) -> Path:
+        """Hash every output file in the run directory and write ``manifest.json``
+        (with file ``mode`` if given, e.g. owner-only beside patient lists)."""
         run_dir = Path(self.run_dir)
         outputs = {k: v for k, v in fingerprint(run_dir).items() if k != MANIFEST and not k.endswith(".tmp")}
         return write_json(
@@ -79,6 +80,7 @@ class RunManifest:
                 "finished": _now(),
             },
             run_dir / MANIFEST,
+            mode,
         )
 
 

@@ -781,11 +781,14 @@ def make_private_dir(path: str | Path) -> Path:
     return path
 
 
+#: Case-finding files are readable by their owner only.
+PRIVATE_FILE_MODE = 0o600
+
+
 def _write_private_bytes(data: bytes, path: Path) -> Path:
     """Write bytes atomically; the file is created with mode 0o600 (owner only)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, PRIVATE_FILE_MODE) as tmp:
         tmp.write_bytes(data)
-        os.chmod(tmp, 0o600)
     return path
 
 
@@ -993,7 +996,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         frame = lists.iloc[rows][columns].reset_index(drop=True)
         csv_path = practice_dir / f"{code}.csv"
         xlsx_path = practice_dir / f"{code}.xlsx"
-        written.append(write_csv(frame, csv_path))
+        written.append(write_csv(frame, csv_path, mode=PRIVATE_FILE_MODE))
         notes = practice_notes(code, names.get(code, ""), summary, pyramid, columns)
         written.append(_write_private_bytes(xlsx_bytes(frame, notes, widths=_WIDTHS, created=created), xlsx_path))
         p = summary["practices"][code]
@@ -1011,8 +1014,8 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         if stale.stem not in summary["practices"]:  # a practice from an earlier run into the same folder
             stale.unlink()
     index = pd.DataFrame(index_rows)
-    written.append(write_csv(index, out_dir / INDEX_FILE))
-    written.append(write_json(summary, out_dir / SUMMARY_FILE))  # atomic_path files are created 0o600
+    written.append(write_csv(index, out_dir / INDEX_FILE, mode=PRIVATE_FILE_MODE))
+    written.append(write_json(summary, out_dir / SUMMARY_FILE, mode=PRIVATE_FILE_MODE))
     return written
 
 

@@ -29,3 +29,19 @@ def test_manifest_roundtrip_and_tampering(tmp_path):
 
 def test_verify_without_manifest(tmp_path):
     assert "no manifest" in verify_run(tmp_path)[0]
+
+
+def test_outputs_follow_umask_unless_a_mode_is_given(tmp_path):
+    import os
+
+    from riskcap.io import write_csv, write_json
+    import pandas as pd
+
+    old = os.umask(0o022)
+    try:
+        public = write_csv(pd.DataFrame({"a": [1]}), tmp_path / "budgets.csv")
+        private = write_json({"a": 1}, tmp_path / "summary.json", mode=0o600)
+    finally:
+        os.umask(old)
+    assert public.stat().st_mode & 0o777 == 0o644
+    assert private.stat().st_mode & 0o777 == 0o600

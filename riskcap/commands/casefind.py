@@ -10,7 +10,7 @@ from rich.table import Table
 
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
-from riskcap.stratify import EXCLUSIONS, SelectionRule, casefind as run_casefind
+from riskcap.stratify import EXCLUSIONS, PRIVATE_FILE_MODE, SelectionRule, casefind as run_casefind
 
 
 @click.command("casefind")
@@ -82,7 +82,7 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
         manifest.add_input("previous", previous_dir)
     manifest.add_config("pyramid", result.summary["pyramid"])
     manifest.add_config("selection", result.summary["selection"])
-    manifest.write()
+    manifest.write(mode=PRIVATE_FILE_MODE)
     s = result.summary
     table = Table(title=f"Case-finding lists at {s['list_date']}: {s['selection']['description']}")
     table.add_column("practices", justify="right")
