@@ -26,6 +26,7 @@ import pytest
 from riskcap.features import build_features, months_before, to_date
 from riskcap.io import Tables, read_table
 from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
+from riskcap.bench import best_of
 
 INDEX_DATE = EVAL_INDEX_DATE
 COMPARED = ["emergency_admissions_0_12", "gp_0_12", "cost_total_0_12", "days_since_ae", "ltc_heart_failure",
@@ -101,21 +102,12 @@ def duckdb_features(data_dir, threads: int = 2) -> pd.DataFrame:
         con.close()
 
 
-def _best_of(fn, repeats: int):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
 def test_features_vs_duckdb(benchmark, population_size, data_dirs):
     data_dir = data_dirs(population_size)
     repeats = 2 if population_size >= 1_000_000 else 3
-    duck_s, duck = _best_of(lambda: duckdb_features(data_dir), repeats)
-    read_s, tables = _best_of(lambda: riskcap_tables(data_dir), repeats)
-    build_s, ours = _best_of(lambda: build_features(tables, INDEX_DATE), repeats)
+    duck, duck_s = best_of(lambda: duckdb_features(data_dir), repeats)
+    tables, read_s = best_of(lambda: riskcap_tables(data_dir), repeats)
+    ours, build_s = best_of(lambda: build_features(tables, INDEX_DATE), repeats)
     ours_s = read_s + build_s
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # times are taken above, side by side
 

@@ -32,6 +32,7 @@ from riskcap.models.base import feature_matrix
 from riskcap.models.logistic import LogisticModel, fit_pipeline
 from riskcap.models.score import SCORE_COLUMNS, score_features, write_scores
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, generate_tables
+from riskcap.bench import best_of
 
 TARGET_SECONDS_PER_MILLION = 5.0
 
@@ -62,23 +63,14 @@ def features(trained):
     return get
 
 
-def _best_of(fn, repeats: int = 3):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
 def test_logistic_scoring(benchmark, population_size, trained, features, tmp_path):
     pipeline, model, _ = trained
     frame = features(population_size)
     X = feature_matrix(frame, MODEL_FEATURES)
     model.predict_uncalibrated(frame.head(10))  # compile/load the kernel before timing
 
-    sklearn_s, want = _best_of(lambda: pipeline.predict_proba(X)[:, 1])
-    riskcap_s, got = _best_of(lambda: model.predict_uncalibrated(frame))
+    want, sklearn_s = best_of(lambda: pipeline.predict_proba(X)[:, 1], 3)
+    got, riskcap_s = best_of(lambda: model.predict_uncalibrated(frame), 3)
     max_diff = float(np.max(np.abs(got - want))) if len(got) else 0.0
     assert max_diff <= 1e-12
 
