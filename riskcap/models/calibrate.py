@@ -14,8 +14,10 @@ import numpy as np
 from scipy.special import expit
 
 METHOD = "logit_spline"
-#: Quantiles of the calibration rows' log-odds used as knots.
-KNOT_QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9)
+#: Quantiles of the calibration rows' log-odds used as knots. Five: enough to straighten the
+#: curves seen (see docs/models.md), few enough not to chase the noise of the lowest decile,
+#: which at 500,000 people holds only a few hundred admissions.
+KNOT_QUANTILES: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def _design(lp: np.ndarray, knots) -> np.ndarray:
@@ -73,7 +75,7 @@ def fit_recalibration(lp, y, knot_quantiles=KNOT_QUANTILES, fitted_on: str = "")
         coef = logistic_fit(_design(lp, knots), y, start)
         if _increasing(coef) or not knots:
             break
-        knots = knots[1::2]  # 7 knots -> 3 -> 1 -> none (Platt scaling)
+        knots = knots[1::2]  # 5 knots -> 2 -> 1 -> none (Platt scaling)
     if not _increasing(coef):  # degenerate (e.g. no signal): leave the log-odds as they are
         knots, coef = [], np.array([0.0, 1.0])
     return {"method": METHOD, "knots": knots, "intercept": float(coef[0]), "slope": float(coef[1]),
