@@ -76,7 +76,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.io import write_json
     from riskcap.manifest import RunManifest
     from riskcap.models.persist import save_model
-    from riskcap.models.score import rank, score_frame, write_scores
+    from riskcap.models.score import rank, score_frame, score_partitions, write_scores
     from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
     from riskcap.stratify import SelectionRule, casefind
     from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
@@ -121,14 +121,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
         write_json(result.metrics[kind], run_dir / "evaluation" / kind / "metrics.json")
 
     stage("score")
-    scores = rank(score_frame(models["gbm"], eval_frame, reasons=False), "gbm")
-    # TreeSHAP reasons cost ~0.25 ms a person: give them to the people any list can show
-    # (the top 20%: rising risk and above); the rest keep empty reasons.
-    listed = (scores["tier"] != "low").to_numpy()
-    explained = score_frame(models["gbm"], eval_frame[listed], reasons=True)
-    for col in ("reason_1", "reason_2", "reason_3"):
-        scores[col] = scores[col].astype(object)
-        scores.loc[listed, col] = explained[col].astype(object).to_numpy()
+    scores = score_partitions(models["gbm"], [lambda: eval_frame])  # reasons for the top 20%
     write_scores(scores, run_dir / "scores.parquet")
     cost_scores = rank(score_frame(models["cost"], eval_frame, reasons=False), "cost")
     write_scores(cost_scores, run_dir / "cost_scores.parquet")

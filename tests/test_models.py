@@ -273,6 +273,8 @@ def test_score_tables_partitions_and_columns(logistic, population):
     tables, _ = population
     whole = score_tables(logistic, tables, EVAL_INDEX_DATE, people=10**9)
     parts = score_tables(logistic, tables, EVAL_INDEX_DATE, people=1000)
+    assert score_tables(logistic, tables, EVAL_INDEX_DATE, people=1000, reasons_for=30).equals(
+        score_tables(logistic, tables, EVAL_INDEX_DATE, people=10**9, reasons_for=30))
     pd.testing.assert_frame_equal(whole, parts, check_exact=True)
     assert list(whole.columns) == SCORE_COLUMNS
     assert whole["person_id"].is_monotonic_increasing
@@ -289,6 +291,24 @@ def test_score_frame_gbm_reasons(gbm, frames):
     out = score_frame(gbm, frames[1].head(500))
     assert (out["reason_1"] != "").mean() > 0.9
     assert out["probability"].between(0, 1).all()
+
+
+def test_reasons_for_the_top_share_only(logistic, frames):
+    from riskcap.models.score import score_features
+
+    test = frames[1]
+    everyone = score_features(logistic, test, people=2000)
+    top = score_features(logistic, test, people=2000, reasons_for=5)
+    chosen = top["percentile"] > 95
+    assert chosen.any() and (~chosen).any()
+    for col in ("reason_1", "reason_2", "reason_3"):
+        assert (top.loc[chosen, col].astype(str) == everyone.loc[chosen, col].astype(str)).all()
+        assert (top.loc[~chosen, col].astype(str) == "").all()
+    assert (top["probability"] == everyone["probability"]).all()
+    nobody = score_features(logistic, test, reasons_for=0)
+    assert (nobody["reason_1"].astype(str) == "").all()
+    with pytest.raises(ValueError, match="percent"):
+        score_features(logistic, test, reasons_for=120)
 
 
 # --- recalibration map ---------------------------------------------------------------

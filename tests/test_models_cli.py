@@ -75,8 +75,15 @@ def test_score_writes_the_scores_file(trained, data_dir, tmp_path):
     assert run(["score", "--model", trained / "logistic", "--data", data_dir, "--out", again]).exit_code == 0
     assert again.read_bytes() == out.read_bytes()  # partition size does not change a byte
     cost = tmp_path / "cost.parquet"
-    assert run(["score", "--model", trained / "cost", "--data", data_dir, "--out", cost, "--no-reasons"]).exit_code == 0
-    assert list(pd.read_parquet(cost).columns) == COST_SCORE_COLUMNS
+    assert run(["score", "--model", trained / "cost", "--data", data_dir, "--out", cost]).exit_code == 0
+    cost_scores = pd.read_parquet(cost)
+    assert list(cost_scores.columns) == COST_SCORE_COLUMNS and (cost_scores["reason_1"] == "").all()
+    gbm = tmp_path / "gbm.parquet"
+    assert run(["score", "--model", trained / "gbm", "--data", data_dir, "--out", gbm]).exit_code == 0
+    gbm_scores = pd.read_parquet(gbm)
+    explained = gbm_scores["reason_1"] != ""
+    assert not explained[gbm_scores["tier"] == "low"].any()  # default: the top 20% only
+    assert explained[gbm_scores["tier"] != "low"].mean() > 0.9
 
 
 def test_bad_model_directory_is_a_clear_error(data_dir, tmp_path):

@@ -179,22 +179,24 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
               help="Score everyone registered and alive on this date (features look back from it).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Scores file to write (parquet).")
-@click.option("--reasons/--no-reasons", default=True, show_default=True,
-              help="Add each person's top 3 contributing factors in plain English.")
+@click.option("--reasons-for", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
+              help="Give the top PERCENT of people (by risk) their 3 reasons; 0 = nobody. Default: everyone "
+                   "for logistic; the top 20% (rising risk and above) for gbm, whose contributions are slow.")
 @_on_invalid_option
 @_partition_option
-def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons: bool, on_invalid: str,
+def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_for, on_invalid: str,
           partition_people: int):
     """Score a whole population: probability, 0-100 score, tier, percentile and reasons.
 
     Builds features and scores one partition of people at a time, then ranks everyone:
     percentile (100 = highest risk) and tier (very high = top 0.5%, high = to 5%, rising =
     to 20%, low). Writes person_id, practice_code, probability, score, tier, percentile,
-    reason_1..reason_3 and model.
+    reason_1..reason_3 (plain English; empty beyond --reasons-for) and model.
 
     \b
     Example:
         riskcap score --model models/gbm --data synth --index-date 2024-04-01 --out scores.parquet
+        riskcap score --model models/logistic --data synth --out scores.parquet --reasons-for 5
     """
     import time
 
@@ -208,7 +210,7 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons: 
     started = time.perf_counter()
     model = load_model(model_dir)
     tables, _ = _load(data_dir, on_invalid, out_path.parent / "rejects", console)
-    scores = score_tables(model, tables, index_date.date(), partition_people, reasons=reasons)
+    scores = score_tables(model, tables, index_date.date(), partition_people, reasons_for=reasons_for)
     del tables
     write_scores(scores, out_path)
     out = Console()
