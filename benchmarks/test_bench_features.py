@@ -2,8 +2,9 @@
 
 Both start from the same parquet files of a synthetic population (``riskcap synth``) and
 build, for everyone registered and alive at the index date (2024-04-01), the look-back
-counts and costs and the outcome. riskcap reads the tables (``riskcap.io.read_table``, no
-validation) and runs ``build_features_partitioned`` (``build_features`` per 250,000-person
+counts and costs and the outcome. riskcap reads the columns it needs
+(``riskcap.features.read_feature_tables``: arrow, dictionary-encoded text, no validation,
+like DuckDB) and runs ``build_features_partitioned`` (``build_features`` per 250,000-person
 range, as ``riskcap score`` does; all ~110 columns), timed separately; DuckDB
 (2 threads) runs one SQL query over the files computing six of them. The answers are compared column by column in the same run:
 
@@ -18,16 +19,13 @@ best of 3 (best of 2 at a million people and more); the machine may be shared.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from riskcap.features import build_features_partitioned, months_before, to_date
-from riskcap.io import Tables, read_table
-from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
 from riskcap.bench import best_of
+from riskcap.features import build_features_partitioned, months_before, read_feature_tables, to_date
+from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
 
 INDEX_DATE = EVAL_INDEX_DATE
 COMPARED = ["emergency_admissions_0_12", "gp_0_12", "cost_total_0_12", "days_since_ae", "ltc_heart_failure",
@@ -46,10 +44,6 @@ def data_dirs(tmp_path_factory):
         return cache[size]
 
     return get
-
-
-def riskcap_tables(data_dir) -> Tables:
-    return Tables(**{name: read_table(data_dir, name) for name in ("practices", "persons", "conditions", "activity")})
 
 
 def duckdb_features(data_dir, threads: int = 2) -> pd.DataFrame:
@@ -107,7 +101,7 @@ def test_features_vs_duckdb(benchmark, population_size, data_dirs):
     data_dir = data_dirs(population_size)
     repeats = 2 if population_size >= 1_000_000 else 3
     duck, duck_s = best_of(lambda: duckdb_features(data_dir), repeats)
-    tables, read_s = best_of(lambda: riskcap_tables(data_dir), repeats)
+    tables, read_s = best_of(lambda: read_feature_tables(data_dir), repeats)
     ours, build_s = best_of(lambda: build_features_partitioned(tables, INDEX_DATE), repeats)
     ours_s = read_s + build_s
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # times are taken above, side by side

@@ -22,6 +22,8 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numba import njit
 
 from riskcap.io import DataError, Tables, days
@@ -186,9 +188,13 @@ _UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_4
 def _date_days(series: pd.Series, missing: int) -> np.ndarray:
     """Dates as int64 days since 1970-01-01, nulls replaced by ``missing``.
 
-    Datetime columns (as the readers return them) are converted in one integer pass;
-    anything else goes through :func:`riskcap.io.days`.
+    Datetime columns (as the readers return them) are converted in one integer pass, arrow
+    ``date32`` columns (:func:`read_feature_tables`) by a cast; anything else goes through
+    :func:`riskcap.io.days`.
     """
+    dtype = getattr(series, "dtype", None)
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_date32(dtype.pyarrow_dtype):
+        return _date32_days(pa.chunked_array(series.array._pa_array), missing)
     values = series.to_numpy() if hasattr(series, "to_numpy") else np.asarray(series)
     if values.dtype.kind == "M":
         unit = np.datetime_data(values.dtype)[0]
@@ -202,24 +208,40 @@ def _date_days(series: pd.Series, missing: int) -> np.ndarray:
     return out
 
 
+def _date32_days(arr: pa.ChunkedArray, missing: int) -> np.ndarray:
+    """An arrow date32 column as int64 days (its stored integers), nulls as ``missing``."""
+    out = np.empty(len(arr), dtype=np.int64)
+    pos = 0
+    for chunk in arr.chunks:
+        n = len(chunk)
+        values = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n, offset=chunk.offset * 4)
+        out[pos:pos + n] = values
+        if chunk.null_count:
+            out[pos:pos + n][chunk.is_null().to_numpy(zero_copy_only=False)] = missing
+        pos += n
+    return out
+
+
 def _codes(series: pd.Series, allowed: tuple[str, ...], table: str, column: str) -> np.ndarray:
     """Positions of ``series`` values in ``allowed`` (int8); DataError naming unknown values.
 
-    Works in arrow (no Python strings), so it is fast on millions of rows.
+    Categoricals map their few categories and keep their codes; text is matched in arrow
+    (no Python strings), so either way it is fast on millions of rows.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arr = series if isinstance(series, (pa.Array, pa.ChunkedArray)) else pa.array(series, from_pandas=True)
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = arr.cast(pa.string())
-    index = pc.index_in(arr, value_set=pa.array(list(allowed), type=arr.type))
-    codes = np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False))
+    if isinstance(getattr(series, "dtype", None), pd.CategoricalDtype):
+        lookup = np.append(pd.Index(list(allowed)).get_indexer(series.cat.categories.astype(str)), -1)
+        codes = lookup[series.cat.codes.to_numpy()]  # code -1 (missing) picks the appended -1
+    else:
+        arr = series if isinstance(series, (pa.Array, pa.ChunkedArray)) else pa.array(series, from_pandas=True)
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.cast(arr.type.value_type)
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            arr = arr.cast(pa.string())
+        index = pc.index_in(arr, value_set=pa.array(list(allowed), type=arr.type))
+        codes = np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False))
     bad = codes < 0
     if bad.any():
-        values = pd.Series(arr.to_pandas())[bad]
+        values = pd.Series(np.asarray(series, dtype=object))[bad]
         examples = sorted({str(v) for v in values.head(1000).tolist()})[:5]
         raise DataError(
             f"{table}: column '{column}': {int(bad.sum())} row(s) have a code outside the contract; "
@@ -229,8 +251,8 @@ def _codes(series: pd.Series, allowed: tuple[str, ...], table: str, column: str)
 
 
 def _birth_parts(birth: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(year, month * 100 + day) of each birth date."""
-    d = birth.to_numpy(dtype="datetime64[D]")
+    """(year, month * 100 + day) of each birth date (missing dates read as 1970-01-01)."""
+    d = _date_days(birth, 0).astype("datetime64[D]")
     year = d.astype("datetime64[Y]").astype(np.int64) + 1970
     month_start = d.astype("datetime64[M]")
     month = month_start.astype(np.int64) % 12 + 1
@@ -261,7 +283,7 @@ def _rows_of(ids: np.ndarray, person_id: np.ndarray) -> np.ndarray:
     m, n = len(person_id), len(ids)
     if n == 0:
         return np.full(m, -1, dtype=np.int64)
-    if m > 4 * n and (m < 2 or bool((person_id[1:] >= person_id[:-1]).all())):
+    if m > 4 * n and is_sorted(person_id):
         left = np.searchsorted(person_id, ids, side="left")
         right = np.searchsorted(person_id, ids, side="right")
         out = np.full(m, -1, dtype=np.int64)
@@ -277,6 +299,19 @@ def _rows_of_reference(ids: np.ndarray, person_id: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(ids, person_id)
     pos_c = np.minimum(pos, len(ids) - 1)
     return np.where(ids[pos_c] == person_id, pos_c, -1)
+
+
+def is_sorted(values: np.ndarray) -> bool:
+    """True when ``values`` never decrease (one pass, stops at the first descent)."""
+    return bool(_is_sorted(np.ascontiguousarray(values)))
+
+
+@njit(cache=True)
+def _is_sorted(values):  # pragma: no cover - compiled
+    for i in range(1, len(values)):
+        if values[i] < values[i - 1]:
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -380,7 +415,8 @@ def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> 
     return out
 
 
-def _activity_features(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
+def _activity_features_reference(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
+    """The activity columns with numpy (masks and ``bincount``): the kernel's reference."""
     n = len(ids)
     s_count = len(SETTING_CODES)
     far = months_before(idx, 36)
@@ -449,13 +485,59 @@ def _activity_features(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dic
     m = emergency & (window == 0)
     if "primary_diagnosis" in activity.columns and m.any():
         diag = activity["primary_diagnosis"].iloc[sel[m]]
-        uniq, inv = np.unique(diag.fillna("").astype(str).to_numpy(dtype=object), return_inverse=True)
+        uniq, inv = np.unique(diag.astype("string").fillna("").to_numpy(dtype=object), return_inverse=True)
         acs = np.array([is_acs(u) for u in uniq], dtype=bool)[inv]
         ordered["acs_admissions_0_12"] = np.bincount(rows[m][acs], minlength=n).astype(np.int32)
     else:
         ordered["acs_admissions_0_12"] = np.zeros(n, dtype=np.int32)
     ordered[LABEL] = (np.bincount(rows[emergency & (window == 3)], minlength=n) > 0).astype(np.int8)
     return ordered
+
+
+# --- Reading for feature building ---------------------------------------------------------
+
+#: The columns of each table the builder reads.
+FEATURE_INPUTS: dict[str, list[str]] = {
+    "persons": ["person_id", "practice_code", "sex", "birth_date", "imd_decile", "registered_from",
+                "registered_to", "died_on", "care_home", "opted_out"],
+    "conditions": ["person_id", "condition", "diagnosed_on"],
+    "activity": ["person_id", "setting", "start_date", "end_date", "quantity", "cost_gbp", "primary_diagnosis"],
+}
+
+
+def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None) -> Tables:
+    """Read the columns :func:`build_features` uses, as cheaply as arrow allows. No validation.
+
+    Text codes come back as categoricals (parquet's dictionary pages, never decoded to
+    Python strings), dates as arrow ``date32`` and numbers as numpy, so a million people's
+    fifty million activity rows load in a few seconds. ``person_range = (first, stop)``
+    reads one contiguous partition (row groups outside it are skipped).
+
+    This skips :func:`riskcap.validate.load_tables`' checks: use it on data that has been
+    validated (or in benchmarks); commands load through ``load_tables``.
+    """
+    import pyarrow.parquet as pq
+
+    from riskcap.io import read_table, table_path
+
+    def mapper(arrow_type):
+        return pd.ArrowDtype(arrow_type) if pa.types.is_date32(arrow_type) else None
+
+    frames = {"practices": read_table(data_dir, "practices")}
+    filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
+                                                 ("person_id", "<", int(person_range[1]))]
+    for name, wanted in FEATURE_INPUTS.items():
+        path = table_path(data_dir, name)
+        if path.suffix == ".csv":  # text files: the ordinary reader
+            frames[name] = read_table(data_dir, name, filters=filters)
+            continue
+        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        columns = [c for c in wanted if c in schema.names]
+        text = [c for c in columns if pa.types.is_string(schema.field(c).type)
+                or pa.types.is_large_string(schema.field(c).type)]
+        table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=text)
+        frames[name] = table.to_pandas(types_mapper=mapper)
+    return Tables(**frames)
 
 
 # --- Partitions ----------------------------------------------------------------------
@@ -471,12 +553,12 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
     returns them); slices are views found with ``searchsorted``, so this costs no copies.
     """
     ids = tables.persons["person_id"].to_numpy(dtype=np.int64)
-    if len(ids) > 1 and (np.diff(ids) < 0).any():
+    if not is_sorted(ids):
         raise DataError("persons: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
     others = {}
     for name in ("conditions", "activity"):
         pid = getattr(tables, name)["person_id"].to_numpy(dtype=np.int64)
-        if len(pid) > 1 and (np.diff(pid) < 0).any():
+        if not is_sorted(pid):
             raise DataError(f"{name}: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
         others[name] = pid
     for lo in range(0, max(len(ids), 1), max(int(people), 1)):
@@ -499,3 +581,107 @@ def build_features_partitioned(tables: Tables, index_date, people: int = PARTITI
     """:func:`build_features` one partition at a time, concatenated (same result, less peak memory)."""
     parts = [build_features(part, index_date) for part in iter_partitions(tables, people)]
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+# --- The activity kernel ---------------------------------------------------------------
+
+_EMERGENCY = SETTING_CODES.index("emergency_inpatient")
+_ELECTIVE = SETTING_CODES.index("elective_inpatient")
+_AE = SETTING_CODES.index("ae")
+_SPELL = np.array([s in SPELL_SETTINGS for s in SETTING_CODES])
+
+
+def _activity_features(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
+    """The activity columns in one pass over the rows (numba; see :func:`_activity_kernel`)."""
+    n = len(ids)
+    s_count = len(SETTING_CODES)
+    bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
+                       idx + OUTCOME_DAYS], dtype=np.int64)
+    rows = _rows_of(ids, activity["person_id"].to_numpy(dtype=np.int64))
+    start = _date_days(activity["start_date"], np.iinfo(np.int64).min)
+    end = _date_days(activity["end_date"], np.iinfo(np.int64).min) if "end_date" in activity.columns else start
+    setting = _codes(activity["setting"], SETTING_CODES, "activity", "setting")
+    if "quantity" in activity.columns:
+        quantity = activity["quantity"].to_numpy(dtype=np.float64, na_value=1.0)
+    else:
+        quantity = np.ones(len(rows))
+    pence = np.round(activity["cost_gbp"].to_numpy(dtype=np.float64) * 100.0)
+    # ACS: only emergency admissions in the last 12 months need their diagnosis looked at
+    acs = np.zeros(len(rows), dtype=np.bool_)
+    candidates = np.flatnonzero((setting == _EMERGENCY) & (start >= bounds[2]) & (start < idx) & (rows >= 0))
+    if len(candidates) and "primary_diagnosis" in activity.columns:
+        diag = activity["primary_diagnosis"].iloc[candidates]
+        uniq, inv = np.unique(diag.astype("string").fillna("").to_numpy(dtype=object), return_inverse=True)
+        acs[candidates] = np.array([is_acs(u) for u in uniq], dtype=bool)[inv]
+
+    counts = np.zeros((s_count, 3, n))
+    bed = np.zeros((3, n))
+    cost = np.zeros((2, s_count, n))
+    last = np.full((2, n), np.iinfo(np.int64).min, dtype=np.int64)
+    acs_count = np.zeros(n, dtype=np.int64)
+    label = np.zeros(n, dtype=np.int8)
+    _activity_kernel(rows, start, end, setting.astype(np.int64), quantity, pence, acs, bounds, _SPELL,
+                     _EMERGENCY, _ELECTIVE, _AE, counts, bed, cost, last, acs_count, label)
+
+    names = list(WINDOWS)
+    out: dict[str, np.ndarray] = {}
+    for measure, code in MEASURES.items():
+        for w, wname in enumerate(names):
+            values = bed[w] if measure == "bed_days" else counts[SETTING_CODES.index(code), w]
+            out[f"{measure}_{wname}"] = values.astype(np.int32)
+    for k, col in enumerate(("days_since_emergency", "days_since_ae")):
+        out[col] = np.where(last[k] == np.iinfo(np.int64).min, NO_EVENT_DAYS, idx - last[k]).astype(np.int32)
+    for s, code in enumerate(SETTING_CODES):
+        out[f"cost_{code}_0_12"] = cost[0, s] / 100.0
+    out["cost_total_0_12"] = cost[0].sum(axis=0) / 100.0
+    for s, code in enumerate(SETTING_CODES):
+        out[f"cost_next_12m_{code}"] = cost[1, s] / 100.0
+    out[COST_LABEL] = cost[1].sum(axis=0) / 100.0
+    out["acs_admissions_0_12"] = acs_count.astype(np.int32)
+    out[LABEL] = label
+    return out
+
+
+@njit(cache=True)
+def _activity_kernel(rows, start, end, setting, quantity, pence, acs, bounds, spell, emergency, elective, ae,
+                     counts, bed, cost, last, acs_count, label):  # pragma: no cover - compiled
+    """Accumulate one partition's activity rows into per-person windows, in row order.
+
+    ``bounds`` = [index - 36 months, - 24, - 12, index, index + 365 days]; window 0 is the
+    last 12 months, 1 and 2 the years before, and the outcome year is ``[index, bounds[4])``.
+    """
+    far, b24, b12, idx, stop = bounds[0], bounds[1], bounds[2], bounds[3], bounds[4]
+    for i in range(len(rows)):
+        r = rows[i]
+        if r < 0:
+            continue
+        s = start[i]
+        if s >= stop:
+            continue
+        code = setting[i]
+        # nights of emergency and elective spells inside each look-back window, before the index
+        if (code == emergency or code == elective) and s < idx:
+            e = end[i] if end[i] > s else s
+            for w in range(3):
+                lo = bounds[2 - w]
+                hi = bounds[3 - w]
+                nights = (e if e < hi else hi) - (s if s > lo else lo)
+                if nights > 0:
+                    bed[w, r] += nights
+        if s >= idx:  # the outcome year
+            cost[1, code, r] += pence[i]
+            if code == emergency:
+                label[r] = 1
+            continue
+        if s < far:
+            continue
+        w = 0 if s >= b12 else (1 if s >= b24 else 2)
+        counts[code, w, r] += 1.0 if spell[code] else quantity[i]
+        if w == 0:
+            cost[0, code, r] += pence[i]
+            if acs[i]:
+                acs_count[r] += 1
+        if code == emergency and s > last[0, r]:
+            last[0, r] = s
+        elif code == ae and s > last[1, r]:
+            last[1, r] = s

@@ -321,3 +321,59 @@ def test_date_days_matches_io_days():
     want = days(s).astype(np.int64)
     want[want == np.iinfo(np.int32).min] = -7
     assert got.tolist() == want.tolist() == [-1, 19782, -7, -25567]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 30),
+       index=st.sampled_from([dt.date(2023, 4, 1), dt.date(2024, 2, 29), dt.date(2021, 7, 15)]))
+def test_activity_kernel_matches_numpy_reference(seed, n, index):
+    t = random_tables(np.random.default_rng(seed), n)
+    ids = np.sort(t.persons["person_id"].to_numpy(dtype=np.int64))[::2]  # some people absent
+    day = F.to_day(index)
+    got = F._activity_features(t.activity, ids, day)
+    want = F._activity_features_reference(t.activity, ids, day)
+    assert set(got) == set(want)
+    for col in want:
+        np.testing.assert_array_equal(got[col], want[col], err_msg=col)
+        assert got[col].dtype == want[col].dtype, col
+
+
+def test_read_feature_tables_gives_the_same_features(tmp_path):
+    """The arrow reader (dictionary text, date32) and the ordinary reader build identical frames."""
+    import pyarrow as pa
+
+    from riskcap.io import read_table, write_csv, write_parquet
+
+    t = random_tables(np.random.default_rng(8), 40)
+    t.activity.loc[t.activity.index[::3], "primary_diagnosis"] = None
+    for name in ("practices", "persons", "conditions", "activity"):
+        frame = getattr(t, name)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for i, field in enumerate(table.schema):  # dates as date32, as the generator writes them
+            if pa.types.is_timestamp(field.type):
+                table = table.set_column(i, field.name, table.column(i).cast(pa.date32()))
+        write_parquet(table, tmp_path / f"{name}.parquet", row_group_size=97)  # several row groups
+    ordinary = Tables(**{n: read_table(tmp_path, n) for n in ("practices", "persons", "conditions", "activity")})
+    fast = F.read_feature_tables(tmp_path)
+    assert isinstance(fast.activity["setting"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(F.build_features(fast, INDEX), F.build_features(ordinary, INDEX))
+    part = F.read_feature_tables(tmp_path, (10, 20))
+    assert part.persons["person_id"].between(10, 19).all() and part.activity["person_id"].between(10, 19).all()
+    whole = F.build_features(ordinary, INDEX)
+    pd.testing.assert_frame_equal(F.build_features(part, INDEX),
+                                  whole[whole["person_id"].between(10, 19)].reset_index(drop=True))
+    # CSV tables go through the ordinary reader
+    write_csv(t.activity, tmp_path / "activity.csv")
+    (tmp_path / "activity.parquet").unlink()
+    pd.testing.assert_frame_equal(F.build_features(F.read_feature_tables(tmp_path), INDEX), whole)
+
+
+def test_date32_days_with_nulls_and_chunk_offsets():
+    import pyarrow as pa
+
+    days = pa.array([0, -1, None, 19782, 5], type=pa.int32()).cast(pa.date32())
+    chunked = pa.chunked_array([days.slice(1, 3), days.slice(0, 1), days.slice(3)])
+    got = F._date32_days(chunked, -99)
+    assert got.tolist() == [-1, -99, 19782, 0, 19782, 5]
+    series = pd.Series(pd.arrays.ArrowExtensionArray(chunked))
+    assert F._date_days(series, -99).tolist() == got.tolist()

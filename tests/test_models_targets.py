@@ -126,7 +126,7 @@ def test_tolerances_are_the_targets_at_full_size():
 
 @pytest.mark.integration
 def test_targets_with_proportionate_tolerances():
-    people = 80_000
+    people = 100_000
     results = measure(people, seed=101)
     missed = check(results, people)
     assert not missed, "\n".join(missed) + "\n" + summary(results)

@@ -64,11 +64,35 @@ def _increasing(coef: np.ndarray) -> bool:
     return bool((slopes > 0).all())
 
 
-def fit_recalibration(lp, y, knot_quantiles=KNOT_QUANTILES, fitted_on: str = "") -> dict:
-    """Fit the recalibration map of log-odds ``lp`` to outcomes ``y``; returns its JSON form."""
+#: Fewest outcomes (events) a segment between knots may hold; knots are merged until each has.
+MIN_SEGMENT_EVENTS = 100
+
+
+def _enough_events(lp: np.ndarray, y: np.ndarray, knots: list[float], min_events: int) -> list[float]:
+    """Drop knots until every segment of ``lp`` between them holds ``min_events`` outcomes."""
+    knots = list(knots)
+    while knots:
+        edges = np.searchsorted(np.sort(knots), lp, side="right")
+        events = np.bincount(edges, weights=y, minlength=len(knots) + 1)
+        worst = int(np.argmin(events))
+        if events[worst] >= min_events:
+            break
+        # merge the thinnest segment with a neighbour by removing the knot between them
+        del knots[min(worst, len(knots) - 1) if worst == len(knots) else worst]
+    return knots
+
+
+def fit_recalibration(lp, y, knot_quantiles=KNOT_QUANTILES, fitted_on: str = "",
+                      min_events: int = MIN_SEGMENT_EVENTS) -> dict:
+    """Fit the recalibration map of log-odds ``lp`` to outcomes ``y``; returns its JSON form.
+
+    Knots sit at ``knot_quantiles`` of ``lp``; a knot is dropped while a segment holds fewer
+    than ``min_events`` outcomes, so small data get a plainer map instead of a noisy one.
+    """
     lp = np.asarray(lp, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     knots = sorted(set(float(k) for k in np.quantile(lp, list(knot_quantiles)))) if len(lp) else []
+    knots = _enough_events(lp, y, knots, min_events)
     while True:
         start = np.zeros(2 + len(knots))
         start[1] = 1.0  # the identity map

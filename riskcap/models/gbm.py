@@ -1,13 +1,11 @@
 """LightGBM models: the calibrated emergency-admission classifier and shared training.
 
 Training holds out a random validation split of the training people (by person, seeded)
-for early stopping. The classifier's log-odds are then recalibrated with a monotone spline
-(:mod:`riskcap.models.calibrate`: Platt scaling with bends), so ranking and AUROC are
-unchanged and observed/expected holds in every risk decile. The map is fitted on all the
-training people, not only the validation split: the trees are kept coarse (at least 400
-people a leaf), so they overfit little, and at the low-risk end, where a decile of a 20%
-split holds only a couple of hundred admissions, the split alone is too noisy to correct
-the trees' known bias there (they over-predict their lowest-risk people; measured in
+for early stopping. The classifier's log-odds are then recalibrated on that held-out split
+with a monotone spline (:mod:`riskcap.models.calibrate`: Platt scaling with bends at the
+quartiles), so ranking and AUROC are unchanged and observed/expected holds along the risk
+range: boosted trees over-predict their lowest-risk people. Three bends, not five: a split
+of 20% holds few admissions at the low end, and more bends there chase noise (measured in
 ``docs/models.md``). The artefact is LightGBM's own text format (``model.txt``) plus
 ``calibration.json``; loading parses text, never unpickles. Scoring uses riskcap's numba
 tree scorer (:mod:`riskcap.models.treescorer`); per-feature contributions for reasons come
@@ -33,11 +31,11 @@ VALIDATION_FRACTION = 0.2
 BASE_PARAMS: dict = {
     "learning_rate": 0.05,
     "num_leaves": 15,
-    "min_data_in_leaf": 400,
+    "min_data_in_leaf": "auto",  # see leaf_size()
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
-    "lambda_l2": 1.0,
+    "lambda_l2": 10.0,
     "max_bin": 255,
     # One thread: on a busy 2-core machine LightGBM's OpenMP threads spin-wait for each other
     # and training with two was measured 3-6x slower than with one; results also stay
@@ -49,6 +47,8 @@ BASE_PARAMS: dict = {
 }
 CLASSIFIER_PARAMS: dict = {**BASE_PARAMS, "objective": "binary", "metric": "binary_logloss"}
 MAX_ROUNDS = 2000
+#: Knots of the recalibration map (quantiles of the validation split's log-odds).
+CALIBRATION_KNOTS: tuple[float, ...] = (0.25, 0.5, 0.75)
 #: Threads for LightGBM's per-person contributions (prediction parallelises well).
 PREDICT_THREADS = 2
 EARLY_STOPPING_ROUNDS = 50
@@ -57,6 +57,19 @@ EARLY_STOPPING_ROUNDS = 50
 def validation_split(n: int, seed: int, fraction: float = VALIDATION_FRACTION) -> np.ndarray:
     """Boolean mask of the validation rows: a seeded random ``fraction`` of people."""
     return np.random.default_rng(seed).random(n) < fraction
+
+
+#: People per leaf, as a share of the training rows, and its bounds.
+LEAF_SHARE, LEAF_MIN, LEAF_MAX = 1 / 400, 20, 1000
+
+
+def leaf_size(train_rows: int) -> int:
+    """Minimum people per leaf: 0.25% of the training rows, between 20 and 1,000.
+
+    Coarse leaves keep the trees from chasing noise in low-risk groups, where a leaf of a
+    few hundred people holds a handful of admissions.
+    """
+    return int(min(LEAF_MAX, max(LEAF_MIN, train_rows * LEAF_SHARE)))
 
 
 def train_booster(X: np.ndarray, y: np.ndarray, params: dict, seed: int, valid: np.ndarray,
@@ -68,6 +81,8 @@ def train_booster(X: np.ndarray, y: np.ndarray, params: dict, seed: int, valid: 
     import lightgbm as lgb
 
     params = {**params, "seed": seed}
+    if params.get("min_data_in_leaf") == "auto":
+        params["min_data_in_leaf"] = leaf_size(int((~valid).sum()))
     train = lgb.Dataset(X[~valid], y[~valid], feature_name=list(MODEL_FEATURES), free_raw_data=True)
     check = lgb.Dataset(X[valid], y[valid], reference=train)
     evals: dict = {}
@@ -203,8 +218,8 @@ def fit_gbm(frame: pd.DataFrame, seed: int = 0, params: dict | None = None,
     text = booster.model_to_string(num_iteration=booster.best_iteration)
     from riskcap.models.treescorer import TreeEnsemble
 
-    raw = TreeEnsemble.from_string(text).predict(X, raw_score=True)
-    calibration = fit_recalibration(raw, y, fitted_on="training people")
+    raw = TreeEnsemble.from_string(text).predict(X[valid], raw_score=True)
+    calibration = fit_recalibration(raw, y[valid], CALIBRATION_KNOTS, fitted_on="validation split")
     model = GBMModel(text, calibration, metadata)
     details["calibration"] = calibration
     return model, details
