@@ -855,7 +855,7 @@ def xlsx_bytes(frame: pd.DataFrame, notes: list[tuple[str, str]], *, sheet: str 
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         ExcelWriter(wb, archive).save()
     splice = {"xl/worksheets/sheet1.xml": rows_xml} if rows_xml else {}
-    return _normalise_zip(buffer.getvalue(), splice)
+    return normalise_zip(buffer.getvalue(), splice)
 
 
 def _text_cell(ws, text: str):
@@ -916,7 +916,7 @@ def _rows_xml(columns: list[list], first_row: int) -> str:
     return "".join(parts)
 
 
-def _normalise_zip(data: bytes, splice: dict[str, str] | None = None) -> bytes:
+def normalise_zip(data: bytes, splice: dict[str, str] | None = None) -> bytes:
     """Rewrite a zip with fixed entry times and attributes (deterministic bytes); ``splice``
     inserts XML before ``</sheetData>`` of the named worksheets."""
     out = io.BytesIO()

@@ -50,7 +50,7 @@ DEFAULTS: dict = {
     },
     "corridor": None,
 }
-_PACE_KEYS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1}
+PACE_DEFAULTS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1}
 _CORRIDOR_KEYS = {"overspend", "underspend", "loss_share_pct", "gain_share_pct",
                   "provider_loss_cap_pct", "provider_gain_cap_pct", "payer_exposure_cap_pct"}
 _TIER_KEYS = {"from_pct", "to_pct", "payer_share_pct"}
@@ -266,7 +266,7 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     tariff_weight = r.pct(b, "tariff_weight_pct", "budget.tariff_weight_pct", 0, 100, 50)
     pace = None
     if b.get("pace_of_change") is not None:
-        p = r.section(b["pace_of_change"], "budget.pace_of_change", _PACE_KEYS)
+        p = r.section(b["pace_of_change"], "budget.pace_of_change", PACE_DEFAULTS)
         pace = PaceOfChange(
             step_ppm=r.pct(p, "step_pct", "budget.pace_of_change.step_pct", 0, 100, 100),
             min_growth_ppm=r.pct(p, "min_growth_pct", "budget.pace_of_change.min_growth_pct", -100, 100, nullable=True),

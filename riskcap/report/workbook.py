@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskcap.capitation.scenario import _PACE_KEYS, DEFAULTS
+from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
 from riskcap.io import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
 
@@ -260,7 +260,7 @@ def scenario_parameters(raw: dict, summary: dict) -> dict[str, object]:
             merged[key] = value
     pace = merged.get("budget", {}).get("pace_of_change")
     if isinstance(pace, dict):
-        merged["budget"]["pace_of_change"] = {**_PACE_KEYS, **pace}
+        merged["budget"]["pace_of_change"] = {**PACE_DEFAULTS, **pace}
     merged["settings"] = list(summary.get("settings", merged.get("settings", [])))
     if merged.get("corridor") is None:
         merged["corridor"] = "none (practices bear all variance)"
@@ -395,7 +395,7 @@ def workbook_bytes(run: RunOutputs) -> bytes:
     from openpyxl import Workbook
     from openpyxl.writer.excel import ExcelWriter
 
-    from riskcap.stratify import _normalise_zip
+    from riskcap.stratify import normalise_zip
 
     wb = Workbook()
     stamp = dt.datetime.combine(run.index_date, dt.time())
@@ -426,7 +426,7 @@ def workbook_bytes(run: RunOutputs) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         ExcelWriter(wb, archive).save()
-    return _normalise_zip(buffer.getvalue())
+    return normalise_zip(buffer.getvalue())
 
 
 def write_workbook(run: RunOutputs, path: str | Path) -> Path:
