@@ -87,3 +87,18 @@ def test_auroc_from_histograms_matches_sklearn(seed, bins):
     pos = np.bincount(score[y], minlength=bins)
     neg = np.bincount(score[~y], minlength=bins)
     assert auroc_from_histograms(pos, neg) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400))
+@settings(max_examples=50, deadline=None)
+def test_prior_palliative_onset_never_before_birth(seed, days_old):
+    """People on the palliative register at the start were diagnosed 1-299 days before it,
+    but a baby born ``days_old`` days before the start cannot be diagnosed before birth
+    (found at 3M people: 3 conditions dated before birth, rejected by the validator)."""
+    from riskcap.synthetic.population import prior_palliative_onset
+
+    start = 18_353
+    birth = np.full(200, start - days_old, dtype=np.int64)
+    onset = prior_palliative_onset(np.random.default_rng(seed), start, birth)
+    assert (onset >= birth).all() and (onset < start).all()
+    assert (onset <= start - 1).all() and (onset >= np.minimum(start - 299, birth)).all()

@@ -260,7 +260,7 @@ def simulate_practice(spec: PracticeSpec, calendar: Calendar, seed_seq: np.rando
         not_pal = active & ~present[:, PALLIATIVE]
         if t == 0:  # already on the register at the start
             prior = not_pal & (reg_from < s0) & (rng.random(n) < 1 - np.exp(-0.6 * P.PALLIATIVE_PER_DEATH_HAZARD * h_death0))
-            onset[prior, PALLIATIVE] = s0 - rng.integers(1, 300, prior.sum())
+            onset[prior, PALLIATIVE] = prior_palliative_onset(rng, s0, birth[prior])
             not_pal &= ~prior
         joins = not_pal & (rng.random(n) < 1 - np.exp(-P.PALLIATIVE_PER_DEATH_HAZARD * h_death0 * frac))
         onset[joins, PALLIATIVE] = a_t[joins] + np.floor(rng.random(joins.sum()) * (b_t - a_t)[joins]).astype(np.int64)
@@ -391,6 +391,12 @@ def simulate_practice(spec: PracticeSpec, calendar: Calendar, seed_seq: np.rando
     stats = _practice_stats(calendar, birth, reg_from, exit_day, died, onset, counts, truth, last_cost,
                             (pe_diag[em], pe_los[em], pe_cost[em], em_year))
     return PracticeResult(n, persons, conditions, activity, truth, stats)
+
+
+def prior_palliative_onset(rng, start: int, birth: np.ndarray) -> np.ndarray:
+    """Onset days for people already on the palliative register at ``start``: 1 to 299
+    days before it, but never before birth (babies born just before ``start``)."""
+    return np.maximum(start - rng.integers(1, 300, birth.size), birth)
 
 
 # --- emergency diagnoses -------------------------------------------------------------------
