@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit
+from numba import njit, prange
+from pandas.api.types import union_categoricals
 
+from riskcap.capitation.threads import kernel_threads
 from riskcap.io import DataError, Tables, days
 from riskcap.schema import CONDITION_CODES, CONDITIONS, INPATIENT_SETTINGS, SETTING_CODES, SETTINGS, is_acs
 
@@ -185,16 +187,17 @@ def months_before(index_date, months: int) -> int:
 _UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000, "D": 1}
 
 
-def _date_days(series: pd.Series, missing: int) -> np.ndarray:
-    """Dates as int64 days since 1970-01-01, nulls replaced by ``missing``.
+def _date_days(series: pd.Series, missing: int, dtype=np.int64) -> np.ndarray:
+    """Dates as days since 1970-01-01 (``dtype``: int64, or int32 with an int32 ``missing``),
+    nulls replaced by ``missing``.
 
     Datetime columns (as the readers return them) are converted in one integer pass, arrow
-    ``date32`` columns (:func:`read_feature_tables`) by a cast; anything else goes through
-    :func:`riskcap.io.days`.
+    ``date32`` columns (:func:`read_feature_tables`) by a copy of their integers; anything
+    else goes through :func:`riskcap.io.days`.
     """
-    dtype = getattr(series, "dtype", None)
-    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_date32(dtype.pyarrow_dtype):
-        return _date32_days(pa.chunked_array(series.array._pa_array), missing)
+    kind = getattr(series, "dtype", None)
+    if isinstance(kind, pd.ArrowDtype) and pa.types.is_date32(kind.pyarrow_dtype):
+        return _date32_days(pa.chunked_array(series.array._pa_array), missing, dtype)
     values = series.to_numpy() if hasattr(series, "to_numpy") else np.asarray(series)
     if values.dtype.kind == "M":
         unit = np.datetime_data(values.dtype)[0]
@@ -202,22 +205,25 @@ def _date_days(series: pd.Series, missing: int) -> np.ndarray:
             raw = values.view(np.int64)
             out = np.floor_divide(raw, _UNIT_PER_DAY[unit])
             out[raw == np.iinfo(np.int64).min] = missing  # NaT
-            return out
-    out = days(series).astype(np.int64)
+            return out.astype(dtype, copy=False)
+    out = days(series).astype(dtype)
     out[out == np.iinfo(np.int32).min] = missing
     return out
 
 
-def _date32_days(arr: pa.ChunkedArray, missing: int) -> np.ndarray:
-    """An arrow date32 column as int64 days (its stored integers), nulls as ``missing``."""
-    out = np.empty(len(arr), dtype=np.int64)
+def _date32_days(arr: pa.ChunkedArray, missing: int, dtype=np.int64) -> np.ndarray:
+    """An arrow date32 column as days (its stored integers, as ``dtype``), nulls as ``missing``."""
+    out = np.empty(len(arr), dtype=dtype)
+    fill = np.array(missing, dtype=dtype)
     pos = 0
     for chunk in arr.chunks:
         n = len(chunk)
-        values = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n, offset=chunk.offset * 4)
-        out[pos:pos + n] = values
+        part = out[pos:pos + n]
+        part[:] = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n, offset=chunk.offset * 4)
         if chunk.null_count:
-            out[pos:pos + n][chunk.is_null().to_numpy(zero_copy_only=False)] = missing
+            bits = np.frombuffer(chunk.buffers()[0], dtype=np.uint8)
+            valid = np.unpackbits(bits, count=chunk.offset + n, bitorder="little")[chunk.offset:]
+            np.copyto(part, fill, where=valid == 0)
         pos += n
     return out
 
@@ -250,6 +256,25 @@ def _codes(series: pd.Series, allowed: tuple[str, ...], table: str, column: str)
     return codes.astype(np.int8)
 
 
+def _coded(series: pd.Series, allowed: tuple[str, ...], table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, lookup)`` with ``lookup[codes]`` equal to :func:`_codes`: a categorical's own
+    codes (no copy) and a table from its categories, else :func:`_codes` and the identity."""
+    if not isinstance(getattr(series, "dtype", None), pd.CategoricalDtype):
+        return _codes(series, allowed, table, column), np.arange(len(allowed), dtype=np.int8)
+    lookup = pd.Index(list(allowed)).get_indexer(series.cat.categories.astype(str)).astype(np.int8)
+    codes = series.cat.codes.to_numpy()
+    if (lookup < 0).any() or (len(codes) and codes.min() < 0):
+        _codes(series, allowed, table, column)  # raises if a row holds a missing or unknown code
+    return codes, lookup
+
+
+def _numbers(series: pd.Series, missing: float) -> np.ndarray:
+    """A numeric column as numpy without a copy when it is one, else float64 with nulls as ``missing``."""
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        return series.to_numpy()
+    return series.to_numpy(dtype=np.float64, na_value=missing)
+
+
 def _birth_parts(birth: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(year, month * 100 + day) of each birth date (missing dates read as 1970-01-01)."""
     d = _date_days(birth, 0).astype("datetime64[D]")
@@ -269,8 +294,13 @@ def age_on(birth: pd.Series, index_date) -> np.ndarray:
 
 def age_band(age: np.ndarray) -> np.ndarray:
     """Age band labels (object array of str) for ages in whole years."""
+    return np.asarray(AGE_BANDS, dtype=object)[_age_band_codes(age)]
+
+
+def _age_band_codes(age: np.ndarray) -> np.ndarray:
+    """Position of each age's band in :data:`AGE_BANDS`."""
     pos = np.searchsorted(np.asarray(AGE_BAND_LOWER), age, side="right") - 1
-    return np.asarray(AGE_BANDS, dtype=object)[np.clip(pos, 0, len(AGE_BANDS) - 1)]
+    return np.clip(pos, 0, len(AGE_BANDS) - 1)
 
 
 def _rows_of(ids: np.ndarray, person_id: np.ndarray) -> np.ndarray:
@@ -352,7 +382,39 @@ def build_features(tables: Tables, index_date) -> pd.DataFrame:
         :data:`MODEL_FEATURES` (dated strictly before the index date) and the outcome columns
         :data:`OUTCOME_COLUMNS` (dated on or after it).
     """
-    idx = to_day(index_date)
+    return _frame(_feature_columns(tables, to_day(index_date)))
+
+
+#: Consecutive int32 columns made one pandas block, so the frame has under 100 blocks (pandas
+#: warns that a frame is fragmented when a column is added to one with more).
+_BLOCK_COLUMNS: list[str] = WINDOW_FEATURES + ["days_since_emergency", "days_since_ae"]
+
+
+def _frame(columns: dict[str, object]) -> pd.DataFrame:
+    """The features frame from :func:`_feature_columns`' arrays, without copying them (one
+    block per column but :data:`_BLOCK_COLUMNS`, no consolidation); text becomes pandas'
+    ``str`` through its categories."""
+    def text(values):
+        return pd.Index(values.categories).astype("str").array.take(values.codes, allow_fill=True)
+
+    data = {c: text(columns[c]) if isinstance(columns[c], pd.Categorical) else columns[c] for c in COLUMNS}
+    first = COLUMNS.index(_BLOCK_COLUMNS[0])
+    stop = first + len(_BLOCK_COLUMNS)
+    block = np.stack([data[c] for c in _BLOCK_COLUMNS])  # (columns, rows): pandas' own block layout
+    return pd.concat([pd.DataFrame({c: data[c] for c in COLUMNS[:first]}, copy=False),
+                      pd.DataFrame(block.T, columns=_BLOCK_COLUMNS, copy=False),
+                      pd.DataFrame({c: data[c] for c in COLUMNS[stop:]}, copy=False)], axis=1)
+
+
+def _categorical(series: pd.Series) -> pd.Categorical:
+    """Text as a categorical (a categorical column as it is, without converting each row)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.array
+    return pd.Categorical(series.astype("str"))
+
+
+def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
+    """:func:`build_features`' columns as arrays, text as categoricals (see :func:`_frame`)."""
     persons = tables.persons
     keep = eligible_mask(persons, idx)
     people = persons.loc[keep]
@@ -366,13 +428,12 @@ def build_features(tables: Tables, index_date) -> pd.DataFrame:
     n = len(ids)
 
     out: dict[str, object] = {"person_id": ids}
-    out["practice_code"] = people["practice_code"].astype("str").to_numpy()
-    sex = people["sex"].astype("str").to_numpy()
-    out["sex"] = sex
-    out["male"] = (sex == "M").astype(np.int8)
+    out["practice_code"] = _categorical(people["practice_code"])
+    out["sex"] = _categorical(people["sex"])
+    out["male"] = np.asarray(out["sex"] == "M").astype(np.int8)
     age = age_on(people["birth_date"], idx)
     out["age"] = age.astype(np.int32)
-    out["age_band"] = age_band(age)
+    out["age_band"] = pd.Categorical.from_codes(_age_band_codes(age), AGE_BANDS)
     imd = people["imd_decile"].to_numpy(dtype=np.int64)
     out["imd_decile"] = imd.astype(np.int8)
     out["imd_quintile"] = ((imd + 1) // 2).astype(np.int8)
@@ -386,12 +447,7 @@ def build_features(tables: Tables, index_date) -> pd.DataFrame:
     died = _date_days(people["died_on"], np.iinfo(np.int64).max)
     end = np.minimum(np.minimum(reg_to, died), idx + OUTCOME_DAYS)
     out["list_days_next_12"] = np.maximum(end - idx, 0).astype(np.int32)
-
-    frame = pd.DataFrame({c: out[c] for c in COLUMNS})
-    frame["practice_code"] = frame["practice_code"].astype("str")
-    frame["sex"] = frame["sex"].astype("str")
-    frame["age_band"] = frame["age_band"].astype("str")
-    return frame
+    return out
 
 
 def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
@@ -400,18 +456,18 @@ def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> 
     diagnosed = _date_days(conditions["diagnosed_on"], np.iinfo(np.int64).max)
     use = (rows >= 0) & (diagnosed < idx)
     code = _codes(conditions["condition"], CONDITION_CODES, "conditions", "condition")[use]
-    first = np.full(n * k, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, rows[use] * k + code, diagnosed[use])
-    first = first.reshape(n, k)
+    first = np.full(k * n, np.iinfo(np.int64).max, dtype=np.int64)  # condition-major: columns contiguous
+    np.minimum.at(first, code.astype(np.int64) * n + rows[use], diagnosed[use])
+    first = first.reshape(k, n)
     present = first != np.iinfo(np.int64).max
     years = np.where(present, (idx - np.where(present, first, idx)) / 365.25, np.nan)
     out: dict[str, np.ndarray] = {}
     for j, c in enumerate(CONDITION_CODES):
-        out[f"ltc_{c}"] = present[:, j].astype(np.uint8)
+        out[f"ltc_{c}"] = present[j].astype(np.uint8)
     for j, c in enumerate(CONDITION_CODES):
-        out[f"years_since_{c}"] = years[:, j]
+        out[f"years_since_{c}"] = years[j]
     disease = [j for j, c in enumerate(CONDITION_CODES) if c not in NON_DISEASE_CODES]
-    out["ltc_count"] = present[:, disease].sum(axis=1).astype(np.int32)
+    out["ltc_count"] = present[disease].sum(axis=0).astype(np.int32)
     return out
 
 
@@ -535,8 +591,14 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None) -
         columns = [c for c in wanted if c in schema.names]
         text = [c for c in columns if pa.types.is_string(schema.field(c).type)
                 or pa.types.is_large_string(schema.field(c).type)]
-        table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=text)
-        frames[name] = table.to_pandas(types_mapper=mapper)
+        if filters is None and path.is_file():  # one chunk per column: numbers become numpy without a copy
+            with pq.ParquetFile(path, read_dictionary=text) as file:
+                table = file.read(columns=columns)
+        else:
+            table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=text)
+        # a block per column and arrow's buffers freed as they convert: fewer copies and fresh pages
+        frames[name] = table.to_pandas(types_mapper=mapper, split_blocks=True, self_destruct=True)
+        del table
     return Tables(**frames)
 
 
@@ -579,8 +641,12 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
 
 def build_features_partitioned(tables: Tables, index_date, people: int = PARTITION_PEOPLE) -> pd.DataFrame:
     """:func:`build_features` one partition at a time, concatenated (same result, less peak memory)."""
-    parts = [build_features(part, index_date) for part in iter_partitions(tables, people)]
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    idx = to_day(index_date)
+    parts = [_feature_columns(part, idx) for part in iter_partitions(tables, people)]
+    if len(parts) == 1:
+        return _frame(parts[0])
+    return _frame({c: union_categoricals([p[c] for p in parts]) if isinstance(parts[0][c], pd.Categorical)
+                   else np.concatenate([p[c] for p in parts]) for c in COLUMNS})
 
 
 # --- The activity kernel ---------------------------------------------------------------
@@ -589,99 +655,160 @@ _EMERGENCY = SETTING_CODES.index("emergency_inpatient")
 _ELECTIVE = SETTING_CODES.index("elective_inpatient")
 _AE = SETTING_CODES.index("ae")
 _SPELL = np.array([s in SPELL_SETTINGS for s in SETTING_CODES])
+#: Setting of each measure in :data:`MEASURES` order (-1: bed days).
+_MEASURE_SETTING = np.array([SETTING_CODES.index(c) if c else -1 for c in MEASURES.values()], dtype=np.int64)
+#: The kernel's integer and float outputs, one row of its output matrices each, in this order.
+_KERNEL_INTS: list[str] = WINDOW_FEATURES + ["days_since_emergency", "days_since_ae", "acs_admissions_0_12"]
+_KERNEL_FLOATS: list[str] = COST_FEATURES + [f"cost_next_12m_{s}" for s in SETTING_CODES] + [COST_LABEL]
+#: People per parallel task of :func:`_activity_kernel` (their sums stay in the core's cache).
+_BLOCK_PEOPLE = 512
 
 
 def _activity_features(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
-    """The activity columns in one pass over the rows (numba; see :func:`_activity_kernel`)."""
+    """The activity columns in one parallel pass over the rows (numba; see :func:`_activity_kernel`)."""
     n = len(ids)
-    s_count = len(SETTING_CODES)
     bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
                        idx + OUTCOME_DAYS], dtype=np.int64)
-    rows = _rows_of(ids, activity["person_id"].to_numpy(dtype=np.int64))
-    start = _date_days(activity["start_date"], np.iinfo(np.int64).min)
-    end = _date_days(activity["end_date"], np.iinfo(np.int64).min) if "end_date" in activity.columns else start
-    setting = _codes(activity["setting"], SETTING_CODES, "activity", "setting")
-    if "quantity" in activity.columns:
-        quantity = activity["quantity"].to_numpy(dtype=np.float64, na_value=1.0)
-    else:
-        quantity = np.ones(len(rows))
-    pence = np.round(activity["cost_gbp"].to_numpy(dtype=np.float64) * 100.0)
-    # ACS: only emergency admissions in the last 12 months need their diagnosis looked at
-    acs = np.zeros(len(rows), dtype=np.bool_)
-    candidates = np.flatnonzero((setting == _EMERGENCY) & (start >= bounds[2]) & (start < idx) & (rows >= 0))
-    if len(candidates) and "primary_diagnosis" in activity.columns:
-        diag = activity["primary_diagnosis"].iloc[candidates]
-        uniq, inv = np.unique(diag.astype("string").fillna("").to_numpy(dtype=object), return_inverse=True)
-        acs[candidates] = np.array([is_acs(u) for u in uniq], dtype=bool)[inv]
+    missing = np.iinfo(np.int32).min
+    person = activity["person_id"].to_numpy(dtype=np.int64)
+    start = _date_days(activity["start_date"], missing, np.int32)
+    end = _date_days(activity["end_date"], missing, np.int32) if "end_date" in activity.columns else start
+    setting, setting_lookup = _coded(activity["setting"], SETTING_CODES, "activity", "setting")
+    quantity = _numbers(activity["quantity"], 1.0) if "quantity" in activity.columns else np.ones(len(person))
+    cost_gbp = _numbers(activity["cost_gbp"], np.nan)
+    diag, acs_table = _acs_codes(activity, setting, setting_lookup, start, bounds)
+    if not is_sorted(person):  # the kernel needs each person's rows together (sums do not depend on order)
+        order = np.argsort(person, kind="stable")
+        person, start, end, setting, quantity, cost_gbp, diag = (
+            a[order] for a in (person, start, end, setting, quantity, cost_gbp, diag))
+    blocks = np.append(np.arange(0, n, _BLOCK_PEOPLE, dtype=np.int64), n)
 
-    counts = np.zeros((s_count, 3, n))
-    bed = np.zeros((3, n))
-    cost = np.zeros((2, s_count, n))
-    last = np.full((2, n), np.iinfo(np.int64).min, dtype=np.int64)
-    acs_count = np.zeros(n, dtype=np.int64)
+    ints = np.empty((len(_KERNEL_INTS), n), dtype=np.int32)
+    floats = np.empty((len(_KERNEL_FLOATS), n))
     label = np.zeros(n, dtype=np.int8)
-    _activity_kernel(rows, start, end, setting.astype(np.int64), quantity, pence, acs, bounds, _SPELL,
-                     _EMERGENCY, _ELECTIVE, _AE, counts, bed, cost, last, acs_count, label)
-
-    names = list(WINDOWS)
-    out: dict[str, np.ndarray] = {}
-    for measure, code in MEASURES.items():
-        for w, wname in enumerate(names):
-            values = bed[w] if measure == "bed_days" else counts[SETTING_CODES.index(code), w]
-            out[f"{measure}_{wname}"] = values.astype(np.int32)
-    for k, col in enumerate(("days_since_emergency", "days_since_ae")):
-        out[col] = np.where(last[k] == np.iinfo(np.int64).min, NO_EVENT_DAYS, idx - last[k]).astype(np.int32)
-    for s, code in enumerate(SETTING_CODES):
-        out[f"cost_{code}_0_12"] = cost[0, s] / 100.0
-    out["cost_total_0_12"] = cost[0].sum(axis=0) / 100.0
-    for s, code in enumerate(SETTING_CODES):
-        out[f"cost_next_12m_{code}"] = cost[1, s] / 100.0
-    out[COST_LABEL] = cost[1].sum(axis=0) / 100.0
-    out["acs_admissions_0_12"] = acs_count.astype(np.int32)
+    with kernel_threads(len(person)):
+        _activity_kernel(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag,
+                         acs_table, bounds, _SPELL, _MEASURE_SETTING, _EMERGENCY, _ELECTIVE, _AE, NO_EVENT_DAYS,
+                         ints, floats, label)
+    out = {c: ints[j] for j, c in enumerate(_KERNEL_INTS)}
+    out.update({c: floats[j] for j, c in enumerate(_KERNEL_FLOATS)})
     out[LABEL] = label
     return out
 
 
-@njit(cache=True)
-def _activity_kernel(rows, start, end, setting, quantity, pence, acs, bounds, spell, emergency, elective, ae,
-                     counts, bed, cost, last, acs_count, label):  # pragma: no cover - compiled
-    """Accumulate one partition's activity rows into per-person windows, in row order.
+def _acs_codes(activity: pd.DataFrame, setting: np.ndarray, setting_lookup: np.ndarray, start: np.ndarray,
+               bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, table)`` with ``table[codes]`` true for rows whose primary diagnosis is ACS.
 
-    ``bounds`` = [index - 36 months, - 24, - 12, index, index + 365 days]; window 0 is the
-    last 12 months, 1 and 2 the years before, and the outcome year is ``[index, bounds[4])``.
+    A categorical column is judged once per category (code -1, missing, picks the appended
+    False); text is judged only on emergency admissions of the last 12 months, the rows the
+    kernel asks about.
+    """
+    diag = activity["primary_diagnosis"] if "primary_diagnosis" in activity.columns else None
+    if diag is not None and isinstance(diag.dtype, pd.CategoricalDtype):
+        table = np.array([is_acs(str(c)) for c in diag.cat.categories] + [False], dtype=np.bool_)
+        return diag.cat.codes.to_numpy(), table
+    acs = np.zeros(len(setting), dtype=np.int8)
+    if diag is None or not len(setting):
+        return acs, np.array([False, True])
+    candidates = np.flatnonzero((setting_lookup[setting] == _EMERGENCY) & (start >= bounds[2]) & (start < bounds[3]))
+    if len(candidates):
+        uniq, inv = np.unique(diag.iloc[candidates].astype("string").fillna("").to_numpy(dtype=object),
+                              return_inverse=True)
+        acs[candidates] = np.array([is_acs(u) for u in uniq], dtype=np.int8)[inv]
+    return acs, np.array([False, True])
+
+
+@njit(parallel=True, cache=True)
+def _activity_kernel(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag, acs_table,
+                     bounds, spell, measure_setting, emergency, elective, ae, no_event, ints, floats,
+                     label):  # pragma: no cover - compiled
+    """Accumulate one partition's activity rows into per-person windows and write the columns.
+
+    ``person`` is sorted and ``ids`` sorted and unique. People ``blocks[b]:blocks[b + 1]`` are
+    one parallel task: it sums their rows (found by binary search) in block-local arrays, then
+    writes their cells of ``ints`` (rows :data:`_KERNEL_INTS`), ``floats``
+    (:data:`_KERNEL_FLOATS`) and ``label``, so threads never share a cell. ``bounds`` =
+    [index - 36 months, - 24, - 12, index, index + 365 days]; window 0 is the last 12 months,
+    1 and 2 the years before, and the outcome year is ``[index, bounds[4])``. Dates are days,
+    ``setting_lookup[setting]`` the position in ``SETTING_CODES``, ``acs_table[diag]`` whether
+    the diagnosis is ACS; costs are summed in whole pence.
     """
     far, b24, b12, idx, stop = bounds[0], bounds[1], bounds[2], bounds[3], bounds[4]
-    for i in range(len(rows)):
-        r = rows[i]
-        if r < 0:
-            continue
-        s = start[i]
-        if s >= stop:
-            continue
-        code = setting[i]
-        # nights of emergency and elective spells inside each look-back window, before the index
-        if (code == emergency or code == elective) and s < idx:
-            e = end[i] if end[i] > s else s
+    s_count = len(spell)
+    n_measures = len(measure_setting)
+    for b in prange(len(blocks) - 1):
+        k0, k_stop = blocks[b], blocks[b + 1]
+        m = k_stop - k0
+        counts = np.zeros((m, s_count, 3))
+        bed = np.zeros((m, 3))
+        cost = np.zeros((m, 2, s_count))
+        last = np.full((m, 2), np.iinfo(np.int64).min, dtype=np.int64)
+        acs = np.zeros(m, dtype=np.int64)
+        k = k0
+        i_first = np.searchsorted(person, ids[k0])
+        i_stop = len(person) if k_stop == len(ids) else np.searchsorted(person, ids[k_stop])
+        for i in range(i_first, i_stop):
+            p = person[i]
+            while k < k_stop and ids[k] < p:
+                k += 1
+            if k == k_stop:
+                break
+            if ids[k] != p:
+                continue
+            j = k - k0
+            s = np.int64(start[i])
+            if s >= stop:
+                continue
+            code = setting_lookup[setting[i]]
+            # nights of emergency and elective spells inside each look-back window, before the index
+            if (code == emergency or code == elective) and s < idx:
+                e = np.int64(end[i])
+                if e < s:
+                    e = s
+                for w in range(3):
+                    lo = bounds[2 - w]
+                    hi = bounds[3 - w]
+                    nights = (e if e < hi else hi) - (s if s > lo else lo)
+                    if nights > 0:
+                        bed[j, w] += nights
+            if s >= idx:  # the outcome year
+                cost[j, 1, code] += np.rint(cost_gbp[i] * 100.0)
+                if code == emergency:
+                    label[k] = 1
+                continue
+            if s < far:
+                continue
+            w = 0 if s >= b12 else (1 if s >= b24 else 2)
+            q = quantity[i]
+            counts[j, code, w] += 1.0 if spell[code] or q != q else q
+            if w == 0:
+                cost[j, 0, code] += np.rint(cost_gbp[i] * 100.0)
+                if code == emergency and acs_table[diag[i]]:
+                    acs[j] += 1
+            if code == emergency and s > last[j, 0]:
+                last[j, 0] = s
+            elif code == ae and s > last[j, 1]:
+                last[j, 1] = s
+        # the block's columns: measures x windows, days since, ACS; costs per setting and totals
+        for mi in range(n_measures):
+            c = measure_setting[mi]
             for w in range(3):
-                lo = bounds[2 - w]
-                hi = bounds[3 - w]
-                nights = (e if e < hi else hi) - (s if s > lo else lo)
-                if nights > 0:
-                    bed[w, r] += nights
-        if s >= idx:  # the outcome year
-            cost[1, code, r] += pence[i]
-            if code == emergency:
-                label[r] = 1
-            continue
-        if s < far:
-            continue
-        w = 0 if s >= b12 else (1 if s >= b24 else 2)
-        counts[code, w, r] += 1.0 if spell[code] else quantity[i]
-        if w == 0:
-            cost[0, code, r] += pence[i]
-            if acs[i]:
-                acs_count[r] += 1
-        if code == emergency and s > last[0, r]:
-            last[0, r] = s
-        elif code == ae and s > last[1, r]:
-            last[1, r] = s
+                row = ints[mi * 3 + w]
+                for j in range(m):
+                    row[k0 + j] = np.int32(bed[j, w] if c < 0 else counts[j, c, w])
+        for t in range(2):
+            row = ints[n_measures * 3 + t]
+            for j in range(m):
+                row[k0 + j] = no_event if last[j, t] == np.iinfo(np.int64).min else np.int32(idx - last[j, t])
+        row = ints[n_measures * 3 + 2]
+        for j in range(m):
+            row[k0 + j] = acs[j]
+        for period in range(2):
+            base = period * (s_count + 1)
+            for j in range(m):
+                total = 0.0
+                for c in range(s_count):
+                    floats[base + c, k0 + j] = cost[j, period, c] / 100.0
+                    total += cost[j, period, c]
+                floats[base + s_count, k0 + j] = total / 100.0

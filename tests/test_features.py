@@ -357,6 +357,7 @@ def test_read_feature_tables_gives_the_same_features(tmp_path):
     fast = F.read_feature_tables(tmp_path)
     assert isinstance(fast.activity["setting"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(F.build_features(fast, INDEX), F.build_features(ordinary, INDEX))
+    pd.testing.assert_frame_equal(F.build_features_partitioned(fast, INDEX, 7), F.build_features(ordinary, INDEX))
     part = F.read_feature_tables(tmp_path, (10, 20))
     assert part.persons["person_id"].between(10, 19).all() and part.activity["person_id"].between(10, 19).all()
     whole = F.build_features(ordinary, INDEX)
@@ -377,3 +378,53 @@ def test_date32_days_with_nulls_and_chunk_offsets():
     assert got.tolist() == [-1, -99, 19782, 0, 19782, 5]
     series = pd.Series(pd.arrays.ArrowExtensionArray(chunked))
     assert F._date_days(series, -99).tolist() == got.tolist()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 60), block=st.integers(1, 9), shuffle=st.booleans(),
+       categorical=st.booleans(), index=st.sampled_from([dt.date(2023, 4, 1), dt.date(2021, 7, 15)]))
+def test_parallel_kernel_blocks_match_numpy_reference(seed, n, block, shuffle, categorical, index):
+    """Many small blocks on all of numba's threads, categorical codes, rows in any order."""
+    import contextlib
+
+    t = random_tables(np.random.default_rng(seed), n)
+    activity = t.activity
+    if categorical:
+        activity = activity.astype({"setting": "category", "primary_diagnosis": "category"})
+    if shuffle:
+        activity = activity.sample(frac=1.0, random_state=seed % 2**31)
+    ids = np.sort(t.persons["person_id"].to_numpy(dtype=np.int64))[1::2]
+    day = F.to_day(index)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "_BLOCK_PEOPLE", block)
+        mp.setattr(F, "kernel_threads", lambda rows: contextlib.nullcontext())  # threads whatever the load
+        got = F._activity_features(activity, ids, day)
+    want = F._activity_features_reference(activity, ids, day)
+    assert set(got) == set(want)
+    for col in want:
+        np.testing.assert_array_equal(got[col], want[col], err_msg=col)
+        assert got[col].dtype == want[col].dtype, col
+
+
+def test_unused_unknown_category_is_fine_and_used_one_is_an_error():
+    t = random_tables(np.random.default_rng(5), 10)
+    setting = pd.Categorical(t.activity["setting"], categories=[*SETTING_CODES, "bogus"])
+    activity = t.activity.assign(setting=setting)
+    ids = np.sort(t.persons["person_id"].to_numpy(dtype=np.int64))
+    want = F._activity_features_reference(t.activity, ids, F.to_day(INDEX))
+    got = F._activity_features(activity, ids, F.to_day(INDEX))
+    for col in want:
+        np.testing.assert_array_equal(got[col], want[col], err_msg=col)
+    activity.loc[activity.index[0], "setting"] = "bogus"
+    with pytest.raises(DataError, match="bogus"):
+        F._activity_features(activity, ids, F.to_day(INDEX))
+
+
+def test_frame_is_not_fragmented():
+    """Few enough pandas blocks that adding a column does not warn (PerformanceWarning)."""
+    import warnings
+
+    f = F.build_features_partitioned(random_tables(np.random.default_rng(2), 30), INDEX, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f["extra"] = 1
