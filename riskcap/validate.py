@@ -17,15 +17,18 @@ Nothing is dropped silently: :class:`LoadSummary` reconciles, per table,
 ``rows_in = rows_used + rows_quarantined``.
 
 The row checks (:func:`check_practices`, :func:`check_persons`, :func:`check_conditions`,
-:func:`check_activity`) are vectorised functions of one frame, so a streaming reader can run
-them per partition (a contiguous ``person_id`` range); example row numbers are taken from the
-frame's index (0-based; shown 1-based), so give a partition its global row offset as index.
+:func:`check_activity`) are vectorised functions of one frame. :func:`check_tables` runs every
+check on whatever rows it is given: the whole tables (:func:`validate_data`) or one
+``person_id`` range of them (:func:`riskcap.partitions.load_partition`, with the rows' file
+row numbers as index, so examples show the same row numbers). :meth:`LoadSummary.combine`
+adds the partitions' summaries up into the whole-table one.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +36,9 @@ import pyarrow as pa
 
 from riskcap.io import DataError, Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, SEXES, TABLES
+
+if TYPE_CHECKING:
+    from riskcap.partitions import TableScan
 
 ON_INVALID = ("reject", "quarantine")
 MAX_EXAMPLES = 5
@@ -60,6 +66,15 @@ class Problem:
     examples: list[str] = field(default_factory=list)
     row_indices: np.ndarray | None = None
     level: str = "row"
+    #: Row labels (0-based) of the examples, so partitions' problems merge in file order.
+    example_rows: list = field(default_factory=list)
+    #: Position among the checks of its table: problems of a table are listed in this order.
+    order: tuple = ()
+
+    @property
+    def key(self) -> tuple:
+        """What makes two partitions' problems the same problem."""
+        return (self.table, self.file, self.column, self.rule, self.message, self.level)
 
     @property
     def reason(self) -> str:
@@ -122,7 +137,7 @@ def row_problem(df: pd.DataFrame, mask, table: str, file: str, columns: str | li
     columns = [columns] if isinstance(columns, str) else list(columns)
     return Problem(table, file, columns[0] if column is None else column, rule, message,
                    count=len(positions), examples=_examples(df, positions, columns, values, named=column == ""),
-                   row_indices=positions)
+                   row_indices=positions, example_rows=list(df.index[positions[:MAX_EXAMPLES]]))
 
 
 def _true(mask) -> np.ndarray:
@@ -133,59 +148,116 @@ def _true(mask) -> np.ndarray:
 
 
 def _file_problem(table: str, file, message: str, column: str = "", rule: str = "file",
-                  examples: list[str] | None = None) -> Problem:
-    return Problem(table, str(file), column, rule, message, examples=examples or [], level="file")
+                  examples: list[str] | None = None, order: tuple = (0, -1), example_rows=None) -> Problem:
+    return Problem(table, str(file), column, rule, message, examples=examples or [], level="file", order=order,
+                   example_rows=list(example_rows or []))
+
+
+def _ordered(problems: list[Problem | None], stage: int) -> list[Problem]:
+    """The problems that occurred, each stamped with its position in the fixed check sequence."""
+    out = []
+    for i, p in enumerate(problems):
+        if p is not None:
+            if not p.order:
+                p.order = (stage, i)
+            out.append(p)
+    return out
 
 
 # --- Parsing -----------------------------------------------------------------------
 
-def parse_table(raw: pa.Table, name: str, file: str | Path) -> tuple[pd.DataFrame | None, list[Problem]]:
+def parse_table(raw: pa.Table, name: str, file: str | Path, index: np.ndarray | None = None,
+                scan: TableScan | None = None) -> tuple[pd.DataFrame | None, list[Problem]]:
     """Parse an arrow table to the contract's types, collecting problems instead of raising.
 
     Returns (frame, problems); frame is None when a file-level problem makes the table
     unusable (missing required column, no rows, a column where no value parses, a required
     column that is entirely null). Absent optional columns are added (``quantity`` = 1,
     others null). Values that fail to parse become null and are reported as row problems.
+
+    ``index``: the rows' labels (0-based file row numbers; default 0..n-1). ``scan``: for one
+    partition of a table, the whole table's file-level facts
+    (:class:`~riskcap.partitions.TableScan`): those problems are the scan's to report, and
+    every problem found here is a row problem.
     """
     spec = TABLES[name]
     file = str(file)
-    missing = [c for c in spec.required if c not in raw.column_names]
-    if missing:
-        return None, [_file_problem(
-            name, file, f"missing required column(s) {', '.join(missing)}; the file has: "
-            f"{', '.join(raw.column_names) or 'no columns'}", column=", ".join(missing), rule="missing_column")]
-    if raw.num_rows == 0:
-        return None, [_file_problem(name, file, "empty table: no rows", rule="empty_table")]
+    if scan is None:
+        schema_problem = _schema_problem(raw.column_names, raw.num_rows, name, file)
+        if schema_problem is not None:
+            return None, [schema_problem]
+    elif scan.schema_failed:
+        return None, []
     df = arrow_to_pandas(raw)
+    if index is not None:
+        df.index = pd.Index(index)
     problems: list[Problem] = []
-    unusable = False
-    for col in spec.columns:
+    unusable = scan is not None and scan.unusable
+    for j, col in enumerate(spec.columns):
         if col.name not in df.columns:
             df[col.name] = _default_column(col, df.index)
             continue
+        if scan is not None and col.name in scan.failed_columns:
+            continue
         raw_values = df[col.name]
         values, bad = parse_series(raw_values, col.kind)
-        present = raw_values.notna().to_numpy()
-        if bad.any():
-            if bad.sum() == present.sum():
-                examples = _examples(df, np.flatnonzero(bad), [col.name], raw_values)
-                problems.append(_file_problem(
-                    name, file, f"wrong type: no value is a valid {_KIND_TEXT[col.kind]}", column=col.name,
-                    rule="wrong_type", examples=examples))
+        verdict = None
+        if scan is None:
+            present, null = raw_values.notna().to_numpy(), values.isna().to_numpy() & ~bad
+            verdict = column_verdict(name, file, j, len(df), int(present.sum()), int(bad.sum()), int(null.sum()),
+                                     lambda: _column_examples(df, bad, col.name, raw_values))
+            if verdict is not None:
+                problems.append(verdict)
                 unusable = True
-                continue
-            problems.append(row_problem(df, bad, name, file, col.name, "wrong_type",
-                                        f"not a valid {_KIND_TEXT[col.kind]}", values=raw_values))
-        if not col.nullable:
-            null = values.isna().to_numpy() & ~bad
-            if null.all():
-                problems.append(_file_problem(name, file, "every value is empty but the column is required",
-                                              column=col.name, rule="all_null"))
-                unusable = True
-            elif null.any():
-                problems.append(row_problem(df, null, name, file, col.name, "missing_value", "missing value"))
-        df[col.name] = values
+        if verdict is None or verdict.rule != "wrong_type":
+            if bad.any():
+                problems.append(row_problem(df, bad, name, file, col.name, "wrong_type",
+                                            f"not a valid {_KIND_TEXT[col.kind]}", values=raw_values))
+                problems[-1].order = (0, j, 0)
+            if not col.nullable and verdict is None:
+                p = row_problem(df, values.isna().to_numpy() & ~bad, name, file, col.name, "missing_value",
+                                "missing value")
+                if p is not None:
+                    p.order = (0, j, 1)
+                    problems.append(p)
+        if verdict is None:
+            df[col.name] = values
     return (None if unusable else df), problems
+
+
+def _schema_problem(names: list[str], rows: int, name: str, file: str) -> Problem | None:
+    """The file-level problem of a table's columns and size (missing required columns, no rows)."""
+    missing = [c for c in TABLES[name].required if c not in names]
+    if missing:
+        return _file_problem(
+            name, file, f"missing required column(s) {', '.join(missing)}; the file has: "
+            f"{', '.join(names) or 'no columns'}", column=", ".join(missing), rule="missing_column")
+    if rows == 0:
+        return _file_problem(name, file, "empty table: no rows", rule="empty_table")
+    return None
+
+
+def column_verdict(name: str, file: str, position: int, rows: int, present: int, bad: int, null: int,
+                   examples) -> Problem | None:
+    """The file-level problem of one whole column, from its counts, or None.
+
+    ``present``: non-null raw values; ``bad``: those that do not parse; ``null``: rows null
+    after parsing that were not bad; ``examples()`` gives (texts, rows) of the first bad values.
+    """
+    col = TABLES[name].columns[position]
+    if bad and bad == present:
+        texts, rows_ = examples()
+        return _file_problem(name, file, f"wrong type: no value is a valid {_KIND_TEXT[col.kind]}", column=col.name,
+                             rule="wrong_type", examples=texts, order=(0, position, 0), example_rows=rows_)
+    if not col.nullable and rows and null == rows:
+        return _file_problem(name, file, "every value is empty but the column is required",
+                             column=col.name, rule="all_null", order=(0, position, 1))
+    return None
+
+
+def _column_examples(df: pd.DataFrame, bad: np.ndarray, column: str, raw_values: pd.Series) -> tuple[list, list]:
+    positions = np.flatnonzero(bad)
+    return _examples(df, positions, [column], raw_values), list(df.index[positions[:MAX_EXAMPLES]])
 
 
 _KIND_TEXT = {"int": "whole number", "float": "number", "date": "date (YYYY-MM-DD)",
@@ -258,7 +330,7 @@ def check_practices(df: pd.DataFrame, file: str, as_of=None) -> list[Problem]:
         row_problem(df, df["list_size"] < 0, name, file, "list_size", "negative", "negative list size"),
         row_problem(df, df["need_index"] <= 0, name, file, "need_index", "not_positive", "need index must be > 0"),
     ]
-    return [p for p in problems if p is not None]
+    return _ordered(problems, 1)
 
 
 def check_persons(df: pd.DataFrame, file: str, as_of=None, practice_codes=None,
@@ -287,7 +359,7 @@ def check_persons(df: pd.DataFrame, file: str, as_of=None, practice_codes=None,
     if practice_codes is not None:
         problems.append(_not_in(df, "practice_code", practice_codes, name, file, "unknown_key",
                                 f"practice_code not in {practices_file}"))
-    return [p for p in problems if p is not None]
+    return _ordered(problems, 1)
 
 
 @dataclass
@@ -346,7 +418,7 @@ def check_conditions(df: pd.DataFrame, file: str, as_of=None, persons: PersonInd
                     "duplicate (person_id, condition)"),
         *_person_checks(df, name, file, persons, ["diagnosed_on"], persons_file),
     ]
-    return [p for p in problems if p is not None]
+    return _ordered(problems, 1)
 
 
 def check_activity(df: pd.DataFrame, file: str, as_of=None, persons: PersonIndex | None = None,
@@ -363,7 +435,7 @@ def check_activity(df: pd.DataFrame, file: str, as_of=None, persons: PersonIndex
         row_problem(df, df["quantity"] < 0, name, file, "quantity", "negative", "negative quantity"),
         *_person_checks(df, name, file, persons, ["start_date"], persons_file),
     ]
-    return [p for p in problems if p is not None]
+    return _ordered(problems, 1)
 
 
 # --- Summary -----------------------------------------------------------------------
@@ -388,6 +460,53 @@ class LoadSummary:
     rejects: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     status: str = "clean"
+    #: Quarantined rows per table (input columns plus ``row`` and ``reason``), until written.
+    rejected_rows: dict[str, pa.Table] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def combine(cls, parts: list["LoadSummary"]) -> "LoadSummary":
+        """One summary of a table read in partitions (each partition's rows counted once).
+
+        Row counts add up; the same problem found in several partitions becomes one, with its
+        rows counted together and the first examples in file order; quarantined rows are
+        put back in file order. Whole-table facts (practices, file-level problems) must be
+        in one part only (:func:`riskcap.partitions.load_partition` reports them in the first).
+        """
+        first = parts[0]
+        out = cls(first.data_dir, first.as_of, first.on_invalid)
+        merged: dict[tuple, Problem] = {}
+        for part in parts:
+            out.files.update(part.files)
+            for counts in ("rows_in", "rows_failing", "rows_used", "rows_quarantined"):
+                total = getattr(out, counts)
+                for name, n in getattr(part, counts).items():
+                    total[name] = total.get(name, 0) + n
+            for p in part.problems:
+                if p.key not in merged:
+                    merged[p.key] = Problem(p.table, p.file, p.column, p.rule, p.message, level=p.level,
+                                            order=p.order)
+                m = merged[p.key]
+                m.count += p.count
+                m.examples += p.examples
+                m.example_rows += p.example_rows
+        table_order = {name: i for i, name in enumerate(TABLES)}
+        out.problems = sorted(merged.values(), key=lambda p: (table_order[p.table], p.order))
+        for p in out.problems:
+            keep = np.argsort(np.asarray(p.example_rows), kind="stable")[:MAX_EXAMPLES] if p.example_rows else []
+            p.examples = [p.examples[i] for i in keep]
+            p.example_rows = [p.example_rows[i] for i in keep]
+        if out.file_problems or (out.on_invalid == "reject" and out.problems) or \
+                any(part.status == "rejected" for part in parts):
+            out.status, out.rows_used, out.rows_quarantined = "rejected", {}, {}
+            return out
+        for name in TABLES:
+            tables = [part.rejected_rows[name] for part in parts if name in part.rejected_rows]
+            if tables:
+                rows = pa.concat_tables(tables)
+                order = np.argsort(rows["row"].to_numpy(), kind="stable")
+                out.rejected_rows[name] = rows.take(pa.array(order, type=pa.int64())).combine_chunks()
+        out.status = "quarantined" if any(out.rows_quarantined.values()) else "clean"
+        return out
 
     @property
     def file_problems(self) -> list[Problem]:
@@ -451,10 +570,31 @@ def validate_data(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
     to ``rejects_dir`` (required) for every table, empty ones included, so no stale file stays.
     See :func:`load_tables` for the rules.
     """
-    if on_invalid not in ON_INVALID:
-        raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
+    check_mode(on_invalid)
     if on_invalid == "quarantine" and rejects_dir is None:
         raise ValueError("on_invalid='quarantine' needs a rejects_dir")
+    tables, summary = check_tables(data_dir, as_of, on_invalid, lambda name, path: (read_raw(path), None))
+    if tables is not None and on_invalid == "quarantine":
+        write_rejects(summary, rejects_dir)
+    return tables, summary
+
+
+def check_mode(on_invalid: str) -> None:
+    """ValueError unless ``on_invalid`` is one of :data:`ON_INVALID`."""
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"on_invalid must be one of {ON_INVALID}, not {on_invalid!r}")
+
+
+def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict | None = None
+                 ) -> tuple[Tables | None, LoadSummary]:
+    """The checks of :func:`validate_data`, on whatever rows ``read`` gives: the one core that
+    whole-table and partition loading share.
+
+    ``read(name, path) -> (arrow table, row labels or None)`` reads a table's rows (raising
+    DataError when it cannot). ``scans``: for a partition, the whole tables' file-level facts
+    (:class:`~riskcap.partitions.TableScan` per event table; practices are always read whole). Quarantined rows
+    are returned in ``summary.rejected_rows`` (see :func:`write_rejects`), not written.
+    """
     data_dir = Path(data_dir)
     as_of_ts = _as_of(as_of)
     summary = LoadSummary(str(data_dir), as_of_ts.date().isoformat(), on_invalid)
@@ -463,26 +603,33 @@ def validate_data(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
     problems: dict[str, list[Problem]] = {name: [] for name in TABLES}
 
     for name in TABLES:
+        scan = scans.get(name) if scans else None
+        if scan is not None:  # a partition: the whole file's facts come from the scan
+            problems[name] += scan.problems
+            path = Path(scan.file)
+            summary.files[name] = scan.file
+        else:
+            try:
+                path = table_path(data_dir, name)
+            except DataError:
+                problems[name].append(_file_problem(
+                    name, data_dir, f"table '{name}' not found: expected {name}.parquet, {name}.csv or a parquet "
+                    f"dataset directory {name}/", rule="missing_file"))
+                continue
+            summary.files[name] = str(path)
         try:
-            path = table_path(data_dir, name)
-        except DataError:
-            problems[name].append(_file_problem(
-                name, data_dir, f"table '{name}' not found: expected {name}.parquet, {name}.csv or a parquet "
-                f"dataset directory {name}/", rule="missing_file"))
-            continue
-        summary.files[name] = str(path)
-        try:
-            raw = read_raw(path)
+            raw, index = read(name, path)
         except DataError as exc:
             problems[name].append(_file_problem(name, path, str(exc).removeprefix(f"{path}: "), rule="unreadable"))
             continue
         summary.rows_in[name] = raw.num_rows
-        df, found = parse_table(raw, name, path)
+        df, found = parse_table(raw, name, path, index=index, scan=scan)
         problems[name] += found
         if df is not None:
             frames[name] = df
             if on_invalid == "quarantine":
                 raws[name] = raw
+        del raw
 
     files = {name: summary.files.get(name, name) for name in TABLES}
     if "practices" in frames:
@@ -508,12 +655,10 @@ def validate_data(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
     if on_invalid == "quarantine":
         _cascade(frames, problems, failing, files)
         summary.problems = [p for name in TABLES for p in problems[name]]
-        rejects_dir = Path(rejects_dir)
         for name in TABLES:
             mask = failing[name]
             summary.rows_quarantined[name] = int(mask.sum())
-            summary.rejects[name] = str(_write_rejects(raws[name], frames[name], mask, problems[name],
-                                                       rejects_dir, name))
+            summary.rejected_rows[name] = _rejects_table(raws.pop(name), frames[name], mask, problems[name])
             frames[name] = frames[name][~mask]
         summary.status = "quarantined" if any(summary.rows_quarantined.values()) else "clean"
     else:
@@ -525,6 +670,17 @@ def validate_data(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
     if not summary.reconciles():  # pragma: no cover - guards the invariant
         raise AssertionError(f"row counts do not reconcile: {summary.as_dict()['tables']}")
     return Tables(**frames), summary
+
+
+def write_rejects(summary: "LoadSummary", rejects_dir: str | Path) -> None:
+    """Write every table's quarantined rows (``summary.rejected_rows``) to ``rejects_dir``,
+    as ``<table>_rejects.parquet`` and ``.csv``, and record the paths in ``summary.rejects``."""
+    for name in TABLES:
+        table = summary.rejected_rows[name]
+        path = Path(rejects_dir) / f"{name}_rejects.parquet"
+        write_parquet(table, path)
+        write_csv(table.to_pandas(), path.with_suffix(".csv"))
+        summary.rejects[name] = str(path)
 
 
 def load_tables(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
@@ -583,6 +739,7 @@ def _cascade(frames, problems, failing, files) -> None:
                         files["persons"], "practice_code", "practice_quarantined",
                         f"practice quarantined (see {Path(files['practices']).name})")
         if p is not None:
+            p.order = (2, 0)
             problems["persons"].append(p)
             failing["persons"][p.row_indices] = True
     person_ids = dropped_keys("persons", "person_id")
@@ -591,13 +748,13 @@ def _cascade(frames, problems, failing, files) -> None:
             p = row_problem(frames[name], frames[name]["person_id"].isin(person_ids), name, files[name],
                             "person_id", "person_quarantined", "person quarantined", column="")
             if p is not None:
+                p.order = (2, 1)
                 problems[name].append(p)
                 failing[name][p.row_indices] = True
 
 
-def _write_rejects(raw: pa.Table, df: pd.DataFrame, mask: np.ndarray, problems: list[Problem],
-                   rejects_dir: Path, name: str) -> Path:
-    """Write the rows of ``raw`` flagged in ``mask`` with their input row number and reasons."""
+def _rejects_table(raw: pa.Table, df: pd.DataFrame, mask: np.ndarray, problems: list[Problem]) -> pa.Table:
+    """The rows of ``raw`` flagged in ``mask``, with their input row number and reasons."""
     positions = np.flatnonzero(mask)
     reasons = np.full(len(df), "", dtype=object)
     if len(positions):
@@ -609,11 +766,7 @@ def _write_rejects(raw: pa.Table, df: pd.DataFrame, mask: np.ndarray, problems: 
     labels = df.index.to_numpy()[positions] + 1
     out = raw.take(pa.array(positions, type=pa.int64()))
     out = out.append_column("row", pa.array(labels, type=pa.int64()))
-    out = out.append_column("reason", pa.array(reasons[positions].tolist(), type=pa.string()))
-    path = rejects_dir / f"{name}_rejects.parquet"
-    write_parquet(out, path)
-    write_csv(out.to_pandas(), path.with_suffix(".csv"))
-    return path
+    return out.append_column("reason", pa.array(reasons[positions].tolist(), type=pa.string()))
 
 
 def _finalise(df: pd.DataFrame, name: str) -> pd.DataFrame:

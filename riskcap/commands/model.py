@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from riskcap.engines import engine_options
 from riskcap.features import PARTITION_PEOPLE
 from riskcap.models.train import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
 from riskcap.validate import ON_INVALID
@@ -183,15 +184,18 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
               help="Give the top PERCENT of people (by risk) their 3 reasons; 0 = nobody. Default: everyone "
                    "for logistic; the top 20% (rising risk and above) for gbm, whose contributions are slow.")
 @_on_invalid_option
-@_partition_option
+@click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
+              help="People per partition read from disk, checked and scored at a time (bounds memory).")
+@engine_options
 def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_for, on_invalid: str,
-          partition_people: int):
+          partition_people: int, engine_name: str, scheduler):
     """Score a whole population: probability, 0-100 score, tier, percentile and reasons.
 
-    Builds features and scores one partition of people at a time, then ranks everyone:
-    percentile (100 = highest risk) and tier (very high = top 0.5%, high = to 5%, rising =
-    to 20%, low). Writes person_id, practice_code, probability, score, tier, percentile,
-    reason_1..reason_3 (plain English; empty beyond --reasons-for) and model.
+    Reads, checks and scores one partition of people (a person_id range) at a time, so memory
+    stays bounded whatever the population, then ranks everyone: percentile (100 = highest
+    risk) and tier (very high = top 0.5%, high = to 5%, rising = to 20%, low). Writes
+    person_id, practice_code, probability, score, tier, percentile, reason_1..reason_3 (plain
+    English; empty beyond --reasons-for) and model. CSV data are loaded whole (with a warning).
 
     \b
     Example:
@@ -199,23 +203,51 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
         riskcap score --model models/logistic --data synth --out scores.parquet --reasons-for 5
     """
     import time
+    import warnings
 
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from riskcap.models.persist import load_model
-    from riskcap.models.score import score_tables, write_scores
+    from riskcap.engines import get_engine
+    from riskcap.models.persist import load_model_files, read_model_files
+    from riskcap.models.score import score_population, write_scores
+    from riskcap.partitions import StreamingFallbackWarning, plan_partitions
+    from riskcap.validate import write_rejects
 
     console = Console(stderr=True)
     started = time.perf_counter()
-    model = load_model(model_dir)
-    tables, _ = _load(data_dir, on_invalid, out_path.parent / "rejects", console)
-    scores = score_tables(model, tables, index_date.date(), partition_people, reasons_for=reasons_for)
-    del tables
+    model_files = read_model_files(model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StreamingFallbackWarning)
+        parts = plan_partitions(data_dir, partition_people)
+    for w in caught:
+        console.print(f"[yellow]warning: {w.message}[/yellow]")
+    with get_engine(engine_name, scheduler) as engine, Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True) as bar:
+        tasks = {}
+
+        def progress(stage, done, total):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{stage} partitions", total=total)
+            bar.update(tasks[stage], completed=done)
+
+        scores, summary = score_population(model_files, data_dir, index_date.date(), parts=parts, engine=engine,
+                                           people=partition_people, reasons_for=reasons_for, on_invalid=on_invalid,
+                                           progress=progress)
+    kind = load_model_files(model_files).kind
+    if on_invalid == "quarantine":
+        rejects_dir = out_path.parent / "rejects"
+        write_rejects(summary, rejects_dir)
+        quarantined = sum(summary.rows_quarantined.values())
+        if quarantined:
+            console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
     write_scores(scores, out_path)
     out = Console()
-    table = Table(title=f"{len(scores):,} people scored at {index_date.date()} with the {model.kind} model -> {out_path}")
-    if model.kind == "cost":
+    table = Table(title=f"{len(scores):,} people scored at {index_date.date()} with the {kind} model "
+                        f"({len(parts)} partition(s)) -> {out_path}")
+    if kind == "cost":
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_row("mean expected cost (GBP)", f"{scores['expected_cost_gbp'].mean():,.0f}")

@@ -1,9 +1,12 @@
 """Scoring a population: probability, 0-100 score, tier, percentile and three reasons per person.
 
-:func:`score_frame` scores one partition's features; :func:`score_tables` streams a
-population through the feature builder and the model one ``person_id`` range at a time,
-then ranks everyone (percentiles and tiers need the whole population's probabilities,
-which are 8 bytes a person). The output columns are shared interface 5 (``scores.parquet``):
+:func:`score_frame` scores one partition's features; :func:`score_tables` scores tables
+already in memory one ``person_id`` range at a time, and :func:`score_population` does the
+same straight from disk (:mod:`riskcap.partitions`: each partition read, checked and scored
+by :func:`score_partition` on an engine of :mod:`riskcap.engines`, so memory is bounded by a
+partition), with byte-identical results. Both then rank everyone (percentiles and tiers
+need the whole population's probabilities, which are 8 bytes a person). The output columns
+are shared interface 5 (``scores.parquet``):
 ``person_id, practice_code, probability, score, tier, percentile, reason_1..3, model``.
 For the cost model ``probability``, ``score`` and ``tier`` are replaced by
 ``expected_cost_gbp`` (the percentile ranks expected cost).
@@ -12,25 +15,32 @@ Reasons for whom (``reasons_for``, a percent of the population from the top): th
 model's contributions are nearly free, so everyone gets reasons (100); LightGBM's TreeSHAP
 contributions cost about 0.25 ms a person on 2 threads (measured: 26 s per 100,000 people
 for a 230-tree model), so by default only the top 20% get them (the "rising" tier and
-above: everyone a case-finding list can show); the rest have empty reasons. Those
-partitions are scored twice: once for everyone's probability, once for the reasons of the
-people above the threshold.
+above: everyone a case-finding list can show); the rest have empty reasons. In memory,
+those partitions are scored twice: once for everyone's probability, once for the reasons
+of the people above the threshold. From disk, pass one already explains each partition's own
+top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a second read.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import Tables, write_parquet
+from riskcap.io import DataError, Tables
 from riskcap.models.explain import top_reasons
+from riskcap.models.persist import load_model_files
+from riskcap.partitions import load_partition, plan_partitions, scan_tables
+from riskcap.validate import LoadSummary
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
                  "reason_1", "reason_2", "reason_3", "model"]
 COST_SCORE_COLUMNS = ["person_id", "practice_code", "expected_cost_gbp", "percentile",
                       "reason_1", "reason_2", "reason_3", "model"]
+REASON_COLUMNS = ["reason_1", "reason_2", "reason_3"]
 
 
 def score_frame(model, frame: pd.DataFrame, reasons: bool = True) -> pd.DataFrame:
@@ -56,14 +66,16 @@ def score_frame(model, frame: pd.DataFrame, reasons: bool = True) -> pd.DataFram
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate partition scores, merging the reason categoricals' phrase lists."""
+    """Concatenate partition scores, merging categoricals (reasons; practice codes when streamed)."""
+    parts = [p for p in parts if len(p)] or parts[:1]  # an empty part's categories have no text dtype
     if len(parts) == 1:
         return parts[0]
     from pandas.api.types import union_categoricals
 
     merged = {}
-    for col in ("reason_1", "reason_2", "reason_3"):
-        merged[col] = union_categoricals([p[col] for p in parts])
+    for col in parts[0].columns:  # the reasons (and, when streamed, practice codes)
+        if isinstance(parts[0][col].dtype, pd.CategoricalDtype):
+            merged[col] = union_categoricals([p[col] for p in parts])
     out = pd.concat([p.drop(columns=list(merged)) for p in parts], ignore_index=True)
     for col, values in merged.items():
         out[col] = values
@@ -111,25 +123,41 @@ def score_partitions(model, partitions, reasons_for: float | None = None) -> pd.
     """
     share = reasons_share(model.kind, reasons_for)
     partitions = list(partitions)
-    everyone = share >= 100
-    parts = [score_frame(model, build(), reasons=everyone) for build in partitions]
+    parts = [score_frame(model, build(), reasons=share >= 100) for build in partitions]
     scores = rank(_concat(parts), model.kind)
-    if 0 < share < 100:
-        chosen = scores["percentile"].to_numpy() > 100 - share + _PERCENT_EPS
-        texts = {col: np.array(scores[col].astype(object), dtype=object) for col in ("reason_1", "reason_2", "reason_3")}
+    chosen = explain_mask(scores, share)
+    if chosen is not None:
+        texts = _reason_texts(scores)
         start = 0
         for build, part in zip(partitions, parts):
             stop = start + len(part)
-            local = chosen[start:stop]
-            if local.any():
-                frame = build()
-                explained = score_frame(model, frame.iloc[np.flatnonzero(local)], reasons=True)
-                for col, values in texts.items():
-                    values[start:stop][local] = explained[col].astype(object).to_numpy()
+            local = np.flatnonzero(chosen[start:stop])
+            if len(local):
+                _put_reasons(texts, start + local, score_frame(model, build().iloc[local], reasons=True))
             start = stop
-        for col, values in texts.items():
-            scores[col] = pd.Categorical(values, categories=sorted(set(values)))
+        _set_reasons(scores, texts)
     return scores
+
+
+def explain_mask(scores: pd.DataFrame, share: float) -> np.ndarray | None:
+    """Who gets reasons in a second pass: the top ``share`` percent (None when 0 or 100)."""
+    if not 0 < share < 100:
+        return None
+    return scores["percentile"].to_numpy() > 100 - share + _PERCENT_EPS
+
+
+def _reason_texts(scores: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {col: np.array(scores[col].astype(object), dtype=object) for col in REASON_COLUMNS}
+
+
+def _put_reasons(texts: dict[str, np.ndarray], positions: np.ndarray, explained: pd.DataFrame) -> None:
+    for col, values in texts.items():
+        values[positions] = explained[col].astype(object).to_numpy()
+
+
+def _set_reasons(scores: pd.DataFrame, texts: dict[str, np.ndarray]) -> None:
+    for col, values in texts.items():
+        scores[col] = pd.Categorical(values, categories=sorted(set(values)))
 
 
 def score_tables(model, tables: Tables, index_date, people: int = PARTITION_PEOPLE,
@@ -150,12 +178,198 @@ def score_features(model, frame: pd.DataFrame, people: int = PARTITION_PEOPLE,
     return score_partitions(model, builders, reasons_for)
 
 
-def write_scores(scores: pd.DataFrame, path: str | Path) -> Path:
-    """Write a scores frame to parquet atomically (text columns, reasons included, as plain strings)."""
-    import pyarrow as pa
+#: People per row group of scores.parquet (and per slice converted to arrow when writing).
+SCORES_ROW_GROUP = 1 << 20
+_TEXT_COLUMNS = ("practice_code", "tier", "reason_1", "reason_2", "reason_3", "model")
 
+
+def write_scores(scores: pd.DataFrame, path: str | Path) -> Path:
+    """Write a scores frame to parquet atomically (text columns, reasons included, as plain strings).
+
+    Converted and written one row group (:data:`SCORES_ROW_GROUP` people) at a time, so the
+    text of ten million people's reasons never sits in memory at once; the bytes are those of
+    ``pyarrow.parquet.write_table`` with that row group size.
+    """
+    import pyarrow.parquet as pq
+
+    from riskcap.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        writer, schema = None, None
+        try:
+            for lo in range(0, max(len(scores), 1), SCORES_ROW_GROUP):
+                table = _scores_arrow(scores.iloc[lo:lo + SCORES_ROW_GROUP])
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                writer.write_table(table.cast(schema), row_group_size=SCORES_ROW_GROUP)
+        finally:
+            if writer is not None:
+                writer.close()
+    return Path(path)
+
+
+def _scores_arrow(scores: pd.DataFrame) -> pa.Table:
     table = pa.Table.from_pandas(scores, preserve_index=False)
-    for col in ("practice_code", "tier", "reason_1", "reason_2", "reason_3", "model"):
+    for col in _TEXT_COLUMNS:
         if col in table.column_names:
             table = table.set_column(table.schema.get_field_index(col), col, table[col].cast(pa.string()))
-    return write_parquet(table, path, row_group_size=1 << 20)
+    return table.replace_schema_metadata(None)
+
+
+# --- Streaming from disk ----------------------------------------------------------------
+
+@dataclass
+class PartitionScores:
+    """One partition's load summary and scores (None when its data were not usable)."""
+
+    summary: LoadSummary
+    scores: pd.DataFrame | None = None
+
+
+#: In a streamed run, pass one explains each partition's top ``share * margin`` percent: the
+#: population's top ``share`` percent is then nearly always among them, and only people it
+#: misses cost a second read of their partition.
+CANDIDATE_MARGIN = 1.25
+
+
+def score_partition(part, *, data_dir: str, index_date, model_files: dict[str, bytes], people: int,
+                    share: float, on_invalid: str = "reject", as_of=None, scans=None) -> PartitionScores:
+    """Load, check and score one person_id range: predictions, not yet ranked (the partition
+    function of :func:`score_population`).
+
+    Reasons: everyone's when ``share`` is 100; otherwise those of the partition's own top
+    ``share * CANDIDATE_MARGIN`` percent, flagged in an ``explained`` column.
+    """
+    tables, summary = load_partition(data_dir, part, as_of, on_invalid, scans)
+    if tables is None:
+        return PartitionScores(summary)
+    model = load_model_files(model_files)
+    frames = [build_features(sub, index_date) for sub in iter_partitions(tables, people)]
+    del tables  # the checked tables are the bulk of a partition: let them go before the model runs
+    scores = _concat([_score_candidates(model, frames.pop(0), share) for _ in range(len(frames))])
+    scores["practice_code"] = scores["practice_code"].astype("category")  # a few hundred codes, millions of rows
+    return PartitionScores(summary, scores)
+
+
+def _score_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
+    """:func:`score_frame`, with reasons for the frame's own top ``share * CANDIDATE_MARGIN`` percent."""
+    scores = score_frame(model, frame, reasons=share >= 100)
+    scores["explained"] = share >= 100
+    if 0 < share < 100 and len(scores):
+        from riskcap.stratify import risk_percentiles
+
+        value = scores["expected_cost_gbp" if model.kind == "cost" else "probability"].to_numpy()
+        candidates = risk_percentiles(value) > 100 - min(100.0, share * CANDIDATE_MARGIN) + _PERCENT_EPS
+        texts = _reason_texts(scores)
+        local = np.flatnonzero(candidates)
+        _put_reasons(texts, local, score_frame(model, frame.iloc[local], reasons=True))
+        _set_reasons(scores, texts)
+        scores["explained"] = candidates
+    return scores
+
+
+def check_partition(part, *, data_dir: str, on_invalid: str = "reject", as_of=None, scans=None, **_) -> PartitionScores:
+    """Only load and check one partition (the rest of a run that can no longer produce scores)."""
+    return PartitionScores(load_partition(data_dir, part, as_of, on_invalid, scans)[1])
+
+
+def explain_partition(task, *, data_dir: str, index_date, model_files: dict[str, bytes], people: int,
+                      on_invalid: str = "reject", as_of=None, scans=None, **_) -> pd.DataFrame:
+    """Reasons for the people ``task = (part, person_ids)`` of one partition (the second pass)."""
+    part, ids = task
+    tables, _ = load_partition(data_dir, part, as_of, on_invalid, scans)
+    model = load_model_files(model_files)
+    frames = [build_features(sub, index_date) for sub in iter_partitions(tables, people)]
+    del tables
+    explained = []
+    for frame in frames:
+        local = np.flatnonzero(np.isin(frame["person_id"].to_numpy(), ids))
+        if len(local):
+            explained.append(score_frame(model, frame.iloc[local], reasons=True))
+    out = pd.concat(explained, ignore_index=True)
+    return out[["person_id", *REASON_COLUMNS]].astype({c: object for c in REASON_COLUMNS})
+
+
+def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_date, *, parts=None,
+                     engine=None, people: int = PARTITION_PEOPLE, reasons_for: float | None = None,
+                     on_invalid: str = "reject", as_of=None, progress=None) -> tuple[pd.DataFrame, LoadSummary]:
+    """Score everyone registered and alive at ``index_date`` from ``data_dir``, one partition at a time.
+
+    The same scores as :func:`score_tables` on :func:`~riskcap.validate.load_tables`' tables,
+    with memory bounded by a partition (plus about 60 bytes a person for the ranked scores).
+    ``parts``: :func:`~riskcap.partitions.plan_partitions` (planned here when None);
+    ``engine``: a :mod:`riskcap.engines` engine (local by default); ``progress(stage, done,
+    total)`` is called after each partition. A partition with a data problem (reject mode) stops
+    the scoring, the rest are still checked, then DataError lists every problem (its ``summary``
+    attribute holds the LoadSummary). In quarantine mode the returned summary's
+    ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
+    """
+    from riskcap.engines import LocalEngine
+
+    model = load_model_files(model_files)
+    share = reasons_share(model.kind, reasons_for)
+    parts = plan_partitions(data_dir, people) if parts is None else list(parts)
+    engine = LocalEngine() if engine is None else engine
+    scans = None if len(parts) == 1 and parts[0].is_whole else scan_tables(data_dir)
+    shared = {"data_dir": str(data_dir), "index_date": index_date, "model_files": model_files, "people": int(people),
+              "on_invalid": on_invalid, "as_of": as_of, "scans": scans}
+    summaries, frames = [], []
+    for result in engine.map(score_partition, parts, share=share, **shared):
+        summaries.append(result.summary)
+        frames.append(result.scores)
+        _tick(progress, "scoring", len(summaries), len(parts))
+        if result.scores is None:
+            break
+    if frames and frames[-1] is None:  # a problem: check the rest without scoring, then say everything
+        frames.clear()
+        for result in engine.map(check_partition, parts[len(summaries):], **shared):
+            summaries.append(result.summary)
+            _tick(progress, "scoring", len(summaries), len(parts))
+    summary = LoadSummary.combine(summaries)
+    if summary.status == "rejected":
+        exc = DataError(summary.error_message())
+        exc.summary = summary
+        raise exc
+    _release_memory()
+    scores = _concat(frames)
+    del frames
+    explained = scores.pop("explained").to_numpy(dtype=bool)
+    scores = rank(scores, model.kind)
+    chosen = explain_mask(scores, share)
+    if chosen is not None:
+        ids = scores["person_id"].to_numpy()
+        texts = _reason_texts(scores)
+        missing = chosen & ~explained  # the few chosen people pass one did not explain
+        tasks = [(part, ids[missing & _in_range(ids, part)]) for part in parts]
+        tasks = [task for task in tasks if len(task[1])]
+        for done, found in enumerate(engine.map(explain_partition, tasks, **shared), start=1):
+            _put_reasons(texts, np.searchsorted(ids, found["person_id"].to_numpy()), found)
+            _tick(progress, "reasons", done, len(tasks))
+        for values in texts.values():
+            values[~chosen] = ""
+        _set_reasons(scores, texts)
+    return scores, summary
+
+
+def _release_memory() -> None:
+    """Hand memory the partitions freed back to the OS before the population-wide steps
+    (arrow's pool and glibc keep freed pages otherwise, which would add to the peak)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _in_range(ids: np.ndarray, part) -> np.ndarray:
+    return part.mask(pa.array(ids, type=pa.int64()))
+
+
+def _tick(progress, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)

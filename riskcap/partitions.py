@@ -1,0 +1,366 @@
+"""Reading and validating a population one ``person_id`` range at a time, with bounded memory.
+
+:func:`plan_partitions` cuts the persons' ids (only that column is read) into ranges of
+about ``people`` persons; :func:`load_partition` reads the rows of one range from each
+table (practices whole) and runs the same checks as :func:`riskcap.validate.validate_data`
+(they share :func:`riskcap.validate.check_tables`). Because the ranges are disjoint and
+cover every int64 (the first also takes rows with no ``person_id``), every row of every table
+is read by exactly one partition, and every rule that spans rows stays inside one range:
+duplicate ``person_id`` or ``(person_id, condition)`` rows, and look-ups of a row's person.
+No person rule needs the whole table (NHS numbers are checked row by row, not for
+uniqueness); the rules that do are the file-level ones (missing column, empty table, a column
+where no value parses or that is empty throughout), which :func:`scan_tables` decides once
+from the parquet metadata, reading a column only when its type does not settle it.
+
+Problems name the file, column, row count and examples with their exact file row numbers
+(row groups are read with their offsets), so a streamed run lists the same problems as a
+whole-table one. Whole-table facts (the practices table, file-level problems) are reported by
+the first partition only, so :meth:`LoadSummary.combine` of every partition's summary equals
+the whole-table summary, rejects included.
+
+Streaming needs parquet (a file or a dataset directory of files with one schema) with an
+integer ``person_id`` in persons, conditions and activity. Otherwise (CSV, text ids, a table
+that is missing or unreadable) :func:`plan_partitions` warns
+(:class:`StreamingFallbackWarning`) and returns one range covering everyone, which
+:func:`load_partition` reads whole, exactly like :func:`~riskcap.validate.load_tables`
+(so memory is not bounded). Data not sorted by ``person_id`` still streams correctly, but
+every partition may decode most of each file: the plan warns with the re-read factor.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from riskcap.features import PARTITION_PEOPLE
+from riskcap.io import DataError, Tables, arrow_to_pandas, parse_series, read_raw, table_path
+from riskcap.schema import TABLES
+from riskcap.validate import (
+    MAX_EXAMPLES,
+    LoadSummary,
+    _examples,
+    _schema_problem,
+    check_mode,
+    check_tables,
+    column_verdict,
+)
+
+INT64_MIN = int(np.iinfo(np.int64).min)
+INT64_MAX = int(np.iinfo(np.int64).max)
+#: Tables read by person_id range (practices are small and read whole by every partition).
+PERSON_TABLES = ("persons", "conditions", "activity")
+_BATCH_ROWS = 1 << 20
+_REREAD_WARN = 2.0
+
+
+class StreamingFallbackWarning(UserWarning):
+    """The data cannot be read by person_id range: it is loaded whole instead (or re-read)."""
+
+
+@dataclass(frozen=True)
+class PersonRange:
+    """Partition ``index``: the rows with ``first <= person_id < stop``.
+
+    The first range starts at the minimum int64 and also holds rows with no person_id; the
+    last ends at the maximum int64 and includes it, so every row falls in exactly one range.
+    """
+
+    index: int
+    first: int
+    stop: int
+
+    @property
+    def is_first(self) -> bool:
+        return self.first == INT64_MIN
+
+    @property
+    def is_whole(self) -> bool:
+        """True for the one range of a single-partition plan (everyone)."""
+        return self.first == INT64_MIN and self.stop == INT64_MAX
+
+    def mask(self, person_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Which of these ids fall in the range (nulls in the first range only)."""
+        inside = pc.greater_equal(person_id, pa.scalar(self.first, pa.int64()))
+        if self.stop != INT64_MAX:
+            inside = pc.and_(inside, pc.less(person_id, pa.scalar(self.stop, pa.int64())))
+        return pc.fill_null(inside, self.is_first).to_numpy(zero_copy_only=False)
+
+
+# --- The plan --------------------------------------------------------------------------
+
+def _parquet_files(path: Path) -> list[str]:
+    """The parquet files of a table in the order :func:`riskcap.io.read_raw` concatenates them."""
+    if path.is_file():
+        return [str(path)]
+    return list(pq.ParquetDataset(path).files)
+
+
+def _stream_blocker(data_dir: Path) -> str | None:
+    """Why the tables cannot be read by person_id range, or None when they can."""
+    for name in PERSON_TABLES:
+        try:
+            path = table_path(data_dir, name)
+        except DataError:
+            return f"table '{name}' not found"
+        if path.suffix == ".csv":
+            return f"{path.name} is CSV"
+        try:
+            files = _parquet_files(path)
+            schemas = [pq.read_schema(f).remove_metadata() for f in files]
+        except (OSError, pa.ArrowException) as exc:
+            return f"{path} cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        if not files or any(s != schemas[0] for s in schemas[1:]):
+            return f"{path} is a dataset whose files do not share one schema"
+        if path.is_dir() and pq.ParquetDataset(path).schema.names != schemas[0].names:
+            return f"{path} is a partitioned dataset (columns in directory names)"
+        if "person_id" not in schemas[0].names:
+            return f"{path} has no person_id column"
+        if not pa.types.is_integer(schemas[0].field("person_id").type):
+            return f"{path}: person_id is {schemas[0].field('person_id').type}, not an integer type"
+    return None
+
+
+def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> list[PersonRange]:
+    """Ranges of about ``people`` persons each, from the persons' person_id column only.
+
+    Falls back to one range of everyone, with a :class:`StreamingFallbackWarning` saying
+    why, when the data cannot be read by range (see the module notes).
+    """
+    data_dir = Path(data_dir)
+    people = max(int(people), 1)
+    blocker = _stream_blocker(data_dir)
+    if blocker is not None:
+        warnings.warn(f"{data_dir}: {blocker}, so the tables are loaded whole (memory is not bounded by "
+                      f"partitions); convert them to parquet with an integer person_id to stream",
+                      StreamingFallbackWarning, stacklevel=2)
+        return [PersonRange(0, INT64_MIN, INT64_MAX)]
+    ids = pq.read_table(table_path(data_dir, "persons"), columns=["person_id"]).column(0)
+    ids = np.sort(ids.drop_null().to_numpy())
+    cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
+    bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
+    parts = [PersonRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    if len(parts) > 1:
+        for name in PERSON_TABLES:
+            factor = _reread_factor(table_path(data_dir, name), parts)
+            if factor > _REREAD_WARN:
+                warnings.warn(f"{table_path(data_dir, name)}: its row groups each span several person_id ranges "
+                              f"(not sorted by person_id, or row groups larger than a partition), so the "
+                              f"{len(parts)} partitions decode it {factor:.1f} times over; sort it by person_id, "
+                              f"with row groups of fewer people than a partition, to stream it fast",
+                              StreamingFallbackWarning, stacklevel=2)
+    return parts
+
+
+def _row_groups(path: Path):
+    """(file, ParquetFile, first row of the file in the table, person_id column index) per file."""
+    offset = 0
+    for file in _parquet_files(path):
+        pf = pq.ParquetFile(file)
+        names = [pf.metadata.schema.column(i).path for i in range(pf.metadata.num_columns)]
+        yield file, pf, offset, names.index("person_id")
+        offset += pf.metadata.num_rows
+
+
+def _overlaps(rg_meta, column: int, part: PersonRange) -> bool:
+    """Whether a row group may hold rows of ``part`` (True when its statistics cannot say)."""
+    stats = rg_meta.column(column).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    nulls = not stats.has_null_count or stats.null_count > 0
+    if nulls and part.is_first:
+        return True
+    return stats.max >= part.first and (part.stop == INT64_MAX or stats.min < part.stop)
+
+
+def _reread_factor(path: Path, parts: list[PersonRange]) -> float:
+    """Rows decoded by all the partitions over the rows in the table (1 when sorted)."""
+    total = read = 0
+    for _, pf, _, column in _row_groups(path):
+        for g in range(pf.metadata.num_row_groups):
+            rg = pf.metadata.row_group(g)
+            total += rg.num_rows
+            read += rg.num_rows * sum(_overlaps(rg, column, part) for part in parts)
+    return read / total if total else 1.0
+
+
+# --- Whole-table facts ---------------------------------------------------------------------
+
+@dataclass
+class TableScan:
+    """A table's file-level facts, found without loading it, for its partitions' checks.
+
+    ``problems``: the whole table's file-level problems; ``failed_columns``: columns those
+    problems cover (not parsed per partition); ``schema_failed``: a missing required column
+    or no rows (partitions parse nothing); ``unusable``: any file-level problem.
+    """
+
+    file: str
+    problems: list = field(default_factory=list)
+    failed_columns: frozenset = frozenset()
+    schema_failed: bool = False
+
+    @property
+    def unusable(self) -> bool:
+        return bool(self.problems)
+
+
+def scan_tables(data_dir: str | Path) -> dict[str, TableScan]:
+    """:class:`TableScan` of each person table (parquet that :func:`plan_partitions` streams)."""
+    return {name: scan_table(table_path(data_dir, name), name) for name in PERSON_TABLES}
+
+
+def scan_table(path: Path, name: str) -> TableScan:
+    """The file-level checks of :func:`riskcap.validate.parse_table` for a whole parquet table:
+    from its schema and statistics, reading (in batches) only the columns they do not settle."""
+    spec = TABLES[name]
+    file = str(path)
+    groups = list(_row_groups(path))
+    schema = groups[0][1].schema_arrow
+    rows = sum(pf.metadata.num_rows for _, pf, _, _ in groups)
+    problem = _schema_problem(schema.names, rows, name, file)
+    if problem is not None:
+        return TableScan(file, [problem], schema_failed=True)
+    problems, failed = [], set()
+    for j, col in enumerate(spec.columns):
+        if col.name not in schema.names:
+            continue
+        counts = _settled_counts(groups, col, schema.field(col.name).type, rows)
+        if counts is None:
+            counts = _column_counts(groups, col)
+        present, bad, null, examples = counts
+        verdict = column_verdict(name, file, j, rows, present, bad, null, lambda: examples)
+        if verdict is not None:
+            problems.append(verdict)
+            failed.add(col.name)
+    return TableScan(file, problems, frozenset(failed))
+
+
+def _stats(groups, column: str):
+    """Each row group's statistics of ``column`` (None where absent)."""
+    for _, pf, _, _ in groups:
+        names = [pf.metadata.schema.column(i).path for i in range(pf.metadata.num_columns)]
+        k = names.index(column)
+        for g in range(pf.metadata.num_row_groups):
+            yield pf.metadata.row_group(g).column(k).statistics
+
+
+def _settled_counts(groups, col, arrow_type, rows: int):
+    """(present, bad, null, examples) from the type and statistics alone, or None if they do not settle it."""
+    kind = col.kind
+    typed = {"str": True, "int": pa.types.is_integer(arrow_type), "bool": pa.types.is_boolean(arrow_type),
+             "date": pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type),
+             "float": pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)}[kind]
+    if not typed:
+        return None
+    stats = list(_stats(groups, col.name))
+    if any(s is None or not s.has_null_count for s in stats):
+        return None
+    nulls = sum(s.null_count for s in stats)
+    if kind == "float" and pa.types.is_floating(arrow_type):
+        # infinities do not parse; only statistics with finite bounds rule them out
+        if any(s.num_values and not (s.has_min_max and np.isfinite(s.min) and np.isfinite(s.max)) for s in stats):
+            return None
+    if kind == "str" and not col.nullable and nulls < rows:
+        # blank text parses to null: a non-blank bound proves a non-blank value
+        if not any(s.has_min_max and (_text(s.max).strip() or _text(s.min).strip()) for s in stats):
+            return None
+    return rows - nulls, 0, nulls, ([], [])
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _column_counts(groups, col):
+    """(present, bad, null, examples) of one column, parsed batch by batch."""
+    present = bad = null = 0
+    texts: list[str] = []
+    labels: list = []
+    for _, pf, offset, _ in groups:
+        start = offset
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=[col.name]):
+            frame = arrow_to_pandas(pa.Table.from_batches([batch]).replace_schema_metadata(None))
+            frame.index = np.arange(start, start + batch.num_rows)
+            start += batch.num_rows
+            raw_values = frame[col.name]
+            values, is_bad = parse_series(raw_values, col.kind)
+            present += int(raw_values.notna().sum())
+            bad += int(is_bad.sum())
+            null += int((values.isna().to_numpy() & ~is_bad).sum())
+            if len(texts) < MAX_EXAMPLES and is_bad.any():
+                positions = np.flatnonzero(is_bad)[:MAX_EXAMPLES - len(texts)]
+                texts += _examples(frame, positions, [col.name], raw_values)
+                labels += list(frame.index[positions])
+    return present, bad, null, (texts, labels)
+
+
+# --- Loading one partition ------------------------------------------------------------------
+
+def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+    """The rows of a parquet table in ``part``, with their 0-based row numbers in the table.
+
+    Row groups whose statistics rule the range out are skipped; the rest are decoded in
+    batches and filtered, so memory holds the partition's rows plus one batch.
+    """
+    path = Path(path)
+    batches, labels, schema = [], [], None
+    try:
+        for _, pf, offset, column in _row_groups(path):
+            if schema is None:
+                schema = pf.schema_arrow.remove_metadata()
+                schema = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+            start = offset
+            for g in range(pf.metadata.num_row_groups):
+                meta = pf.metadata.row_group(g)
+                if not _overlaps(meta, column, part):
+                    start += meta.num_rows
+                    continue
+                for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=columns):
+                    mask = part.mask(batch.column(batch.schema.get_field_index("person_id")))
+                    if mask.all():
+                        batches.append(batch)
+                    elif mask.any():
+                        batches.append(batch.filter(pa.array(mask)))
+                    labels.append(start + np.flatnonzero(mask))
+                    start += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot read ({msg}); is the file truncated or not parquet?") from exc
+    table = pa.Table.from_batches([b.replace_schema_metadata(None) for b in batches], schema=schema)
+    return table, (np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64))
+
+
+def load_partition(data_dir: str | Path, part: PersonRange, as_of=None, on_invalid: str = "reject",
+                   scans: dict[str, TableScan] | None = None) -> tuple[Tables | None, LoadSummary]:
+    """Read and check the rows of one person_id range of each table (practices whole).
+
+    The same checks, problems and quarantine rules as :func:`riskcap.validate.validate_data`;
+    tables is None when the data cannot be used. Quarantined rows are returned in
+    ``summary.rejected_rows`` (the driver writes them once, after the last partition, with
+    :func:`riskcap.validate.write_rejects` on the :meth:`LoadSummary.combine` of every
+    partition). Whole-table facts (practices, file-level problems) are counted only by the
+    first partition. ``scans``: :func:`scan_tables` (computed here when not given).
+    """
+    check_mode(on_invalid)
+    if part.is_whole:
+        read, scans = (lambda name, path: (read_raw(path), None)), None
+    else:
+        scans = scan_tables(data_dir) if scans is None else scans
+
+        def read(name, path):
+            return (read_raw(path), None) if name == "practices" else read_range(path, part)
+
+    tables, summary = check_tables(data_dir, as_of, on_invalid, read, scans)
+    for p in summary.problems:  # positions in this partition's frames: of no use to the caller
+        p.row_indices = None
+    if not part.is_first:  # whole-table facts are the first partition's to report
+        summary.problems = [p for p in summary.problems if p.table != "practices" and p.level != "file"]
+        for counts in (summary.rows_in, summary.rows_failing, summary.rows_used, summary.rows_quarantined,
+                       summary.rejected_rows):
+            counts.pop("practices", None)
+    return tables, summary
