@@ -1,17 +1,22 @@
 """People grouped and costed once, kept as per-practice x need-group aggregates.
 
 :class:`Population` is what every scenario and every sweep combination works on: person
-features are read once (need group, in-scope base-year cost, days on the list in the
-outcome year; outcome-year cost when settlement first asks), then summed per practice x
-group cell. Only the individual
-cost cap needs people again, and only the few above a threshold (:meth:`Population.excess`).
+features are read once (need group, in-scope base-year and outcome-year cost, days on the
+list in the outcome year), then summed per practice x group cell. Only the individual cost
+cap needs people again, and only the few above a threshold (:meth:`Population.excess`).
+
+A population can be built partition by partition: :func:`population_part` aggregates one
+partition's features into a small picklable :class:`PopulationPart`, and
+:meth:`Population.combine` (or :class:`PopulationBuilder`, as parts arrive) merges them into
+exactly what :meth:`Population.from_features` gives on the whole frame, which is itself the
+combination of one part.
 
 Costs are converted to whole pence **per setting** (``rint(cost_gbp * 100)``) before they
 are summed, so every total is an exact integer whatever the summation order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numba
@@ -206,6 +211,175 @@ def kth_smallest(values: np.ndarray, k: int, sample_above: int | None = None) ->
 
 
 @dataclass
+class PopulationPart:
+    """One partition's share of a :class:`Population`: small and picklable (see :func:`population_part`).
+
+    ``sums`` is (5, practices, groups) int64 over this part's sorted ``practice_codes`` (with
+    their ``icb_codes``): people, list days, base pence, need pence x list days, outcome pence.
+    Per-person arrays are in row order with cells local to this part. The counts let
+    :meth:`Population.combine` raise the errors one whole frame would, with whole counts.
+    """
+
+    settings: tuple[str, ...]
+    n_groups: int
+    practice_codes: np.ndarray
+    icb_codes: np.ndarray
+    sums: np.ndarray
+    person_cell: np.ndarray = field(repr=False)
+    person_base: np.ndarray = field(repr=False)
+    person_outcome: np.ndarray = field(repr=False)
+    bad_base: int = 0
+    bad_outcome: int = 0
+    has_need: bool = False
+    need_missing: int = 0
+    need_negative: int = 0
+
+    @property
+    def n_people(self) -> int:
+        return int(self.person_cell.size)
+
+
+def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,
+                    groups: np.ndarray | None = None) -> PopulationPart:
+    """Group (unless ``groups`` is given) and aggregate one partition's features.
+
+    Arguments are as for :meth:`Population.from_features`. Raises
+    DataError for missing columns or bad list days; bad costs and predictions are counted
+    and raised by :meth:`Population.combine`.
+    """
+    settings = tuple(settings)
+    base_names = [base_cost_column(s) for s in settings]
+    outcome_names = [outcome_cost_column(s) for s in settings]
+    missing = [c for c in [LIST_DAYS, "practice_code", *base_names, *outcome_names] if c not in features.columns]
+    if missing:
+        raise DataError(f"features have no column(s) {', '.join(missing)} needed for capitation")
+    if groups is None:
+        groups = assign_need_groups(features, scheme)
+    practice_index, practice_codes = practice_index_of(features["practice_code"])
+    days = features[LIST_DAYS].to_numpy()
+    if days.dtype.kind == "f" and np.isnan(days).any():
+        raise DataError(f"features column '{LIST_DAYS}' has missing values")
+    if days.size and (days.min() < 0 or days.max() > DAYS_IN_YEAR):
+        raise DataError(f"features column '{LIST_DAYS}' must be whole days in 0..{DAYS_IN_YEAR}")
+    if days.dtype.kind not in "iu":
+        days = days.astype(np.int64)
+    has_need = PREDICTED_COST in features.columns
+    need = _float_column(features, PREDICTED_COST) if has_need else np.empty(0, dtype=np.float64)
+    need_missing = int(np.isnan(need).sum())
+    need_negative = int((need < 0).sum())
+    if need_missing:
+        need = np.empty(0, dtype=np.float64)  # incomplete predictions: fair shares will refuse
+    n, n_groups = len(features), len(scheme.groups)
+    n_cells = len(practice_codes) * n_groups
+    person_base = np.empty(n, dtype=np.int64)
+    person_cell = np.empty(n, dtype=np.int32)
+    person_outcome = np.empty(n, dtype=np.int64)
+    with kernel_threads(n):
+        base_sums, bad_base = _aggregate_base(practice_index, groups.astype(np.int16, copy=False), n_groups, n_cells,
+                                              days, _float_list(features, base_names), need,
+                                              numba.get_num_threads(), person_base, person_cell)
+        outcome_sums, bad_outcome = _aggregate_costs(person_cell, n_cells, _float_list(features, outcome_names),
+                                                     numba.get_num_threads(), person_outcome)
+    sums = np.concatenate([base_sums, outcome_sums[None, :]]).reshape(5, len(practice_codes), n_groups)
+    return PopulationPart(settings=settings, n_groups=n_groups, practice_codes=practice_codes,
+                          icb_codes=_icb_codes(practice_codes, practices), sums=sums,
+                          person_cell=person_cell, person_base=person_base, person_outcome=person_outcome,
+                          bad_base=int(bad_base), bad_outcome=int(bad_outcome), has_need=has_need,
+                          need_missing=need_missing, need_negative=need_negative)
+
+
+class PopulationBuilder:
+    """Adds :class:`PopulationPart` s in order and builds the :class:`Population` of them all.
+
+    Per-person arrays are appended to buffers that grow in place (``realloc``), so combining
+    holds about 20 bytes per person plus one part, never two copies of everyone. A single
+    part's arrays are used as they are.
+    """
+
+    def __init__(self, scheme: NeedGroupScheme):
+        self.scheme = scheme
+        self._parts: list[PopulationPart] = []  # with their per-person arrays dropped
+        self._bounds: list[tuple[int, int]] = []
+        self._arrays: list[np.ndarray] | None = None
+        self._owned = False
+        self._n = 0
+
+    def add(self, part: PopulationPart) -> None:
+        """Append one part (parts must come in person order: the order of the per-person arrays)."""
+        if part.n_groups != len(self.scheme.groups):
+            raise ValueError(f"part has {part.n_groups} need groups; scheme '{self.scheme.name}' has "
+                             f"{len(self.scheme.groups)}")
+        if self._parts and part.settings != self._parts[0].settings:
+            raise ValueError(f"parts costed over different settings: {self._parts[0].settings} and {part.settings}")
+        arrays = [part.person_cell, part.person_base, part.person_outcome]
+        n, m = self._n, arrays[0].size
+        if self._arrays is None:
+            self._arrays = arrays  # copied only if a second part arrives
+        else:
+            if not self._owned:
+                self._arrays = [_grown(a[:n], max(2 * n, n + m)) for a in self._arrays]
+                self._owned = True
+            elif n + m > self._arrays[0].size:
+                for a in self._arrays:
+                    a.resize(max(2 * a.size, n + m), refcheck=False)  # only this builder sees the buffers
+            for buffer, a in zip(self._arrays, arrays):
+                buffer[n:n + m] = a
+        self._parts.append(replace(part, person_cell=None, person_base=None, person_outcome=None))
+        self._bounds.append((n, n + m))
+        self._n = n + m
+
+    def build(self) -> "Population":
+        """The combined Population (practice codes sorted, cells renumbered); the builder is spent."""
+        if not self._parts:
+            raise ValueError("no population parts to combine")
+        parts, n_groups = self._parts, len(self.scheme.groups)
+        icb = {code: i for p in parts for code, i in zip(p.practice_codes.tolist(), p.icb_codes.tolist())}
+        codes = np.asarray(sorted(icb), dtype=object)
+        sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
+        cell, base, outcome = self._arrays
+        if self._owned:
+            for a in self._arrays:
+                a.resize(self._n, refcheck=False)
+        for part, (lo, hi) in zip(parts, self._bounds):
+            rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
+            sums[:, rows, :] += part.sums
+            if not np.array_equal(rows, np.arange(len(codes))):
+                lut = (rows[:, None] * n_groups + np.arange(n_groups)).ravel().astype(np.int32)
+                for start in range(lo, hi, _REMAP_CHUNK):
+                    stop = min(hi, start + _REMAP_CHUNK)
+                    cell[start:stop] = lut[cell[start:stop]]
+        self._parts, self._arrays = [], None
+        settings = parts[0].settings
+        if all(p.has_need for p in parts) and not sum(p.need_missing for p in parts):
+            negative = sum(p.need_negative for p in parts)
+            if negative:
+                raise DataError(f"features: {negative} negative value(s) in '{PREDICTED_COST}'")
+            need_days = sums[3]
+        else:
+            need_days = None
+        bad = sum(p.bad_base for p in parts)
+        if bad:
+            raise DataError(f"features: {bad} base-year cost value(s) in "
+                            f"{', '.join(base_cost_column(s) for s in settings)} are missing or negative")
+        return Population(
+            scheme=self.scheme, settings=settings, practice_codes=codes,
+            icb_codes=np.asarray([icb[c] for c in codes], dtype=object),
+            people=sums[0], list_days=sums[1], base=sums[2], need_days=need_days,
+            person_cell=cell, person_base=base, _outcome=sums[4], _person_outcome=outcome,
+            _outcome_bad=sum(p.bad_outcome for p in parts),
+        )
+
+
+_REMAP_CHUNK = 1 << 20
+
+
+def _grown(a: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.empty(capacity, dtype=a.dtype)
+    out[:a.size] = a
+    return out
+
+
+@dataclass
 class Population:
     """A grouped, costed population as practice x need-group aggregates (all int64 pence).
 
@@ -220,9 +394,11 @@ class Population:
         (practices, groups) arrays: people registered at the index date; their days on the
         list in the outcome year; base-year in-scope cost (pence); sum of predicted cost
         (pence) x list days (None without predictions).
-    outcome
-        (practices, groups) outcome-year in-scope cost (pence), read from the features on
-        first use (budgets do not need it; settlement does).
+    person_cell, person_base
+        Per person: cell (practice x n_groups + group, int32) and base-year pence (int64).
+    outcome, person_outcome
+        Outcome-year in-scope cost (pence) per cell and per person; a missing or negative
+        outcome-year cost is raised on first use (budgets do not need it; settlement does).
     """
 
     scheme: NeedGroupScheme
@@ -235,9 +411,9 @@ class Population:
     need_days: np.ndarray | None
     person_cell: np.ndarray = field(repr=False)
     person_base: np.ndarray = field(repr=False)
-    _outcome_columns: object = field(default=None, repr=False)
-    _outcome: np.ndarray | None = field(default=None, repr=False)
-    _person_outcome: np.ndarray | None = field(default=None, repr=False)
+    _outcome: np.ndarray = field(default=None, repr=False)
+    _person_outcome: np.ndarray = field(default=None, repr=False)
+    _outcome_bad: int = field(default=0, repr=False)
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)
@@ -252,30 +428,25 @@ class Population:
 
     @property
     def outcome(self) -> np.ndarray:
-        self._read_outcome()
+        self._check_outcome()
         return self._outcome
 
     @property
     def person_outcome(self) -> np.ndarray:
-        self._read_outcome()
+        self._check_outcome()
         return self._person_outcome
 
-    def _read_outcome(self) -> None:
-        if self._outcome is not None:
-            return
-        person = np.empty(self.person_cell.size, dtype=np.int64)
-        with kernel_threads(person.size):
-            sums, bad = _aggregate_costs(self.person_cell, self.people.size, self._outcome_columns,
-                                         numba.get_num_threads(), person)
-        if bad:
-            raise DataError(f"features: {int(bad)} outcome-year cost value(s) in "
+    def _check_outcome(self) -> None:
+        if self._outcome_bad:
+            raise DataError(f"features: {self._outcome_bad} outcome-year cost value(s) in "
                             f"{', '.join(outcome_cost_column(s) for s in self.settings)} are missing or negative")
-        self._outcome, self._person_outcome, self._outcome_columns = sums.reshape(self.shape), person, None
 
     @classmethod
     def from_features(cls, features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,
                       groups: np.ndarray | None = None) -> "Population":
         """Group people (unless ``groups`` is given) and aggregate them per practice x group.
+
+        The same as :meth:`combine` of one :func:`population_part` of the whole frame.
 
         Parameters
         ----------
@@ -290,48 +461,16 @@ class Population:
         groups
             Need-group index per row, when already computed with :func:`assign_need_groups`.
         """
-        settings = tuple(settings)
-        base_names = [base_cost_column(s) for s in settings]
-        outcome_names = [outcome_cost_column(s) for s in settings]
-        missing = [c for c in [LIST_DAYS, "practice_code", *base_names, *outcome_names] if c not in features.columns]
-        if missing:
-            raise DataError(f"features have no column(s) {', '.join(missing)} needed for capitation")
-        if groups is None:
-            groups = assign_need_groups(features, scheme)
-        practice_index, practice_codes = practice_index_of(features["practice_code"])
-        days = features[LIST_DAYS].to_numpy()
-        if days.dtype.kind == "f" and np.isnan(days).any():
-            raise DataError(f"features column '{LIST_DAYS}' has missing values")
-        if days.size and (days.min() < 0 or days.max() > DAYS_IN_YEAR):
-            raise DataError(f"features column '{LIST_DAYS}' must be whole days in 0..{DAYS_IN_YEAR}")
-        if days.dtype.kind not in "iu":
-            days = days.astype(np.int64)
-        need = np.empty(0, dtype=np.float64)
-        if PREDICTED_COST in features.columns:
-            need = _float_column(features, PREDICTED_COST)
-            if np.isnan(need).any():
-                need = np.empty(0, dtype=np.float64)  # incomplete predictions: fair shares will refuse
-            elif (need < 0).any():
-                raise DataError(f"features: {int((need < 0).sum())} negative value(s) in '{PREDICTED_COST}'")
-        n_groups = len(scheme.groups)
-        shape = (len(practice_codes), n_groups)
-        person_base = np.empty(len(features), dtype=np.int64)
-        person_cell = np.empty(len(features), dtype=np.int32)
-        with kernel_threads(len(features)):
-            sums, bad = _aggregate_base(practice_index, groups.astype(np.int16, copy=False), n_groups,
-                                        shape[0] * shape[1], days, _float_list(features, base_names), need,
-                                        numba.get_num_threads(), person_base, person_cell)
-        if bad:
-            raise DataError(f"features: {int(bad)} base-year cost value(s) in {', '.join(base_names)} "
-                            "are missing or negative")
-        return cls(
-            scheme=scheme, settings=settings, practice_codes=practice_codes,
-            icb_codes=_icb_codes(practice_codes, practices),
-            people=sums[0].reshape(shape), list_days=sums[1].reshape(shape), base=sums[2].reshape(shape),
-            need_days=sums[3].reshape(shape) if need.size == len(features) else None,
-            person_cell=person_cell, person_base=person_base,
-            _outcome_columns=_float_list(features, outcome_names),
-        )
+        return cls.combine([population_part(features, scheme, settings, practices, groups)], scheme)
+
+    @classmethod
+    def combine(cls, parts, scheme: NeedGroupScheme) -> "Population":
+        """The Population of consecutive partitions' parts, exactly as :meth:`from_features` on their
+        concatenated frames (a practice may appear in several parts)."""
+        builder = PopulationBuilder(scheme)
+        for part in parts:
+            builder.add(part)
+        return builder.build()
 
     # --- the individual cost cap -----------------------------------------------------
     def cap_value(self, percentile: float) -> int:
@@ -440,14 +579,17 @@ def _icb_codes(practice_codes: np.ndarray, practices: pd.DataFrame | None) -> np
 PREDICTED_COST_ALIASES: tuple[str, ...] = (PREDICTED_COST, "expected_cost_gbp")
 
 
-def attach_scores(features: pd.DataFrame, scores: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
+def attach_scores(features: pd.DataFrame, scores: pd.DataFrame, source: str = "scores",
+                  cost_file: bool | None = None) -> pd.DataFrame:
     """Add score columns to a features frame, matched on person_id.
 
     A risk scores file (interface 5: ``tier``, ``score``, ``percentile``) gives ``risk_tier``
     (code, see :data:`~riskcap.capitation.scheme.RISK_TIER_CODES`), ``risk_score`` and
     ``risk_percentile``; a cost scores file (``predicted_cost_gbp`` or ``expected_cost_gbp``,
     ``model == "cost"``) gives ``predicted_cost_gbp``. People without a score get risk_tier 0
-    and NaN elsewhere. Raises DataError for duplicate person_ids or unknown tier labels.
+    and NaN elsewhere. ``cost_file`` says whether the whole file is a cost model's (for a
+    slice of a file); None: every row of ``scores`` has ``model == "cost"``. Raises
+    DataError for duplicate person_ids or unknown tier labels.
     """
     if "person_id" not in scores.columns:
         raise DataError(f"{source}: column 'person_id' is required")
@@ -455,11 +597,11 @@ def attach_scores(features: pd.DataFrame, scores: pd.DataFrame, source: str = "s
     if dupes.any():
         raise DataError(f"{source}: {int(dupes.sum())} duplicate person_id(s), e.g. "
                         f"{', '.join(map(str, scores.loc[dupes, 'person_id'].head(5)))}")
-    cost_file = "model" in scores.columns and (scores["model"].astype(str) == "cost").all()
-    out = features.copy(deep=False)  # copy-on-write: new columns do not touch the caller's frame
+    if cost_file is None:
+        cost_file = "model" in scores.columns and (scores["model"].astype(str) == "cost").all()
     keyed = scores.set_index("person_id")
-    ids = out["person_id"]
-    found = False
+    ids = features["person_id"]
+    new: dict[str, np.ndarray] = {}
     if "tier" in scores.columns:
         labels = scores["tier"].astype(str)
         unknown = sorted(set(labels) - set(RISK_TIER_CODES))
@@ -467,17 +609,17 @@ def attach_scores(features: pd.DataFrame, scores: pd.DataFrame, source: str = "s
             raise DataError(f"{source}: column 'tier' has unknown value(s) {unknown[:5]}; allowed: "
                             f"{', '.join(RISK_TIER_CODES)}")
         codes = pd.Series(labels.map(RISK_TIER_CODES).to_numpy(), index=scores["person_id"].to_numpy())
-        out["risk_tier"] = ids.map(codes).fillna(0).to_numpy().astype(np.int8)
-        found = True
+        new["risk_tier"] = ids.map(codes).fillna(0).to_numpy().astype(np.int8)
     pairs = [] if cost_file else [("score", "risk_score"), ("percentile", "risk_percentile")]
     cost_col = next((c for c in PREDICTED_COST_ALIASES if c in scores.columns), None)
     if cost_col:
         pairs.append((cost_col, PREDICTED_COST))
     for src, dst in pairs:
         if src in keyed.columns:
-            out[dst] = ids.map(keyed[src].astype(np.float64)).to_numpy(dtype=np.float64, na_value=np.nan)
-            found = True
-    if not found:
+            new[dst] = ids.map(keyed[src].astype(np.float64)).to_numpy(dtype=np.float64, na_value=np.nan)
+    if not new:
         raise DataError(f"{source}: no score columns found: expected 'tier' (risk scores) or "
                         f"{' / '.join(PREDICTED_COST_ALIASES)} (cost scores)")
-    return out
+    # one concat, not column by column (a features frame has hundreds of blocks); the caller's frame is untouched
+    return pd.concat([features.drop(columns=[c for c in new if c in features.columns]),
+                      pd.DataFrame(new, index=features.index)], axis=1)

@@ -16,22 +16,37 @@ Output folder layout::
     OUT/pace_path.csv           budgets year by year for scenarios with a pace of change
     OUT/scenarios/<name>/       the same tables for one scenario, its summary.json and scenario.yaml
     OUT/need_groups/<scheme>.parquet  each person's need group (person_id, practice_code, need_group)
+
+Two ways in, one aggregation: :func:`run_scenarios` takes one features frame;
+:func:`run_scenarios_streamed` maps :func:`capitation_partition` over person-range partitions
+with an engine (:mod:`riskcap.engines`), so memory is bounded by one partition plus about 20
+bytes per person per (scheme, settings) for the population-wide cost cap and pool. Each
+partition returns a :class:`RunPart` (a :class:`~riskcap.capitation.population.PopulationPart`
+per (scheme, settings)); the driver combines them in task order, streams the per-person need
+groups to parquet, and evaluates the scenarios on the combined populations. Both give the
+same results to the penny and the same output bytes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from riskcap.capitation.engine import ScenarioResult, evaluate
-from riskcap.capitation.population import Population
+from riskcap.capitation.population import (Population, PopulationBuilder, PopulationPart, attach_scores,
+                                           population_part)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
 from riskcap.config import ConfigError
-from riskcap.io import DataError, atomic_path, write_csv, write_json, write_parquet
+from riskcap.io import DataError, Tables, atomic_path, read_raw, write_csv, write_json, write_parquet
+from riskcap.validate import LoadSummary
 
 
 @dataclass
@@ -47,7 +62,8 @@ class RunResult:
     accuracy: pd.DataFrame
     pace_path: pd.DataFrame
     comparison: pd.DataFrame
-    person_groups: dict[str, pd.DataFrame]
+    person_groups: dict[str, pa.Table] = field(default_factory=dict)  # by scheme name; {} when streamed to files
+    load_summary: LoadSummary | None = None  # of every partition loaded from files (streamed runs)
 
     def summary(self, inputs: dict | None = None) -> dict:
         return {
@@ -63,12 +79,33 @@ def _records(frame: pd.DataFrame) -> list[dict]:
             for row in frame.to_dict(orient="records")]
 
 
-def group_and_aggregate(features: pd.DataFrame, practices: pd.DataFrame | None, scenarios: list[Scenario]
-                        ) -> tuple[dict[str, NeedGroupScheme], dict[str, np.ndarray], dict[tuple, Population]]:
-    """Group people once per scheme and aggregate once per (scheme, settings) the scenarios use."""
+Key = tuple[str, tuple[str, ...]]  #: (need-group scheme location, in-scope settings)
+_NOBODY = "no people in the features (nobody registered and alive at the index date?)"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The schemes (by location) and the (scheme, settings) keys some scenarios need; picklable."""
+
+    schemes: dict[str, NeedGroupScheme]
+    keys: tuple[Key, ...]
+
+    def first_key(self, where: str) -> Key:
+        """The first key of scheme ``where`` (its parts carry the scheme's grouping)."""
+        return next(k for k in self.keys if k[0] == where)
+
+
+def plan_run(scenarios: list[Scenario]) -> RunPlan:
+    """Check the scenarios (at least one, unique names) and load their schemes (unique names)."""
+    if not scenarios:
+        raise ConfigError("no scenarios to run")
+    names = [s.name for s in scenarios]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"scenario name '{dupes[0]}' is used by more than one file "
+                          f"({', '.join(s.source for s in scenarios if s.name == dupes[0])}); names must be unique")
     schemes: dict[str, NeedGroupScheme] = {}
-    groups: dict[str, np.ndarray] = {}
-    populations: dict[tuple, Population] = {}
+    keys: list[Key] = []
     for scenario in scenarios:
         where = scenario.scheme_location
         if where not in schemes:
@@ -78,30 +115,274 @@ def group_and_aggregate(features: pd.DataFrame, practices: pd.DataFrame | None, 
                 raise ConfigError(f"need-group schemes {clash} and {where} are both named '{scheme.name}'; "
                                   "scheme names must be unique within a run")
             schemes[where] = scheme
-            groups[where] = assign_need_groups(features, scheme)
-        key = (where, scenario.settings)
-        if key not in populations:
-            populations[key] = Population.from_features(features, schemes[where], scenario.settings,
-                                                        practices, groups=groups[where])
-    return schemes, groups, populations
+        if (where, scenario.settings) not in keys:
+            keys.append((where, scenario.settings))
+    return RunPlan(schemes, tuple(keys))
+
+
+@dataclass
+class RunPart:
+    """One partition's result (picklable): its person_ids in row order, a part per plan key, and
+    the partition's load summary when it was read from files (no parts if its data were rejected)."""
+
+    person_id: np.ndarray
+    parts: dict[Key, PopulationPart]
+    summary: LoadSummary | None = None
+
+    @property
+    def n_people(self) -> int:
+        return int(self.person_id.size)
+
+
+def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.DataFrame | None = None) -> RunPart:
+    """Group one partition's people once per scheme and aggregate them once per plan key."""
+    groups: dict[str, np.ndarray] = {}
+    parts: dict[Key, PopulationPart] = {}
+    for where, settings in plan.keys:
+        if where not in groups:
+            groups[where] = assign_need_groups(features, plan.schemes[where])
+        parts[(where, settings)] = population_part(features, plan.schemes[where], settings, practices, groups[where])
+    return RunPart(features["person_id"].to_numpy(dtype=np.int64, copy=True), parts)
+
+
+def need_group_table(run_part: RunPart, plan: RunPlan, where: str) -> pa.Table:
+    """Each person's need group under scheme ``where``: person_id, practice_code, need_group."""
+    part = run_part.parts[plan.first_key(where)]
+    practice, group = np.divmod(part.person_cell, part.n_groups)
+    return pa.table({
+        "person_id": pa.array(run_part.person_id, pa.int64()),
+        "practice_code": pa.array(part.practice_codes, pa.large_string()).take(practice),
+        "need_group": pa.array(plan.schemes[where].group_ids, pa.large_string()).take(group),
+    })
+
+
+def scores_are_cost(path: str | Path) -> bool:
+    """Whether every row of a scores file has ``model == "cost"`` (one column, read in batches)."""
+    import pyarrow.compute as pc  # noqa: PLC0415
+    import pyarrow.dataset as ds  # noqa: PLC0415
+
+    def all_cost(column) -> bool:
+        return bool(pc.all(pc.fill_null(pc.equal(column.cast(pa.string()), "cost"), False)).as_py())
+
+    path = Path(path)
+    try:
+        dataset = ds.dataset(path, format="csv" if path.suffix == ".csv" else "parquet")
+        if "model" not in dataset.schema.names:
+            return False
+        return all(all_cost(batch.column(0)) for batch in dataset.to_batches(columns=["model"]))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+        table = read_raw(path)  # names the problem, or reads what pyarrow.dataset would not
+        return "model" in table.column_names and all_cost(table["model"])
+
+
+def read_scores_range(path: str | Path, first: int, stop: int) -> pd.DataFrame:
+    """Rows of a scores file (parquet or CSV) with ``first <= person_id < stop``.
+
+    Parquet files with an integer person_id are read with a filter (only the matching row
+    groups); otherwise the whole file is read and filtered. A ``stop`` of the largest int64
+    (a last :class:`~riskcap.partitions.PersonRange`) has no upper bound.
+    """
+    path = Path(path)
+    if path.suffix != ".csv":
+        try:
+            schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        except (pa.ArrowInvalid, OSError):
+            schema = None  # read_raw below names the problem
+        if schema is not None and "person_id" in schema.names and pa.types.is_integer(schema.field("person_id").type):
+            filters = [("person_id", ">=", int(first))] + ([("person_id", "<", int(stop))] if stop < _INT64_MAX else [])
+            return read_raw(path, filters=filters).to_pandas()
+    frame = read_raw(path).to_pandas()
+    if "person_id" not in frame.columns:
+        return frame  # attach_scores names the missing column
+    ids = pd.to_numeric(frame["person_id"], errors="coerce")
+    return frame[(ids >= first) & ((ids < stop) | (stop >= _INT64_MAX))]
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)  # a last PersonRange's stop: that range includes it
+
+
+def _person_range(task, features: pd.DataFrame) -> tuple[int, int]:
+    """The person_ids a partition covers: its PersonRange, else its persons' or features' ids."""
+    if hasattr(task, "first") and hasattr(task, "stop"):
+        return int(task.first), int(task.stop)
+    ids = (task.persons if isinstance(task, Tables) else features)["person_id"].to_numpy(dtype=np.int64)
+    return (int(ids.min()), int(ids.max()) + 1) if ids.size else (0, 0)
+
+
+def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str | None = None,
+                         scores: Sequence[tuple[str, bool]] = (), practices: pd.DataFrame | None = None,
+                         on_invalid: str = "reject", as_of=None, scans: dict | None = None) -> RunPart:
+    """One partition of a capitation run: load, build features, attach scores, group and aggregate.
+
+    ``task`` is a :class:`riskcap.partitions.PersonRange` (rows of ``data_dir`` loaded and
+    checked by :func:`~riskcap.partitions.load_partition` with ``as_of``, ``on_invalid`` and
+    ``scans``), a :class:`~riskcap.io.Tables` partition in memory, or a features frame (with
+    ``practices`` for ICB codes). ``scores`` are (path, :func:`scores_are_cost`) pairs; only the
+    partition's person_id range of each file is read.
+    """
+    summary = None
+    if isinstance(task, pd.DataFrame):
+        features = task
+    else:
+        from riskcap.features import build_features  # noqa: PLC0415 - keeps this module light
+
+        if isinstance(task, Tables):
+            tables = task
+        else:
+            from riskcap.partitions import load_partition  # noqa: PLC0415
+
+            tables, summary = load_partition(data_dir, task, as_of, on_invalid, scans)
+            if tables is None:
+                return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
+        practices = tables.practices
+        features = build_features(tables, index_date)
+        del tables
+    first, stop = _person_range(task, features)
+    for path, cost_file in scores:
+        features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
+    run_part = aggregate_partition(features, plan, practices)
+    run_part.summary = summary
+    return run_part
+
+
+#: Rows per parquet row group: pyarrow's default, which :func:`riskcap.io.write_parquet` uses.
+ROW_GROUP_ROWS = 1024 * 1024
+
+
+class ParquetRowsWriter:
+    """Write arrow tables to one parquet file as they come, with the bytes
+    :func:`riskcap.io.write_parquet` gives their concatenation (rows are buffered into whole
+    row groups). The file appears, atomically, only when the ``with`` block exits cleanly.
+    """
+
+    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS):
+        self.path, self.row_group_size = Path(path), int(row_group_size)
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "ParquetRowsWriter":
+        new = [d for d in self.path.parents if not d.exists()]  # removed again if the run fails
+        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        self._new_dirs = new
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows (every table must have the same schema)."""
+        self._buffer.append(table.replace_schema_metadata(None))
+        self._buffered += table.num_rows
+        while self._buffered >= self.row_group_size:
+            self._flush(self.row_group_size)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self._buffer).combine_chunks()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+        self._writer.write_table(table.slice(0, rows))
+        self._buffer, self._buffered = [table.slice(rows)], table.num_rows - rows
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None and (self._buffered or self._writer is None):
+                if not self._buffer:
+                    raise ValueError(f"{self.path}: no rows and no schema to write")
+                self._flush(self._buffered)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            self._stack.__exit__(*exc)
+            if exc[0] is not None:
+                for folder in self._new_dirs:
+                    with contextlib.suppress(OSError):  # not empty: someone else's files
+                        folder.rmdir()
+
+
+def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], None]],
+            on_result: Callable[[RunPart], None] | None, shared: dict
+            ) -> tuple[dict[Key, Population], LoadSummary | None]:
+    """Map :func:`capitation_partition` over tasks; combine parts in task order; feed need groups to sinks.
+
+    Partitions whose data were rejected are skipped and, after the last one, every problem of
+    every partition is raised together (as :func:`riskcap.validate.load_tables` would).
+    """
+    builders = {key: PopulationBuilder(plan.schemes[key[0]]) for key in plan.keys}
+    summaries: list[LoadSummary] = []
+    people = 0
+    for result in engine.map(capitation_partition, tasks, plan=plan, **shared):
+        if result.summary is not None:
+            summaries.append(result.summary)
+        if result.parts and not any(s.status == "rejected" for s in summaries):
+            for key, part in result.parts.items():
+                builders[key].add(part)
+            for where, sink in sinks.items():
+                sink(need_group_table(result, plan, where))
+            people += result.n_people
+        if on_result is not None:
+            on_result(result)
+        del result
+    summary = LoadSummary.combine(summaries) if summaries else None
+    if summary is not None and summary.status == "rejected":
+        exc = DataError(summary.error_message())
+        exc.summary = summary
+        raise exc
+    if not people:
+        raise DataError(_NOBODY)
+    return {key: builder.build() for key, builder in builders.items()}, summary
+
+
+def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[RunPart], None] | None = None,
+                       **shared) -> tuple[dict[Key, Population], LoadSummary | None]:
+    """The combined Population of each plan key over partition ``tasks``, and the combined load
+    summary (None for in-memory tasks); raises DataError if any partition's data were rejected.
+
+    ``shared`` are :func:`capitation_partition`'s keyword arguments (data_dir, index_date, ...).
+    """
+    return _stream(engine, tasks, plan, {}, on_result, shared)
+
+
+def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_groups_dir: str | Path | None = None,
+                           on_result: Callable[[RunPart], None] | None = None, **shared) -> RunResult:
+    """:func:`run_scenarios` partition by partition: the same result with bounded memory.
+
+    ``tasks`` go to :func:`capitation_partition` (``shared`` are its keyword arguments) through
+    ``engine.map``. Per-person need groups are written to ``need_groups_dir/<scheme>.parquet``
+    as partitions arrive (the files appear only if the whole run succeeds), not kept in the
+    result; ``on_result`` sees each partition's result (e.g. for progress).
+    """
+    plan = plan_run(scenarios)
+    with contextlib.ExitStack() as stack:
+        sinks = {} if need_groups_dir is None else {
+            where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet")).write
+            for where, scheme in plan.schemes.items()}
+        populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared)
+        run = _tabulate(plan, scenarios, populations)
+    run.load_summary = summary
+    return run
 
 
 def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenarios: list[Scenario]) -> RunResult:
     """Evaluate scenarios on one features frame and build the comparison tables.
 
     The baseline for "change vs baseline" is the scenario named ``baseline`` if there is one,
-    else the first scenario.
+    else the first scenario. ``person_groups`` holds each scheme's per-person need groups.
     """
-    if not scenarios:
-        raise ConfigError("no scenarios to run")
+    from riskcap.engines import LocalEngine  # noqa: PLC0415
+
+    plan = plan_run(scenarios)
     if len(features) == 0:
-        raise DataError("no people in the features (nobody registered and alive at the index date?)")
+        raise DataError(_NOBODY)
+    tables: dict[str, list[pa.Table]] = {where: [] for where in plan.schemes}
+    populations, _ = _stream(LocalEngine(), [features], plan, {w: t.append for w, t in tables.items()}, None,
+                             {"practices": practices})
+    run = _tabulate(plan, scenarios, populations)
+    run.person_groups = {plan.schemes[w].name: pa.concat_tables(t) for w, t in tables.items()}
+    return run
+
+
+def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population]) -> RunResult:
+    """Evaluate every scenario on its population and build the comparison tables."""
     names = [s.name for s in scenarios]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"scenario name '{dupes[0]}' is used by more than one file "
-                          f"({', '.join(s.source for s in scenarios if s.name == dupes[0])}); names must be unique")
-    schemes, groups, populations = group_and_aggregate(features, practices, scenarios)
     results = [evaluate(populations[(s.scheme_location, s.settings)], s) for s in scenarios]
     baseline = "baseline" if "baseline" in names else names[0]
     base = next(r for r in results if r.scenario.name == baseline)
@@ -131,14 +412,6 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
         "provider_share_gbp": [s["provider_share_pence"] / 100 for s in summaries],
         "commissioner_balance_gbp": [s["commissioner_balance_pence"] / 100 for s in summaries],
     })
-    person_groups = {}
-    for name, scheme in schemes.items():
-        ids = scheme.group_ids
-        person_groups[scheme.name] = pd.DataFrame({
-            "person_id": features["person_id"].to_numpy(),
-            "practice_code": features["practice_code"].astype(str).to_numpy(),
-            "need_group": np.asarray(ids, dtype=object)[groups[name]],
-        })
     return RunResult(
         results=results, baseline=baseline, budgets=budgets,
         tariffs=pd.concat([r.tariffs_frame() for r in results], ignore_index=True),
@@ -147,7 +420,7 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
         accuracy=pd.concat([r.accuracy_frame() for r in results], ignore_index=True),
         pace_path=pd.concat([r.pace_path_frame() for r in results if r.budgets.pace_path is not None]
                             or [results[0].pace_path_frame()], ignore_index=True),
-        comparison=comparison, person_groups=person_groups,
+        comparison=comparison,
     )
 
 

@@ -9,6 +9,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from riskcap.engines import engine_options
+from riskcap.features import PARTITION_PEOPLE
+
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
@@ -36,26 +39,58 @@ def _common(f):
     return f
 
 
-def _features(data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path, console: Console):
-    from riskcap.capitation.population import attach_scores
-    from riskcap.features import build_features_partitioned
-    from riskcap.io import read_raw
-    from riskcap.validate import load_tables
-
-    tables, summary = load_tables(data_dir, on_invalid=on_invalid,
-                                  rejects_dir=out_dir / "rejects" if on_invalid == "quarantine" else None)
-    quarantined = sum(summary.rows_quarantined.values())
-    if quarantined:
-        console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {out_dir / 'rejects'}/[/yellow]")
-    features = build_features_partitioned(tables, index_date)
-    for path in scores_paths:
-        features = attach_scores(features, read_raw(path).to_pandas(), source=str(path))
-    return features, tables.practices
+def _stream_options(f):
+    f = engine_options(f)
+    return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
+                        help="People per partition read from disk, checked and aggregated at a time (memory is "
+                             "bounded by one partition plus about 20 bytes per person).")(f)
 
 
-def _inputs(data_dir, index_date, scores_paths, features) -> dict:
+def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path,
+            partition_people: int, engine_name: str, scheduler, console: Console):
+    """Plan the partitions and call ``work(engine, tasks, on_result, **shared) -> (value, load summary)``
+    (riskcap.capitation.run's streamed functions) under a progress bar; write quarantined rows
+    to OUT/rejects. Returns the value."""
+    import warnings
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from riskcap.capitation.run import scores_are_cost
+    from riskcap.engines import get_engine
+    from riskcap.partitions import StreamingFallbackWarning, plan_partitions, scan_tables
+    from riskcap.validate import write_rejects
+
+    rejects_dir = out_dir / "rejects" if on_invalid == "quarantine" else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StreamingFallbackWarning)
+        parts = plan_partitions(data_dir, partition_people)
+    for w in caught:
+        console.print(f"[yellow]warning: {w.message}[/yellow]")
+    scans = None if len(parts) == 1 and parts[0].is_whole else scan_tables(data_dir)
+    scores = tuple((str(p), scores_are_cost(p)) for p in scores_paths)
+    with get_engine(engine_name, scheduler) as engine, Progress(
+            TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[people]:,} people"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("partitions", total=len(parts), people=0)
+        people = [0]
+
+        def advance(result):
+            people[0] += result.n_people
+            bar.update(task, advance=1, people=people[0])
+
+        value, summary = work(engine, parts, advance, data_dir=str(data_dir), index_date=index_date, scores=scores,
+                              on_invalid=on_invalid, scans=scans)
+    if rejects_dir is not None:
+        write_rejects(summary, rejects_dir)
+        quarantined = sum(summary.rows_quarantined.values())
+        if quarantined:
+            console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
+    return value
+
+
+def _inputs(data_dir, index_date, scores_paths, people: int) -> dict:
     return {"data": str(data_dir), "index_date": str(index_date), "scores": [str(p) for p in scores_paths],
-            "people": int(len(features))}
+            "people": int(people)}
 
 
 @click.group("capitation")
@@ -74,7 +109,9 @@ def capitation():
 @capitation.command("run")
 @click.argument("scenarios", nargs=-1, required=True)
 @_common
-def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str):
+@_stream_options
+def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str, partition_people: int,
+        engine_name: str, scheduler):
     """Run capitation scenarios side by side and compare them.
 
     SCENARIOS are YAML files or shipped scenario names. People registered and alive at the
@@ -83,6 +120,8 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     envelope to the penny; settlement back-tests them against the outcome year's actual costs.
     Writes budgets, tariffs, settlement, accuracy (parquet and CSV), summary.json and one
     folder per scenario; the first scenario named baseline (else the first) is the baseline.
+    People are read, checked and aggregated one partition (a person_id range) at a time, so
+    memory stays bounded; CSV data are loaded whole (with a warning).
 
     \b
     Example:
@@ -91,7 +130,7 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         riskcap capitation run my_scenario.yaml fair_shares --data icb-data \\
             --scores run/scores.parquet --scores run/cost_scores.parquet --out cap-run
     """
-    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.capitation.run import run_scenarios_streamed, write_run
     from riskcap.capitation.scenario import load_scenario
     from riskcap.manifest import RunManifest
 
@@ -99,17 +138,23 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     loaded = [load_scenario(s) for s in scenarios]  # refuse bad files before reading data
     manifest = RunManifest(out_dir)
     started = time.perf_counter()
-    features, practices = _features(data_dir, index_date.date(), scores_paths, on_invalid, out_dir, console)
-    result = run_scenarios(features, practices, loaded)
-    inputs = _inputs(data_dir, index_date.date(), scores_paths, features)
-    write_run(result, out_dir, inputs)
+
+    def work(engine, tasks, on_result, **shared):
+        run = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
+                                     on_result=on_result, **shared)
+        return run, run.load_summary
+
+    result = _stream(work, data_dir, index_date.date(), scores_paths, on_invalid, out_dir, partition_people,
+                     engine_name, scheduler, console)
+    people = result.results[0].population.n_people
+    write_run(result, out_dir, _inputs(data_dir, index_date.date(), scores_paths, people))
     manifest.add_input("data", data_dir)
     for path in scores_paths:
         manifest.add_input(f"scores:{path.name}", path)
     for s in loaded:
         manifest.add_config(f"scenario:{s.name}", s.raw)
     manifest.write()
-    console.print(comparison_table(result.comparison, result.baseline, index_date.date(), len(features)))
+    console.print(comparison_table(result.comparison, result.baseline, index_date.date(), people))
     for r in result.results:
         if "fallback" in r.budgets.mode_label:
             console.print(f"[yellow]{r.scenario.name}: {r.budgets.mode_label}[/yellow]")
@@ -149,11 +194,13 @@ def comparison_table(comparison: pd.DataFrame, baseline: str, index_date, people
               help="A grid axis: dotted scenario key = comma list (0,1.5,2.9), range start:stop:count, "
                    "or @scenario names (corridor=@baseline,@asymmetric_corridor). Repeatable.")
 @_common
-def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str):
+@_stream_options
+def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str,
+          partition_people: int, engine_name: str, scheduler):
     """Run a grid of scenario parameters on one grouped population.
 
-    People are grouped and costed once; each combination works on per-practice x need-group
-    aggregates. Writes sweep.parquet and sweep.csv (one row per combination: the varied
+    People are grouped and costed once, one partition at a time; each combination works on
+    per-practice x need-group aggregates. Writes sweep.parquet and sweep.csv (one row per combination: the varied
     values, envelope, pool, settlement shares, practices within ±10%, R-squared, tariffs)
     and summary.json.
 
@@ -164,9 +211,8 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
             --vary tariff.cap_percentile=null,95,96,97,98,99,99.5,99.8,99.9,99.95 \\
             --vary corridor.overspend.1.payer_share_pct=0:90:10
     """
-    from riskcap.capitation.population import Population
+    from riskcap.capitation.run import plan_run, stream_populations
     from riskcap.capitation.scenario import load_scenario
-    from riskcap.capitation.scheme import load_scheme
     from riskcap.capitation.sweep import parse_axis, run_sweep
     from riskcap.io import write_csv, write_json, write_parquet
     from riskcap.manifest import RunManifest
@@ -175,21 +221,28 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     base = load_scenario(scenario)
     parsed = [parse_axis(a) for a in axes]
     manifest = RunManifest(out_dir)
-    features, practices = _features(data_dir, index_date.date(), scores_paths, on_invalid, out_dir, console)
     started = time.perf_counter()
-    population = Population.from_features(features, load_scheme(base.scheme_location), base.settings, practices)
+    plan = plan_run([base])
+
+    def work(engine, tasks, on_result, **shared):
+        populations, summary = stream_populations(engine, tasks, plan, on_result=on_result, **shared)
+        return populations[plan.keys[0]], summary
+
+    population = _stream(work, data_dir, index_date.date(), scores_paths, on_invalid, out_dir, partition_people,
+                         engine_name, scheduler, console)
     frame = run_sweep(population, base, parsed)
     seconds = time.perf_counter() - started
+    people = population.n_people
     write_parquet(frame, out_dir / "sweep.parquet")
     write_csv(frame, out_dir / "sweep.csv")
     write_json({"base_scenario": base.source, "axes": [{"key": k, "values": v} for k, v in parsed],
-                "combinations": len(frame), "inputs": _inputs(data_dir, index_date.date(), scores_paths, features)},
+                "combinations": len(frame), "inputs": _inputs(data_dir, index_date.date(), scores_paths, people)},
                out_dir / "summary.json")
     manifest.add_input("data", data_dir)
     manifest.add_config(f"scenario:{base.name}", base.raw)
     manifest.add_config("axes", list(axes))
     manifest.write()
-    table = Table(title=f"{len(frame):,} combinations on {len(features):,} people in {seconds:.1f} s -> {out_dir}")
+    table = Table(title=f"{len(frame):,} combinations on {people:,} people in {seconds:.1f} s -> {out_dir}")
     for name in ("", "envelope £", "within ±10%", "R²", "payer £", "provider £"):
         table.add_column(name, justify="right")
     for label, stat in (("min", "min"), ("median", "median"), ("max", "max")):
