@@ -21,7 +21,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from riskcap.config import ConfigError
+
 ENGINES = ("local", "dask")
+INSTALL_DASK = "pip install 'riskcap[dask]'"
+
+
+class EngineError(ConfigError):
+    """A run could not be done on its engine (unreachable scheduler, workers that keep dying).
+
+    A ConfigError, so the command line reports it in one line and exits with status 2.
+    """
+
+
+class EngineUnavailable(EngineError, ImportError):
+    """The engine's optional extra is not installed; the message says what to install."""
 
 
 class LocalEngine:
