@@ -1162,7 +1162,8 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
              rule: SelectionRule | None = None, *, key: PseudonymKey, index_date=None,
              previous_dir: str | Path | None = None, reidentify: bool = False, include_children: bool = False,
              exclude_palliative: bool = False, exclude_care_home: bool = False,
-             pyramid_path: str | Path | None = None, progress=None, features_fn=None) -> CasefindResult:
+             pyramid_path: str | Path | None = None, progress=None, features_fn=None,
+             engine=None) -> CasefindResult:
     """Build and write case-finding lists for every practice in a scores file.
 
     Parameters
@@ -1192,6 +1193,9 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         ``progress(done, total, practice_code)`` while writing.
     features_fn : callable, optional
         Feature builder (default :func:`riskcap.features.build_features`).
+    engine : riskcap.engines engine, optional
+        Reads and builds the listed people's features in blocks of :data:`LISTED_BLOCK`
+        people on this engine (:func:`listed_features_mapped`); default: in one go here.
 
     Returns
     -------
@@ -1235,8 +1239,12 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     if reidentify:
         listed["nhs_number"] = persons["nhs_number"].to_numpy(dtype=object)[elig.person_row[rows]]
     clock.lap("eligibility and selection")
-    features = listed_features(data_dir, persons, listed["person_id"].to_numpy(dtype=np.int64), list_date,
-                               features_fn=features_fn, practices=practices)
+    listed_ids = listed["person_id"].to_numpy(dtype=np.int64)
+    if engine is None:
+        features = listed_features(data_dir, persons, listed_ids, list_date, features_fn=features_fn,
+                                   practices=practices)
+    else:
+        features = listed_features_mapped(engine, data_dir, persons, listed_ids, list_date, practices)
     clock.lap("features of listed people")
     lists = build_lists(listed, features, key, previous=previous, pyramid=pyramid, reidentify=reidentify)
     reasons_present = all(c in scores_table.column_names for c in REASON_COLUMNS)
@@ -1352,6 +1360,29 @@ def listed_features(data_dir, persons: pd.DataFrame, person_ids: np.ndarray, lis
     if practices is None:
         practices = read_table(data_dir, "practices")
     return features_fn(Tables(practices, subset, conditions, activity), list_date)
+
+
+#: Listed people per task when an engine builds their features.
+LISTED_BLOCK = 20_000
+
+
+def _listed_block_features(block: pd.DataFrame, *, data_dir: str, list_date, practices: pd.DataFrame) -> pd.DataFrame:
+    """Partition function: :func:`listed_features` of one block of listed persons' rows."""
+    return listed_features(data_dir, block, block["person_id"].to_numpy(dtype=np.int64), list_date,
+                           practices=practices)
+
+
+def listed_features_mapped(engine, data_dir, persons: pd.DataFrame, person_ids: np.ndarray, list_date,
+                           practices: pd.DataFrame) -> pd.DataFrame:
+    """:func:`listed_features` with the reads and features done on ``engine``, in blocks of
+    :data:`LISTED_BLOCK` listed people (in persons-file order), concatenated in order: a
+    person's features depend only on their own rows, so the frame equals the one-go result.
+    This is casefind's heavy step (scanning conditions and activity for the listed people)."""
+    subset = persons.loc[persons["person_id"].isin(np.unique(person_ids))].reset_index(drop=True)
+    blocks = [subset.iloc[lo:lo + LISTED_BLOCK] for lo in range(0, max(len(subset), 1), LISTED_BLOCK)]
+    parts = list(engine.map(_listed_block_features, blocks, data_dir=str(data_dir), list_date=list_date,
+                            practices=practices))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def _summary(scores, elig: Eligibility, lists: pd.DataFrame, rule: SelectionRule, pyramid: Pyramid,

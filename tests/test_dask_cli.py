@@ -176,3 +176,22 @@ def test_engine_dask_without_dask_says_what_to_install(model_dir, data_dir, tmp_
     result = run(["score", "--model", model_dir, "--data", data_dir, "--out", out, "--engine", "dask"])
     assert result.exit_code == 2
     assert INSTALL_DASK in result.output and not out.exists()
+
+
+def test_casefind_on_dask_equals_local(model_dir, data_dir, scheduler, tmp_path, monkeypatch):
+    """The listed people's features are built in blocks on the workers; the lists are the same."""
+    import riskcap.stratify
+
+    monkeypatch.setattr(riskcap.stratify, "LISTED_BLOCK", 100)  # about 6 blocks of listed people
+    scores = tmp_path / "scores.parquet"
+    assert run(["score", "--model", model_dir, "--data", data_dir, "--out", scores]).exit_code == 0
+    key = tmp_path / "key"
+    key.write_text("a" * 64)
+    key.chmod(0o600)
+    common = ["casefind", "--scores", scores, "--data", data_dir, "--top", "20%", "--key-file", key]
+    local = run([*common, "--out", tmp_path / "local"])
+    assert local.exit_code == 0, local.output
+    dask = run([*common, "--out", tmp_path / "dask", "--engine", "dask", "--scheduler", scheduler])
+    assert dask.exit_code == 0, dask.output
+    assert json.loads((tmp_path / "local" / "summary.json").read_text())["listed"] > 300  # several blocks
+    same_outputs(tmp_path / "local", tmp_path / "dask")

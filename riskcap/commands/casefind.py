@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
 from riskcap.stratify import EXCLUSIONS, PRIVATE_FILE_MODE, SelectionRule, casefind as run_casefind
@@ -36,10 +37,12 @@ from riskcap.stratify import EXCLUSIONS, PRIVATE_FILE_MODE, SelectionRule, casef
 @click.option("--include-children", is_flag=True, help="Also list people under 18.")
 @click.option("--exclude-palliative", is_flag=True, help="Do not list people on the palliative care register.")
 @click.option("--exclude-care-home", is_flag=True, help="Do not list people living in a care home.")
+@engine_options
 @click.option("--pyramid", "pyramid_path", default=None, metavar="YAML",
               help="Recompute tiers with this pyramid (default: the scores' tiers, configs/tiers.yaml).")
 def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, previous_dir, index_date, key_file,
-             reidentify, include_children, exclude_palliative, exclude_care_home, pyramid_path):
+             reidentify, include_children, exclude_palliative, exclude_care_home, pyramid_path, engine_name,
+             scheduler):
     """Case-finding lists: each practice's people most at risk of an emergency admission.
 
     Writes practices/<code>.csv and .xlsx (rank, pseudonymised id, age, sex, score, tier,
@@ -72,10 +75,12 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
         def progress(done, total, code):
             bar.update(task, completed=done, total=total, description=code)
 
-        result = run_casefind(scores_path, data_dir, out_dir, rule, key=key, index_date=index_date,
-                              previous_dir=previous_dir, reidentify=reidentify, include_children=include_children,
-                              exclude_palliative=exclude_palliative, exclude_care_home=exclude_care_home,
-                              pyramid_path=pyramid_path, progress=progress)
+        with get_engine(engine_name, scheduler) as engine:
+            result = run_casefind(scores_path, data_dir, out_dir, rule, key=key, index_date=index_date,
+                                  previous_dir=previous_dir, reidentify=reidentify,
+                                  include_children=include_children, exclude_palliative=exclude_palliative,
+                                  exclude_care_home=exclude_care_home, pyramid_path=pyramid_path, progress=progress,
+                                  engine=None if engine.name == "local" else engine)  # local: one read
     manifest.add_input("scores", scores_path)
     manifest.add_input("data", data_dir)
     if previous_dir:
