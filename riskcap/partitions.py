@@ -214,6 +214,11 @@ def scan_tables(data_dir: str | Path) -> dict[str, TableScan]:
     return {name: scan_table(table_path(data_dir, name), name) for name in PERSON_TABLES}
 
 
+def scans_for(data_dir: str | Path, parts: list[PersonRange]) -> dict[str, TableScan] | None:
+    """The table scans a streamed run over ``parts`` needs: none when one part loads everything whole."""
+    return None if len(parts) == 1 and parts[0].is_whole else scan_tables(data_dir)
+
+
 def scan_table(path: Path, name: str) -> TableScan:
     """The file-level checks of :func:`riskcap.validate.parse_table` for a whole parquet table:
     from its schema and statistics, reading (in batches) only the columns they do not settle."""

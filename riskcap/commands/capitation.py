@@ -51,22 +51,15 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
     """Plan the partitions and call ``work(engine, tasks, on_result, **shared) -> (value, load summary)``
     (riskcap.capitation.run's streamed functions) under a progress bar; write quarantined rows
     to OUT/rejects. Returns the value."""
-    import warnings
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskcap.capitation.run import scores_are_cost
+    from riskcap.commands._partitions import plan, write_quarantined
     from riskcap.engines import get_engine
-    from riskcap.partitions import StreamingFallbackWarning, plan_partitions, scan_tables
-    from riskcap.validate import write_rejects
+    from riskcap.partitions import scans_for
 
-    rejects_dir = out_dir / "rejects" if on_invalid == "quarantine" else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StreamingFallbackWarning)
-        parts = plan_partitions(data_dir, partition_people)
-    for w in caught:
-        console.print(f"[yellow]warning: {w.message}[/yellow]")
-    scans = None if len(parts) == 1 and parts[0].is_whole else scan_tables(data_dir)
+    parts = plan(data_dir, partition_people, console)
+    scans = scans_for(data_dir, parts)
     scores = tuple((str(p), scores_are_cost(p)) for p in scores_paths)
     with get_engine(engine_name, scheduler) as engine, Progress(
             TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(),
@@ -80,11 +73,8 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
 
         value, summary = work(engine, parts, advance, data_dir=str(data_dir), index_date=index_date, scores=scores,
                               on_invalid=on_invalid, scans=scans)
-    if rejects_dir is not None:
-        write_rejects(summary, rejects_dir)
-        quarantined = sum(summary.rows_quarantined.values())
-        if quarantined:
-            console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
+    if on_invalid == "quarantine":
+        write_quarantined(summary, out_dir / "rejects", console)
     return value
 
 

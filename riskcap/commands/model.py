@@ -30,6 +30,12 @@ def _partition_option(f):
                         show_default=True, help="People per partition when building features (bounds memory).")(f)
 
 
+def _model_dir_option(f):
+    return click.option("--model", "model_dir", required=True,
+                        type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help="Model directory from 'riskcap train'.")(f)
+
+
 def _load(data_dir: Path, on_invalid: str, rejects_dir: Path, console):
     from riskcap.validate import load_tables
 
@@ -120,8 +126,7 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
 
 
 @click.command("evaluate")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model directory from 'riskcap train'.")
+@_model_dir_option
 @_data_option
 @click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
               help="Evaluate on people at this date and their next 12 months (later than training: temporal validation).")
@@ -173,8 +178,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 
 
 @click.command("score")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model directory from 'riskcap train'.")
+@_model_dir_option
 @_data_option
 @click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
               help="Score everyone registered and alive on this date (features look back from it).")
@@ -203,26 +207,20 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
         riskcap score --model models/logistic --data synth --out scores.parquet --reasons-for 5
     """
     import time
-    import warnings
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from riskcap.commands._partitions import plan, write_quarantined
     from riskcap.engines import get_engine
     from riskcap.models.persist import load_model_files, read_model_files
     from riskcap.models.score import score_population, write_scores
-    from riskcap.partitions import StreamingFallbackWarning, plan_partitions
-    from riskcap.validate import write_rejects
 
     console = Console(stderr=True)
     started = time.perf_counter()
     model_files = read_model_files(model_dir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StreamingFallbackWarning)
-        parts = plan_partitions(data_dir, partition_people)
-    for w in caught:
-        console.print(f"[yellow]warning: {w.message}[/yellow]")
+    parts = plan(data_dir, partition_people, console)
     with get_engine(engine_name, scheduler) as engine, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=True) as bar:
@@ -238,11 +236,7 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
                                            progress=progress)
     kind = load_model_files(model_files).kind
     if on_invalid == "quarantine":
-        rejects_dir = out_path.parent / "rejects"
-        write_rejects(summary, rejects_dir)
-        quarantined = sum(summary.rows_quarantined.values())
-        if quarantined:
-            console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
+        write_quarantined(summary, out_path.parent / "rejects", console)
     write_scores(scores, out_path)
     out = Console()
     table = Table(title=f"{len(scores):,} people scored at {index_date.date()} with the {kind} model "

@@ -70,12 +70,9 @@ def read_model_files(model_dir: str | Path) -> dict[str, bytes]:
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     files = {METADATA_FILE: (model_dir / METADATA_FILE).read_bytes()}
-    for name in metadata.get("files", {}):
-        path = model_dir / name
-        if not path.exists():
-            raise DataError(f"{path}: missing model file")
-        files[name] = path.read_bytes()
-    _check_files(files, metadata, model_dir)
+    files.update({name: (model_dir / name).read_bytes() for name in metadata.get("files", {})
+                  if (model_dir / name).exists()})
+    _check_files(files, metadata, model_dir)  # a missing file is named there
     return files
 
 

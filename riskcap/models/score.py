@@ -33,7 +33,7 @@ from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
 from riskcap.io import DataError, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
-from riskcap.partitions import load_partition, plan_partitions, scan_tables
+from riskcap.partitions import load_partition, plan_partitions, scans_for
 from riskcap.validate import LoadSummary
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
@@ -311,7 +311,7 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     share = reasons_share(model.kind, reasons_for)
     parts = plan_partitions(data_dir, people) if parts is None else list(parts)
     engine = LocalEngine() if engine is None else engine
-    scans = None if len(parts) == 1 and parts[0].is_whole else scan_tables(data_dir)
+    scans = scans_for(data_dir, parts)
     shared = {"data_dir": str(data_dir), "index_date": index_date, "model_files": model_files, "people": int(people),
               "on_invalid": on_invalid, "as_of": as_of, "scans": scans}
     summaries, frames = [], []
