@@ -104,17 +104,15 @@ def test_changed_shared_values_are_sent_again(engine):
 
 
 def threads(task):
-    from riskcap.models import gbm
-
     forked = hasattr(sys, "_riskcap_driver_marker")  # a forked worker would have the driver's memory
-    return (numba.get_num_threads(), gbm.PREDICT_THREADS, os.environ.get("NUMBA_NUM_THREADS"),
-            os.environ.get("OMP_NUM_THREADS"), forked)
+    return (numba.get_num_threads(), os.environ.get("NUMBA_NUM_THREADS"), os.environ.get("OMP_NUM_THREADS"),
+            forked)
 
 
 def test_one_thread_per_task_on_spawned_workers(engine, monkeypatch):
     monkeypatch.setattr(sys, "_riskcap_driver_marker", True, raising=False)
     engine.client.restart()  # workers started now, after the marker was set
-    assert set(engine.map(threads, range(4))) == {(1, 1, "1", "1", False)}
+    assert set(engine.map(threads, range(4))) == {(1, "1", "1", False)}
     assert set(engine.client.nthreads().values()) == {1}
 
 

@@ -321,3 +321,88 @@ def test_unsupported_models_are_refused_naming_the_problem(tmp_path):
     path.write_text("tree\nversion=v4\n")
     with pytest.raises(ModelFormatError, match="broken.txt: LightGBM model text is truncated"):
         TreeEnsemble.from_file(path)
+
+
+# --------------------------------------------------------------------------- TreeSHAP contributions
+def assert_contributions_match_lightgbm(booster, model, X, **iterations):
+    """Direct kernel bit-for-bit ``pred_contrib``; the pattern memo within rounding; rows sum to the raw score."""
+    from riskcap.models import _shap_kernels
+
+    expected = booster.predict(X, pred_contrib=True, **iterations)
+    got = model.contributions(X, **iterations)
+    assert got.shape == expected.shape
+    scale = max(1.0, np.abs(expected).max())
+    assert np.abs(got - expected).max() <= 1e-12 * scale
+    first, last, _ = model._trees_used(iterations.get("start_iteration", 0), iterations.get("num_iteration"))
+    direct = _shap_kernels.contributions(model._rows(X), model._shap, first, last, model.num_class,
+                                         model.n_features, memo=False)
+    np.testing.assert_array_equal(direct, expected)
+    raw = booster.predict(X, raw_score=True, **iterations).reshape(len(X), -1)
+    sums = got.reshape(len(X), model.num_class, -1).sum(axis=2)
+    assert np.abs(sums - raw).max() <= 1e-9 * scale
+
+
+@pytest.mark.parametrize("case", [c for c in MODEL_CASES if c != "random forest"])
+def test_contributions_match_lightgbm_pred_contrib(case):
+    params, label, categorical = MODEL_CASES[case]
+    rng = np.random.default_rng(11)
+    uint16 = "uint16" in case
+    X, y = make_data(rng, categorical=[(j, 40 if j == 0 else 6) for j in categorical], **(FINE_DATA if uint16 else {}))
+    booster = train(params, X, label(y) if label else y, rounds=8, categorical=categorical)
+    model = TreeEnsemble.from_booster(booster)
+    assert_contributions_match_lightgbm(booster, model, probe_rows(model, X, rng))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(40, 400),
+    num_leaves=st.integers(2, 40),
+    rounds=st.integers(1, 6),
+    missing=st.sampled_from(["nan", "zero", "off"]),
+    objective=st.sampled_from(["binary", "regression", "multiclass"]),
+    categorical=st.booleans(),
+)
+def test_random_models_contributions_match_lightgbm(seed, n_rows, num_leaves, rounds, missing, objective,
+                                                    categorical):
+    rng = np.random.default_rng(seed)
+    X, y = make_data(rng, n=n_rows, nan_share=rng.uniform(0, 0.4), zero_share=rng.uniform(0, 0.4),
+                     categorical=[(0, 30)] if categorical else [])
+    label = {"binary": y > np.median(y), "regression": y, "multiclass": np.digitize(y, np.quantile(y, [0.3, 0.7]))}
+    params = {"objective": objective, "num_leaves": num_leaves, "min_data_in_leaf": 2,
+              "zero_as_missing": missing == "zero", "use_missing": missing != "off", "seed": seed % 1000}
+    if objective == "multiclass":
+        params["num_class"] = 3
+    booster = train(params, X, label[objective], rounds, categorical=(0,) if categorical else ())
+    model = TreeEnsemble.from_booster(booster)
+    assert_contributions_match_lightgbm(booster, model, probe_rows(model, X, rng))
+
+
+def test_contributions_do_not_depend_on_blocks_threads_or_iterations(monkeypatch):
+    from riskcap.models import _shap_kernels
+
+    rng = np.random.default_rng(12)
+    X, y = make_data(rng, n=3000)
+    booster = train({"objective": "multiclass", "num_class": 3, "num_leaves": 9}, X, np.digitize(y, [0.3, 1.5]),
+                    rounds=10)
+    model = TreeEnsemble.from_booster(booster)
+    whole = model.contributions(X, n_threads=2)
+    monkeypatch.setattr(_shap_kernels, "MEMO_BLOCK_ROWS", 257)  # many blocks, a partial last one
+    np.testing.assert_array_equal(model.contributions(X, n_threads=1), whole)
+    np.testing.assert_array_equal(model.contributions(X[:1]), whole[:1])
+    assert model.contributions(X[:0]).shape == (0, 3 * (X.shape[1] + 1))
+    for start, num in ((0, 3), (2, 3), (7, 10), (10, None)):
+        assert_contributions_match_lightgbm(booster, model, X[:500], start_iteration=start, num_iteration=num)
+
+
+def test_contributions_refuse_models_they_cannot_explain():
+    rng = np.random.default_rng(13)
+    X, y = make_data(rng, n=300)
+    forest = train(MODEL_CASES["random forest"][0], X, y > 1, rounds=3)
+    with pytest.raises(ModelFormatError, match="random-forest"):
+        TreeEnsemble.from_booster(forest).contributions(X)
+    text = "\n".join(line for line in _model_text().splitlines() if not line.startswith("leaf_count="))
+    model = TreeEnsemble.from_string(text)  # scoring does not need the counts...
+    model.predict(X)
+    with pytest.raises(ModelFormatError, match="Tree=0 has no leaf_count/internal_count"):
+        model.contributions(X)  # ...TreeSHAP does

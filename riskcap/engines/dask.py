@@ -65,13 +65,10 @@ def _versions() -> dict[str, str | None]:
 
 
 def _run_task(fn: Callable[..., Any], task: Any, shared: dict[str, Any]) -> Any:
-    """``fn(task, **shared)`` on one thread (numba, LightGBM), whatever the worker's environment says."""
+    """``fn(task, **shared)`` on one numba thread, whatever the worker's environment says."""
     import numba
 
-    from riskcap.models import gbm
-
     numba.set_num_threads(1)
-    gbm.PREDICT_THREADS = 1  # LightGBM's reasons (pred_contrib) too: workers run only riskcap tasks
     return fn(task, **shared)
 
 

@@ -1,7 +1,7 @@
 """Reasons: each person's top three contributing factors, in plain English.
 
 A model gives per-feature contributions to a person's log-odds (logistic: coefficient x
-centred value; gbm: LightGBM's TreeSHAP contributions). Features are gathered into
+centred value; gbm: TreeSHAP contributions, as LightGBM's ``pred_contrib``). Features are gathered into
 *reasons* (an LTC flag and its years since diagnosis are one reason, "heart failure"), only
 reasons that are present for the person (a count above zero, a flag that is set, a recent
 event) and push the risk *up* are kept, and the three largest become ``reason_1`` to

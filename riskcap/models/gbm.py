@@ -7,9 +7,10 @@ quartiles), so ranking and AUROC are unchanged and observed/expected holds along
 range: boosted trees over-predict their lowest-risk people. Three bends, not five: a split
 of 20% holds few admissions at the low end, and more bends there chase noise (measured in
 ``docs/models.md``). The artefact is LightGBM's own text format (``model.txt``) plus
-``calibration.json``; loading parses text, never unpickles. Scoring uses riskcap's numba
-tree scorer (:mod:`riskcap.models.treescorer`); per-feature contributions for reasons come
-from LightGBM's ``pred_contrib`` (TreeSHAP) in log-odds.
+``calibration.json``; loading parses text, never unpickles. Scoring and the per-feature
+contributions for reasons (TreeSHAP, in log-odds) use riskcap's numba tree scorer
+(:mod:`riskcap.models.treescorer`), which agrees with LightGBM's ``predict`` and
+``pred_contrib``.
 """
 from __future__ import annotations
 
@@ -49,8 +50,6 @@ CLASSIFIER_PARAMS: dict = {**BASE_PARAMS, "objective": "binary", "metric": "bina
 MAX_ROUNDS = 2000
 #: Knots of the recalibration map (quantiles of the validation split's log-odds).
 CALIBRATION_KNOTS: tuple[float, ...] = (0.25, 0.5, 0.75)
-#: Threads for LightGBM's per-person contributions (prediction parallelises well).
-PREDICT_THREADS = 2
 EARLY_STOPPING_ROUNDS = 50
 
 
@@ -132,9 +131,8 @@ class LightGBMModel:
         return self.ensemble.predict(self.matrix(frame), raw_score=True)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """LightGBM's per-feature contributions (TreeSHAP) to the raw score: shape (n, len(features))."""
-        contrib = self.booster.predict(self.matrix(frame), pred_contrib=True, num_threads=PREDICT_THREADS)
-        return np.asarray(contrib)[:, : len(self.features)]
+        """Per-feature TreeSHAP contributions to the raw score: shape (n, len(features))."""
+        return self.ensemble.contributions(self.matrix(frame))[:, : len(self.features)]
 
     def predict_with_contributions(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and contributions (two passes: the tree scorer, then TreeSHAP)."""

@@ -12,10 +12,11 @@ For the cost model ``probability``, ``score`` and ``tier`` are replaced by
 ``expected_cost_gbp`` (the percentile ranks expected cost).
 
 Reasons for whom (``reasons_for``, a percent of the population from the top): the logistic
-model's contributions are nearly free, so everyone gets reasons (100); LightGBM's TreeSHAP
-contributions cost about 0.25 ms a person on 2 threads (measured: 26 s per 100,000 people
-for a 230-tree model), so by default only the top 20% get them (the "rising" tier and
-above: everyone a case-finding list can show); the rest have empty reasons. In memory,
+model's contributions are nearly free, so everyone gets reasons (100); the gbm's TreeSHAP
+contributions cost about 10 us a person on 2 threads even with riskcap's kernel (25 times
+LightGBM's ``pred_contrib`` speed; ``benchmarks/test_bench_reasons.py``), as much as the
+rest of scoring, so by default only the top 20% get them (the "rising" tier and above:
+everyone a case-finding list can show); the rest have empty reasons. In memory,
 those partitions are scored twice: once for everyone's probability, once for the reasons
 of the people above the threshold. From disk, pass one already explains each partition's own
 top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a second read.
