@@ -9,6 +9,10 @@ agree:
 * ``gbm_scoring``: riskcap's tree scorer (:class:`riskcap.models.treescorer.TreeEnsemble`)
   against ``lightgbm.Booster.predict``; the booster is trained as riskcap's gbm is, on a
   sample of the same people (speed, not accuracy, is measured);
+* ``gbm_reasons``: riskcap's TreeSHAP kernel (``TreeEnsemble.contributions``) against
+  ``Booster.predict(pred_contrib=True)`` for the same booster, on up to
+  ``REASONS_PEOPLE`` people (LightGBM needs about 0.25 ms a person), per-feature
+  contributions compared;
 * ``logistic_scoring``: riskcap's JSON logistic model (numba kernel) against the
   scikit-learn pipeline's ``predict_proba`` it was exported from;
 * ``capitation``: need grouping + tariffs + budgets of the ``baseline`` scenario (the steps
@@ -37,6 +41,8 @@ DEFAULT_PEOPLE = 200_000
 DEFAULT_THREADS = 2
 #: People the models are trained on (a seeded sample): enough for a realistic model size.
 TRAIN_PEOPLE = 50_000
+#: People whose reasons (TreeSHAP contributions) are timed: a seeded sample.
+REASONS_PEOPLE = 20_000
 BENCH_SEED = 20240401
 
 
@@ -91,13 +97,10 @@ def _sample(frame, n: int, seed: int):
     return frame.iloc[rows].reset_index(drop=True)
 
 
-def bench_gbm(features, threads: int, repeats: int, seed: int) -> dict:
-    """Tree scorer vs LightGBM on every person's features (probabilities compared).
-
-    The booster is trained as riskcap's gbm is (same parameters, early stopping on a seeded
-    validation split; the monotone recalibration, which neither scorer runs, is left out)
-    on a sample of the people: speed, not accuracy, is measured.
-    """
+def train_bench_booster(features, seed: int):
+    """A booster trained as riskcap's gbm is (same parameters, early stopping on a seeded
+    validation split; the monotone recalibration, which no scorer here runs, is left out) on
+    a sample of the people: speed, not accuracy, is measured. None if the sample has one label."""
     from riskcap.features import LABEL, MODEL_FEATURES
     from riskcap.models.base import feature_matrix
     from riskcap.models.gbm import CLASSIFIER_PARAMS, train_booster, validation_split
@@ -105,17 +108,21 @@ def bench_gbm(features, threads: int, repeats: int, seed: int) -> dict:
     train = _sample(features, TRAIN_PEOPLE, seed)
     y = train[LABEL].to_numpy(dtype=np.float64)
     if len(np.unique(y)) < 2:
+        return None
+    return train_booster(feature_matrix(train, MODEL_FEATURES), y, CLASSIFIER_PARAMS, seed,
+                         validation_split(len(train), seed))[0]
+
+
+def bench_gbm(features, booster, threads: int, repeats: int) -> dict:
+    """Tree scorer vs LightGBM on every person's features (probabilities compared)."""
+    from riskcap.features import MODEL_FEATURES
+    from riskcap.models.base import feature_matrix
+    from riskcap.models.treescorer import TreeEnsemble
+
+    if booster is None:
         return {"stage": "gbm_scoring", "available": False, "reason": "the sample has only one label value"}
-    booster, _ = train_booster(feature_matrix(train, MODEL_FEATURES), y, CLASSIFIER_PARAMS, seed,
-                               validation_split(len(train), seed))
     X = feature_matrix(features, MODEL_FEATURES)
     theirs, lgb_seconds = best_of(lambda: booster.predict(X, num_threads=threads), repeats)
-    try:
-        from riskcap.models.treescorer import TreeEnsemble
-    except ImportError:
-        return _compare(_stage("gbm_scoring", len(X), lgb_seconds, available=False,
-                               reason="riskcap.models.treescorer not available", engine="lightgbm"),
-                        "LightGBM", lgb_seconds, None)
     ensemble = TreeEnsemble.from_booster(booster)  # up to the best iteration, as booster.predict
     ensemble.predict(X[:1000], n_threads=threads)  # compile / load the kernel before timing
     ours, seconds = best_of(lambda: ensemble.predict(X, n_threads=threads), repeats)
@@ -123,6 +130,25 @@ def bench_gbm(features, threads: int, repeats: int, seed: int) -> dict:
     return _compare(_stage("gbm_scoring", len(X), seconds, available=True,
                            trees=ensemble.n_iterations * ensemble.num_class, features=len(MODEL_FEATURES)),
                     "LightGBM", lgb_seconds, diff)
+
+
+def bench_reasons(features, booster, threads: int, repeats: int, seed: int) -> dict:
+    """TreeSHAP contributions: riskcap's kernel vs LightGBM's ``pred_contrib`` on a sample."""
+    from riskcap.features import MODEL_FEATURES
+    from riskcap.models.base import feature_matrix
+    from riskcap.models.treescorer import TreeEnsemble
+
+    if booster is None:
+        return {"stage": "gbm_reasons", "available": False, "reason": "the sample has only one label value"}
+    X = feature_matrix(_sample(features, REASONS_PEOPLE, seed + 1), MODEL_FEATURES)
+    theirs, lgb_seconds = best_of(lambda: booster.predict(X, pred_contrib=True, num_threads=threads), repeats)
+    ensemble = TreeEnsemble.from_booster(booster)
+    ensemble.contributions(X[:100], n_threads=threads)  # compile / load the kernels before timing
+    ours, seconds = best_of(lambda: ensemble.contributions(X, n_threads=threads), repeats)
+    diff = float(np.max(np.abs(ours - theirs))) if len(X) else 0.0
+    return _compare(_stage("gbm_reasons", len(X), seconds, available=True,
+                           trees=ensemble.n_iterations * ensemble.num_class), "LightGBM pred_contrib",
+                    lgb_seconds, diff)
 
 
 def bench_logistic(features, threads: int, repeats: int, seed: int) -> dict:
@@ -232,8 +258,11 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
         features = build_features_partitioned(tables, EVAL_INDEX_DATE)
         stages.append(_stage("features", written.people_start, time.perf_counter() - start, persons=len(tables.persons),
                              rows_out=int(len(features)), index_date=str(EVAL_INDEX_DATE)))
+        booster = train_bench_booster(features, seed)
         say("gbm_scoring")
-        stages.append(bench_gbm(features, used, repeats, seed))
+        stages.append(bench_gbm(features, booster, used, repeats))
+        say("gbm_reasons")
+        stages.append(bench_reasons(features, booster, used, repeats, seed))
         say("logistic_scoring")
         stages.append(bench_logistic(features, used, repeats, seed))
         say("capitation")
@@ -247,6 +276,8 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
         "seed": int(seed),
         "gbm_speedup_vs_lightgbm": gbm.get("speedup") if gbm.get("available") else None,
         "max_abs_diff": gbm.get("max_abs_diff"),
+        "treeshap_speedup_vs_lightgbm": by_name["gbm_reasons"].get("speedup"),
+        "treeshap_max_abs_diff": by_name["gbm_reasons"].get("max_abs_diff"),
         "logistic_speedup_vs_sklearn": by_name["logistic_scoring"]["speedup"],
         "logistic_max_abs_diff": by_name["logistic_scoring"]["max_abs_diff"],
         "capitation_speedup_vs_pandas": by_name["capitation"]["speedup"],

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from riskcap.cli import main
 
-STAGES = ["synthetic", "load", "features", "gbm_scoring", "logistic_scoring", "capitation"]
+STAGES = ["synthetic", "load", "features", "gbm_scoring", "gbm_reasons", "logistic_scoring", "capitation"]
 
 
 def test_bench_small_population_writes_consistent_json(tmp_path):
@@ -24,6 +24,8 @@ def test_bench_small_population_writes_consistent_json(tmp_path):
     # the tree scorer reproduces LightGBM's probabilities, the logistic kernel scikit-learn's
     assert data["gbm_speedup_vs_lightgbm"] > 0
     assert 0 <= data["max_abs_diff"] < 1e-9
+    # riskcap's TreeSHAP reproduces LightGBM's pred_contrib
+    assert data["treeshap_speedup_vs_lightgbm"] > 0 and 0 <= data["treeshap_max_abs_diff"] < 1e-9
     assert 0 <= data["logistic_max_abs_diff"] < 1e-9
     # budgets agree with the pandas reference to the penny
     assert data["capitation_budgets_differ_pence"] == 0

@@ -11,7 +11,7 @@ from rich.table import Table
 from riskcap.bench import DEFAULT_PEOPLE, DEFAULT_THREADS
 
 
-_SHORT = {"LightGBM": "lightgbm", "scikit-learn": "sklearn", "pandas reference": "pandas"}
+_SHORT = {"LightGBM": "lightgbm", "LightGBM pred_contrib": "lightgbm", "scikit-learn": "sklearn", "pandas reference": "pandas"}
 
 
 def _rate(value) -> str:
@@ -52,7 +52,7 @@ def bench(people, threads, repeats, json_path):
     for s in results["stages"]:
         available = s.get("available", True)
         diff = s.get("max_abs_diff")
-        table.add_row(s["stage"].replace("_scoring", ""),
+        table.add_row(s["stage"].replace("_scoring", "").replace("_", " "),
                       _rate(s.get("people_per_second")) if available else "n/a",
                       _SHORT.get(s.get("baseline"), s.get("baseline", "")), _rate(s.get("baseline_people_per_second")),
                       f"{s['speedup']:.1f}x" if s.get("speedup") and available else "-",
