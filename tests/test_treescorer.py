@@ -337,6 +337,10 @@ def assert_contributions_match_lightgbm(booster, model, X, **iterations):
     direct = _shap_kernels.contributions(model._rows(X), model._shap, first, last, model.num_class,
                                          model.n_features, memo=False)
     np.testing.assert_array_equal(direct, expected)
+    # decision patterns from raw floats (any model) and from the scorer's integer codes agree exactly
+    raw_patterns = _shap_kernels.contributions(model._rows(X), model._shap, first, last, model.num_class,
+                                               model.n_features)
+    np.testing.assert_array_equal(raw_patterns, got)
     raw = booster.predict(X, raw_score=True, **iterations).reshape(len(X), -1)
     sums = got.reshape(len(X), model.num_class, -1).sum(axis=2)
     assert np.abs(sums - raw).max() <= 1e-9 * scale

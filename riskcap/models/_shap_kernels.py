@@ -26,10 +26,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from riskcap.models._tree_kernels import _bin_block
+
 #: trees with at most this many internal nodes are memoised by decision pattern
 MEMO_MAX_NODES = 16
-#: rows per memo block: patterns (uint16 per row and tree) and slots stay modest in memory
-MEMO_BLOCK_ROWS = 32768
+#: rows per memo block (a gbm reasons call is usually smaller): patterns, 2 bytes per row and tree, stay modest
+MEMO_BLOCK_ROWS = 65536
 _K_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
 
 
@@ -272,6 +274,39 @@ def _patterns(X, trees, node_start, split_feature, threshold, decision_type, cat
 
 
 @njit(cache=True, parallel=True)
+def _patterns_binned(X, trees, feature, kind, nan_as_zero, search_offset, search_steps, column_start, column_count,
+                     search, column_nan_code, column_zero_code, top_code, code_proto, block_rows, tree_start,
+                     node_column, node_threshold, node_table, go_left, patterns):
+    """``_patterns`` from the tree scorer's codes (bit-vector layout): each split is one compare
+    of small integers over a block of rows, as in ``_tree_kernels._bitvector_block``."""
+    n = X.shape[0]
+    for b in prange((n + block_rows - 1) // block_rows):
+        start = b * block_rows
+        m = min(block_rows, n - start)
+        codes = np.zeros(max(column_nan_code.size, 1) * block_rows, dtype=code_proto.dtype)
+        _bin_block(X, start, m, codes, feature, kind, nan_as_zero, search_offset, search_steps, column_start,
+                   column_count, search, column_nan_code, column_zero_code, top_code, block_rows)
+        bits = np.empty(block_rows, np.uint32)
+        for j in range(trees.size):
+            t = trees[j]
+            bits[:] = 0
+            for g in range(tree_start[t], tree_start[t + 1]):
+                col = codes[node_column[g]:node_column[g] + block_rows]
+                shift = np.uint32(g - tree_start[t])
+                table = node_table[g]
+                if table < 0:
+                    threshold = node_threshold[g]
+                    for i in range(block_rows):
+                        bits[i] |= np.uint32(col[i] <= threshold) << shift
+                else:
+                    lut = go_left[table:table + 256]
+                    for i in range(block_rows):
+                        bits[i] |= np.uint32(lut[col[i]] != 0) << shift
+            for i in range(m):
+                patterns[j, start + i] = bits[i]
+
+
+@njit(cache=True, parallel=True)
 def _distinct(patterns, bits, representative, n_distinct):
     """Per tree: number its distinct patterns in order of first row, replace each pattern by its number."""
     n = patterns.shape[1]
@@ -321,10 +356,12 @@ def _memo_add(patterns, trees, column_offset, memo_start, feature_start, feature
 
 
 def contributions(X: np.ndarray, forest: ShapForest, first: int, last: int, num_class: int, n_features: int,
-                  n_threads: int | None = None, memo: bool = True) -> np.ndarray:
+                  n_threads: int | None = None, memo: bool = True, binned=None) -> np.ndarray:
     """TreeSHAP of trees ``[first, last)``: shape (n_rows, num_class * (n_features + 1)), as ``pred_contrib``.
 
     ``memo=False`` runs TreeSHAP for every row and tree (the tests' cross-check of the memo).
+    ``binned``: the tree scorer's ``CompiledForest`` of the same trees; with its bit-vector
+    layout, decision patterns come from its integer codes rather than the raw floats.
     """
     n = X.shape[0]
     width = n_features + 1
@@ -351,20 +388,28 @@ def contributions(X: np.ndarray, forest: ShapForest, first: int, last: int, num_
             _shap_direct(X, trees[direct], offsets[direct], *shared, forest.left, forest.right, forest.node_count,
                          forest.leaf_start, forest.leaf_value, forest.leaf_count, *cats, forest.max_depth, out)
         if memoised.any():
-            _memo_blocks(X, trees[memoised], offsets[memoised], sizes[memoised], forest, out)
+            _memo_blocks(X, trees[memoised], offsets[memoised], sizes[memoised], forest, out,
+                         binned if binned is not None and binned.kernel == "bitvector" else None)
     finally:
         numba.set_num_threads(previous)
     return out
 
 
-def _memo_blocks(X, trees, offsets, sizes, forest: ShapForest, out) -> None:
+def _memo_blocks(X, trees, offsets, sizes, forest: ShapForest, out, binned) -> None:
     widths = np.diff(forest.feature_start)[trees]
     for start in range(0, X.shape[0], MEMO_BLOCK_ROWS):
         block = X[start:start + MEMO_BLOCK_ROWS]
         m = block.shape[0]
         patterns = np.empty((trees.size, m), np.uint16 if sizes.max() <= 16 else np.uint32)
-        _patterns(block, trees, forest.node_start, forest.split_feature, forest.threshold, forest.decision_type,
-                  forest.cat_start, forest.cat_boundaries, forest.cat_words, patterns)
+        if binned is None:
+            _patterns(block, trees, forest.node_start, forest.split_feature, forest.threshold,
+                      forest.decision_type, forest.cat_start, forest.cat_boundaries, forest.cat_words, patterns)
+        else:
+            b = binned
+            _patterns_binned(block, trees, b.feature, b.kind, b.nan_as_zero, b.search_offset, b.search_steps,
+                             b.column_start, b.column_count, b.search, b.column_nan_code, b.column_zero_code,
+                             b.top_code, np.zeros(1, b.code_dtype), b.block_rows, b.tree_start, b.node_column,
+                             b.node_threshold, b.node_table, b.go_left, patterns)
         representative = np.empty((trees.size, min(m, 1 << int(sizes.max()))), np.int64)
         n_distinct = np.zeros(trees.size, np.int64)
         _distinct(patterns, sizes, representative, n_distinct)

@@ -457,7 +457,8 @@ class TreeEnsemble:
             self._shap = _shap_kernels.compile_shap(self._trees)
         X = self._rows(X)
         first, last, _ = self._trees_used(start_iteration, num_iteration)
-        return _shap_kernels.contributions(X, self._shap, first, last, self.num_class, self.n_features, n_threads)
+        return _shap_kernels.contributions(X, self._shap, first, last, self.num_class, self.n_features, n_threads,
+                                           binned=self._forest)
 
     def _finish(self, raw: np.ndarray, n_used: int, raw_score: bool) -> np.ndarray:
         if raw_score:
