@@ -1380,8 +1380,8 @@ def listed_features_mapped(engine, data_dir, persons: pd.DataFrame, person_ids: 
     This is casefind's heavy step (scanning conditions and activity for the listed people)."""
     subset = persons.loc[persons["person_id"].isin(np.unique(person_ids))].reset_index(drop=True)
     blocks = [subset.iloc[lo:lo + LISTED_BLOCK] for lo in range(0, max(len(subset), 1), LISTED_BLOCK)]
-    parts = list(engine.map(_listed_block_features, blocks, data_dir=str(data_dir), list_date=list_date,
-                            practices=practices))
+    parts = list(engine.map(_listed_block_features, blocks, data_dir=str(Path(data_dir).resolve()),
+                            list_date=list_date, practices=practices))
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 

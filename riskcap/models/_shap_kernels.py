@@ -221,7 +221,8 @@ def _tree_shap(x, t, node_start, key, split_feature, threshold, decision_type, l
                     else:
                         pw[start + i] = (pw[start + i] * (d + 1)) / (in_zero * (d - i))
                 for i in range(at, d):
-                    pf[start + i], pz[start + i], po[start + i] = pf[start + i + 1], pz[start + i + 1], po[start + i + 1]
+                    pf[start + i], pz[start + i] = pf[start + i + 1], pz[start + i + 1]
+                    po[start + i] = po[start + i + 1]
                 d -= 1
             sn[top], sd[top], sp[top], sz[top], so[top], sf[top] = cold, d + 1, start, cold_zero * in_zero, 0.0, k
             top += 1

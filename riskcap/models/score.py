@@ -313,8 +313,9 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     parts = plan_partitions(data_dir, people) if parts is None else list(parts)
     engine = LocalEngine() if engine is None else engine
     scans = scans_for(data_dir, parts)
-    shared = {"data_dir": str(data_dir), "index_date": index_date, "model_files": model_files, "people": int(people),
-              "on_invalid": on_invalid, "as_of": as_of, "scans": scans}
+    # absolute: a Dask worker on another machine, or in another folder, reads the same files
+    shared = {"data_dir": str(Path(data_dir).resolve()), "index_date": index_date, "model_files": model_files,
+              "people": int(people), "on_invalid": on_invalid, "as_of": as_of, "scans": scans}
     summaries, frames = [], []
     for result in engine.map(score_partition, parts, share=share, **shared):
         summaries.append(result.summary)
