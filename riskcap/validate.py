@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -188,19 +189,23 @@ def parse_table(raw: pa.Table, name: str, file: str | Path, index: np.ndarray | 
             return None, [schema_problem]
     elif scan.schema_failed:
         return None, []
-    df = arrow_to_pandas(raw)
+    skip = scan.failed_columns if scan is not None else frozenset()
+    df, parsed = _to_pandas(raw, [c.name for c in spec.columns if c.kind == "str" and c.name not in skip])
     if index is not None:
-        df.index = pd.Index(index)
+        df.index = pd.Index(index, copy=False)  # no copy: callers hand the labels over (read_range makes them)
+        for values in parsed.values():
+            values.index = df.index
     problems: list[Problem] = []
     unusable = scan is not None and scan.unusable
     for j, col in enumerate(spec.columns):
         if col.name not in df.columns:
             df[col.name] = _default_column(col, df.index)
             continue
-        if scan is not None and col.name in scan.failed_columns:
+        if col.name in skip:
             continue
         raw_values = df[col.name]
-        values, bad = parse_series(raw_values, col.kind)
+        values, bad = (parsed[col.name], np.zeros(len(df), dtype=bool)) if col.name in parsed else \
+            parse_column(raw_values, col.kind)
         verdict = None
         if scan is None:
             present, null = raw_values.notna().to_numpy(), values.isna().to_numpy() & ~bad
@@ -223,6 +228,85 @@ def parse_table(raw: pa.Table, name: str, file: str | Path, index: np.ndarray | 
         if verdict is None:
             df[col.name] = values
     return (None if unusable else df), problems
+
+
+def parse_column(s: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
+    """:func:`riskcap.io.parse_series` (its reference), with a fast path for float64 columns."""
+    if kind == "float" and isinstance(s.dtype, np.dtype) and s.dtype == np.float64:
+        bad = np.isinf(s.to_numpy())
+        return (s.mask(bad) if bad.any() else s.copy(deep=False)), bad
+    return parse_series(s, kind)
+
+
+def _to_pandas(raw: pa.Table, text: list[str]) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """(``arrow_to_pandas(raw)``, parsed text columns): the columns named in ``text`` that are
+    plain arrow text already parsed (no value to strip or blank: :func:`text_is_clean`) go
+    straight from arrow to the ``string`` dtype :func:`riskcap.io.parse_series` gives, skipping
+    its pass over every value; they are also the frame's columns, as parse_table replaces them."""
+    names = raw.column_names
+    fast = {}
+    if len(set(names)) == len(names):
+        for name in text:
+            if name in names:
+                column = raw.column(name)
+                if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and text_is_clean(column):
+                    fast[name] = pd.Series(pd.arrays.ArrowStringArray(column), name=name, copy=False)
+    if not fast:
+        return arrow_to_pandas(raw), {}
+    rest = raw.drop_columns(list(fast))
+    df = arrow_to_pandas(rest) if rest.num_columns else pd.DataFrame(index=pd.RangeIndex(raw.num_rows))
+    for position, name in enumerate(names):
+        if name in fast:
+            df.insert(position, name, fast[name])
+    return df, {name: df[name] for name in fast}
+
+
+def text_is_clean(column: pa.Array | pa.ChunkedArray) -> bool:
+    """True when no non-null value of an arrow text column is empty or starts or ends with a
+    byte that may be whitespace (ASCII control or space, DEL, any non-ASCII byte), so
+    stripping and blanking (:func:`riskcap.io.parse_series`) would change nothing."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    for chunk in chunks:
+        n = len(chunk)
+        if n == chunk.null_count:
+            continue
+        validity, offsets, data = chunk.buffers()[:3]
+        wide = pa.types.is_large_string(chunk.type)
+        offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32, count=chunk.offset + n + 1)
+        offsets = offsets[chunk.offset:]
+        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+        valid = np.frombuffer(validity, dtype=np.uint8) if chunk.null_count else np.zeros(0, dtype=np.uint8)
+        if not _text_clean_kernel(offsets, data, valid, chunk.offset):
+            return False
+    return True
+
+
+def text_is_clean_reference(column: pa.Array | pa.ChunkedArray) -> bool:
+    """Slow, obviously-correct version of :func:`text_is_clean` (Python strings)."""
+    for value in column.to_pylist():
+        if value is None:
+            continue
+        raw = value.encode("utf-8")
+        if not raw or not all(0x20 < b < 0x7F for b in (raw[0], raw[-1])):
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _text_clean_kernel(offsets, data, valid, bit):  # pragma: no cover - compiled
+    """:func:`text_is_clean` of one chunk: ``valid`` is its validity bitmap from bit ``bit``
+    (arrow's, least significant bit first), or empty when it has no nulls."""
+    check_valid = valid.shape[0] > 0
+    for i in range(offsets.shape[0] - 1):
+        if check_valid and not (valid[(bit + i) >> 3] >> ((bit + i) & 7)) & 1:
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        if b <= a:
+            return False
+        first, last = data[a], data[b - 1]
+        if first <= 0x20 or first >= 0x7F or last <= 0x20 or last >= 0x7F:
+            return False
+    return True
 
 
 def _schema_problem(names: list[str], rows: int, name: str, file: str) -> Problem | None:
@@ -302,9 +386,17 @@ def _as_of(as_of) -> pd.Timestamp:
 def _future(df, cols, name, file, as_of: pd.Timestamp) -> list[Problem]:
     out = []
     for c in cols:
-        out.append(row_problem(df, df[c] > as_of, name, file, c, "future_date",
+        out.append(row_problem(df, after(df[c], as_of), name, file, c, "future_date",
                                f"date after the as-of date {as_of.date().isoformat()}"))
     return out
+
+
+def after(dates: pd.Series, as_of: pd.Timestamp) -> np.ndarray | pd.Series:
+    """``dates > as_of`` (missing dates are not after it); a ``datetime64[s]`` column is compared
+    as its integers (NaT is the smallest int64, so never after), without pandas' NaT masking."""
+    if isinstance(dates.dtype, np.dtype) and dates.dtype == np.dtype("datetime64[s]") and as_of.tz is None:
+        return dates.to_numpy().view(np.int64) > np.datetime64(as_of.to_datetime64(), "s").astype(np.int64)
+    return dates > as_of
 
 
 def _before(df, later: str, earlier: str, name, file, rule: str) -> Problem | None:
@@ -381,7 +473,44 @@ class PersonIndex:
         return cls(ids[first], birth[first])
 
     def lookup(self, person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(found, birth_date) for each person_id; birth is NaT where not found."""
+        """(found, birth_date) for each person_id; birth is NaT where not found.
+
+        One pass of :func:`_lookup_kernel` (numba; near-linear when the ids come sorted, as
+        event tables usually do); :meth:`lookup_reference` is the plain numpy version.
+        """
+        values, present = _int_ids(person_id)
+        found = np.zeros(len(values), dtype=bool)
+        birth = np.empty(len(values), dtype="datetime64[s]")
+        _lookup_kernel(*self._arrays(), values, present, found, birth.view(np.int64), _NO_DATES, _NO_FLAGS)
+        return found, birth
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.ascontiguousarray(self.ids, dtype=np.int64),
+                np.ascontiguousarray(self.birth, dtype="datetime64[s]").view(np.int64))
+
+    def lookup_before(self, person_id: pd.Series, dates: list[pd.Series]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(found, [dates < birth_date for each of ``dates``]) for each person_id: :meth:`lookup`
+        and the comparisons in one pass per date column, without the birth dates array."""
+        values, present = _int_ids(person_id)
+        found = None
+        out = []
+        for column in dates:
+            d = column.to_numpy() if isinstance(column.dtype, np.dtype) else None
+            if d is None or d.dtype != np.dtype("datetime64[s]"):  # not the parsed dtype: compare as datetimes
+                found, birth = self.lookup(person_id)
+                out.append(_true(column.to_numpy() < birth))
+                continue
+            before = np.zeros(len(values), dtype=bool)
+            found = np.zeros(len(values), dtype=bool)
+            _lookup_kernel(*self._arrays(), values, present, found, _NO_DATES,
+                           np.ascontiguousarray(d).view(np.int64), before)
+            out.append(before)
+        if found is None:
+            found, _ = self.lookup(person_id)
+        return found, out
+
+    def lookup_reference(self, person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """Slow, obviously-correct version of :meth:`lookup` (binary search per row with numpy)."""
         present = person_id.notna().to_numpy()
         values = person_id.to_numpy(dtype=np.int64, na_value=0) if present.any() else np.zeros(len(person_id), np.int64)
         if len(self.ids) == 0:
@@ -392,15 +521,82 @@ class PersonIndex:
         return found, birth
 
 
+def _int_ids(person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 ids with nulls as 0, present) without copying a plain int64 column."""
+    if isinstance(person_id.dtype, np.dtype) and person_id.dtype == np.int64:
+        return person_id.to_numpy(), np.ones(len(person_id), dtype=bool)
+    present = person_id.notna().to_numpy()
+    values = person_id.to_numpy(dtype=np.int64, na_value=0) if present.any() else np.zeros(len(person_id), np.int64)
+    return np.ascontiguousarray(values, dtype=np.int64), present
+
+
+_NAT = np.iinfo(np.int64).min  # NaT as int64
+_NO_DATES = np.zeros(0, dtype=np.int64)
+_NO_FLAGS = np.zeros(0, dtype=bool)
+
+
+@numba.njit(cache=True)
+def _lookup_kernel(ids, birth, values, present, found, out, dates, before):  # pragma: no cover - compiled
+    """``found[i]``: values[i] is in ``ids`` (sorted, unique); ``out[i]`` (when ``out`` is not
+    empty): its birth (int64), else NaT; ``before[i]`` (when ``dates`` is not empty): ``dates[i]``
+    is before that birth (both not NaT), i.e. ``dates < out`` as datetimes.
+
+    Keeps the lower bound of the previous id, so a row whose id is not smaller than the
+    previous row's moves forward a few steps (then gallops) instead of searching all ids.
+    """
+    m = ids.shape[0]
+    with_birth = out.shape[0] > 0
+    with_dates = dates.shape[0] > 0
+    pos = 0  # lower bound of prev in ids
+    prev = ids[0] if m else 0
+    for i in range(values.shape[0]):
+        if with_birth:
+            out[i] = _NAT
+        if not present[i] or m == 0:
+            continue
+        v = values[i]
+        if v >= prev:  # lower bound of v >= pos
+            lo = pos
+            if lo >= m or ids[lo] >= v:
+                hi = lo
+            else:
+                step = 1
+                while lo + step < m and ids[lo + step] < v:  # gallop, keeping ids[lo] < v
+                    lo += step
+                    step *= 2
+                hi = min(lo + step, m)
+                while lo + 1 < hi:  # invariant: ids[lo] < v, lower bound in (lo, hi]
+                    mid = (lo + hi) // 2
+                    if ids[mid] < v:
+                        lo = mid
+                    else:
+                        hi = mid
+        else:
+            lo, hi = 0, m  # lower bound in [lo, hi]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ids[mid] < v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+        pos, prev = hi, v
+        if hi < m and ids[hi] == v:
+            found[i] = True
+            if with_birth:
+                out[i] = birth[hi]
+            if with_dates:
+                d, b = dates[i], birth[hi]
+                before[i] = d != _NAT and b != _NAT and d < b
+
+
 def _person_checks(df, name, file, persons: PersonIndex | None, date_cols: list[str],
                    persons_file: str) -> list[Problem]:
     if persons is None:
         return []
-    found, birth = persons.lookup(df["person_id"])
+    found, befores = persons.lookup_before(df["person_id"], [df[col] for col in date_cols])
     problems = [row_problem(df, df["person_id"].notna().to_numpy() & ~found, name, file, "person_id",
                             "unknown_key", f"person_id not in {persons_file}")]
-    for col in date_cols:
-        before = _true(df[col].to_numpy() < birth)
+    for col, before in zip(date_cols, befores):
         problems.append(row_problem(df, before, name, file, col, "before_birth",
                                     f"{col} is before the person's birth_date"))
     return problems

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from riskcap.cli import main
 from riskcap.io import DataError, read_table
 from riskcap.schema import TABLES, nhs_number_valid
+from riskcap.io import arrow_to_pandas, parse_series
 from riskcap.validate import (
-    PersonIndex, check_activity, load_tables, nhs_number_checks, parse_table, validate_data,
+    PersonIndex, _to_pandas, after, check_activity, load_tables, nhs_number_checks, parse_column, parse_table,
+    text_is_clean, text_is_clean_reference, validate_data,
 )
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
@@ -260,6 +262,106 @@ def test_person_index_lookup():
     found, birth = index.lookup(pd.Series([3, 4, 9, 10, 1], dtype="int64"))
     assert list(found) == [True, False, True, False, False]
     assert str(birth[0])[:10] == "1990-01-01" and np.isnat(birth[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-5, 40), max_size=30), st.lists(st.one_of(st.none(), st.integers(-8, 45)), max_size=60),
+       st.booleans())
+def test_person_index_lookup_matches_reference(person_ids, event_ids, sort_events):
+    """The one-pass kernel gives the numpy binary search's answers, sorted or not, nulls and all."""
+    births = pd.Series(pd.to_datetime([None if i % 5 == 4 else f"{1950 + i % 60}-0{1 + i % 9}-1{i % 10}"
+                                       for i in range(len(person_ids))])).astype("datetime64[s]")
+    index = PersonIndex.from_persons(pd.DataFrame({"person_id": pd.Series(person_ids, dtype="int64"),
+                                                   "birth_date": births}))
+    if sort_events:
+        event_ids = sorted(event_ids, key=lambda v: (v is None, v))
+    dates = [pd.Series(pd.to_datetime([None if i % 7 == 3 else f"{1940 + i * 3 % 80}-06-15"
+                                       for i in range(len(event_ids))])).astype("datetime64[s]"),
+             pd.Series(pd.to_datetime(["1975-01-01"] * len(event_ids)).astype("datetime64[ms]"))]
+    for series in (pd.Series(event_ids, dtype="Int64"),
+                   pd.Series([0 if v is None else v for v in event_ids], dtype="int64")):
+        found, birth = index.lookup(series)
+        ref_found, ref_birth = index.lookup_reference(series)
+        assert found.dtype == ref_found.dtype and birth.dtype == ref_birth.dtype
+        np.testing.assert_array_equal(found, ref_found)
+        np.testing.assert_array_equal(birth, ref_birth)
+        for columns in ([], dates[:1], dates, dates[1:]):
+            found, befores = index.lookup_before(series, columns)
+            np.testing.assert_array_equal(found, ref_found)
+            assert len(befores) == len(columns)
+            for column, before in zip(columns, befores):
+                np.testing.assert_array_equal(before, (column.to_numpy() < ref_birth))
+
+
+_TEXT = st.one_of(st.none(), st.sampled_from(["gp", "ae", "", " ", " gp", "gp ", "\tae", "ae\n", "\u00a0x", "x\u00a0",
+                                               "é", "aé", "éa", "x\x1fy", "\x1f", "\x7f", "a b", "\u3000"]),
+                 st.text(max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TEXT, max_size=40), st.integers(0, 5), st.integers(0, 5), st.booleans(), st.booleans())
+def test_text_fast_path_matches_parse_series(values, cut, skip, large, dictionary):
+    """Clean text goes straight from arrow to the parsed column: the same values and dtype as
+    parse_series; the check agrees with its Python reference on chunked, sliced and large text."""
+    kind = pa.large_string() if large else pa.string()
+    array = pa.array(values, type=kind)
+    column = pa.chunked_array([array[:cut].slice(min(skip, cut)), array[cut:]] if cut < len(values) else [array],
+                              type=kind)
+    raw = pa.table({"person_id": pa.array(range(len(column)), type=pa.int64()),
+                    "condition": column.dictionary_encode() if dictionary else column})
+    assert text_is_clean(column) == text_is_clean_reference(column)
+    df, parsed = _to_pandas(raw, ["condition"])
+    reference = arrow_to_pandas(raw)
+    assert list(df.columns) == list(reference.columns)
+    expected, bad = parse_series(reference["condition"], "str")
+    assert not bad.any()
+    if parsed:
+        assert not dictionary and text_is_clean(column)
+        pd.testing.assert_series_equal(parsed["condition"], expected, check_names=False)
+        pd.testing.assert_series_equal(df["person_id"], reference["person_id"])
+    else:
+        pd.testing.assert_frame_equal(df, reference)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.datetimes(dt.datetime(1700, 1, 1), dt.datetime(2300, 1, 1))), max_size=30),
+       st.datetimes(dt.datetime(1800, 1, 1), dt.datetime(2200, 1, 1)))
+def test_after_matches_pandas_comparison(values, as_of):
+    dates = pd.Series(pd.array(values, dtype="datetime64[s]") if values else [], dtype="datetime64[s]")
+    as_of = pd.Timestamp(as_of).normalize()
+    np.testing.assert_array_equal(np.asarray(after(dates, as_of), dtype=bool), (dates > as_of).to_numpy(dtype=bool))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(), st.none()), max_size=30))
+def test_parse_column_float_matches_parse_series(values):
+    s = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+    got, bad = parse_column(s, "float")
+    want, want_bad = parse_series(s, "float")
+    np.testing.assert_array_equal(bad, want_bad)
+    pd.testing.assert_series_equal(got, want)
+
+
+def test_parse_table_fast_path_gives_the_reference_frame():
+    """parse_table with clean text gives the frame and problems of parsing every column with parse_series."""
+    import riskcap.validate as validate
+
+    raw = pa.table({"person_id": pa.array([1, 2, None, 4], type=pa.int64()),
+                    "setting": pa.array(["gp", None, "ae", "bogus"]),
+                    "start_date": pa.array([dt.date(2024, 1, 1)] * 4),
+                    "end_date": pa.array([None, dt.date(2024, 1, 2), None, None], type=pa.date32()),
+                    "cost_gbp": pa.array([1.5, float("inf"), None, 2.0]),
+                    "primary_diagnosis": pa.array(["I20", " J45", None, ""])})
+    fast, fast_problems = parse_table(raw, "activity", "activity.parquet")
+    slow_to_pandas = validate._to_pandas
+    try:
+        validate._to_pandas = lambda table, text: (arrow_to_pandas(table), {})
+        validate.parse_column, saved = parse_series, validate.parse_column
+        slow, slow_problems = parse_table(raw, "activity", "activity.parquet")
+    finally:
+        validate._to_pandas, validate.parse_column = slow_to_pandas, saved
+    pd.testing.assert_frame_equal(fast, slow)
+    assert [str(p) for p in fast_problems] == [str(p) for p in slow_problems] and fast_problems
 
 
 # --- Documentation and the synthetic generator -----------------------------------------
