@@ -315,29 +315,96 @@ def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = 
     path = Path(path)
     batches, labels, schema = [], [], None
     try:
-        for _, pf, offset, column in _row_groups(path):
+        for file, pf, offset, column in _row_groups(path):
             if schema is None:
                 schema = pf.schema_arrow.remove_metadata()
                 schema = schema if columns is None else pa.schema([schema.field(c) for c in columns])
-            start = offset
+            coded = _coded_text(pf, schema)
+            if coded:  # decoded to dictionaries (cheap), filtered, then turned back into text
+                pf = pq.ParquetFile(file, metadata=pf.metadata, read_dictionary=coded)
+            group_start = offset
             for g in range(pf.metadata.num_row_groups):
                 meta = pf.metadata.row_group(g)
                 if not _overlaps(meta, column, part):
-                    start += meta.num_rows
+                    group_start += meta.num_rows
                     continue
+                needed = _rows_before_stop(pf, g, meta, column, part)
+                start = group_start
                 for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=columns):
                     mask = part.mask(batch.column(batch.schema.get_field_index("person_id")))
                     if mask.all():
-                        batches.append(batch)
+                        batches.append(_plain_text(batch, schema) if coded else batch)
                     elif mask.any():
-                        batches.append(batch.filter(pa.array(mask)))
+                        kept = batch.filter(pa.array(mask))
+                        batches.append(_plain_text(kept, schema) if coded else kept)
                     labels.append(start + np.flatnonzero(mask))
                     start += batch.num_rows
+                    if start - group_start >= needed:  # the rest of the group is past the range: not decoded
+                        break
+                group_start += meta.num_rows
     except (OSError, pa.ArrowException) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot read ({msg}); is the file truncated or not parquet?") from exc
     table = pa.Table.from_batches([b.replace_schema_metadata(None) for b in batches], schema=schema)
     return table, (np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64))
+
+
+def _rows_before_stop(pf: pq.ParquetFile, g: int, meta, column: int, part: PersonRange) -> int:
+    """How many leading rows of row group ``g`` can hold rows of ``part``: all of them, unless the
+    group runs past the range's stop with its person_ids sorted and not null (the usual layout of
+    a table sorted by person_id), when the rows from the first id >= stop on need not be decoded.
+    Only the person_id column is read to tell."""
+    stats = meta.column(column).statistics
+    if part.stop == INT64_MAX or stats is None or not stats.has_min_max or stats.max < part.stop:
+        return meta.num_rows
+    ids = pf.read_row_group(g, columns=["person_id"]).column(0)
+    if ids.null_count:
+        return meta.num_rows
+    ids = ids.to_numpy()
+    if not (ids[1:] >= ids[:-1]).all():
+        return meta.num_rows
+    return int(np.searchsorted(ids, part.stop, side="left"))
+
+
+#: A text column whose dictionary page is at most this many bytes in every row group (a few
+#: codes, e.g. setting or sex) is read as a dictionary; others (e.g. NHS numbers) as text.
+_SMALL_DICTIONARY = 16384
+
+
+def _coded_text(pf: pq.ParquetFile, schema: pa.Schema) -> list[str]:
+    """The text columns of ``schema`` that are dictionary-encoded with a small dictionary in every
+    row group of ``pf``: read as dictionaries, they decode without building every string."""
+    meta = pf.metadata
+    paths = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    out = []
+    for fld in schema:
+        if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)) or fld.name not in paths:
+            continue
+        k = paths[fld.name]
+        small = True
+        for g in range(meta.num_row_groups):
+            chunk = meta.row_group(g).column(k)
+            page = chunk.dictionary_page_offset
+            size = None if page is None else chunk.data_page_offset - page
+            if not chunk.has_dictionary_page or size is None or not 0 <= size <= _SMALL_DICTIONARY:
+                small = False
+                break
+        if small:
+            out.append(fld.name)
+    return out
+
+
+def _plain_text(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with its dictionary columns decoded to their type in ``schema``."""
+    arrays = []
+    for name, array in zip(batch.schema.names, batch.columns):
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+            expected = schema.field(name).type
+            if array.type != expected:
+                array = array.cast(expected)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def load_partition(data_dir: str | Path, part: PersonRange, as_of=None, on_invalid: str = "reject",

@@ -112,6 +112,45 @@ def test_plan_reads_every_row_exactly_once(population, tmp_path_factory, people,
         assert table.equals(whole.take(pa.array(lab, type=pa.int64())).replace_schema_metadata(None))
 
 
+_CODES = ["gp", "ae", " ae", "", "outpatient", None]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 300), row_group=st.integers(1, 120), batch=st.sampled_from([7, 64, 1 << 20]),
+       seed=st.integers(0, 99), large=st.booleans())
+def test_read_range_of_dictionary_text_is_the_rows_as_text(tmp_path_factory, monkeypatch, rows, row_group, batch,
+                                                           seed, large):
+    """Small-dictionary text columns are read as dictionaries and decoded after filtering: the
+    rows, types and row numbers are those of reading the text whole; long text stays text."""
+    import riskcap.partitions as partitions
+
+    monkeypatch.setattr(partitions, "_BATCH_ROWS", batch)
+    rng = np.random.default_rng(seed)
+    text = pa.large_string() if large else pa.string()
+    ids = np.sort(rng.integers(0, 40, rows))
+    table = pa.table({
+        "person_id": pa.array(ids, type=pa.int64()),
+        "setting": pa.array([_CODES[i] for i in rng.integers(0, len(_CODES), rows)], type=text),
+        "note": pa.array([f"{rng.integers(10**12)}-{'x' * int(rng.integers(0, 3000))}" for _ in range(rows)],
+                         type=text),
+    })
+    path = tmp_path_factory.mktemp("dict") / "t.parquet"
+    pq.write_table(table, path, row_group_size=row_group, dictionary_pagesize_limit=1 << 20)
+    pf = pq.ParquetFile(path)
+    assert "setting" in partitions._coded_text(pf, pf.schema_arrow)  # the dictionary route is taken
+    cuts = sorted({int(c) for c in rng.integers(0, 40, 3)})
+    bounds = [INT64_MIN, *cuts, INT64_MAX]
+    parts = [PersonRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if lo < hi]
+    whole = pq.read_table(path).replace_schema_metadata(None)
+    labels = []
+    for part in parts:
+        got, lab = read_range(path, part)
+        assert got.schema == whole.schema
+        assert got.equals(whole.take(pa.array(lab, type=pa.int64())))
+        labels.append(lab)
+    assert np.array_equal(np.sort(np.concatenate(labels)), np.arange(rows))
+
+
 def test_plan_cuts_about_people_persons(population):
     ids = pq.read_table(population / "persons.parquet", columns=["person_id"]).column(0).to_numpy()
     parts = plan_partitions(population, 1000)
