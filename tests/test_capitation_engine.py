@@ -415,3 +415,16 @@ def test_practice_index_matches_factorize(kind):
     index, uniques = practice_index_of(series)
     expected_index, expected_uniques = pd.factorize(pd.Series(codes), sort=True)
     assert index.tolist() == expected_index.tolist() and list(uniques) == list(expected_uniques)
+
+
+@pytest.mark.parametrize("name", ["yoc_illustrative", "ltc_count_age", "risk_segments"])
+@pytest.mark.parametrize("block", [1, 7, 1000, 1 << 20])
+def test_need_groups_in_stacked_blocks_equal_reference(monkeypatch, name, block):
+    """The kernel grouping people a block at a time (columns stacked per block) gives the reference groups."""
+    from riskcap.capitation import scheme as S
+
+    monkeypatch.setattr(S, "_STACK_PEOPLE", block)
+    features, _ = make_features(2500, 7, seed=13, with_scores=True)
+    scheme = load_scheme(name)
+    np.testing.assert_array_equal(S.assign_need_groups(features, scheme),
+                                  S.assign_need_groups_reference(features, scheme))

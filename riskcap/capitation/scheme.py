@@ -405,6 +405,7 @@ def compile_scheme(scheme: NeedGroupScheme) -> CompiledScheme:
 _KINDS: tuple[np.dtype, ...] = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64),
                                 np.dtype(np.float64))
 _BLOCK = 4096  # people per block: a block's condition bits stay in cache
+_STACK_PEOPLE = 1 << 20  # people grouped per kernel call (their columns are stacked into 2-D arrays)
 _LOOKUP_ATOMS = 16  # up to this many distinct conditions, the first match is a table lookup
 
 
@@ -457,8 +458,8 @@ def _group_kernel(u8, i8, i32, i64, f64, atom_kind, atom_pos, atom_op, atom_star
                   rule_masks, rule_group, lookup, out):  # pragma: no cover - compiled
     """Need group per person: condition bits for a block of people, then the first matching rule.
 
-    Feature columns come in one typed list per dtype (``atom_kind`` picks the list and
-    ``atom_pos`` the column); atom ``a`` sets bit ``a % 64`` of word ``a // 64``. With few
+    Feature columns come in one 2-D array per dtype (``atom_kind`` picks the array and
+    ``atom_pos`` its row); atom ``a`` sets bit ``a % 64`` of word ``a // 64``. With few
     atoms, ``lookup[bits]`` is the first matching rule's group; otherwise rules are scanned.
     """
     n = out.shape[0]
@@ -502,18 +503,21 @@ def _group_kernel(u8, i8, i32, i64, f64, atom_kind, atom_pos, atom_op, atom_star
 
 
 def _typed_columns(columns: list[np.ndarray]) -> tuple[list, np.ndarray]:
-    """Columns sorted into one numba typed list per kind; returns (lists, (kind, pos) per column)."""
-    lists = [numba.typed.List.empty_list(numba.types.Array(numba.from_dtype(k), 1, "C", readonly=True))
-             for k in _KINDS]
+    """Columns stacked into one 2-D array per kind (a row per column); returns (arrays, (kind, pos)
+    per column). Plain arrays, not numba typed lists: those compile their methods in every new
+    process (about 2 s), while a copy of the few columns a scheme reads costs microseconds per partition."""
+    n = len(columns[0]) if columns else 0
+    by_kind: list[list[np.ndarray]] = [[] for _ in _KINDS]
     where = np.zeros((len(columns), 2), dtype=np.int64)
     for i, col in enumerate(columns):
         kind = next((k for k, dt in enumerate(_KINDS) if col.dtype == dt), None)
         if kind is None:
             kind = 4 if col.dtype.kind == "f" else 3
             col = col.astype(_KINDS[kind])
-        where[i] = kind, len(lists[kind])
-        lists[kind].append(np.ascontiguousarray(col))
-    return lists, where
+        where[i] = kind, len(by_kind[kind])
+        by_kind[kind].append(col)
+    arrays = [np.stack(cols) if cols else np.zeros((0, n), dtype=dt) for cols, dt in zip(by_kind, _KINDS)]
+    return arrays, where
 
 
 def feature_column(features: pd.DataFrame, name: str, scheme: NeedGroupScheme | None = None) -> np.ndarray:
@@ -554,12 +558,14 @@ def assign_need_groups(features: pd.DataFrame, scheme: NeedGroupScheme, *, compi
     """
     compiled = compiled or compile_scheme(scheme)
     columns = [feature_column(features, f, scheme) for f in compiled.features]
-    lists, where = _typed_columns(columns)
     out = np.empty(len(features), dtype=np.int16)
     with kernel_threads(len(out)):
-        _group_kernel(*lists, where[compiled.atom_feature, 0], where[compiled.atom_feature, 1], compiled.atom_op,
-                      compiled.atom_start, compiled.atom_end, compiled.values, compiled.rule_masks, compiled.rule_group,
-                      compiled.lookup, out)
+        for lo in range(0, len(out), _STACK_PEOPLE):  # the stacked copies stay small
+            hi = min(len(out), lo + _STACK_PEOPLE)
+            arrays, where = _typed_columns([c[lo:hi] for c in columns])
+            _group_kernel(*arrays, where[compiled.atom_feature, 0], where[compiled.atom_feature, 1], compiled.atom_op,
+                          compiled.atom_start, compiled.atom_end, compiled.values, compiled.rule_masks,
+                          compiled.rule_group, compiled.lookup, out[lo:hi])
     _check_all_matched(out, features, scheme)
     return out
 
