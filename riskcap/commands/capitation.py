@@ -60,7 +60,8 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
 
     parts = plan(data_dir, partition_people, console)
     scans = scans_for(data_dir, parts)
-    scores = tuple((str(p), scores_are_cost(p)) for p in scores_paths)
+    # absolute paths: a Dask worker on another machine, or in another folder, reads the same files
+    scores = tuple((str(p.resolve()), scores_are_cost(p)) for p in scores_paths)
     with get_engine(engine_name, scheduler) as engine, Progress(
             TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[people]:,} people"), TimeElapsedColumn(), console=console, transient=True) as bar:
@@ -71,8 +72,8 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
             people[0] += result.n_people
             bar.update(task, advance=1, people=people[0])
 
-        value, summary = work(engine, parts, advance, data_dir=str(data_dir), index_date=index_date, scores=scores,
-                              on_invalid=on_invalid, scans=scans)
+        value, summary = work(engine, parts, advance, data_dir=str(data_dir.resolve()), index_date=index_date,
+                              scores=scores, on_invalid=on_invalid, scans=scans)
     if on_invalid == "quarantine":
         write_quarantined(summary, out_dir / "rejects", console)
     return value
