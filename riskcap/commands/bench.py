@@ -31,7 +31,8 @@ def bench(people, threads, repeats, json_path):
     """Measure how fast riskcap runs here, and check the fast paths agree with the baselines.
 
     Generates a synthetic population, then times feature building, gbm scoring (riskcap's
-    tree scorer vs LightGBM's own predict), logistic scoring (riskcap vs scikit-learn) and
+    tree scorer vs LightGBM's own predict), gbm reasons (riskcap's TreeSHAP vs LightGBM's
+    pred_contrib), logistic scoring (riskcap vs scikit-learn) and
     capitation (need groups + budgets vs a pandas reference) on the same people and threads.
     Prints people per second, speed-ups and the largest differences.
 
