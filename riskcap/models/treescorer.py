@@ -25,6 +25,10 @@ The decision rules are LightGBM's ``Tree::NumericalDecision`` and
 them to a dense matrix, whose values with ``|x| <= kZeroThreshold`` (``1e-35f``) it reads
 as zero. :func:`predict_raw_reference` transcribes those rules directly on raw floats; it
 is slow and exists to test the kernels.
+
+:meth:`TreeEnsemble.contributions` gives per-feature TreeSHAP contributions, as
+``Booster.predict(pred_contrib=True)`` does, from :mod:`riskcap.models._shap_kernels`
+(LightGBM's algorithm, run once per distinct decision pattern of each small tree).
 """
 from __future__ import annotations
 
