@@ -25,9 +25,9 @@ class CostModel(LightGBMModel):
 
     kind = "cost"
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Expected next-12-month cost in pounds."""
-        return np.exp(self.raw(frame))
+        return np.exp(raw)
 
     @classmethod
     def load(cls, model_dir: str | Path, metadata: dict) -> "CostModel":

@@ -134,9 +134,19 @@ class LightGBMModel:
         """Per-feature TreeSHAP contributions to the raw score: shape (n, len(features))."""
         return self.ensemble.contributions(self.matrix(frame))[:, : len(self.features)]
 
+    def from_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Predictions from :meth:`raw` scores (the subclass's scale)."""
+        raise NotImplementedError
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predictions for a features frame: :meth:`from_raw` of :meth:`raw`."""
+        return self.from_raw(self.raw(frame))
+
     def predict_with_contributions(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions and contributions (two passes: the tree scorer, then TreeSHAP)."""
-        return self.predict(frame), self.contributions(frame)
+        """Predictions and contributions from one feature matrix (the tree scorer, then TreeSHAP)."""
+        X = self.matrix(frame)
+        return (self.from_raw(self.ensemble.predict(X, raw_score=True)),
+                self.ensemble.contributions(X)[:, : len(self.features)])
 
     def save(self, model_dir: str | Path) -> list[Path]:
         from riskcap.io import atomic_path
@@ -174,11 +184,13 @@ class GBMModel(LightGBMModel):
 
         return apply_recalibration(self.raw(frame), self.calibration)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probability of one or more emergency admissions in the next 12 months."""
         from scipy.special import expit
 
-        return expit(self.linear_predictor(frame))
+        from riskcap.models.calibrate import apply_recalibration
+
+        return expit(apply_recalibration(raw, self.calibration))
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-feature contributions to the log-odds (TreeSHAP, before the monotone recalibration,
