@@ -11,7 +11,8 @@ from rich.table import Table
 from riskcap.bench import DEFAULT_PEOPLE, DEFAULT_THREADS
 
 
-_SHORT = {"LightGBM": "lightgbm", "LightGBM pred_contrib": "lightgbm", "scikit-learn": "sklearn", "pandas reference": "pandas"}
+_SHORT = {"LightGBM": "lightgbm", "LightGBM pred_contrib": "lightgbm", "scikit-learn": "sklearn",
+          "pandas reference": "pandas"}
 
 
 def _rate(value) -> str:

@@ -186,7 +186,8 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
               help="Scores file to write (parquet).")
 @click.option("--reasons-for", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
               help="Give the top PERCENT of people (by risk) their 3 reasons; 0 = nobody. Default: everyone "
-                   "for logistic; the top 20% (rising risk and above) for gbm, whose contributions cost as much as scoring.")
+                   "for logistic; the top 20% (rising risk and above) for gbm, whose contributions cost as "
+                   "much as scoring.")
 @_on_invalid_option
 @click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
               help="People per partition read from disk, checked and scored at a time (bounds memory).")

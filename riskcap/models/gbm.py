@@ -178,12 +178,6 @@ class GBMModel(LightGBMModel):
             raise DataError(f"gbm model: unknown calibration {calibration.get('method')!r} (expected {METHOD!r})")
         self.calibration = calibration
 
-    def linear_predictor(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated log-odds."""
-        from riskcap.models.calibrate import apply_recalibration
-
-        return apply_recalibration(self.raw(frame), self.calibration)
-
     def from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probability of one or more emergency admissions in the next 12 months."""
         from scipy.special import expit
