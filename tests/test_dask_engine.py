@@ -151,6 +151,33 @@ def test_worker_killed_mid_run_loses_and_duplicates_nobody(engine, tmp_path):
     _restored(engine)
 
 
+def slow_work(task, weights=None):
+    time.sleep(0.5)
+    return work(task, weights)
+
+
+def test_tasks_cancelled_for_a_lost_shared_value_are_resubmitted(engine):
+    """The scheduler forgets a scattered value whose only holder died and cancels the tasks
+    that need it; here the value is released by force while the first tasks run."""
+    import threading
+
+    weights = np.linspace(0.25, 1.75, 5)
+    lost = threading.Event()
+
+    def lose_the_shared_value():
+        time.sleep(0.2)
+        engine.client.cancel(list(engine._scattered.values()), force=True)
+        lost.set()
+
+    results = engine.map(slow_work, TASKS, weights=weights)
+    first = next(results)  # submitted; the thread cancels the scattered weights mid-task
+    assert first[0] == 0
+    threading.Thread(target=lose_the_shared_value).start()
+    rest = list(results)
+    assert lost.is_set()
+    _same([first, *rest], list(LocalEngine().map(work, TASKS, weights=weights)))
+
+
 def test_worker_killed_every_time_fails_clearly_and_nothing_is_written(tmp_path):
     pytest.importorskip("distributed")
     from riskcap.engines.dask import DaskEngine

@@ -12,6 +12,8 @@ it with the engine. :meth:`DaskEngine.map` keeps the contract of :mod:`riskcap.e
 - a task whose worker dies is rerun elsewhere by the scheduler (``allowed_failures`` times);
   after that, or when no worker is left for ``no_workers_timeout`` seconds, the map raises
   :class:`~riskcap.engines.EngineError` naming the task;
+- a task the scheduler cancels because a shared value was lost with the worker that held it
+  is resubmitted with the value scattered again (:data:`RESUBMITS` times);
 - each task runs with one numba thread, and local workers are spawned (numba's OpenMP
   layer is not fork-safe) with ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS`` set to 1.
 """
@@ -47,6 +49,8 @@ CONNECT_TIMEOUT = 30  #: seconds to reach a scheduler and see at least one worke
 #: Seconds a run waits with no worker at all (dead workers not replaced) before it fails.
 NO_WORKERS_TIMEOUT = 60
 _POLL = 1.0  # seconds between checks for workers while waiting for a result
+#: Times a task cancelled for a lost shared value is resubmitted before the map gives up.
+RESUBMITS = 2
 
 # Worker processes are started by nannies in this process, also when they restart a dead
 # worker, so the start method is set for the process rather than around the cluster's start.
@@ -70,6 +74,10 @@ def _run_task(fn: Callable[..., Any], task: Any, shared: dict[str, Any]) -> Any:
 
     numba.set_num_threads(1)
     return fn(task, **shared)
+
+
+class _Cancelled(Exception):
+    """The scheduler cancelled a task (a shared value it needs was lost with a worker)."""
 
 
 class DaskEngine:
@@ -131,16 +139,29 @@ class DaskEngine:
             raise EngineError("the Dask engine is closed")
         label = getattr(fn, "__name__", "task")
         token = uuid.uuid4().hex[:12]
-        futures = {name: self._shared(value) for name, value in sorted(shared.items())}
         pending: deque = deque()
+        futures = {name: self._shared(value) for name, value in sorted(shared.items())}
+
+        def submit(i: int, attempt: int = 0):
+            return client.submit(_run_task, fn, tasks[i], futures, key=f"{label}-{token}-{i}-{attempt}",
+                                 priority=len(tasks) - i, pure=False)
+
+        def collect(i: int, future):
+            for attempt in range(1, RESUBMITS + 2):
+                try:
+                    return self._result(i, future, label, len(tasks), retry=attempt <= RESUBMITS)
+                except _Cancelled:  # a shared value was lost: scatter it again (cached ones too)
+                    futures.update({name: self._shared(value) for name, value in sorted(shared.items())})
+                    future = submit(i, attempt)
+            raise AssertionError("unreachable")  # pragma: no cover - the last attempt raises EngineError
+
         try:
-            for i, task in enumerate(tasks):
-                pending.append((i, client.submit(_run_task, fn, task, futures, key=f"{label}-{token}-{i}",
-                                                 priority=len(tasks) - i, pure=False)))
+            for i in range(len(tasks)):
+                pending.append((i, submit(i)))
                 if len(pending) >= self.max_in_flight:
-                    yield self._result(*pending.popleft(), label, len(tasks))
+                    yield collect(*pending.popleft())
             while pending:
-                yield self._result(*pending.popleft(), label, len(tasks))
+                yield collect(*pending.popleft())
         finally:
             for _, future in pending:
                 future.cancel()
@@ -153,7 +174,7 @@ class DaskEngine:
         except Exception:  # noqa: BLE001 - no content token: scatter it every time
             token = None
         held = self._scattered.get(token)
-        if held is not None and held.status == "finished":
+        if held is not None and held.status == "finished":  # not lost with a worker
             return held
         [future] = self.client.scatter([value], broadcast=True, hash=False)
         if token is not None:
@@ -187,7 +208,9 @@ class DaskEngine:
                                   f"{self.no_workers_timeout:g} s "
                                   "(workers died and were not replaced); nothing was written")
 
-    def _result(self, i: int, future, label: str, n: int) -> Any:
+    def _result(self, i: int, future, label: str, n: int, retry: bool = False) -> Any:
+        """The task's result; its own exception; EngineError if it cannot finish. ``retry``:
+        raise _Cancelled instead when the scheduler cancelled it."""
         try:
             self._wait(future, f"{label} task {i + 1} of {n}")
             result = future.result()
@@ -199,6 +222,8 @@ class DaskEngine:
         except (Exception, asyncio.CancelledError) as exc:
             if future.status == "error":
                 raise  # the task's own exception, same type and message as on the worker
+            if retry and future.status == "cancelled":
+                raise _Cancelled from exc
             raise EngineError(f"{label} task {i + 1} of {n} did not finish on the Dask cluster ({exc!r}); "
                               "nothing was written") from exc
         future.release()
