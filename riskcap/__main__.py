@@ -1,5 +1,5 @@
 """``python -m riskcap``: the same as the ``riskcap`` command."""
-from riskcap.cli import main
+from riskcap.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -9,6 +9,7 @@ import click
 from riskcap import __version__
 from riskcap.config import ConfigError
 from riskcap.io import DataError
+from riskcap.memory import restart_with_reused_memory
 
 #: (module in riskcap.commands, attribute) of every command, in --help order.
 COMMANDS: list[tuple[str, str]] = [
@@ -66,3 +67,10 @@ def _register() -> None:
 
 
 _register()
+
+
+def run() -> None:
+    """The ``riskcap`` program: :data:`main` in a process whose allocators reuse freed memory
+    (:mod:`riskcap.memory`)."""
+    restart_with_reused_memory()
+    main(prog_name="riskcap")
