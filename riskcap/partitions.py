@@ -306,21 +306,28 @@ def _column_counts(groups, col):
 
 # --- Loading one partition ------------------------------------------------------------------
 
-def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = None,
+               codes: bool = False) -> tuple[pa.Table, np.ndarray]:
     """The rows of a parquet table in ``part``, with their 0-based row numbers in the table.
 
     Row groups whose statistics rule the range out are skipped; the rest are decoded in
-    batches and filtered, so memory holds the partition's rows plus one batch.
+    batches and filtered, so memory holds the partition's rows plus one batch. ``codes``:
+    text columns with a small dictionary (:func:`_coded_text` of the first file) stay
+    dictionary-encoded, as parquet stores them, instead of being decoded to text.
     """
     path = Path(path)
-    batches, labels, schema = [], [], None
+    batches, labels, schema, plain = [], [], None, None
     try:
         for file, pf, offset, column in _row_groups(path):
             if schema is None:
-                schema = pf.schema_arrow.remove_metadata()
-                schema = schema if columns is None else pa.schema([schema.field(c) for c in columns])
-            coded = _coded_text(pf, schema)
-            if coded:  # decoded to dictionaries (cheap), filtered, then turned back into text
+                plain = pf.schema_arrow.remove_metadata()
+                plain = schema = plain if columns is None else pa.schema([plain.field(c) for c in columns])
+                if codes:
+                    keep = set(_coded_text(pf, plain))
+                    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable)
+                                        if f.name in keep else f for f in plain])
+            coded = _coded_text(pf, plain)
+            if coded:  # decoded to dictionaries (cheap) and filtered, then text again unless codes
                 pf = pq.ParquetFile(file, metadata=pf.metadata, read_dictionary=coded)
             group_start = offset
             for g in range(pf.metadata.num_row_groups):
@@ -333,10 +340,9 @@ def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = 
                 for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=columns):
                     mask = part.mask(batch.column(batch.schema.get_field_index("person_id")))
                     if mask.all():
-                        batches.append(_plain_text(batch, schema) if coded else batch)
+                        batches.append(_as_schema(batch, schema))
                     elif mask.any():
-                        kept = batch.filter(pa.array(mask))
-                        batches.append(_plain_text(kept, schema) if coded else kept)
+                        batches.append(_as_schema(batch.filter(pa.array(mask)), schema))
                     labels.append(start + np.flatnonzero(mask))
                     start += batch.num_rows
                     if start - group_start >= needed:  # the rest of the group is past the range: not decoded
@@ -394,17 +400,21 @@ def _coded_text(pf: pq.ParquetFile, schema: pa.Schema) -> list[str]:
     return out
 
 
-def _plain_text(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with its dictionary columns decoded to their type in ``schema``."""
+def _as_schema(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with each column of the type in ``schema``: dictionaries decoded, or text
+    encoded, where the two differ (files of a dataset may be encoded differently)."""
     arrays = []
     for name, array in zip(batch.schema.names, batch.columns):
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-            expected = schema.field(name).type
-            if array.type != expected:
+        expected = schema.field(name).type
+        if array.type != expected:
+            if pa.types.is_dictionary(array.type):
+                array = array.dictionary_decode()
+            if pa.types.is_dictionary(expected):
+                array = array.cast(expected.value_type).dictionary_encode()
+            elif array.type != expected:
                 array = array.cast(expected)
         arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in batch.schema.names]))
 
 
 def load_partition(data_dir: str | Path, part: PersonRange, as_of=None, on_invalid: str = "reject",
@@ -425,7 +435,7 @@ def load_partition(data_dir: str | Path, part: PersonRange, as_of=None, on_inval
         scans = scan_tables(data_dir) if scans is None else scans
 
         def read(name, path):
-            return (read_raw(path), None) if name == "practices" else read_range(path, part)
+            return (read_raw(path), None) if name == "practices" else read_range(path, part, codes=True)
 
     tables, summary = check_tables(data_dir, as_of, on_invalid, read, scans)
     for p in summary.problems:  # positions in this partition's frames: of no use to the caller

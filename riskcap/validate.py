@@ -242,14 +242,21 @@ def _to_pandas(raw: pa.Table, text: list[str]) -> tuple[pd.DataFrame, dict[str, 
     """(``arrow_to_pandas(raw)``, parsed text columns): the columns named in ``text`` that are
     plain arrow text already parsed (no value to strip or blank: :func:`text_is_clean`) go
     straight from arrow to the ``string`` dtype :func:`riskcap.io.parse_series` gives, skipping
-    its pass over every value; they are also the frame's columns, as parse_table replaces them."""
+    its pass over every value, and dictionary-encoded ones whose dictionaries are clean become
+    categoricals (:func:`_sorted_categorical`; each distinct value judged once); they are also
+    the frame's columns, as parse_table replaces them. Other dictionary columns are decoded and
+    parsed as text."""
     names = raw.column_names
     fast = {}
     if len(set(names)) == len(names):
         for name in text:
             if name in names:
                 column = raw.column(name)
-                if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and text_is_clean(column):
+                if pa.types.is_dictionary(column.type):
+                    if all(text_is_clean(chunk.dictionary) for chunk in column.chunks):
+                        fast[name] = pd.Series(_sorted_categorical(column), name=name, copy=False)
+                elif (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) \
+                        and text_is_clean(column):
                     fast[name] = pd.Series(pd.arrays.ArrowStringArray(column), name=name, copy=False)
     if not fast:
         return arrow_to_pandas(raw), {}
@@ -259,6 +266,13 @@ def _to_pandas(raw: pa.Table, text: list[str]) -> tuple[pd.DataFrame, dict[str, 
         if name in fast:
             df.insert(position, name, fast[name])
     return df, {name: df[name] for name in fast}
+
+
+def _sorted_categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    """A dictionary-encoded text column as a categorical with its categories in text order, so
+    that sorting and comparing it behave as they do on the text."""
+    values = column.to_pandas().array
+    return values.reorder_categories(sorted(values.categories))
 
 
 def text_is_clean(column: pa.Array | pa.ChunkedArray) -> bool:
@@ -961,6 +975,9 @@ def _rejects_table(raw: pa.Table, df: pd.DataFrame, mask: np.ndarray, problems: 
         reasons[joined.index.to_numpy()] = joined.to_numpy()
     labels = df.index.to_numpy()[positions] + 1
     out = raw.take(pa.array(positions, type=pa.int64()))
+    for i, fld in enumerate(out.schema):  # text read as codes (riskcap.partitions.read_range) is written as text
+        if pa.types.is_dictionary(fld.type):
+            out = out.set_column(i, fld.name, out.column(i).cast(fld.type.value_type))
     out = out.append_column("row", pa.array(labels, type=pa.int64()))
     return out.append_column("reason", pa.array(reasons[positions].tolist(), type=pa.string()))
 

@@ -148,7 +148,29 @@ def test_read_range_of_dictionary_text_is_the_rows_as_text(tmp_path_factory, mon
         assert got.schema == whole.schema
         assert got.equals(whole.take(pa.array(lab, type=pa.int64())))
         labels.append(lab)
+        codes, same = read_range(path, part, codes=True)  # the same rows, setting left as codes
+        assert np.array_equal(same, lab) and pa.types.is_dictionary(codes.schema.field("setting").type)
+        for name in ("setting", "note"):  # note too when its dictionary is small
+            column = codes.column(name)
+            assert (column.cast(text) if pa.types.is_dictionary(column.type) else column).equals(got.column(name))
     assert np.array_equal(np.sort(np.concatenate(labels)), np.arange(rows))
+
+
+@pytest.mark.parametrize("coded_first", [True, False])
+def test_read_range_codes_of_a_dataset_whose_files_differ(tmp_path, coded_first):
+    """Files of one dataset may store a code column as a dictionary or as plain text: read as
+    codes, every file's rows come back in the first file's encoding, with the same values."""
+    folder = tmp_path / "activity"
+    folder.mkdir()
+    for i, coded in enumerate([coded_first, not coded_first]):
+        table = pa.table({"person_id": pa.array(np.arange(i * 10, i * 10 + 10), type=pa.int64()),
+                          "setting": pa.array(["gp", "ae", None, "gp", "outpatient"] * 2)})
+        pq.write_table(table, folder / f"part-{i}.parquet", use_dictionary=coded)
+    plain, labels = read_range(folder, PersonRange(0, 5, 15))
+    codes, same = read_range(folder, PersonRange(0, 5, 15), codes=True)
+    assert np.array_equal(labels, same) and np.array_equal(labels, np.arange(5, 15))
+    assert pa.types.is_dictionary(codes.schema.field("setting").type) == coded_first
+    assert codes.column("setting").cast(pa.string()).equals(plain.column("setting"))
 
 
 def test_plan_cuts_about_people_persons(population):
