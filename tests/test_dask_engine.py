@@ -220,6 +220,22 @@ def test_own_local_cluster_is_closed_with_the_engine():
         list(one.map(work, [1]))
 
 
+def test_scheduler_lost_mid_run_is_a_clear_error_within_seconds(tmp_path):
+    pytest.importorskip("distributed")
+    import threading
+
+    from riskcap.engines.dask import DaskEngine
+
+    out = tmp_path / "out.txt"
+    with DaskEngine() as engine:
+        threading.Timer(1.0, engine.cluster.close).start()
+        start = time.monotonic()
+        with pytest.raises(EngineError, match=r"slow_work task \d+ of 11 did not finish.*nothing was written"):
+            out.write_text(str(list(engine.map(slow_work, TASKS))))
+        assert time.monotonic() - start < 30
+    assert not out.exists()
+
+
 def test_unreachable_scheduler_is_a_clear_error():
     pytest.importorskip("distributed")
     from riskcap.engines.dask import DaskEngine

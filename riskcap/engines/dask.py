@@ -150,9 +150,15 @@ class DaskEngine:
             for attempt in range(1, RESUBMITS + 2):
                 try:
                     return self._result(i, future, label, len(tasks), retry=attempt <= RESUBMITS)
-                except _Cancelled:  # a shared value was lost: scatter it again (cached ones too)
-                    futures.update({name: self._shared(value) for name, value in sorted(shared.items())})
-                    future = submit(i, attempt)
+                except _Cancelled as exc:  # a shared value was lost: scatter it again (cached ones too)
+                    try:
+                        if client.status != "running":
+                            raise EngineError(f"lost the Dask scheduler (client {client.status})")
+                        futures.update({name: self._shared(value) for name, value in sorted(shared.items())})
+                        future = submit(i, attempt)
+                    except (Exception, asyncio.CancelledError) as again:  # noqa: BLE001 - the cluster is gone
+                        raise EngineError(f"{label} task {i + 1} of {len(tasks)} did not finish on the Dask "
+                                          f"cluster ({exc.__cause__!r}; then {again}); nothing was written") from again
             raise AssertionError("unreachable")  # pragma: no cover - the last attempt raises EngineError
 
         try:
