@@ -330,6 +330,22 @@ def test_text_fast_path_matches_parse_series(values, cut, skip, large, dictionar
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-800_000, 800_000)), max_size=40), st.integers(0, 5),
+       st.integers(0, 5))
+def test_dates_go_to_pandas_as_arrow_would_cast_them(days, cut, skip):
+    """arrow_to_pandas reads date32 columns from their buffers: the same datetime64[s] values and
+    NaT as arrow's own cast, on chunked and sliced columns, beside other columns."""
+    array = pa.array(days, type=pa.int32()).cast(pa.date32())
+    column = pa.chunked_array([array[:cut].slice(min(skip, cut)), array[cut:]] if cut < len(days) else [array],
+                              type=pa.date32())
+    table = pa.table({"person_id": pa.array(range(len(column)), type=pa.int64()), "start_date": column,
+                      "end_date": column})
+    reference = table.cast(pa.schema([("person_id", pa.int64()), ("start_date", pa.timestamp("s")),
+                                      ("end_date", pa.timestamp("s"))])).to_pandas(date_as_object=False)
+    pd.testing.assert_frame_equal(arrow_to_pandas(table), reference)
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.datetimes(dt.datetime(1700, 1, 1), dt.datetime(2300, 1, 1))), max_size=30),
        st.datetimes(dt.datetime(1800, 1, 1), dt.datetime(2200, 1, 1)))
 def test_after_matches_pandas_comparison(values, as_of):
