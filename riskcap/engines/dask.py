@@ -151,14 +151,15 @@ class DaskEngine:
                 try:
                     return self._result(i, future, label, len(tasks), retry=attempt <= RESUBMITS)
                 except _Cancelled as exc:  # a shared value was lost: scatter it again (cached ones too)
+                    what = f"{label} task {i + 1} of {len(tasks)} did not finish on the Dask cluster"
+                    if client.status != "running":
+                        raise EngineError(f"{what}: lost the Dask scheduler ({exc.__cause__!r}); "
+                                          "nothing was written") from exc
                     try:
-                        if client.status != "running":
-                            raise EngineError(f"lost the Dask scheduler (client {client.status})")
                         futures.update({name: self._shared(value) for name, value in sorted(shared.items())})
                         future = submit(i, attempt)
                     except (Exception, asyncio.CancelledError) as again:  # noqa: BLE001 - the cluster is gone
-                        raise EngineError(f"{label} task {i + 1} of {len(tasks)} did not finish on the Dask "
-                                          f"cluster ({exc.__cause__!r}; then {again}); nothing was written") from again
+                        raise EngineError(f"{what} ({exc.__cause__!r}, then {again!r}); nothing was written") from again
             raise AssertionError("unreachable")  # pragma: no cover - the last attempt raises EngineError
 
         try:
