@@ -319,14 +319,14 @@ def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = 
     batches, labels, schema, plain = [], [], None, None
     try:
         for file, pf, offset, column in _row_groups(path):
-            if schema is None:
+            first = schema is None
+            if first:
                 plain = pf.schema_arrow.remove_metadata()
                 plain = schema = plain if columns is None else pa.schema([plain.field(c) for c in columns])
-                if codes:
-                    keep = set(_coded_text(pf, plain))
-                    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable)
-                                        if f.name in keep else f for f in plain])
             coded = _coded_text(pf, plain)
+            if first and codes:
+                schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable)
+                                    if f.name in coded else f for f in plain])
             if coded:  # decoded to dictionaries (cheap) and filtered, then text again unless codes
                 pf = pq.ParquetFile(file, metadata=pf.metadata, read_dictionary=coded)
             group_start = offset

@@ -128,11 +128,17 @@ class LightGBMModel:
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Summed tree outputs (log-odds for the classifier, log of the mean for the cost model)."""
-        return self.ensemble.predict(self.matrix(frame), raw_score=True)
+        return self._raw(self.matrix(frame))
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-feature TreeSHAP contributions to the raw score: shape (n, len(features))."""
-        return self.ensemble.contributions(self.matrix(frame))[:, : len(self.features)]
+        return self._contributions(self.matrix(frame))
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        return self.ensemble.predict(X, raw_score=True)
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        return self.ensemble.contributions(X)[:, : len(self.features)]
 
     def from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Predictions from :meth:`raw` scores (the subclass's scale)."""
@@ -145,8 +151,7 @@ class LightGBMModel:
     def predict_with_contributions(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and contributions from one feature matrix (the tree scorer, then TreeSHAP)."""
         X = self.matrix(frame)
-        return (self.from_raw(self.ensemble.predict(X, raw_score=True)),
-                self.ensemble.contributions(X)[:, : len(self.features)])
+        return self.from_raw(self._raw(X)), self._contributions(X)
 
     def save(self, model_dir: str | Path) -> list[Path]:
         from riskcap.io import atomic_path
@@ -166,7 +171,11 @@ class LightGBMModel:
 
 
 class GBMModel(LightGBMModel):
-    """LightGBM classifier with a monotone recalibration of its log-odds."""
+    """LightGBM classifier with a monotone recalibration of its log-odds.
+
+    Contributions are to the log-odds before the recalibration, which, being monotone, cannot
+    change which factors push a person's risk up the most.
+    """
 
     kind = "gbm"
 
@@ -185,11 +194,6 @@ class GBMModel(LightGBMModel):
         from riskcap.models.calibrate import apply_recalibration
 
         return expit(apply_recalibration(raw, self.calibration))
-
-    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Per-feature contributions to the log-odds (TreeSHAP, before the monotone recalibration,
-        which cannot change which factors push a person's risk up the most)."""
-        return super().contributions(frame)
 
     def save(self, model_dir: str | Path) -> list[Path]:
         return super().save(model_dir) + [write_json(self.calibration, Path(model_dir) / CALIBRATION_FILE)]
