@@ -75,6 +75,59 @@ def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
         raise
 
 
+#: Rows per parquet row group: pyarrow's default, which :func:`write_parquet` uses.
+ROW_GROUP_ROWS = 1024 * 1024
+
+
+class ParquetRowsWriter:
+    """Write arrow tables to one parquet file as they come, with the bytes
+    :func:`write_parquet` gives their concatenation (rows are buffered into whole
+    row groups). The file appears, atomically, only when the ``with`` block exits cleanly.
+    """
+
+    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS):
+        self.path, self.row_group_size = Path(path), int(row_group_size)
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "ParquetRowsWriter":
+        new = [d for d in self.path.parents if not d.exists()]  # removed again if the run fails
+        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        self._new_dirs = new
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows (every table must have the same schema)."""
+        self._buffer.append(table.replace_schema_metadata(None))
+        self._buffered += table.num_rows
+        while self._buffered >= self.row_group_size:
+            self._flush(self.row_group_size)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self._buffer).combine_chunks()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+        self._writer.write_table(table.slice(0, rows))
+        self._buffer, self._buffered = [table.slice(rows)], table.num_rows - rows
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None and (self._buffered or self._writer is None):
+                if not self._buffer:
+                    raise ValueError(f"{self.path}: no rows and no schema to write")
+                self._flush(self._buffered)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            self._stack.__exit__(*exc)
+            if exc[0] is not None:
+                for folder in self._new_dirs:
+                    with contextlib.suppress(OSError):  # not empty: someone else's files
+                        folder.rmdir()
+
+
 def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size: int | None = None,
                   mode: int | None = None) -> Path:
     """Write a frame to parquet atomically and deterministically (no pandas index)."""

@@ -191,8 +191,14 @@ def risk_percentiles(probabilities) -> np.ndarray:
         return np.empty(0, dtype=np.float64)
     if np.isnan(values).any():
         raise ValueError(f"probabilities contain {int(np.isnan(values).sum())} NaN value(s)")
-    at_or_below = np.searchsorted(np.sort(values), values, side="right")
-    return 100.0 * at_or_below / values.size
+    return percentiles_among(np.sort(values), values)
+
+
+def percentiles_among(population: np.ndarray, values) -> np.ndarray:
+    """:func:`risk_percentiles` of ``values`` (some of the population) in a population given as
+    its sorted values: a population ranked part by part gets its ranks exactly."""
+    at_or_below = np.searchsorted(population, values, side="right")
+    return 100.0 * at_or_below / population.size
 
 
 def tier_codes(percentiles, pyramid: Pyramid) -> np.ndarray:

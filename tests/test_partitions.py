@@ -271,9 +271,11 @@ def test_streamed_scores_are_the_whole_table_scores(population, models, kind, pe
     model = load_model(models / kind)
     tables, _ = load_tables(population)
     _reference_write(score_tables(model, tables, EVAL_INDEX_DATE), tmp_path / "whole.parquet")
-    scores, summary = score_population(read_model_files(models / kind), population, EVAL_INDEX_DATE, people=people)
-    write_scores(scores, tmp_path / "streamed.parquet")
-    assert summary.status == "clean"
+    scored = score_population(read_model_files(models / kind), population, EVAL_INDEX_DATE, tmp_path / "streamed.parquet",
+                              people=people)
+    assert scored.summary.status == "clean"
+    assert scored.people == pq.ParquetFile(tmp_path / "whole.parquet").metadata.num_rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.parquet", "whole.parquet"]  # no parts left
     assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 
 
@@ -287,9 +289,8 @@ def test_reasons_come_from_pass_one_or_a_second_read(population, models, margin,
     _reference_write(score_tables(load_model(models / "gbm"), tables, EVAL_INDEX_DATE, reasons_for=10),
                      tmp_path / "whole.parquet")
     reread = []
-    scores, _ = score_population(read_model_files(models / "gbm"), population, EVAL_INDEX_DATE, people=700,
-                                 reasons_for=10, progress=lambda stage, done, total: reread.append(stage))
-    write_scores(scores, tmp_path / "streamed.parquet")
+    score_population(read_model_files(models / "gbm"), population, EVAL_INDEX_DATE, tmp_path / "streamed.parquet",
+                     people=700, reasons_for=10, progress=lambda stage, done, total: reread.append(stage))
     assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     if margin != 1.25:  # the default margin may or may not need a second read here
         assert ("reasons" in reread) == (margin < 1)
@@ -298,7 +299,7 @@ def test_reasons_come_from_pass_one_or_a_second_read(population, models, margin,
 def test_write_scores_in_row_groups_matches_one_write(population, models, tmp_path, monkeypatch):
     import riskcap.models.score as S
 
-    scores, _ = score_population(read_model_files(models / "gbm"), population, EVAL_INDEX_DATE)
+    scores = score_tables(load_model(models / "gbm"), load_tables(population)[0], EVAL_INDEX_DATE)
     monkeypatch.setattr(S, "SCORES_ROW_GROUP", 1000)
     write_scores(scores, tmp_path / "a.parquet")
     table = pq.read_table(tmp_path / "a.parquet")
@@ -342,7 +343,9 @@ def test_streamed_reject_lists_every_partitions_problems(population, models, tmp
     with pytest.raises(DataError) as whole:
         load_tables(data)
     with pytest.raises(DataError) as streamed:
-        score_population(read_model_files(models / "gbm"), data, EVAL_INDEX_DATE, people=500)
+        score_population(read_model_files(models / "gbm"), data, EVAL_INDEX_DATE, tmp_path / "out" / "scores.parquet",
+                         people=500)
+    assert not (tmp_path / "out").exists()  # nothing written, no folder left behind
     assert str(streamed.value) == str(whole.value)
     assert "negative cost - 7 row(s)" in str(streamed.value)
     out = tmp_path / "scores.parquet"

@@ -215,8 +215,8 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
 
     from riskcap.commands._partitions import plan, write_quarantined
     from riskcap.engines import get_engine
-    from riskcap.models.persist import load_model_files, read_model_files
-    from riskcap.models.score import score_population, write_scores
+    from riskcap.models.persist import read_model_files
+    from riskcap.models.score import score_population
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -232,29 +232,27 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
                 tasks[stage] = bar.add_task(f"{stage} partitions", total=total)
             bar.update(tasks[stage], completed=done)
 
-        scores, summary = score_population(model_files, data_dir, index_date.date(), parts=parts, engine=engine,
-                                           people=partition_people, reasons_for=reasons_for, on_invalid=on_invalid,
-                                           progress=progress)
-    kind = load_model_files(model_files).kind
+        scored = score_population(model_files, data_dir, index_date.date(), out_path, parts=parts, engine=engine,
+                                  people=partition_people, reasons_for=reasons_for, on_invalid=on_invalid,
+                                  progress=progress)
     if on_invalid == "quarantine":
-        write_quarantined(summary, out_path.parent / "rejects", console)
-    write_scores(scores, out_path)
+        write_quarantined(scored.summary, out_path.parent / "rejects", console)
     out = Console()
-    table = Table(title=f"{len(scores):,} people scored at {index_date.date()} with the {kind} model "
+    table = Table(title=f"{scored.people:,} people scored at {index_date.date()} with the {scored.kind} model "
                         f"({len(parts)} partition(s)) -> {out_path}")
-    if kind == "cost":
+    if scored.kind == "cost":
         table.add_column("measure")
         table.add_column("value", justify="right")
-        table.add_row("mean expected cost (GBP)", f"{scores['expected_cost_gbp'].mean():,.0f}")
-        table.add_row("total expected cost (GBP)", f"{scores['expected_cost_gbp'].sum():,.0f}")
+        table.add_row("mean expected cost (GBP)", f"{scored.expected_cost_gbp / max(scored.people, 1):,.0f}")
+        table.add_row("total expected cost (GBP)", f"{scored.expected_cost_gbp:,.0f}")
     else:
         for c in ("tier", "people", "mean probability", "lowest score"):
             table.add_column(c, justify="left" if c == "tier" else "right")
         from riskcap.stratify import load_pyramid
 
         for name in load_pyramid().names:
-            part = scores[scores["tier"] == name]
-            if len(part):
-                table.add_row(name, f"{len(part):,}", f"{part['probability'].mean():.3f}", f"{part['score'].min()}")
+            if name in scored.tiers:
+                people, probability, lowest = scored.tiers[name]
+                table.add_row(name, f"{people:,}", f"{probability / people:.3f}", f"{lowest}")
     out.print(table)
     out.print(f"seconds: {time.perf_counter() - started:.1f}")

@@ -23,7 +23,8 @@ top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a second r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import DataError, Tables
+from riskcap.io import DataError, ParquetRowsWriter, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.partitions import load_partition, plan_partitions, scans_for
@@ -83,24 +84,31 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def rank(scores: pd.DataFrame, kind: str) -> pd.DataFrame:
+def rank(scores: pd.DataFrame, kind: str, population: np.ndarray | None = None) -> pd.DataFrame:
     """Add population percentiles (and tiers for risk models) and order the columns.
 
-    Reasons stay pandas Categoricals (a few thousand distinct phrases among millions of
-    people) with their phrases sorted, so the frame does not depend on how it was partitioned.
+    ``population``: the whole population's sorted values (:func:`value_column`) when
+    ``scores`` are only part of it; by default ``scores`` are everyone. Reasons stay pandas
+    Categoricals (a few thousand distinct phrases among millions of people) with their
+    phrases sorted, so the frame does not depend on how it was partitioned.
     """
-    from riskcap.stratify import assign_tiers, risk_percentiles
+    from riskcap.stratify import assign_tiers, percentiles_among, risk_percentiles
 
     for col in ("reason_1", "reason_2", "reason_3"):  # phrase lists in a canonical (sorted) order
         if isinstance(scores[col].dtype, pd.CategoricalDtype):
             scores[col] = scores[col].cat.reorder_categories(sorted(scores[col].cat.categories))
-    value = scores["expected_cost_gbp" if kind == "cost" else "probability"].to_numpy()
-    scores["percentile"] = risk_percentiles(value)
+    value = scores[value_column(kind)].to_numpy()
+    scores["percentile"] = risk_percentiles(value) if population is None else percentiles_among(population, value)
     scores["model"] = kind
     if kind == "cost":
         return scores[COST_SCORE_COLUMNS]
     scores["tier"] = assign_tiers(scores["percentile"].to_numpy())
     return scores[SCORE_COLUMNS]
+
+
+def value_column(kind: str) -> str:
+    """The column percentiles rank: expected cost for the cost model, else probability."""
+    return "expected_cost_gbp" if kind == "cost" else "probability"
 
 
 #: Default percent of the population (from the top) given reasons, per model kind.
@@ -144,7 +152,11 @@ def explain_mask(scores: pd.DataFrame, share: float) -> np.ndarray | None:
     """Who gets reasons in a second pass: the top ``share`` percent (None when 0 or 100)."""
     if not 0 < share < 100:
         return None
-    return scores["percentile"].to_numpy() > 100 - share + _PERCENT_EPS
+    return _top(scores["percentile"].to_numpy(), share)
+
+
+def _top(percentiles: np.ndarray, share: float) -> np.ndarray:
+    return percentiles > 100 - share + _PERCENT_EPS
 
 
 def _reason_texts(scores: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -191,22 +203,9 @@ def write_scores(scores: pd.DataFrame, path: str | Path) -> Path:
     text of ten million people's reasons never sits in memory at once; the bytes are those of
     ``pyarrow.parquet.write_table`` with that row group size.
     """
-    import pyarrow.parquet as pq
-
-    from riskcap.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        writer, schema = None, None
-        try:
-            for lo in range(0, max(len(scores), 1), SCORES_ROW_GROUP):
-                table = _scores_arrow(scores.iloc[lo:lo + SCORES_ROW_GROUP])
-                if writer is None:
-                    schema = table.schema
-                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-                writer.write_table(table.cast(schema), row_group_size=SCORES_ROW_GROUP)
-        finally:
-            if writer is not None:
-                writer.close()
+    with ParquetRowsWriter(path, SCORES_ROW_GROUP) as writer:
+        for lo in range(0, max(len(scores), 1), SCORES_ROW_GROUP):
+            writer.write(_scores_arrow(scores.iloc[lo:lo + SCORES_ROW_GROUP]))
     return Path(path)
 
 
@@ -260,7 +259,7 @@ def _score_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
     if 0 < share < 100 and len(scores):
         from riskcap.stratify import risk_percentiles
 
-        value = scores["expected_cost_gbp" if model.kind == "cost" else "probability"].to_numpy()
+        value = scores[value_column(model.kind)].to_numpy()
         candidates = risk_percentiles(value) > 100 - min(100.0, share * CANDIDATE_MARGIN) + _PERCENT_EPS
         texts = _reason_texts(scores)
         local = np.flatnonzero(candidates)
@@ -292,19 +291,45 @@ def explain_partition(task, *, data_dir: str, index_date, model_files: dict[str,
     return out[["person_id", *REASON_COLUMNS]].astype({c: object for c in REASON_COLUMNS})
 
 
-def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_date, *, parts=None,
-                     engine=None, people: int = PARTITION_PEOPLE, reasons_for: float | None = None,
-                     on_invalid: str = "reject", as_of=None, progress=None) -> tuple[pd.DataFrame, LoadSummary]:
-    """Score everyone registered and alive at ``index_date`` from ``data_dir``, one partition at a time.
+@dataclass
+class ScoredPopulation:
+    """What :func:`score_population` wrote: who, how many per tier, and the load summary."""
 
-    The same scores as :func:`score_tables` on :func:`~riskcap.validate.load_tables`' tables,
-    with memory bounded by a partition (plus about 60 bytes a person for the ranked scores).
-    ``parts``: :func:`~riskcap.partitions.plan_partitions` (planned here when None);
-    ``engine``: a :mod:`riskcap.engines` engine (local by default); ``progress(stage, done,
-    total)`` is called after each partition. A partition with a data problem (reject mode) stops
-    the scoring, the rest are still checked, then DataError lists every problem (its ``summary``
-    attribute holds the LoadSummary). In quarantine mode the returned summary's
-    ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
+    kind: str
+    summary: LoadSummary
+    people: int = 0
+    #: per tier (risk models): people, summed probability and lowest score
+    tiers: dict[str, list] = field(default_factory=dict)
+    #: expected cost summed over everyone (the cost model)
+    expected_cost_gbp: float = 0.0
+
+    def tally(self, scores: pd.DataFrame) -> None:
+        self.people += len(scores)
+        if self.kind == "cost":
+            self.expected_cost_gbp += float(scores["expected_cost_gbp"].sum())
+            return
+        for tier, group in scores.groupby("tier", sort=False):
+            people, probability, lowest = self.tiers.get(tier, (0, 0.0, 100))
+            self.tiers[tier] = [people + len(group), probability + float(group["probability"].sum()),
+                                min(lowest, int(group["score"].min()))]
+
+
+def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_date, out_path: str | Path, *,
+                     parts=None, engine=None, people: int = PARTITION_PEOPLE, reasons_for: float | None = None,
+                     on_invalid: str = "reject", as_of=None, progress=None) -> ScoredPopulation:
+    """Score everyone registered and alive at ``index_date`` from ``data_dir`` into ``out_path``.
+
+    The same file as :func:`write_scores` of :func:`score_tables` on
+    :func:`~riskcap.validate.load_tables`' tables, in memory bounded by a partition plus 8
+    bytes a person (the population's values, sorted for the percentiles). Each partition is
+    read, checked and scored once, and its scores are kept on disk (in a private folder beside
+    ``out_path``, removed at the end) until everyone is ranked; then the scores are written in
+    partition order. ``parts``: :func:`~riskcap.partitions.plan_partitions` (planned here when
+    None); ``engine``: a :mod:`riskcap.engines` engine (local by default); ``progress(stage,
+    done, total)`` is called after each partition. A partition with a data problem (reject
+    mode) stops the scoring, the rest are still checked, then DataError lists every problem
+    (its ``summary`` attribute holds the LoadSummary) and nothing is written. In quarantine
+    mode the returned summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
     """
     from riskcap.engines import LocalEngine
 
@@ -316,42 +341,107 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     # absolute: a Dask worker on another machine, or in another folder, reads the same files
     shared = {"data_dir": str(Path(data_dir).resolve()), "index_date": index_date, "model_files": model_files,
               "people": int(people), "on_invalid": on_invalid, "as_of": as_of, "scans": scans}
-    summaries, frames = [], []
-    for result in engine.map(score_partition, parts, share=share, **shared):
-        summaries.append(result.summary)
-        frames.append(result.scores)
-        _tick(progress, "scoring", len(summaries), len(parts))
-        if result.scores is None:
-            break
-    if frames and frames[-1] is None:  # a problem: check the rest without scoring, then say everything
-        frames.clear()
-        for result in engine.map(check_partition, parts[len(summaries):], **shared):
+    out_path = Path(out_path)
+    with ParquetRowsWriter(out_path, SCORES_ROW_GROUP) as writer, tempfile.TemporaryDirectory(
+            prefix=f".{out_path.name}.", suffix=".parts", dir=out_path.parent) as spill:
+        kept = _PartitionStore(Path(spill), model.kind)
+        summaries = []
+        for result in engine.map(score_partition, parts, share=share, **shared):
             summaries.append(result.summary)
             _tick(progress, "scoring", len(summaries), len(parts))
-    summary = LoadSummary.combine(summaries)
-    if summary.status == "rejected":
-        exc = DataError(summary.error_message())
-        exc.summary = summary
-        raise exc
-    _release_memory()
-    scores = _concat(frames)
-    del frames
-    explained = scores.pop("explained").to_numpy(dtype=bool)
-    scores = rank(scores, model.kind)
-    chosen = explain_mask(scores, share)
-    if chosen is not None:
-        ids = scores["person_id"].to_numpy()
-        texts = _reason_texts(scores)
-        missing = chosen & ~explained  # the few chosen people pass one did not explain
-        tasks = [(part, ids[missing & _in_range(ids, part)]) for part in parts]
-        tasks = [task for task in tasks if len(task[1])]
-        for done, found in enumerate(engine.map(explain_partition, tasks, **shared), start=1):
-            _put_reasons(texts, np.searchsorted(ids, found["person_id"].to_numpy()), found)
-            _tick(progress, "reasons", done, len(tasks))
-        for values in texts.values():
-            values[~chosen] = ""
-        _set_reasons(scores, texts)
-    return scores, summary
+            if result.scores is None:
+                break
+            kept.add(result.scores)
+            del result
+        if len(kept) < len(summaries):  # a problem: check the rest without scoring, then say everything
+            for result in engine.map(check_partition, parts[len(summaries):], **shared):
+                summaries.append(result.summary)
+                _tick(progress, "scoring", len(summaries), len(parts))
+        summary = LoadSummary.combine(summaries)
+        if summary.status == "rejected":
+            exc = DataError(summary.error_message())
+            exc.summary = summary
+            raise exc
+        _release_memory()
+        population = kept.sorted_values()
+        found = _second_pass(engine, parts, kept, population, share, progress, shared)
+        scored = ScoredPopulation(model.kind, summary)
+        for i in range(len(kept)):
+            scores = rank(kept.read(i), model.kind, population)
+            chosen = explain_mask(scores, share)
+            if chosen is not None:  # reasons for the chosen only, the missed ones from the second pass
+                texts = _reason_texts(scores)
+                if i in found:
+                    ids = scores["person_id"].to_numpy()
+                    _put_reasons(texts, np.searchsorted(ids, found[i]["person_id"].to_numpy()), found[i])
+                for col, values in texts.items():
+                    values[~chosen] = ""
+                    scores[col] = values
+            if len(scores) or (not scored.people and i == len(kept) - 1):  # an empty file still has columns
+                scored.tally(scores)
+                writer.write(_scores_arrow(scores))
+    return scored
+
+
+class _PartitionStore:
+    """Partitions' unranked scores kept on disk (arrow IPC files) in partition order."""
+
+    def __init__(self, folder: Path, kind: str):
+        self.folder, self.value = folder, value_column(kind)
+        self.sizes: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def _file(self, i: int) -> Path:
+        return self.folder / f"{i:06d}.arrow"
+
+    def add(self, scores: pd.DataFrame) -> None:
+        import pyarrow.feather as feather
+
+        feather.write_feather(scores, self._file(len(self.sizes)), compression="uncompressed")
+        self.sizes.append(len(scores))
+
+    def read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
+        import pyarrow.feather as feather
+
+        return feather.read_table(self._file(i), columns=columns, memory_map=False).to_pandas()
+
+    def sorted_values(self) -> np.ndarray:
+        """Everyone's ranked value, sorted: the one population-sized array (8 bytes a person)."""
+        import pyarrow.feather as feather
+
+        values = np.empty(sum(self.sizes), dtype=np.float64)
+        start = 0
+        for i, n in enumerate(self.sizes):
+            values[start:start + n] = feather.read_table(self._file(i), columns=[self.value]).column(0).to_numpy()
+            start += n
+        if np.isnan(values).any():
+            raise ValueError(f"the model gave {int(np.isnan(values).sum())} missing {self.value} value(s)")
+        values.sort()
+        return values
+
+
+def _second_pass(engine, parts, kept: _PartitionStore, population: np.ndarray, share: float, progress,
+                 shared: dict) -> dict[int, pd.DataFrame]:
+    """Reasons of the (few) chosen people pass one did not explain, by partition index."""
+    if not 0 < share < 100:
+        return {}
+    from riskcap.stratify import percentiles_among
+
+    tasks, where = [], []
+    for i, part in enumerate(parts[:len(kept)]):
+        scores = kept.read(i, ["person_id", kept.value, "explained"])
+        chosen = _top(percentiles_among(population, scores[kept.value].to_numpy()), share)
+        missing = chosen & ~scores["explained"].to_numpy(dtype=bool)
+        if missing.any():
+            tasks.append((part, scores["person_id"].to_numpy()[missing]))
+            where.append(i)
+    found = {}
+    for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, **shared)), start=1):
+        found[i] = reasons
+        _tick(progress, "reasons", done, len(tasks))
+    return found
 
 
 def _release_memory() -> None:
