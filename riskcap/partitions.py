@@ -68,11 +68,13 @@ class PersonRange:
 
     The first range starts at the minimum int64 and also holds rows with no person_id; the
     last ends at the maximum int64 and includes it, so every row falls in exactly one range.
+    ``persons_rows``: how many persons rows (with a person_id) it holds, when planned from them.
     """
 
     index: int
     first: int
     stop: int
+    persons_rows: int | None = field(default=None, compare=False)
 
     @property
     def is_first(self) -> bool:
@@ -143,7 +145,9 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
     ids = np.sort(ids.drop_null().to_numpy())
     cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
     bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
-    parts = [PersonRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    starts = [*np.searchsorted(ids, bounds[:-1]), len(ids)]
+    parts = [PersonRange(i, lo, hi, int(starts[i + 1] - starts[i]))
+             for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
     if len(parts) > 1:
         for name in PERSON_TABLES:
             factor = _reread_factor(table_path(data_dir, name), parts)

@@ -75,8 +75,8 @@ SCENARIO = st.fixed_dictionaries({
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 300), st.integers(1, 12), st.integers(0, 10**6), st.booleans(), st.booleans(),
-       st.lists(st.integers(0, 300), max_size=8), SCENARIO)
-def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_scores, shuffle, cuts, raw):
+       st.lists(st.integers(0, 300), max_size=8), SCENARIO, st.sampled_from([None, 0, 0.5, 1, 2]))
+def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_scores, shuffle, cuts, raw, reserve):
     features, practices = make_features(n_people, n_practices, seed=seed, with_scores=with_scores)
     if shuffle:  # practices spread over every partition, not in runs
         rng = np.random.default_rng(seed)
@@ -86,7 +86,8 @@ def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_
     whole = Population.from_features(features, SCHEME, scenario.settings, practices)
     parts = [population_part(part, SCHEME, scenario.settings, practices)
              for part in slices(features, [min(c, n_people) for c in cuts])]
-    combined = Population.combine(parts, SCHEME)
+    capacity = None if reserve is None else int(reserve * n_people)  # too small just means growing
+    combined = Population.combine(parts, SCHEME, capacity)
     assert_same_population(whole, combined)
     try:
         expected = evaluate(whole, scenario)

@@ -178,6 +178,7 @@ def test_plan_cuts_about_people_persons(population):
     parts = plan_partitions(population, 1000)
     sizes = [int(((ids >= p.first) & ((ids < p.stop) | (p.stop == INT64_MAX))).sum()) for p in parts]
     assert sum(sizes) == len(ids) and all(s == 1000 for s in sizes[:-1]) and 0 < sizes[-1] <= 1000
+    assert [p.persons_rows for p in parts] == sizes  # the bound a streamed capitation run reserves
 
 
 def test_csv_falls_back_to_whole_tables_with_a_warning():

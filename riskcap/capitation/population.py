@@ -293,11 +293,14 @@ class PopulationBuilder:
 
     Per-person arrays are appended to buffers that grow in place (``realloc``), so combining
     holds about 20 bytes per person plus one part, never two copies of everyone. A single
-    part's arrays are used as they are.
+    part's arrays are used as they are. ``capacity``: an upper bound on the people to come
+    (e.g. the persons rows of the partitions), reserved when the second part arrives so the
+    buffers never grow (pages not yet written take no memory), then trimmed.
     """
 
-    def __init__(self, scheme: NeedGroupScheme):
+    def __init__(self, scheme: NeedGroupScheme, capacity: int | None = None):
         self.scheme = scheme
+        self.capacity = capacity or 0
         self._parts: list[PopulationPart] = []  # with their per-person arrays dropped
         self._bounds: list[tuple[int, int]] = []
         self._arrays: list[np.ndarray] | None = None
@@ -317,7 +320,7 @@ class PopulationBuilder:
             self._arrays = arrays  # copied only if a second part arrives
         else:
             if not self._owned:
-                self._arrays = [_grown(a[:n], max(2 * n, n + m)) for a in self._arrays]
+                self._arrays = [_grown(a[:n], max(2 * n, n + m, self.capacity)) for a in self._arrays]
                 self._owned = True
             elif n + m > self._arrays[0].size:
                 for a in self._arrays:
@@ -464,10 +467,11 @@ class Population:
         return cls.combine([population_part(features, scheme, settings, practices, groups)], scheme)
 
     @classmethod
-    def combine(cls, parts, scheme: NeedGroupScheme) -> "Population":
+    def combine(cls, parts, scheme: NeedGroupScheme, capacity: int | None = None) -> "Population":
         """The Population of consecutive partitions' parts, exactly as :meth:`from_features` on their
-        concatenated frames (a practice may appear in several parts)."""
-        builder = PopulationBuilder(scheme)
+        concatenated frames (a practice may appear in several parts); ``capacity`` as for
+        :class:`PopulationBuilder`."""
+        builder = PopulationBuilder(scheme, capacity)
         for part in parts:
             builder.add(part)
         return builder.build()

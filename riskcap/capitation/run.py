@@ -254,7 +254,10 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     Partitions whose data were rejected are skipped and, after the last one, every problem of
     every partition is raised together (as :func:`riskcap.validate.load_tables` would).
     """
-    builders = {key: PopulationBuilder(plan.schemes[key[0]]) for key in plan.keys}
+    tasks = list(tasks)
+    counts = [getattr(task, "persons_rows", None) for task in tasks]
+    bound = None if None in counts else sum(counts)  # at most one person per persons row: no regrowing
+    builders = {key: PopulationBuilder(plan.schemes[key[0]], bound) for key in plan.keys}
     summaries: list[LoadSummary] = []
     people = 0
     for result in engine.map(capitation_partition, tasks, plan=plan, **shared):
