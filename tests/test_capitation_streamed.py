@@ -276,6 +276,24 @@ def test_cli_run_is_byte_identical_to_the_whole_table_run(tmp_path, tables):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("reasons_for", ["10", "0"])
+def test_cli_run_with_a_model_scores_in_the_same_pass(tmp_path, reasons_for):
+    """--model: the scores file `riskcap score` writes and, beside it, the budgets of a run without it."""
+    run_cli(["train", "--data", str(DATA), "--model", "gbm", "--out", str(tmp_path / "gbm")])
+    run_cli(["score", "--model", str(tmp_path / "gbm"), "--data", str(DATA), "--out", str(tmp_path / "scores.parquet"),
+             "--index-date", INDEX_DATE, "--reasons-for", reasons_for])
+    run_cli(["capitation", "run", "baseline", "--data", str(DATA), "--out", str(tmp_path / "budgets"),
+             "--index-date", INDEX_DATE])
+    fused = tmp_path / "fused"
+    run_cli(["capitation", "run", "baseline", "--data", str(DATA), "--out", str(fused), "--index-date", INDEX_DATE,
+             "--model", str(tmp_path / "gbm"), "--reasons-for", reasons_for, "--partition-people", "3000"])
+    assert (fused / "scores.parquet").read_bytes() == (tmp_path / "scores.parquet").read_bytes()
+    (fused / "scores.parquet").unlink()
+    assert_same_folders(tmp_path / "budgets", fused)  # and no parts folder left behind
+    assert "gbm" in (fused / "manifest.json").read_text()
+
+
+@pytest.mark.integration
 def test_cli_sweep_does_not_depend_on_partitions(tmp_path):
     outs = []
     for people in (3000, 100_000):

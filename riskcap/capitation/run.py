@@ -65,6 +65,7 @@ class RunResult:
     comparison: pd.DataFrame
     person_groups: dict[str, pa.Table] = field(default_factory=dict)  # by scheme name; {} when streamed to files
     load_summary: LoadSummary | None = None  # of every partition loaded from files (streamed runs)
+    scored: object = None  # the ScoredPopulation a run that also scored wrote (riskcap.models.score)
 
     def summary(self, inputs: dict | None = None) -> dict:
         return {
@@ -129,6 +130,8 @@ class RunPart:
     person_id: np.ndarray
     parts: dict[Key, PopulationPart]
     summary: LoadSummary | None = None
+    #: the partition's unranked scores, when the run also scores (:class:`~riskcap.models.score.ScoresWriter`)
+    scores: pd.DataFrame | None = None
 
     @property
     def n_people(self) -> int:
@@ -212,8 +215,11 @@ def _person_range(task, features: pd.DataFrame) -> tuple[int, int]:
 
 def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str | None = None,
                          scores: Sequence[tuple[str, bool]] = (), practices: pd.DataFrame | None = None,
-                         on_invalid: str = "reject", as_of=None, scans: dict | None = None) -> RunPart:
-    """One partition of a capitation run: load, build features, attach scores, group and aggregate.
+                         on_invalid: str = "reject", as_of=None, scans: dict | None = None,
+                         model_files: dict[str, bytes] | None = None, share: float = 0.0, **_) -> RunPart:
+    """One partition of a capitation run: load, build features, attach scores, group and aggregate;
+    with ``model_files``, also score the features (``share``: as for
+    :func:`~riskcap.models.score.score_candidates`), so one read serves scores and budgets.
 
     ``task`` is a :class:`riskcap.partitions.PersonRange` (rows of ``data_dir`` loaded and
     checked by :func:`~riskcap.partitions.load_partition` with ``as_of``, ``on_invalid`` and
@@ -238,18 +244,25 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
         practices = tables.practices
         features = build_features(tables, index_date)
         del tables
+    scored = None
+    if model_files is not None:
+        from riskcap.models.persist import load_model_files  # noqa: PLC0415
+        from riskcap.models.score import score_candidates  # noqa: PLC0415
+
+        scored = score_candidates(load_model_files(model_files), [features], share)
     first, stop = _person_range(task, features)
     for path, cost_file in scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
     run_part = aggregate_partition(features, plan, practices)
-    run_part.summary = summary
+    run_part.summary, run_part.scores = summary, scored
     return run_part
 
 
 def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], None]],
-            on_result: Callable[[RunPart], None] | None, shared: dict
+            on_result: Callable[[RunPart], None] | None, shared: dict, scores_to=None
             ) -> tuple[dict[Key, Population], LoadSummary | None]:
-    """Map :func:`capitation_partition` over tasks; combine parts in task order; feed need groups to sinks.
+    """Map :func:`capitation_partition` over tasks; combine parts in task order; feed need groups
+    to sinks (and partitions' scores to the ``scores_to`` ScoresWriter).
 
     Partitions whose data were rejected are skipped and, after the last one, every problem of
     every partition is raised together (as :func:`riskcap.validate.load_tables` would).
@@ -260,12 +273,15 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     builders = {key: PopulationBuilder(plan.schemes[key[0]], bound) for key in plan.keys}
     summaries: list[LoadSummary] = []
     people = 0
-    for result in engine.map(capitation_partition, tasks, plan=plan, **shared):
+    scoring = {} if scores_to is None else scores_to.shared
+    for result in engine.map(capitation_partition, tasks, plan=plan, **scoring, **shared):
         if result.summary is not None:
             summaries.append(result.summary)
         if result.parts and not any(s.status == "rejected" for s in summaries):
             for key, part in result.parts.items():
                 builders[key].add(part)
+            if scores_to is not None:
+                scores_to.add(result.scores)
             for where, sink in sinks.items():
                 sink(need_group_table(result, plan, where))
             people += result.n_people
@@ -293,21 +309,25 @@ def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[Run
 
 
 def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_groups_dir: str | Path | None = None,
-                           on_result: Callable[[RunPart], None] | None = None, **shared) -> RunResult:
+                           on_result: Callable[[RunPart], None] | None = None, scores_to=None, **shared) -> RunResult:
     """:func:`run_scenarios` partition by partition: the same result with bounded memory.
 
     ``tasks`` go to :func:`capitation_partition` (``shared`` are its keyword arguments) through
     ``engine.map``. Per-person need groups are written to ``need_groups_dir/<scheme>.parquet``
     as partitions arrive (the files appear only if the whole run succeeds), not kept in the
-    result; ``on_result`` sees each partition's result (e.g. for progress).
+    result; ``on_result`` sees each partition's result (e.g. for progress). ``scores_to``: a
+    :class:`~riskcap.models.score.ScoresWriter` (entered) that the same pass scores everyone
+    into, finished here (``run.scored`` says what it wrote).
     """
     plan = plan_run(scenarios)
     with contextlib.ExitStack() as stack:
         sinks = {} if need_groups_dir is None else {
             where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet")).write
             for where, scheme in plan.schemes.items()}
-        populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared)
+        populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to)
         run = _tabulate(plan, scenarios, populations)
+        if scores_to is not None:
+            run.scored = scores_to.finish(summary, engine, list(tasks), shared)
     run.load_summary = summary
     return run
 

@@ -1,9 +1,10 @@
-"""What the streamed commands share: planning partitions and reporting quarantined rows."""
+"""What the streamed commands share: planning partitions, reporting quarantined rows, scoring."""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
+import click
 from rich.console import Console
 
 
@@ -28,3 +29,33 @@ def write_quarantined(summary, rejects_dir: Path, console: Console) -> None:
     quarantined = sum(summary.rows_quarantined.values())
     if quarantined:
         console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
+
+
+def reasons_for_option(f):
+    """``--reasons-for PERCENT`` of the commands that score a population."""
+    return click.option("--reasons-for", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
+                        help="Give the top PERCENT of people (by risk) their 3 reasons; 0 = nobody. Default: "
+                             "everyone for logistic; the top 20% (rising risk and above) for gbm, whose "
+                             "contributions cost as much as scoring.")(f)
+
+
+def scored_table(scored, title: str):
+    """A rich table of what a scores file holds: people per tier (cost model: expected cost)."""
+    from rich.table import Table
+
+    from riskcap.stratify import load_pyramid
+
+    table = Table(title=title)
+    if scored.kind == "cost":
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row("mean expected cost (GBP)", f"{scored.expected_cost_gbp / max(scored.people, 1):,.0f}")
+        table.add_row("total expected cost (GBP)", f"{scored.expected_cost_gbp:,.0f}")
+        return table
+    for c in ("tier", "people", "mean probability", "lowest score"):
+        table.add_column(c, justify="left" if c == "tier" else "right")
+    for name in load_pyramid().names:
+        if name in scored.tiers:
+            people, probability, lowest = scored.tiers[name]
+            table.add_row(name, f"{people:,}", f"{probability / people:.3f}", f"{lowest}")
+    return table

@@ -9,6 +9,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from riskcap.commands._partitions import reasons_for_option, scored_table
 from riskcap.engines import engine_options
 from riskcap.features import PARTITION_PEOPLE
 
@@ -100,9 +101,14 @@ def capitation():
 @capitation.command("run")
 @click.argument("scenarios", nargs=-1, required=True)
 @_common
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also score everyone with this model (from `riskcap train`) in the same pass over the data: "
+                   "writes OUT/scores.parquet, the file `riskcap score` writes, for about the cost of scoring "
+                   "alone. Those scores are not used for grouping (tiers need everyone ranked first).")
+@reasons_for_option
 @_stream_options
-def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str, partition_people: int,
-        engine_name: str, scheduler):
+def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_invalid: str, model_dir: Path | None,
+        reasons_for, partition_people: int, engine_name: str, scheduler):
     """Run capitation scenarios side by side and compare them.
 
     SCENARIOS are YAML files or shipped scenario names. People registered and alive at the
@@ -120,19 +126,28 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
             asymmetric_corridor outcome_withhold_10 --data synthetic_data --out cap-run
         riskcap capitation run my_scenario.yaml fair_shares --data icb-data \\
             --scores run/scores.parquet --scores run/cost_scores.parquet --out cap-run
+        riskcap capitation run baseline --data england --model models/gbm --out run
     """
+    import contextlib
+
     from riskcap.capitation.run import run_scenarios_streamed, write_run
     from riskcap.capitation.scenario import load_scenario
     from riskcap.manifest import RunManifest
+    from riskcap.models.persist import read_model_files
+    from riskcap.models.score import ScoresWriter
 
     console = Console(width=max(Console().width, 120))
     loaded = [load_scenario(s) for s in scenarios]  # refuse bad files before reading data
+    model_files = None if model_dir is None else read_model_files(model_dir)  # and bad models
     manifest = RunManifest(out_dir)
     started = time.perf_counter()
 
     def work(engine, tasks, on_result, **shared):
-        run = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
-                                     on_result=on_result, **shared)
+        with contextlib.ExitStack() as stack:
+            scores_to = None if model_files is None else stack.enter_context(
+                ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people))
+            run = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
+                                         on_result=on_result, scores_to=scores_to, **shared)
         return run, run.load_summary
 
     result = _stream(work, data_dir, index_date.date(), scores_paths, on_invalid, out_dir, partition_people,
@@ -144,8 +159,13 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         manifest.add_input(f"scores:{path.name}", path)
     for s in loaded:
         manifest.add_config(f"scenario:{s.name}", s.raw)
+    if result.scored is not None:
+        manifest.add_model(result.scored.kind, model_dir)
     manifest.write()
     console.print(comparison_table(result.comparison, result.baseline, index_date.date(), people))
+    if result.scored is not None:
+        console.print(scored_table(result.scored, f"{result.scored.people:,} people scored in the same pass with the "
+                                                  f"{result.scored.kind} model -> {out_dir / 'scores.parquet'}"))
     for r in result.results:
         if "fallback" in r.budgets.mode_label:
             console.print(f"[yellow]{r.scenario.name}: {r.budgets.mode_label}[/yellow]")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from riskcap.commands._partitions import reasons_for_option
 from riskcap.engines import engine_options
 from riskcap.features import PARTITION_PEOPLE
 from riskcap.models.train import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
@@ -184,10 +185,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
               help="Score everyone registered and alive on this date (features look back from it).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Scores file to write (parquet).")
-@click.option("--reasons-for", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
-              help="Give the top PERCENT of people (by risk) their 3 reasons; 0 = nobody. Default: everyone "
-                   "for logistic; the top 20% (rising risk and above) for gbm, whose contributions cost as "
-                   "much as scoring.")
+@reasons_for_option
 @_on_invalid_option
 @click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
               help="People per partition read from disk, checked and scored at a time (bounds memory).")
@@ -211,9 +209,8 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from riskcap.commands._partitions import plan, write_quarantined
+    from riskcap.commands._partitions import plan, scored_table, write_quarantined
     from riskcap.engines import get_engine
     from riskcap.models.persist import read_model_files
     from riskcap.models.score import score_population
@@ -237,22 +234,6 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
                                   progress=progress)
     if on_invalid == "quarantine":
         write_quarantined(scored.summary, out_path.parent / "rejects", console)
-    out = Console()
-    table = Table(title=f"{scored.people:,} people scored at {index_date.date()} with the {scored.kind} model "
-                        f"({len(parts)} partition(s)) -> {out_path}")
-    if scored.kind == "cost":
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        table.add_row("mean expected cost (GBP)", f"{scored.expected_cost_gbp / max(scored.people, 1):,.0f}")
-        table.add_row("total expected cost (GBP)", f"{scored.expected_cost_gbp:,.0f}")
-    else:
-        for c in ("tier", "people", "mean probability", "lowest score"):
-            table.add_column(c, justify="left" if c == "tier" else "right")
-        from riskcap.stratify import load_pyramid
-
-        for name in load_pyramid().names:
-            if name in scored.tiers:
-                people, probability, lowest = scored.tiers[name]
-                table.add_row(name, f"{people:,}", f"{probability / people:.3f}", f"{lowest}")
-    out.print(table)
-    out.print(f"seconds: {time.perf_counter() - started:.1f}")
+    Console().print(scored_table(scored, f"{scored.people:,} people scored at {index_date.date()} with the "
+                                          f"{scored.kind} model ({len(parts)} partition(s)) -> {out_path}"))
+    Console().print(f"seconds: {time.perf_counter() - started:.1f}")

@@ -23,6 +23,7 @@ top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a second r
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,15 +245,20 @@ def score_partition(part, *, data_dir: str, index_date, model_files: dict[str, b
     tables, summary = load_partition(data_dir, part, as_of, on_invalid, scans)
     if tables is None:
         return PartitionScores(summary)
-    model = load_model_files(model_files)
     frames = [build_features(sub, index_date) for sub in iter_partitions(tables, people)]
     del tables  # the checked tables are the bulk of a partition: let them go before the model runs
-    scores = _concat([_score_candidates(model, frames.pop(0), share) for _ in range(len(frames))])
+    return PartitionScores(summary, score_candidates(load_model_files(model_files), frames, share))
+
+
+def score_candidates(model, frames: list[pd.DataFrame], share: float) -> pd.DataFrame:
+    """One partition's unranked scores, for :meth:`ScoresWriter.add`, from its features
+    ``frames`` (consumed: each is let go once scored)."""
+    scores = _concat([_frame_candidates(model, frames.pop(0), share) for _ in range(len(frames))])
     scores["practice_code"] = scores["practice_code"].astype("category")  # a few hundred codes, millions of rows
-    return PartitionScores(summary, scores)
+    return scores
 
 
-def _score_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
+def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
     """:func:`score_frame`, with reasons for the frame's own top ``share * CANDIDATE_MARGIN`` percent."""
     scores = score_frame(model, frame, reasons=share >= 100)
     scores["explained"] = share >= 100
@@ -321,39 +327,31 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
 
     The same file as :func:`write_scores` of :func:`score_tables` on
     :func:`~riskcap.validate.load_tables`' tables, in memory bounded by a partition plus 8
-    bytes a person (the population's values, sorted for the percentiles). Each partition is
-    read, checked and scored once, and its scores are kept on disk (in a private folder beside
-    ``out_path``, removed at the end) until everyone is ranked; then the scores are written in
-    partition order. ``parts``: :func:`~riskcap.partitions.plan_partitions` (planned here when
-    None); ``engine``: a :mod:`riskcap.engines` engine (local by default); ``progress(stage,
-    done, total)`` is called after each partition. A partition with a data problem (reject
-    mode) stops the scoring, the rest are still checked, then DataError lists every problem
-    (its ``summary`` attribute holds the LoadSummary) and nothing is written. In quarantine
-    mode the returned summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
+    bytes a person (see :class:`ScoresWriter`). ``parts``:
+    :func:`~riskcap.partitions.plan_partitions` (planned here when None); ``engine``: a
+    :mod:`riskcap.engines` engine (local by default); ``progress(stage, done, total)`` is
+    called after each partition. A partition with a data problem (reject mode) stops the
+    scoring, the rest are still checked, then DataError lists every problem (its ``summary``
+    attribute holds the LoadSummary) and nothing is written. In quarantine mode the returned
+    summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
     """
     from riskcap.engines import LocalEngine
 
-    model = load_model_files(model_files)
-    share = reasons_share(model.kind, reasons_for)
     parts = plan_partitions(data_dir, people) if parts is None else list(parts)
     engine = LocalEngine() if engine is None else engine
-    scans = scans_for(data_dir, parts)
     # absolute: a Dask worker on another machine, or in another folder, reads the same files
-    shared = {"data_dir": str(Path(data_dir).resolve()), "index_date": index_date, "model_files": model_files,
-              "people": int(people), "on_invalid": on_invalid, "as_of": as_of, "scans": scans}
-    out_path = Path(out_path)
-    with ParquetRowsWriter(out_path, SCORES_ROW_GROUP) as writer, tempfile.TemporaryDirectory(
-            prefix=f".{out_path.name}.", suffix=".parts", dir=out_path.parent) as spill:
-        kept = _PartitionStore(Path(spill), model.kind)
+    shared = {"data_dir": str(Path(data_dir).resolve()), "index_date": index_date, "on_invalid": on_invalid,
+              "as_of": as_of, "scans": scans_for(data_dir, parts)}
+    with ScoresWriter(out_path, model_files, reasons_for, people) as writer:
         summaries = []
-        for result in engine.map(score_partition, parts, share=share, **shared):
+        for result in engine.map(score_partition, parts, **writer.shared, **shared):
             summaries.append(result.summary)
             _tick(progress, "scoring", len(summaries), len(parts))
             if result.scores is None:
                 break
-            kept.add(result.scores)
+            writer.add(result.scores)
             del result
-        if len(kept) < len(summaries):  # a problem: check the rest without scoring, then say everything
+        if len(writer) < len(summaries):  # a problem: check the rest without scoring, then say everything
             for result in engine.map(check_partition, parts[len(summaries):], **shared):
                 summaries.append(result.summary)
                 _tick(progress, "scoring", len(summaries), len(parts))
@@ -362,13 +360,80 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
             exc = DataError(summary.error_message())
             exc.summary = summary
             raise exc
-        _release_memory()
-        population = kept.sorted_values()
-        found = _second_pass(engine, parts, kept, population, share, progress, shared)
-        scored = ScoredPopulation(model.kind, summary)
-        for i in range(len(kept)):
-            scores = rank(kept.read(i), model.kind, population)
-            chosen = explain_mask(scores, share)
+        return writer.finish(summary, engine, parts, shared, progress)
+
+
+class ScoresWriter:
+    """Writes a population's scores file from its partitions' unranked scores (:func:`score_partition`
+    or any partition function that scores with :func:`score_candidates`), in partition order.
+
+    Partitions' scores wait on disk (arrow files in a private folder beside ``out_path``,
+    removed at the end) until everyone has been scored; :meth:`finish` then reads everyone's
+    value back into one sorted array (the only population-sized memory: 8 bytes a person) for
+    the percentiles, reads the reasons the first pass missed (a second read of those people's
+    partitions) and ranks and writes the partitions one by one. ``out_path`` appears only when
+    the ``with`` block ends cleanly. ``shared``: the scoring arguments partition functions take.
+    """
+
+    def __init__(self, out_path: str | Path, model_files: dict[str, bytes], reasons_for: float | None = None,
+                 people: int = PARTITION_PEOPLE):
+        self.out_path = Path(out_path)
+        self.kind = load_model_files(model_files).kind
+        self.share = reasons_share(self.kind, reasons_for)
+        self.shared = {"model_files": model_files, "people": int(people), "share": self.share}
+        self.value = value_column(self.kind)
+        self.sizes: list[int] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "ScoresWriter":
+        self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP))
+        self._folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(
+            prefix=f".{self.out_path.name}.", suffix=".parts", dir=self.out_path.parent)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def _file(self, i: int) -> Path:
+        return self._folder / f"{i:06d}.arrow"
+
+    def add(self, scores: pd.DataFrame) -> None:
+        """Keep the next partition's unranked scores (on disk)."""
+        import pyarrow.feather as feather
+
+        feather.write_feather(scores, self._file(len(self.sizes)), compression="uncompressed")
+        self.sizes.append(len(scores))
+
+    def _read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
+        import pyarrow.feather as feather
+
+        return feather.read_table(self._file(i), columns=columns, memory_map=False).to_pandas()
+
+    def _sorted_values(self) -> np.ndarray:
+        """Everyone's ranked value, sorted."""
+        values = np.empty(sum(self.sizes), dtype=np.float64)
+        start = 0
+        for i, n in enumerate(self.sizes):
+            values[start:start + n] = self._read(i, [self.value])[self.value].to_numpy()
+            start += n
+        if np.isnan(values).any():
+            raise ValueError(f"the model gave {int(np.isnan(values).sum())} missing {self.value} value(s)")
+        values.sort()
+        return values
+
+    def finish(self, summary: LoadSummary, engine, parts, shared: dict, progress=None) -> ScoredPopulation:
+        """Rank everyone and write the file (``parts`` and ``shared``, the partitions' loading
+        arguments, are for the second read of people pass one did not explain)."""
+        _release_memory()  # what the partitions freed, before the population-sized array
+        population = self._sorted_values()
+        found = self._second_pass(population, engine, parts, shared, progress)
+        scored = ScoredPopulation(self.kind, summary)
+        for i in range(len(self)):
+            scores = rank(self._read(i), self.kind, population)
+            chosen = explain_mask(scores, self.share)
             if chosen is not None:  # reasons for the chosen only, the missed ones from the second pass
                 texts = _reason_texts(scores)
                 if i in found:
@@ -377,71 +442,32 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
                 for col, values in texts.items():
                     values[~chosen] = ""
                     scores[col] = values
-            if len(scores) or (not scored.people and i == len(kept) - 1):  # an empty file still has columns
+            if len(scores) or (not scored.people and i == len(self) - 1):  # an empty file still has columns
                 scored.tally(scores)
-                writer.write(_scores_arrow(scores))
-    return scored
+                self._writer.write(_scores_arrow(scores))
+        return scored
 
+    def _second_pass(self, population: np.ndarray, engine, parts, shared: dict, progress) -> dict[int, pd.DataFrame]:
+        """Reasons of the (few) chosen people pass one did not explain, by partition index."""
+        if not 0 < self.share < 100:
+            return {}
+        from riskcap.stratify import percentiles_among
 
-class _PartitionStore:
-    """Partitions' unranked scores kept on disk (arrow IPC files) in partition order."""
-
-    def __init__(self, folder: Path, kind: str):
-        self.folder, self.value = folder, value_column(kind)
-        self.sizes: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.sizes)
-
-    def _file(self, i: int) -> Path:
-        return self.folder / f"{i:06d}.arrow"
-
-    def add(self, scores: pd.DataFrame) -> None:
-        import pyarrow.feather as feather
-
-        feather.write_feather(scores, self._file(len(self.sizes)), compression="uncompressed")
-        self.sizes.append(len(scores))
-
-    def read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
-        import pyarrow.feather as feather
-
-        return feather.read_table(self._file(i), columns=columns, memory_map=False).to_pandas()
-
-    def sorted_values(self) -> np.ndarray:
-        """Everyone's ranked value, sorted: the one population-sized array (8 bytes a person)."""
-        import pyarrow.feather as feather
-
-        values = np.empty(sum(self.sizes), dtype=np.float64)
-        start = 0
-        for i, n in enumerate(self.sizes):
-            values[start:start + n] = feather.read_table(self._file(i), columns=[self.value]).column(0).to_numpy()
-            start += n
-        if np.isnan(values).any():
-            raise ValueError(f"the model gave {int(np.isnan(values).sum())} missing {self.value} value(s)")
-        values.sort()
-        return values
-
-
-def _second_pass(engine, parts, kept: _PartitionStore, population: np.ndarray, share: float, progress,
-                 shared: dict) -> dict[int, pd.DataFrame]:
-    """Reasons of the (few) chosen people pass one did not explain, by partition index."""
-    if not 0 < share < 100:
-        return {}
-    from riskcap.stratify import percentiles_among
-
-    tasks, where = [], []
-    for i, part in enumerate(parts[:len(kept)]):
-        scores = kept.read(i, ["person_id", kept.value, "explained"])
-        chosen = _top(percentiles_among(population, scores[kept.value].to_numpy()), share)
-        missing = chosen & ~scores["explained"].to_numpy(dtype=bool)
-        if missing.any():
-            tasks.append((part, scores["person_id"].to_numpy()[missing]))
-            where.append(i)
-    found = {}
-    for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, **shared)), start=1):
-        found[i] = reasons
-        _tick(progress, "reasons", done, len(tasks))
-    return found
+        tasks, where = [], []
+        for i, part in enumerate(parts[:len(self)]):
+            scores = self._read(i, ["person_id", self.value, "explained"])
+            chosen = _top(percentiles_among(population, scores[self.value].to_numpy()), self.share)
+            missing = chosen & ~scores["explained"].to_numpy(dtype=bool)
+            if missing.any():
+                tasks.append((part, scores["person_id"].to_numpy()[missing]))
+                where.append(i)
+        found = {}
+        scoring = {k: v for k, v in self.shared.items() if k != "share"}
+        for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, **scoring, **shared)),
+                                            start=1):
+            found[i] = reasons
+            _tick(progress, "reasons", done, len(tasks))
+        return found
 
 
 def _release_memory() -> None:
@@ -456,10 +482,6 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
-
-
-def _in_range(ids: np.ndarray, part) -> np.ndarray:
-    return part.mask(pa.array(ids, type=pa.int64()))
 
 
 def _tick(progress, stage: str, done: int, total: int) -> None:
