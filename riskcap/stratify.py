@@ -197,7 +197,10 @@ def risk_percentiles(probabilities) -> np.ndarray:
 def percentiles_among(population: np.ndarray, values) -> np.ndarray:
     """:func:`risk_percentiles` of ``values`` (some of the population) in a population given as
     its sorted values: a population ranked part by part gets its ranks exactly."""
-    at_or_below = np.searchsorted(population, values, side="right")
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")  # sorted keys: each search starts where the last ended
+    at_or_below = np.empty(values.size, dtype=np.intp)
+    at_or_below[order] = np.searchsorted(population, values[order], side="right")
     return 100.0 * at_or_below / population.size
 
 

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcap.config import ConfigError
-from riskcap.stratify import Pyramid, Tier, assign_tiers, load_pyramid, risk_percentiles, tier_codes
+from riskcap.stratify import (Pyramid, Tier, assign_tiers, load_pyramid, percentiles_among, risk_percentiles,
+                              tier_codes)
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +56,18 @@ def test_percentiles_and_tiers_match_reference(raw):
     assert list(assign_tiers(values, pyramid, basis="probability")) == _reference_tiers(values, pyramid)
     # basis="percentile" on the computed percentiles gives the same answer
     assert list(assign_tiers(risk_percentiles(values), pyramid)) == _reference_tiers(values, pyramid)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=120), st.data())
+def test_percentiles_part_by_part_are_the_whole_populations(raw, data):
+    """A streamed run ranks each partition against everyone's sorted values: the same numbers."""
+    values = np.array(raw, dtype=np.float64) / 30  # many ties
+    cut = data.draw(st.integers(0, len(values)))
+    population = np.sort(values)
+    parts = [percentiles_among(population, values[:cut]), percentiles_among(population, values[cut:])]
+    assert np.array_equal(np.concatenate(parts), risk_percentiles(values))
+    np.testing.assert_allclose(np.concatenate(parts), _reference_percentiles(list(values)))
 
 
 def test_ties_share_a_tier_and_take_the_higher_one():
