@@ -24,7 +24,9 @@ bytes per person per (scheme, settings) for the population-wide cost cap and poo
 partition returns a :class:`RunPart` (a :class:`~riskcap.capitation.population.PopulationPart`
 per (scheme, settings)); the driver combines them in task order, streams the per-person need
 groups to parquet, and evaluates the scenarios on the combined populations. Both give the
-same results to the penny and the same output bytes.
+same results to the penny and the same output bytes. A streamed run given a
+:class:`~riskcap.models.score.ScoresWriter` also scores each partition's features, so one read
+of the data gives scores and budgets (``riskcap capitation run --model``).
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ already in memory one ``person_id`` range at a time, and :func:`score_population
 same straight from disk (:mod:`riskcap.partitions`: each partition read, checked and scored
 by :func:`score_partition` on an engine of :mod:`riskcap.engines`, so memory is bounded by a
 partition), with byte-identical results. Both then rank everyone (percentiles and tiers
-need the whole population's probabilities, which are 8 bytes a person). The output columns
+need the whole population's probabilities, which are 8 bytes a person); from disk the
+partitions' scores wait in files meanwhile (:class:`ScoresWriter`). The output columns
 are shared interface 5 (``scores.parquet``):
 ``person_id, practice_code, probability, score, tier, percentile, reason_1..3, model``.
 For the cost model ``probability``, ``score`` and ``tier`` are replaced by
@@ -310,6 +311,7 @@ class ScoredPopulation:
     expected_cost_gbp: float = 0.0
 
     def tally(self, scores: pd.DataFrame) -> None:
+        """Count one ranked partition's scores."""
         self.people += len(scores)
         if self.kind == "cost":
             self.expected_cost_gbp += float(scores["expected_cost_gbp"].sum())
