@@ -141,8 +141,7 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
                       f"partitions); convert them to parquet with an integer person_id to stream",
                       StreamingFallbackWarning, stacklevel=2)
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
-    ids = pq.read_table(table_path(data_dir, "persons"), columns=["person_id"]).column(0)
-    ids = np.sort(ids.drop_null().to_numpy())
+    ids = _sorted_person_ids(table_path(data_dir, "persons"))
     cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
     bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
     starts = [*np.searchsorted(ids, bounds[:-1]), len(ids)]
@@ -158,6 +157,25 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
                               f"with row groups of fewer people than a partition, to stream it fast",
                               StreamingFallbackWarning, stacklevel=2)
     return parts
+
+
+def _sorted_person_ids(path: Path) -> np.ndarray:
+    """The persons' non-null person_ids, sorted: read in batches into one int64 array (8 bytes a
+    row, the planning's only population-sized memory), sorted in place unless already in order."""
+    files = _parquet_files(path)
+    ids = np.empty(sum(pq.ParquetFile(f).metadata.num_rows for f in files), dtype=np.int64)
+    n, in_order = 0, True
+    for file in files:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=_BATCH_ROWS, columns=["person_id"]):
+            values = batch.column(0).drop_null().to_numpy()
+            ids[n:n + len(values)] = values
+            if len(values) and in_order:
+                in_order = bool((n == 0 or ids[n - 1] <= values[0]) and (values[1:] >= values[:-1]).all())
+            n += len(values)
+    ids = ids[:n]
+    if not in_order:
+        ids.sort()
+    return ids
 
 
 def _row_groups(path: Path):

@@ -99,6 +99,20 @@ def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_
     assert_same_result(expected, evaluate(combined, scenario))
 
 
+def test_released_people_keep_what_was_computed_and_refuse_the_rest():
+    features, practices = make_features(400, 5, seed=3)
+    population = Population.from_features(features, SCHEME, ["gp"], practices)
+    cap = population.cap_value(99)
+    excess = population.excess("base", cap)
+    population.release_people()
+    assert population.person_base is None and population.person_cell is None
+    assert population.cap_value(99) == cap and np.array_equal(population.excess("base", cap), excess)
+    with pytest.raises(RuntimeError, match="released"):
+        population.cap_value(95)
+    with pytest.raises(RuntimeError, match="released"):
+        population.excess("outcome", cap)
+
+
 def test_combine_raises_the_whole_frame_errors_with_whole_counts():
     features, practices = make_features(400, 5, seed=3, with_scores=True)
     bad = features.copy()

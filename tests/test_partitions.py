@@ -112,6 +112,29 @@ def test_plan_reads_every_row_exactly_once(population, tmp_path_factory, people,
         assert table.equals(whole.take(pa.array(lab, type=pa.int64())).replace_schema_metadata(None))
 
 
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(0, 300), row_group=st.integers(1, 400), seed=st.integers(0, 99), sort=st.booleans(),
+       batch=st.sampled_from([1, 7, 1 << 20]))
+def test_planned_ids_are_the_sorted_non_null_ids(tmp_path_factory, rows, row_group, seed, sort, batch):
+    """Planning reads person_id in batches into one array: the same ids as sorting the whole column."""
+    import riskcap.partitions as P
+
+    folder = tmp_path_factory.mktemp("ids")
+    ids = np.random.default_rng(seed).integers(-50, 50, rows)
+    if sort:
+        ids.sort()
+    nulls = np.random.default_rng(seed + 1).random(rows) < 0.1
+    table = pa.table({"person_id": pa.array(ids, mask=nulls, type=pa.int64())})
+    pq.write_table(table, folder / "persons.parquet", row_group_size=row_group)
+    original = P._BATCH_ROWS
+    P._BATCH_ROWS = batch
+    try:
+        got = P._sorted_person_ids(folder / "persons.parquet")
+    finally:
+        P._BATCH_ROWS = original
+    assert got.dtype == np.int64 and np.array_equal(got, np.sort(ids[~nulls]))
+
+
 _CODES = ["gp", "ae", " ae", "", "outpatient", None]
 
 

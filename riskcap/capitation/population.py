@@ -476,6 +476,16 @@ class Population:
             builder.add(part)
         return builder.build()
 
+    def release_people(self) -> None:
+        """Let go of the per-person arrays (20 bytes a person) once every scenario is evaluated;
+        aggregates and the caps and excesses already computed stay, new ones then raise."""
+        self.person_cell = self.person_base = self._person_outcome = None
+
+    def _people(self, values: np.ndarray | None) -> np.ndarray:
+        if values is None:
+            raise RuntimeError("this population's per-person costs were released (release_people)")
+        return values
+
     # --- the individual cost cap -----------------------------------------------------
     def cap_value(self, percentile: float) -> int:
         """Nearest-rank percentile of individual base-year in-scope cost (pence).
@@ -484,7 +494,7 @@ class Population:
         interpolation), so the cap is always one person's actual cost.
         """
         if percentile not in self._caps:
-            n = self.person_base.size
+            n = self._people(self.person_base).size
             k = int(min(max(1, -(-Fraction(str(percentile)) * n // 100)), n))  # ceil
             tail = self._tails.get("base")
             if tail is not None and k > n - tail[2].size:  # the answer is in the people already gathered
@@ -506,7 +516,7 @@ class Population:
         key = (which, int(threshold))
         if key in self._excess:
             return self._excess[key]
-        values = self.person_base if which == "base" else self.person_outcome
+        values = self._people(self.person_base if which == "base" else self.person_outcome)
         tail = self._tails.get(which)
         if tail is None or threshold < tail[0]:
             amounts, cells, _ = values_between(values, int(threshold) + 1, np.iinfo(np.int64).max, self.person_cell)

@@ -329,6 +329,9 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
         populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to)
         run = _tabulate(plan, scenarios, populations)
         if scores_to is not None:
+            for population in populations.values():  # ranking and re-reads need the room
+                population.release_people()
+            del populations
             run.scored = scores_to.finish(summary, engine, list(tasks), shared)
     run.load_summary = summary
     return run
