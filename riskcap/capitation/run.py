@@ -321,7 +321,7 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
     :class:`~riskcap.models.score.ScoresWriter` (entered) that the same pass scores everyone
     into, finished here (``run.scored`` says what it wrote).
     """
-    plan = plan_run(scenarios)
+    plan, tasks = plan_run(scenarios), list(tasks)
     with contextlib.ExitStack() as stack:
         sinks = {} if need_groups_dir is None else {
             where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet")).write
@@ -332,7 +332,7 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
             for population in populations.values():  # ranking and re-reads need the room
                 population.release_people()
             del populations
-            run.scored = scores_to.finish(summary, engine, list(tasks), shared)
+            run.scored = scores_to.finish(summary, engine, tasks, shared)
     run.load_summary = summary
     return run
 

@@ -143,9 +143,8 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     started = time.perf_counter()
 
     def work(engine, tasks, on_result, **shared):
-        with contextlib.ExitStack() as stack:
-            scores_to = None if model_files is None else stack.enter_context(
-                ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people))
+        with (contextlib.nullcontext() if model_files is None else
+              ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
             run = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
                                          on_result=on_result, scores_to=scores_to, **shared)
         return run, run.load_summary

@@ -267,7 +267,7 @@ def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
         from riskcap.stratify import risk_percentiles
 
         value = scores[value_column(model.kind)].to_numpy()
-        candidates = risk_percentiles(value) > 100 - min(100.0, share * CANDIDATE_MARGIN) + _PERCENT_EPS
+        candidates = _top(risk_percentiles(value), min(100.0, share * CANDIDATE_MARGIN))
         texts = _reason_texts(scores)
         local = np.flatnonzero(candidates)
         _put_reasons(texts, local, score_frame(model, frame.iloc[local], reasons=True))
@@ -464,8 +464,7 @@ class ScoresWriter:
                 tasks.append((part, scores["person_id"].to_numpy()[missing]))
                 where.append(i)
         found = {}
-        scoring = {k: v for k, v in self.shared.items() if k != "share"}
-        for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, **scoring, **shared)),
+        for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, **self.shared, **shared)),
                                             start=1):
             found[i] = reasons
             _tick(progress, "reasons", done, len(tasks))
