@@ -19,6 +19,8 @@ Date conventions (documented in ``docs/features.md``):
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -388,19 +390,23 @@ def build_features(tables: Tables, index_date) -> pd.DataFrame:
 #: Consecutive int32 columns made one pandas block, so the frame has under 100 blocks (pandas
 #: warns that a frame is fragmented when a column is added to one with more).
 _BLOCK_COLUMNS: list[str] = WINDOW_FEATURES + ["days_since_emergency", "days_since_ae"]
+#: Key of the (columns, rows) matrix of :data:`_BLOCK_COLUMNS` when the builder has one.
+_BLOCK = "_block"
 
 
 def _frame(columns: dict[str, object]) -> pd.DataFrame:
     """The features frame from :func:`_feature_columns`' arrays, without copying them (one
-    block per column but :data:`_BLOCK_COLUMNS`, no consolidation); text becomes pandas'
-    ``str`` through its categories."""
+    block per column but :data:`_BLOCK_COLUMNS`, no consolidation: their matrix
+    ``columns[_BLOCK]`` as it is, or stacked); text becomes pandas' ``str`` through its categories."""
     def text(values):
         return pd.Index(values.categories).astype("str").array.take(values.codes, allow_fill=True)
 
-    data = {c: text(columns[c]) if isinstance(columns[c], pd.Categorical) else columns[c] for c in COLUMNS}
     first = COLUMNS.index(_BLOCK_COLUMNS[0])
     stop = first + len(_BLOCK_COLUMNS)
-    block = np.stack([data[c] for c in _BLOCK_COLUMNS])  # (columns, rows): pandas' own block layout
+    data = {c: text(columns[c]) if isinstance(columns[c], pd.Categorical) else columns[c]
+            for c in COLUMNS[:first] + COLUMNS[stop:]}
+    block = columns[_BLOCK] if _BLOCK in columns else np.stack([columns[c] for c in _BLOCK_COLUMNS])
+    # (columns, rows) is pandas' own block layout
     return pd.concat([pd.DataFrame({c: data[c] for c in COLUMNS[:first]}, copy=False),
                       pd.DataFrame(block.T, columns=_BLOCK_COLUMNS, copy=False),
                       pd.DataFrame({c: data[c] for c in COLUMNS[stop:]}, copy=False)], axis=1)
@@ -456,11 +462,14 @@ def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> 
     diagnosed = _date_days(conditions["diagnosed_on"], np.iinfo(np.int64).max)
     use = (rows >= 0) & (diagnosed < idx)
     code = _codes(conditions["condition"], CONDITION_CODES, "conditions", "condition")[use]
-    first = np.full(k * n, np.iinfo(np.int64).max, dtype=np.int64)  # condition-major: columns contiguous
-    np.minimum.at(first, code.astype(np.int64) * n + rows[use], diagnosed[use])
+    none = np.iinfo(np.int32).max  # days fit in int32: half the memory of int64
+    first = np.full(k * n, none, dtype=np.int32)  # condition-major: columns contiguous
+    np.minimum.at(first, code.astype(np.int64) * n + rows[use], np.minimum(diagnosed[use], none).astype(np.int32))
     first = first.reshape(k, n)
-    present = first != np.iinfo(np.int64).max
-    years = np.where(present, (idx - np.where(present, first, idx)) / 365.25, np.nan)
+    present = first != none
+    years = np.subtract(idx, first, dtype=np.float64)  # in place from here: no temporaries of k x n
+    years /= 365.25
+    years[~present] = np.nan
     out: dict[str, np.ndarray] = {}
     for j, c in enumerate(CONDITION_CODES):
         out[f"ltc_{c}"] = present[j].astype(np.uint8)
@@ -561,13 +570,62 @@ FEATURE_INPUTS: dict[str, list[str]] = {
 }
 
 
-def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None) -> Tables:
+#: Activity rows per batch when :func:`read_feature_tables` streams the activity table: small
+#: enough that every batch reuses the memory of the one before.
+BATCH_ROWS = 262_144
+
+
+def _date32_as_arrow(arrow_type):
+    """pandas types for arrow conversion: ``date32`` stays arrow (no per-row conversion)."""
+    return pd.ArrowDtype(arrow_type) if pa.types.is_date32(arrow_type) else None
+
+
+@dataclass(frozen=True)
+class ActivityBatches:
+    """An activity parquet file read ``rows`` rows at a time, each batch a frame like
+    :func:`read_feature_tables`' (text as categoricals, dates as arrow ``date32``).
+
+    :func:`build_features` takes it in place of the activity frame: memory then holds one
+    batch instead of the table (about 30 bytes a row), and each batch reuses the last one's.
+    """
+
+    path: Path
+    columns: tuple[str, ...]
+    text: tuple[str, ...]
+    rows: int = BATCH_ROWS
+
+    def __iter__(self):
+        import pyarrow.parquet as pq
+
+        # buffered column reads: the file is not held in memory a row group at a time
+        with pq.ParquetFile(self.path, read_dictionary=list(self.text), buffer_size=1 << 20,
+                            pre_buffer=False) as file:
+            batches = file.iter_batches(batch_size=self.rows, columns=list(self.columns))
+            yield from _prefetched(batch.to_pandas(types_mapper=_date32_as_arrow) for batch in batches)
+
+
+def _prefetched(items):
+    """The items of an iterator, each made on a worker thread while the caller uses the one before
+    (arrow reads and numba kernels release the GIL, so the two overlap)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="riskcap-read") as pool:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
+
+
+def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, stream: bool = False) -> Tables:
     """Read the columns :func:`build_features` uses, as cheaply as arrow allows. No validation.
 
     Text codes come back as categoricals (parquet's dictionary pages, never decoded to
     Python strings), dates as arrow ``date32`` and numbers as numpy, so a million people's
     fifty million activity rows load in a few seconds. ``person_range = (first, stop)``
-    reads one contiguous partition (row groups outside it are skipped).
+    reads one contiguous partition (row groups outside it are skipped). With ``stream``, an
+    activity table in one parquet file is left on disk: ``tables.activity`` is then an
+    :class:`ActivityBatches`, read as :func:`build_features` goes (pass such tables to
+    ``build_features`` only).
 
     This skips :func:`riskcap.validate.load_tables`' checks: use it on data that has been
     validated (or in benchmarks); commands load through ``load_tables``.
@@ -575,9 +633,6 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None) -
     import pyarrow.parquet as pq
 
     from riskcap.io import read_table, table_path
-
-    def mapper(arrow_type):
-        return pd.ArrowDtype(arrow_type) if pa.types.is_date32(arrow_type) else None
 
     frames = {"practices": read_table(data_dir, "practices")}
     filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
@@ -591,13 +646,16 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None) -
         columns = [c for c in wanted if c in schema.names]
         text = [c for c in columns if pa.types.is_string(schema.field(c).type)
                 or pa.types.is_large_string(schema.field(c).type)]
+        if stream and name == "activity" and filters is None and path.is_file():
+            frames[name] = ActivityBatches(path, tuple(columns), tuple(text))
+            continue
         if filters is None and path.is_file():  # one chunk per column: numbers become numpy without a copy
             with pq.ParquetFile(path, read_dictionary=text) as file:
                 table = file.read(columns=columns)
         else:
             table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=text)
         # a block per column and arrow's buffers freed as they convert: fewer copies and fresh pages
-        frames[name] = table.to_pandas(types_mapper=mapper, split_blocks=True, self_destruct=True)
+        frames[name] = table.to_pandas(types_mapper=_date32_as_arrow, split_blocks=True, self_destruct=True)
         del table
     return Tables(**frames)
 
@@ -645,8 +703,10 @@ def build_features_partitioned(tables: Tables, index_date, people: int = PARTITI
     parts = [_feature_columns(part, idx) for part in iter_partitions(tables, people)]
     if len(parts) == 1:
         return _frame(parts[0])
-    return _frame({c: union_categoricals([p[c] for p in parts]) if isinstance(parts[0][c], pd.Categorical)
-                   else np.concatenate([p[c] for p in parts]) for c in COLUMNS})
+    whole = {c: union_categoricals([p[c] for p in parts]) if isinstance(parts[0][c], pd.Categorical)
+             else np.concatenate([p[c] for p in parts]) for c in COLUMNS if c not in _BLOCK_COLUMNS}
+    whole[_BLOCK] = np.concatenate([p[_BLOCK] for p in parts], axis=1)
+    return _frame(whole)
 
 
 # --- The activity kernel ---------------------------------------------------------------
@@ -655,45 +715,78 @@ _EMERGENCY = SETTING_CODES.index("emergency_inpatient")
 _ELECTIVE = SETTING_CODES.index("elective_inpatient")
 _AE = SETTING_CODES.index("ae")
 _SPELL = np.array([s in SPELL_SETTINGS for s in SETTING_CODES])
-#: Setting of each measure in :data:`MEASURES` order (-1: bed days).
-_MEASURE_SETTING = np.array([SETTING_CODES.index(c) if c else -1 for c in MEASURES.values()], dtype=np.int64)
-#: The kernel's integer and float outputs, one row of its output matrices each, in this order.
-_KERNEL_INTS: list[str] = WINDOW_FEATURES + ["days_since_emergency", "days_since_ae", "acs_admissions_0_12"]
+#: The kernel's integer and float outputs, one row of its output matrices each, in this order
+#: (the integers start with the frame's block, :data:`_BLOCK_COLUMNS`).
+_KERNEL_INTS: list[str] = _BLOCK_COLUMNS + ["acs_admissions_0_12"]
 _KERNEL_FLOATS: list[str] = COST_FEATURES + [f"cost_next_12m_{s}" for s in SETTING_CODES] + [COST_LABEL]
-#: People per parallel task of :func:`_activity_kernel` (their sums stay in the core's cache).
+#: Measure (position in :data:`MEASURES`) counting each setting's rows, -1 for none.
+_SETTING_MEASURE = np.array([list(MEASURES.values()).index(s) if s in MEASURES.values() else -1
+                             for s in SETTING_CODES], dtype=np.int64)
+_BED_DAYS = list(MEASURES).index("bed_days")
+#: People per parallel task of :func:`_add_activity` (their cells stay in the core's cache).
 _BLOCK_PEOPLE = 512
 
 
-def _activity_features(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
-    """The activity columns in one parallel pass over the rows (numba; see :func:`_activity_kernel`)."""
-    n = len(ids)
-    bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
-                       idx + OUTCOME_DAYS], dtype=np.int64)
-    missing = np.iinfo(np.int32).min
-    person = activity["person_id"].to_numpy(dtype=np.int64)
-    start = _date_days(activity["start_date"], missing, np.int32)
-    end = _date_days(activity["end_date"], missing, np.int32) if "end_date" in activity.columns else start
-    setting, setting_lookup = _coded(activity["setting"], SETTING_CODES, "activity", "setting")
-    quantity = _numbers(activity["quantity"], 1.0) if "quantity" in activity.columns else np.ones(len(person))
-    cost_gbp = _numbers(activity["cost_gbp"], np.nan)
-    diag, acs_table = _acs_codes(activity, setting, setting_lookup, start, bounds)
-    if not is_sorted(person):  # the kernel needs each person's rows together (sums do not depend on order)
-        order = np.argsort(person, kind="stable")
-        person, start, end, setting, quantity, cost_gbp, diag = (
-            a[order] for a in (person, start, end, setting, quantity, cost_gbp, diag))
-    blocks = np.append(np.arange(0, n, _BLOCK_PEOPLE, dtype=np.int64), n)
+class _ActivityTotals:
+    """The activity columns of people ``ids`` (sorted, unique), summed one batch of rows at a
+    time: :meth:`add` each batch (any order, a person's rows may span batches), then :meth:`columns`.
 
-    ints = np.empty((len(_KERNEL_INTS), n), dtype=np.int32)
-    floats = np.empty((len(_KERNEL_FLOATS), n))
-    label = np.zeros(n, dtype=np.int8)
-    with kernel_threads(len(person)):
-        _activity_kernel(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag,
-                         acs_table, bounds, _SPELL, _MEASURE_SETTING, _EMERGENCY, _ELECTIVE, _AE, NO_EVENT_DAYS,
-                         ints, floats, label)
-    out = {c: ints[j] for j, c in enumerate(_KERNEL_INTS)}
-    out.update({c: floats[j] for j, c in enumerate(_KERNEL_FLOATS)})
-    out[LABEL] = label
-    return out
+    The output matrices are the running totals (pence, last dates) until :meth:`columns`
+    turns them into the columns, so a batch costs no memory beyond its own rows.
+    """
+
+    def __init__(self, ids: np.ndarray, idx: int):
+        n = len(ids)
+        self.ids = ids
+        self.bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
+                                idx + OUTCOME_DAYS], dtype=np.int64)
+        self.ints = np.zeros((len(_KERNEL_INTS), n), dtype=np.int32)
+        self.ints[len(WINDOW_FEATURES):len(WINDOW_FEATURES) + 2] = np.iinfo(np.int32).min  # no last event yet
+        self.floats = np.zeros((len(_KERNEL_FLOATS), n))
+        self.label = np.zeros(n, dtype=np.int8)
+
+    def add(self, activity: pd.DataFrame) -> None:
+        """Add one batch of activity rows (rows of people not in ``ids`` are ignored)."""
+        missing = np.iinfo(np.int32).min
+        person = activity["person_id"].to_numpy(dtype=np.int64)
+        if not len(person) or not len(self.ids):
+            return
+        start = _date_days(activity["start_date"], missing, np.int32)
+        end = _date_days(activity["end_date"], missing, np.int32) if "end_date" in activity.columns else start
+        setting, setting_lookup = _coded(activity["setting"], SETTING_CODES, "activity", "setting")
+        quantity = _numbers(activity["quantity"], 1.0) if "quantity" in activity.columns else np.ones(len(person))
+        cost_gbp = _numbers(activity["cost_gbp"], np.nan)
+        diag, acs_table = _acs_codes(activity, setting, setting_lookup, start, self.bounds)
+        if not is_sorted(person):  # a parallel task finds its people's rows by binary search
+            order = np.argsort(person, kind="stable")
+            person, start, end, setting, quantity, cost_gbp, diag = (
+                a[order] for a in (person, start, end, setting, quantity, cost_gbp, diag))
+        first = np.searchsorted(self.ids, person[0])
+        stop = np.searchsorted(self.ids, person[-1], side="right")
+        blocks = np.append(np.arange(first, stop, _BLOCK_PEOPLE, dtype=np.int64), stop)
+        with kernel_threads(len(person)):
+            _add_activity(person, self.ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag,
+                          acs_table, self.bounds, _SPELL, _SETTING_MEASURE, _BED_DAYS, _EMERGENCY, _ELECTIVE, _AE,
+                          self.ints, self.floats, self.label)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The columns (once: the totals become them in place)."""
+        _finish_activity(self.ints, self.floats, len(WINDOW_FEATURES), int(self.bounds[3]), NO_EVENT_DAYS,
+                         len(SETTING_CODES))
+        out = {c: self.ints[j] for j, c in enumerate(_KERNEL_INTS)}
+        out[_BLOCK] = self.ints[:len(_BLOCK_COLUMNS)]  # the frame's block as it is
+        out.update({c: self.floats[j] for j, c in enumerate(_KERNEL_FLOATS)})
+        out[LABEL] = self.label
+        return out
+
+
+def _activity_features(activity, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
+    """The activity columns of ``activity`` (a frame, or an iterable of frames: batches of rows)
+    in one parallel pass over the rows (numba; see :func:`_add_activity`)."""
+    totals = _ActivityTotals(ids, idx)
+    for batch in [activity] if isinstance(activity, pd.DataFrame) else activity:
+        totals.add(batch)
+    return totals.columns()
 
 
 def _acs_codes(activity: pd.DataFrame, setting: np.ndarray, setting_lookup: np.ndarray, start: np.ndarray,
@@ -719,32 +812,26 @@ def _acs_codes(activity: pd.DataFrame, setting: np.ndarray, setting_lookup: np.n
     return acs, np.array([False, True])
 
 
-@njit(parallel=True, cache=True)
-def _activity_kernel(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag, acs_table,
-                     bounds, spell, measure_setting, emergency, elective, ae, no_event, ints, floats,
-                     label):  # pragma: no cover - compiled
-    """Accumulate one partition's activity rows into per-person windows and write the columns.
+@njit(parallel=True, cache=True, nogil=True)
+def _add_activity(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag, acs_table,
+                  bounds, spell, setting_measure, bed_days, emergency, elective, ae, ints, floats,
+                  label):  # pragma: no cover - compiled
+    """Add one batch of activity rows to the running totals of people ``ids``.
 
     ``person`` is sorted and ``ids`` sorted and unique. People ``blocks[b]:blocks[b + 1]`` are
-    one parallel task: it sums their rows (found by binary search) in block-local arrays, then
-    writes their cells of ``ints`` (rows :data:`_KERNEL_INTS`), ``floats``
-    (:data:`_KERNEL_FLOATS`) and ``label``, so threads never share a cell. ``bounds`` =
-    [index - 36 months, - 24, - 12, index, index + 365 days]; window 0 is the last 12 months,
-    1 and 2 the years before, and the outcome year is ``[index, bounds[4])``. Dates are days,
-    ``setting_lookup[setting]`` the position in ``SETTING_CODES``, ``acs_table[diag]`` whether
-    the diagnosis is ACS; costs are summed in whole pence.
+    one parallel task: it finds their rows by binary search and adds them to their cells of
+    ``ints`` (rows :data:`_KERNEL_INTS`: counts, then the last emergency and A&E dates, then
+    ACS admissions), ``floats`` (:data:`_KERNEL_FLOATS`, in whole pence) and ``label``, so
+    threads never share a cell. ``bounds`` = [index - 36 months, - 24, - 12, index,
+    index + 365 days]; window 0 is the last 12 months, 1 and 2 the years before, and the
+    outcome year is ``[index, bounds[4])``. Dates are days, ``setting_lookup[setting]`` the
+    position in ``SETTING_CODES``, ``acs_table[diag]`` whether the diagnosis is ACS.
     """
     far, b24, b12, idx, stop = bounds[0], bounds[1], bounds[2], bounds[3], bounds[4]
     s_count = len(spell)
-    n_measures = len(measure_setting)
+    n_counts = ints.shape[0] - 3
     for b in prange(len(blocks) - 1):
         k0, k_stop = blocks[b], blocks[b + 1]
-        m = k_stop - k0
-        counts = np.zeros((m, s_count, 3))
-        bed = np.zeros((m, 3))
-        cost = np.zeros((m, 2, s_count))
-        last = np.full((m, 2), np.iinfo(np.int64).min, dtype=np.int64)
-        acs = np.zeros(m, dtype=np.int64)
         k = k0
         i_first = np.searchsorted(person, ids[k0])
         i_stop = len(person) if k_stop == len(ids) else np.searchsorted(person, ids[k_stop])
@@ -756,7 +843,6 @@ def _activity_kernel(person, ids, blocks, start, end, setting, setting_lookup, q
                 break
             if ids[k] != p:
                 continue
-            j = k - k0
             s = np.int64(start[i])
             if s >= stop:
                 continue
@@ -771,44 +857,41 @@ def _activity_kernel(person, ids, blocks, start, end, setting, setting_lookup, q
                     hi = bounds[3 - w]
                     nights = (e if e < hi else hi) - (s if s > lo else lo)
                     if nights > 0:
-                        bed[j, w] += nights
+                        ints[bed_days * 3 + w, k] += nights
             if s >= idx:  # the outcome year
-                cost[j, 1, code] += np.rint(cost_gbp[i] * 100.0)
+                floats[s_count + 1 + code, k] += np.rint(cost_gbp[i] * 100.0)
                 if code == emergency:
                     label[k] = 1
                 continue
             if s < far:
                 continue
             w = 0 if s >= b12 else (1 if s >= b24 else 2)
-            q = quantity[i]
-            counts[j, code, w] += 1.0 if spell[code] or q != q else q
+            mi = setting_measure[code]
+            if mi >= 0:
+                q = quantity[i]
+                ints[mi * 3 + w, k] += np.int32(1 if spell[code] or q != q else q)  # whole by contract
             if w == 0:
-                cost[j, 0, code] += np.rint(cost_gbp[i] * 100.0)
+                floats[code, k] += np.rint(cost_gbp[i] * 100.0)
                 if code == emergency and acs_table[diag[i]]:
-                    acs[j] += 1
-            if code == emergency and s > last[j, 0]:
-                last[j, 0] = s
-            elif code == ae and s > last[j, 1]:
-                last[j, 1] = s
-        # the block's columns: measures x windows, days since, ACS; costs per setting and totals
-        for mi in range(n_measures):
-            c = measure_setting[mi]
-            for w in range(3):
-                row = ints[mi * 3 + w]
-                for j in range(m):
-                    row[k0 + j] = np.int32(bed[j, w] if c < 0 else counts[j, c, w])
+                    ints[n_counts + 2, k] += 1
+            if code == emergency and s > ints[n_counts, k]:
+                ints[n_counts, k] = s
+            elif code == ae and s > ints[n_counts + 1, k]:
+                ints[n_counts + 1, k] = s
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _finish_activity(ints, floats, n_counts, idx, no_event, s_count):  # pragma: no cover - compiled
+    """Turn :func:`_add_activity`'s totals into the columns in place: last dates into days
+    before ``idx`` (``no_event`` when none), pence into pounds, and each period's total cost."""
+    for k in prange(ints.shape[1]):
         for t in range(2):
-            row = ints[n_measures * 3 + t]
-            for j in range(m):
-                row[k0 + j] = no_event if last[j, t] == np.iinfo(np.int64).min else np.int32(idx - last[j, t])
-        row = ints[n_measures * 3 + 2]
-        for j in range(m):
-            row[k0 + j] = acs[j]
+            last = ints[n_counts + t, k]
+            ints[n_counts + t, k] = no_event if last == np.iinfo(np.int32).min else idx - last
         for period in range(2):
             base = period * (s_count + 1)
-            for j in range(m):
-                total = 0.0
-                for c in range(s_count):
-                    floats[base + c, k0 + j] = cost[j, period, c] / 100.0
-                    total += cost[j, period, c]
-                floats[base + s_count, k0 + j] = total / 100.0
+            total = 0.0
+            for c in range(s_count):
+                total += floats[base + c, k]
+                floats[base + c, k] = floats[base + c, k] / 100.0
+            floats[base + s_count, k] = total / 100.0

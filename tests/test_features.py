@@ -1,6 +1,7 @@
 """Feature builder: hand-built cases, the index-date boundary, and a plain-Python reference."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -332,7 +333,8 @@ def test_activity_kernel_matches_numpy_reference(seed, n, index):
     day = F.to_day(index)
     got = F._activity_features(t.activity, ids, day)
     want = F._activity_features_reference(t.activity, ids, day)
-    assert set(got) == set(want)
+    assert set(got) == set(want) | {F._BLOCK}
+    np.testing.assert_array_equal(got.pop(F._BLOCK), np.stack([want[c] for c in F._BLOCK_COLUMNS]))
     for col in want:
         np.testing.assert_array_equal(got[col], want[col], err_msg=col)
         assert got[col].dtype == want[col].dtype, col
@@ -358,6 +360,12 @@ def test_read_feature_tables_gives_the_same_features(tmp_path):
     assert isinstance(fast.activity["setting"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(F.build_features(fast, INDEX), F.build_features(ordinary, INDEX))
     pd.testing.assert_frame_equal(F.build_features_partitioned(fast, INDEX, 7), F.build_features(ordinary, INDEX))
+    streamed = F.read_feature_tables(tmp_path, stream=True)
+    assert isinstance(streamed.activity, F.ActivityBatches)
+    for rows in (1, 13, 10_000):  # a person's rows split across batches, and one batch for all
+        batches = dataclasses.replace(streamed.activity, rows=rows)
+        pd.testing.assert_frame_equal(F.build_features(dataclasses.replace(streamed, activity=batches), INDEX),
+                                      F.build_features(ordinary, INDEX))
     part = F.read_feature_tables(tmp_path, (10, 20))
     assert part.persons["person_id"].between(10, 19).all() and part.activity["person_id"].between(10, 19).all()
     whole = F.build_features(ordinary, INDEX)
@@ -400,7 +408,8 @@ def test_parallel_kernel_blocks_match_numpy_reference(seed, n, block, shuffle, c
         mp.setattr(F, "kernel_threads", lambda rows: contextlib.nullcontext())  # threads whatever the load
         got = F._activity_features(activity, ids, day)
     want = F._activity_features_reference(activity, ids, day)
-    assert set(got) == set(want)
+    assert set(got) == set(want) | {F._BLOCK}
+    np.testing.assert_array_equal(got.pop(F._BLOCK), np.stack([want[c] for c in F._BLOCK_COLUMNS]))
     for col in want:
         np.testing.assert_array_equal(got[col], want[col], err_msg=col)
         assert got[col].dtype == want[col].dtype, col
