@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +29,20 @@ def fingerprint(path: str | Path) -> dict:
         str(p.relative_to(path) if path.is_dir() else p.name): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
         for p in files
     }
+
+
+def _in_background(fn, *args) -> Future:
+    """``fn(*args)`` on a daemon thread (so a run that fails exits without waiting for it)."""
+    future: Future = Future()
+
+    def target():
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="riskcap-fingerprint", daemon=True).start()
+    return future
 
 
 def versions() -> dict[str, str]:
@@ -53,7 +69,9 @@ class RunManifest:
     started: str = field(default_factory=lambda: _now())
 
     def add_input(self, name: str, path: str | Path) -> None:
-        self.inputs[name] = {"path": str(path), "files": fingerprint(path)}
+        """Fingerprint input ``path`` on a background thread, so hashing overlaps the run that
+        reads it (whole-population inputs are tens of gigabytes); :meth:`write` waits for it."""
+        self.inputs[name] = {"path": str(path), "files": _in_background(fingerprint, path)}
 
     def add_config(self, name: str, content) -> None:
         self.configs[name] = content
@@ -72,7 +90,7 @@ class RunManifest:
                 "command": self.command,
                 "versions": versions(),
                 "seed": self.seed,
-                "inputs": self.inputs,
+                "inputs": {k: {**v, "files": v["files"].result()} for k, v in self.inputs.items()},
                 "configs": self.configs,
                 "models": self.models,
                 "outputs": outputs,

@@ -45,3 +45,25 @@ def test_outputs_follow_umask_unless_a_mode_is_given(tmp_path):
         os.umask(old)
     assert public.stat().st_mode & 0o777 == 0o644
     assert private.stat().st_mode & 0o777 == 0o600
+
+
+def test_inputs_are_hashed_in_the_background_and_failures_surface_at_write(tmp_path):
+    import hashlib
+
+    import pytest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "persons.parquet").write_bytes(b"x" * 3_000_000)  # more than one read chunk
+    run = tmp_path / "run"
+    run.mkdir()
+    m = RunManifest(run)
+    m.add_input("data", data)
+    m.add_input("gone", tmp_path / "missing.parquet")
+    with pytest.raises(FileNotFoundError):
+        m.write()
+    assert not (run / "manifest.json").exists()
+    del m.inputs["gone"]
+    m.write()
+    files = json.loads((run / "manifest.json").read_text())["inputs"]["data"]["files"]
+    assert files == {"persons.parquet": {"bytes": 3_000_000, "sha256": hashlib.sha256(b"x" * 3_000_000).hexdigest()}}

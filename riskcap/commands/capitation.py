@@ -140,6 +140,9 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     loaded = [load_scenario(s) for s in scenarios]  # refuse bad files before reading data
     model_files = None if model_dir is None else read_model_files(model_dir)  # and bad models
     manifest = RunManifest(out_dir)
+    manifest.add_input("data", data_dir)  # hashed while the run reads it
+    for path in scores_paths:
+        manifest.add_input(f"scores:{path.name}", path)
     started = time.perf_counter()
 
     def work(engine, tasks, on_result, **shared):
@@ -153,9 +156,6 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
                      engine_name, scheduler, console)
     people = result.results[0].population.n_people
     write_run(result, out_dir, _inputs(data_dir, index_date.date(), scores_paths, people))
-    manifest.add_input("data", data_dir)
-    for path in scores_paths:
-        manifest.add_input(f"scores:{path.name}", path)
     for s in loaded:
         manifest.add_config(f"scenario:{s.name}", s.raw)
     if result.scored is not None:
@@ -231,6 +231,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     base = load_scenario(scenario)
     parsed = [parse_axis(a) for a in axes]
     manifest = RunManifest(out_dir)
+    manifest.add_input("data", data_dir)  # hashed while the sweep reads it
     started = time.perf_counter()
     plan = plan_run([base])
 
@@ -248,7 +249,6 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     write_json({"base_scenario": base.source, "axes": [{"key": k, "values": v} for k, v in parsed],
                 "combinations": len(frame), "inputs": _inputs(data_dir, index_date.date(), scores_paths, people)},
                out_dir / "summary.json")
-    manifest.add_input("data", data_dir)
     manifest.add_config(f"scenario:{base.name}", base.raw)
     manifest.add_config("axes", list(axes))
     manifest.write()
