@@ -3,7 +3,8 @@
 A whole-population run reads, checks and scores one partition after another, and each
 partition allocates and frees the same gigabytes. By default every allocator gives large
 freed blocks back at once: glibc unmaps blocks over 32 MB, arrow's mimalloc purges freed
-pages after 10 ms and numpy asks for transparent huge pages. The next partition then faults
+pages after 10 ms and numpy asks for transparent huge pages (arrow is switched to glibc's
+allocator, which keeps them). The next partition then faults
 every page in again, zero-filled by the kernel. On virtual machines whose host reclaims
 returned memory that is slow: profiled here, 60% of ``riskcap score``'s CPU samples were
 the kernel clearing pages. :data:`ALLOCATOR_ENVIRONMENT` keeps freed memory in the process
@@ -23,8 +24,12 @@ ALLOCATOR_ENVIRONMENT: dict[str, str] = {
     "MALLOC_MMAP_MAX_": "0",  # glibc: large blocks from the heap, not from mmap
     "MALLOC_TRIM_THRESHOLD_": str(1 << 40),  # glibc: never shrink the heap
     "MALLOC_TOP_PAD_": str(256 << 20),  # glibc: grow the heap 256 MB at a time
-    # arrow's mimalloc: keep freed pages a minute (not forever, so that the explicit release
-    # before a run's population-wide steps can still hand them back)
+    # arrow: allocate through glibc too (so through the kept heap above). Measured at 1M people,
+    # `capitation run baseline --model`: 17.9-18.3 s, 4.0-4.7 s of it system time, against
+    # 23.5-25.9 s and 12.7-17.5 s with arrow's default mimalloc (even with the purge delay below)
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+    # arrow's mimalloc, if chosen instead: keep freed pages a minute (not forever, so that the
+    # explicit release before a run's population-wide steps can still hand them back)
     "MIMALLOC_PURGE_DELAY": "60000",
     "NUMPY_MADVISE_HUGEPAGE": "0",  # numpy: ordinary pages, faulted only as they are used
 }

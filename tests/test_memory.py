@@ -31,12 +31,17 @@ def test_the_command_runs_once_more_with_the_settings(tmp_path):
     process has none, the one it re-executes has them, and the command's output is whole."""
     (tmp_path / "sitecustomize.py").write_text(
         "import os, sys\nprint('glibc mmap max:', os.environ.get('MALLOC_MMAP_MAX_'), file=sys.stderr)\n")
+    (tmp_path / "pool.py").write_text("import pyarrow, sys\n"
+                                      "print('arrow pool:', pyarrow.default_memory_pool().backend_name, file=sys.stderr)\n")
     env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENVIRONMENT and k != SWITCH}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
     done = subprocess.run([sys.executable, "-m", "riskcap", "--version"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"riskcap, version {__version__}\n"
     assert done.stderr.splitlines() == ["glibc mmap max: None", "glibc mmap max: 0"]
+    env_run = {**env, **allocator_environment(env)}  # arrow, started under the settings, allocates through glibc
+    done = subprocess.run([sys.executable, str(tmp_path / "pool.py")], env=env_run, capture_output=True, text=True)
+    assert done.stderr.splitlines()[-1] == "arrow pool: system", done.stderr
     env[SWITCH] = "0"
     done = subprocess.run([sys.executable, "-m", "riskcap", "--version"], env=env, capture_output=True, text=True)
     assert done.stderr.splitlines() == ["glibc mmap max: None"]
