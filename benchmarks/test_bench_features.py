@@ -179,7 +179,7 @@ def duckdb_all_features(data_dir, threads: int = 2):
     for c in SETTING_CODES:
         select[f"cost_{c}_0_12"] = f"COALESCE(pence_{c}, 0) / 100.0"
         select[f"cost_next_12m_{c}"] = f"COALESCE(next_{c}, 0) / 100.0"
-    assert list(select) != COLUMNS and set(select) == set(COLUMNS), set(COLUMNS) ^ set(select)
+    assert set(select) == set(COLUMNS), set(COLUMNS) ^ set(select)
     sql = f"""
     WITH people AS (
         SELECT *, {age} AS age FROM read_parquet('{data_dir}/persons.parquet')

@@ -723,6 +723,8 @@ _KERNEL_FLOATS: list[str] = COST_FEATURES + [f"cost_next_12m_{s}" for s in SETTI
 _SETTING_MEASURE = np.array([list(MEASURES.values()).index(s) if s in MEASURES.values() else -1
                              for s in SETTING_CODES], dtype=np.int64)
 _BED_DAYS = list(MEASURES).index("bed_days")
+#: Row of :data:`_KERNEL_INTS` holding the last emergency date (the last A&E date follows, then ACS).
+_LAST_ROW = _KERNEL_INTS.index("days_since_emergency")
 #: People per parallel task of :func:`_add_activity` (their cells stay in the core's cache).
 _BLOCK_PEOPLE = 512
 
@@ -741,7 +743,7 @@ class _ActivityTotals:
         self.bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
                                 idx + OUTCOME_DAYS], dtype=np.int64)
         self.ints = np.zeros((len(_KERNEL_INTS), n), dtype=np.int32)
-        self.ints[len(WINDOW_FEATURES):len(WINDOW_FEATURES) + 2] = np.iinfo(np.int32).min  # no last event yet
+        self.ints[_LAST_ROW:_LAST_ROW + 2] = np.iinfo(np.int32).min  # no last event yet
         self.floats = np.zeros((len(_KERNEL_FLOATS), n))
         self.label = np.zeros(n, dtype=np.int8)
 
@@ -767,11 +769,11 @@ class _ActivityTotals:
         with kernel_threads(len(person)):
             _add_activity(person, self.ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag,
                           acs_table, self.bounds, _SPELL, _SETTING_MEASURE, _BED_DAYS, _EMERGENCY, _ELECTIVE, _AE,
-                          self.ints, self.floats, self.label)
+                          _LAST_ROW, self.ints, self.floats, self.label)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The columns (once: the totals become them in place)."""
-        _finish_activity(self.ints, self.floats, len(WINDOW_FEATURES), int(self.bounds[3]), NO_EVENT_DAYS,
+        _finish_activity(self.ints, self.floats, _LAST_ROW, int(self.bounds[3]), NO_EVENT_DAYS,
                          len(SETTING_CODES))
         out = {c: self.ints[j] for j, c in enumerate(_KERNEL_INTS)}
         out[_BLOCK] = self.ints[:len(_BLOCK_COLUMNS)]  # the frame's block as it is
@@ -814,7 +816,7 @@ def _acs_codes(activity: pd.DataFrame, setting: np.ndarray, setting_lookup: np.n
 
 @njit(parallel=True, cache=True, nogil=True)
 def _add_activity(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag, acs_table,
-                  bounds, spell, setting_measure, bed_days, emergency, elective, ae, ints, floats,
+                  bounds, spell, setting_measure, bed_days, emergency, elective, ae, last_row, ints, floats,
                   label):  # pragma: no cover - compiled
     """Add one batch of activity rows to the running totals of people ``ids``.
 
@@ -829,7 +831,6 @@ def _add_activity(person, ids, blocks, start, end, setting, setting_lookup, quan
     """
     far, b24, b12, idx, stop = bounds[0], bounds[1], bounds[2], bounds[3], bounds[4]
     s_count = len(spell)
-    n_counts = ints.shape[0] - 3
     for b in prange(len(blocks) - 1):
         k0, k_stop = blocks[b], blocks[b + 1]
         k = k0
@@ -873,21 +874,21 @@ def _add_activity(person, ids, blocks, start, end, setting, setting_lookup, quan
             if w == 0:
                 floats[code, k] += np.rint(cost_gbp[i] * 100.0)
                 if code == emergency and acs_table[diag[i]]:
-                    ints[n_counts + 2, k] += 1
-            if code == emergency and s > ints[n_counts, k]:
-                ints[n_counts, k] = s
-            elif code == ae and s > ints[n_counts + 1, k]:
-                ints[n_counts + 1, k] = s
+                    ints[last_row + 2, k] += 1
+            if code == emergency and s > ints[last_row, k]:
+                ints[last_row, k] = s
+            elif code == ae and s > ints[last_row + 1, k]:
+                ints[last_row + 1, k] = s
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _finish_activity(ints, floats, n_counts, idx, no_event, s_count):  # pragma: no cover - compiled
+def _finish_activity(ints, floats, last_row, idx, no_event, s_count):  # pragma: no cover - compiled
     """Turn :func:`_add_activity`'s totals into the columns in place: last dates into days
     before ``idx`` (``no_event`` when none), pence into pounds, and each period's total cost."""
     for k in prange(ints.shape[1]):
         for t in range(2):
-            last = ints[n_counts + t, k]
-            ints[n_counts + t, k] = no_event if last == np.iinfo(np.int32).min else idx - last
+            last = ints[last_row + t, k]
+            ints[last_row + t, k] = no_event if last == np.iinfo(np.int32).min else idx - last
         for period in range(2):
             base = period * (s_count + 1)
             total = 0.0
