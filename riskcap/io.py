@@ -259,8 +259,8 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
             table = table.set_column(i, fld.name, table.column(i).cast(pa.timestamp("s")))
     rest = table.drop_columns([name for name, _ in dates.values()]) if dates else table
     df = rest.to_pandas(date_as_object=False) if rest.num_columns else pd.DataFrame(index=pd.RangeIndex(len(table)))
-    for i, (name, values) in sorted(dates.items()):
-        df.insert(i, name, values)
+    for i, (name, values) in sorted(dates.items()):  # as a Series: pandas copies a bare ndarray
+        df.insert(i, name, pd.Series(values, index=df.index, name=name, copy=False))
     for i, fld in enumerate(table.schema):
         if pa.types.is_integer(fld.type) and table.column(i).null_count:
             df[fld.name] = table.column(i).to_pandas(types_mapper=lambda t: pd.Int64Dtype())
