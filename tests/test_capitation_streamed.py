@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskcap.capitation.engine import evaluate
-from riskcap.capitation.population import PREDICTED_COST, Population, population_part
+from riskcap.capitation.population import PREDICTED_COST, Population, PopulationBuilder, population_part
 from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios, run_scenarios_streamed,
                                     scores_are_cost, stream_populations, write_run)
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
@@ -75,8 +75,8 @@ SCENARIO = st.fixed_dictionaries({
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 300), st.integers(1, 12), st.integers(0, 10**6), st.booleans(), st.booleans(),
-       st.lists(st.integers(0, 300), max_size=8), SCENARIO, st.sampled_from([None, 0, 0.5, 1, 2]))
-def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_scores, shuffle, cuts, raw, reserve):
+       st.lists(st.integers(0, 300), max_size=8), SCENARIO)
+def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_scores, shuffle, cuts, raw):
     features, practices = make_features(n_people, n_practices, seed=seed, with_scores=with_scores)
     if shuffle:  # practices spread over every partition, not in runs
         rng = np.random.default_rng(seed)
@@ -86,8 +86,7 @@ def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_
     whole = Population.from_features(features, SCHEME, scenario.settings, practices)
     parts = [population_part(part, SCHEME, scenario.settings, practices)
              for part in slices(features, [min(c, n_people) for c in cuts])]
-    capacity = None if reserve is None else int(reserve * n_people)  # too small just means growing
-    combined = Population.combine(parts, SCHEME, capacity)
+    combined = Population.combine(parts, SCHEME)  # from the second part on, through temporary files
     assert_same_population(whole, combined)
     try:
         expected = evaluate(whole, scenario)
@@ -97,6 +96,18 @@ def test_combined_parts_equal_the_whole_frame(n_people, n_practices, seed, with_
         assert "predicted" in str(exc)
         return
     assert_same_result(expected, evaluate(combined, scenario))
+
+
+def test_per_person_costs_wait_in_the_spill_folder_and_leave_nothing_there(tmp_path):
+    features, practices = make_features(900, 7, seed=5)
+    parts = [population_part(p, SCHEME, ["gp"], practices) for p in slices(features, [200, 500])]
+    whole = Population.from_features(features, SCHEME, ["gp"], practices)
+    assert_same_population(whole, Population.combine(parts, SCHEME, spill_dir=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+    builder = PopulationBuilder(SCHEME, spill_dir=tmp_path / "absent")
+    builder.add(parts[0])  # one part is kept as it is
+    with pytest.raises(FileNotFoundError):
+        builder.add(parts[1])  # a second goes to the folder
 
 
 def test_released_people_keep_what_was_computed_and_refuse_the_rest():

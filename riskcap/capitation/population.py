@@ -16,8 +16,10 @@ are summed, so every total is an exact integer whatever the summation order.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -291,20 +293,21 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
 class PopulationBuilder:
     """Adds :class:`PopulationPart` s in order and builds the :class:`Population` of them all.
 
-    Per-person arrays are appended to buffers that grow in place (``realloc``), so combining
-    holds about 20 bytes per person plus one part, never two copies of everyone. A single
-    part's arrays are used as they are. ``capacity``: an upper bound on the people to come
-    (e.g. the persons rows of the partitions), reserved when the second part arrives so the
-    buffers never grow (pages not yet written take no memory), then trimmed.
+    A single part's per-person arrays are used as they are. From the second part on, the
+    per-person arrays (20 bytes a person) go to unnamed temporary files in ``spill_dir`` (the
+    system's temporary folder by default), read back once by :meth:`build`: while partitions
+    stream, memory holds one part's people, not everyone's (1.26 GB at England's 63M).
     """
 
-    def __init__(self, scheme: NeedGroupScheme, capacity: int | None = None):
+    _DTYPES = (np.int32, np.int64, np.int64)  # person_cell, person_base, person_outcome
+
+    def __init__(self, scheme: NeedGroupScheme, spill_dir: str | Path | None = None):
         self.scheme = scheme
-        self.capacity = capacity or 0
+        self.spill_dir = spill_dir
         self._parts: list[PopulationPart] = []  # with their per-person arrays dropped
         self._bounds: list[tuple[int, int]] = []
-        self._arrays: list[np.ndarray] | None = None
-        self._owned = False
+        self._first: list[np.ndarray] | None = None  # the first part's arrays, until a second arrives
+        self._files: list | None = None
         self._n = 0
 
     def add(self, part: PopulationPart) -> None:
@@ -315,21 +318,37 @@ class PopulationBuilder:
         if self._parts and part.settings != self._parts[0].settings:
             raise ValueError(f"parts costed over different settings: {self._parts[0].settings} and {part.settings}")
         arrays = [part.person_cell, part.person_base, part.person_outcome]
-        n, m = self._n, arrays[0].size
-        if self._arrays is None:
-            self._arrays = arrays  # copied only if a second part arrives
+        if not self._parts:
+            self._first = arrays
         else:
-            if not self._owned:
-                self._arrays = [_grown(a[:n], max(2 * n, n + m, self.capacity)) for a in self._arrays]
-                self._owned = True
-            elif n + m > self._arrays[0].size:
-                for a in self._arrays:
-                    a.resize(max(2 * a.size, n + m), refcheck=False)  # only this builder sees the buffers
-            for buffer, a in zip(self._arrays, arrays):
-                buffer[n:n + m] = a
+            if self._files is None:
+                self._files = [tempfile.TemporaryFile(dir=self.spill_dir) for _ in self._DTYPES]
+                self._spill(self._first)
+                self._first = None
+            self._spill(arrays)
+        n, m = self._n, arrays[0].size
         self._parts.append(replace(part, person_cell=None, person_base=None, person_outcome=None))
         self._bounds.append((n, n + m))
         self._n = n + m
+
+    def _spill(self, arrays: list[np.ndarray]) -> None:
+        for file, dtype, a in zip(self._files, self._DTYPES, arrays):
+            file.write(np.ascontiguousarray(a, dtype=dtype).data)
+
+    def _everyone(self) -> list[np.ndarray]:
+        """Everyone's per-person arrays: the first part's, or read back from the files (closed)."""
+        if self._files is None:
+            return self._first
+        out = []
+        for file, dtype in zip(self._files, self._DTYPES):
+            a = np.empty(self._n, dtype=dtype)
+            file.seek(0)
+            if file.readinto(a.data.cast("B")) != a.nbytes:  # pragma: no cover - a failing disk
+                raise OSError(f"temporary file of per-person costs in {self.spill_dir or tempfile.gettempdir()} "
+                              f"came back short")
+            file.close()
+            out.append(a)
+        return out
 
     def build(self) -> "Population":
         """The combined Population (practice codes sorted, cells renumbered); the builder is spent."""
@@ -339,10 +358,7 @@ class PopulationBuilder:
         icb = {code: i for p in parts for code, i in zip(p.practice_codes.tolist(), p.icb_codes.tolist())}
         codes = np.asarray(sorted(icb), dtype=object)
         sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
-        cell, base, outcome = self._arrays
-        if self._owned:
-            for a in self._arrays:
-                a.resize(self._n, refcheck=False)
+        cell, base, outcome = self._everyone()
         for part, (lo, hi) in zip(parts, self._bounds):
             rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
             sums[:, rows, :] += part.sums
@@ -351,7 +367,7 @@ class PopulationBuilder:
                 for start in range(lo, hi, _REMAP_CHUNK):
                     stop = min(hi, start + _REMAP_CHUNK)
                     cell[start:stop] = lut[cell[start:stop]]
-        self._parts, self._arrays = [], None
+        self._parts, self._first, self._files = [], None, None
         settings = parts[0].settings
         if all(p.has_need for p in parts) and not sum(p.need_missing for p in parts):
             negative = sum(p.need_negative for p in parts)
@@ -374,12 +390,6 @@ class PopulationBuilder:
 
 
 _REMAP_CHUNK = 1 << 20
-
-
-def _grown(a: np.ndarray, capacity: int) -> np.ndarray:
-    out = np.empty(capacity, dtype=a.dtype)
-    out[:a.size] = a
-    return out
 
 
 @dataclass
@@ -467,11 +477,11 @@ class Population:
         return cls.combine([population_part(features, scheme, settings, practices, groups)], scheme)
 
     @classmethod
-    def combine(cls, parts, scheme: NeedGroupScheme, capacity: int | None = None) -> "Population":
+    def combine(cls, parts, scheme: NeedGroupScheme, spill_dir: str | Path | None = None) -> "Population":
         """The Population of consecutive partitions' parts, exactly as :meth:`from_features` on their
-        concatenated frames (a practice may appear in several parts); ``capacity`` as for
+        concatenated frames (a practice may appear in several parts); ``spill_dir`` as for
         :class:`PopulationBuilder`."""
-        builder = PopulationBuilder(scheme, capacity)
+        builder = PopulationBuilder(scheme, spill_dir)
         for part in parts:
             builder.add(part)
         return builder.build()

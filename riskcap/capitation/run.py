@@ -261,18 +261,16 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
 
 
 def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], None]],
-            on_result: Callable[[RunPart], None] | None, shared: dict, scores_to=None
+            on_result: Callable[[RunPart], None] | None, shared: dict, scores_to=None, spill_dir=None
             ) -> tuple[dict[Key, Population], LoadSummary | None]:
-    """Map :func:`capitation_partition` over tasks; combine parts in task order; feed need groups
-    to sinks (and partitions' scores to the ``scores_to`` ScoresWriter).
+    """Map :func:`capitation_partition` over tasks; combine parts in task order (per-person arrays
+    spilled to ``spill_dir``, see :class:`PopulationBuilder`); feed need groups to sinks (and
+    partitions' scores to the ``scores_to`` ScoresWriter).
 
     Partitions whose data were rejected are skipped and, after the last one, every problem of
     every partition is raised together (as :func:`riskcap.validate.load_tables` would).
     """
-    tasks = list(tasks)
-    counts = [getattr(task, "persons_rows", None) for task in tasks]
-    bound = None if None in counts else sum(counts)  # at most one person per persons row: no regrowing
-    builders = {key: PopulationBuilder(plan.schemes[key[0]], bound) for key in plan.keys}
+    builders = {key: PopulationBuilder(plan.schemes[key[0]], spill_dir) for key in plan.keys}
     summaries: list[LoadSummary] = []
     people = 0
     scoring = {} if scores_to is None else scores_to.shared
@@ -301,17 +299,21 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
 
 
 def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[RunPart], None] | None = None,
-                       **shared) -> tuple[dict[Key, Population], LoadSummary | None]:
+                       spill_dir: str | Path | None = None, **shared
+                       ) -> tuple[dict[Key, Population], LoadSummary | None]:
     """The combined Population of each plan key over partition ``tasks``, and the combined load
     summary (None for in-memory tasks); raises DataError if any partition's data were rejected.
 
-    ``shared`` are :func:`capitation_partition`'s keyword arguments (data_dir, index_date, ...).
+    ``spill_dir``: where per-person arrays wait until the last partition (see
+    :class:`~riskcap.capitation.population.PopulationBuilder`). ``shared`` are
+    :func:`capitation_partition`'s keyword arguments (data_dir, index_date, ...).
     """
-    return _stream(engine, tasks, plan, {}, on_result, shared)
+    return _stream(engine, tasks, plan, {}, on_result, shared, spill_dir=spill_dir)
 
 
 def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_groups_dir: str | Path | None = None,
-                           on_result: Callable[[RunPart], None] | None = None, scores_to=None, **shared) -> RunResult:
+                           on_result: Callable[[RunPart], None] | None = None, scores_to=None,
+                           spill_dir: str | Path | None = None, **shared) -> RunResult:
     """:func:`run_scenarios` partition by partition: the same result with bounded memory.
 
     ``tasks`` go to :func:`capitation_partition` (``shared`` are its keyword arguments) through
@@ -319,14 +321,15 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
     as partitions arrive (the files appear only if the whole run succeeds), not kept in the
     result; ``on_result`` sees each partition's result (e.g. for progress). ``scores_to``: a
     :class:`~riskcap.models.score.ScoresWriter` (entered) that the same pass scores everyone
-    into, finished here (``run.scored`` says what it wrote).
+    into, finished here (``run.scored`` says what it wrote). ``spill_dir``: as for
+    :func:`stream_populations`.
     """
     plan, tasks = plan_run(scenarios), list(tasks)
     with contextlib.ExitStack() as stack:
         sinks = {} if need_groups_dir is None else {
             where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet")).write
             for where, scheme in plan.schemes.items()}
-        populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to)
+        populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to, spill_dir)
         run = _tabulate(plan, scenarios, populations)
         if scores_to is not None:
             for population in populations.values():  # ranking and re-reads need the room

@@ -44,7 +44,8 @@ def _stream_options(f):
     f = engine_options(f)
     return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
                         help="People per partition read from disk, checked and aggregated at a time (memory is "
-                             "bounded by one partition plus about 20 bytes per person).")(f)
+                             "bounded by one partition; each person's costs, 20 bytes, wait on disk "
+                             "beside OUT until the last).")(f)
 
 
 def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path,
@@ -74,10 +75,17 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
             bar.update(task, advance=1, people=people[0])
 
         value, summary = work(engine, parts, advance, data_dir=str(data_dir.resolve()), index_date=index_date,
-                              scores=scores, on_invalid=on_invalid, scans=scans)
+                              scores=scores, on_invalid=on_invalid, scans=scans, spill_dir=_spill_dir(out_dir))
     if on_invalid == "quarantine":
         write_quarantined(summary, out_dir / "rejects", console)
     return value
+
+
+def _spill_dir(out_dir: Path) -> Path:
+    """The nearest existing folder at or above OUT: per-person costs wait there in unnamed files
+    until the last partition, on the disk chosen for the outputs (not in /tmp, which may be memory)."""
+    out_dir = out_dir.resolve()
+    return next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
 
 
 def _inputs(data_dir, index_date, scores_paths, people: int) -> dict:
