@@ -1,6 +1,7 @@
 """The ``riskcap`` command line: a click group whose commands live in riskcap.commands."""
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -28,7 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
 
 
 class RiskcapGroup(click.Group):
-    """Turns DataError and other expected failures into a clear message and exit code 2."""
+    """Turns DataError, ConfigError and a full disk into a clear message and exit code 2."""
 
     def invoke(self, ctx):
         try:
@@ -36,6 +37,15 @@ class RiskcapGroup(click.Group):
         except (DataError, ConfigError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            click.secho(f"error: the disk is full ({exc}). Free some space, or write --out to another disk "
+                        f"(streamed runs keep their temporary files beside it), and run again.", fg="red", err=True)
+            sys.exit(2)
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

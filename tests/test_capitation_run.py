@@ -161,3 +161,22 @@ def test_scheme_paths_are_relative_to_the_scenario_file(frames, tmp_path):
     assert run.tariffs["need_group"].tolist() == ["older", "younger"]
     older = (features["age"] >= 65).sum()
     assert run.tariffs["people"].tolist() == [older, len(features) - older]
+
+
+@pytest.mark.e2e
+def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synth_dir, tmp_path, monkeypatch):
+    import errno
+
+    from riskcap.capitation.population import PopulationBuilder
+
+    def full(self, arrays):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PopulationBuilder, "_spill", full)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["capitation", "run", "baseline", "--data", str(synth_dir), "--out", str(out),
+                                       "--partition-people", "1000"])
+    assert result.exit_code == 2, result.output
+    assert "the disk is full" in result.output and "No space left on device" in result.output
+    assert not out.exists() or not any(out.rglob("*.csv")) and not any(out.rglob("*.parquet"))
+    assert list(tmp_path.glob(".*.tmp")) == []
