@@ -28,6 +28,10 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
+#: errno values of a full disk or an exhausted quota (EDQUOT is missing on some platforms).
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 class RiskcapGroup(click.Group):
     """Turns DataError, ConfigError and a full disk into a clear message and exit code 2."""
 
@@ -35,17 +39,17 @@ class RiskcapGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (DataError, ConfigError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
+            _fail(str(exc))
         except OSError as exc:
             if exc.errno not in _DISK_FULL:
                 raise
-            click.secho(f"error: the disk is full ({exc}). Free some space, or write --out to another disk "
-                        f"(streamed runs keep their temporary files beside it), and run again.", fg="red", err=True)
-            sys.exit(2)
+            _fail(f"the disk is full ({exc}). Free some space, or write --out to another disk "
+                  f"(streamed runs keep their temporary files beside it), and run again.")
 
 
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
 
 
 @click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

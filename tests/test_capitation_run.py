@@ -1,6 +1,7 @@
 """Running scenarios side by side, sweeps, and the `riskcap capitation` commands end to end."""
 from __future__ import annotations
 
+import errno
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.capitation.engine import evaluate
-from riskcap.capitation.population import Population
+from riskcap.capitation.population import Population, PopulationBuilder
 from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
@@ -165,10 +166,6 @@ def test_scheme_paths_are_relative_to_the_scenario_file(frames, tmp_path):
 
 @pytest.mark.e2e
 def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synth_dir, tmp_path, monkeypatch):
-    import errno
-
-    from riskcap.capitation.population import PopulationBuilder
-
     def full(self, arrays):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -178,5 +175,5 @@ def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synt
                                        "--partition-people", "1000"])
     assert result.exit_code == 2, result.output
     assert "the disk is full" in result.output and "No space left on device" in result.output
-    assert not out.exists() or not any(out.rglob("*.csv")) and not any(out.rglob("*.parquet"))
+    assert not out.exists() or (not any(out.rglob("*.csv")) and not any(out.rglob("*.parquet")))
     assert list(tmp_path.glob(".*.tmp")) == []
