@@ -23,7 +23,8 @@ import pytest
 
 from riskcap.io import write_parquet
 from riskcap.pseudonymise import PseudonymKey
-from riskcap.stratify import SelectionRule, assign_tiers, casefind, risk_percentiles
+from riskcap.stratify import SelectionRule, casefind
+from riskcap.tiers import assign_tiers, risk_percentiles
 from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
 
 KEY = PseudonymKey(b"benchmark-key-" * 3, "environment")

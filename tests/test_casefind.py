@@ -26,7 +26,8 @@ from riskcap.io import DataError, write_csv, write_parquet
 from riskcap.manifest import verify_run
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.schema import CONDITIONS, is_acs
-from riskcap.stratify import EXCLUSIONS, SelectionRule, casefind, list_columns, load_pyramid
+from riskcap.stratify import EXCLUSIONS, SelectionRule, casefind, list_columns
+from riskcap.tiers import load_pyramid
 
 LIST_DATE = dt.date(2024, 4, 1)
 PRACTICES = ("A81001", "A81002", "B82003")

@@ -43,7 +43,7 @@ def scored_table(scored, title: str):
     """A rich table of what a scores file holds: people per tier (cost model: expected cost)."""
     from rich.table import Table
 
-    from riskcap.stratify import load_pyramid
+    from riskcap.tiers import load_pyramid
 
     table = Table(title=title)
     if scored.kind == "cost":

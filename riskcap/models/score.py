@@ -38,6 +38,7 @@ from riskcap.io import DataError, ParquetRowsWriter, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.partitions import load_partition, plan_partitions, scans_for
+from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
 from riskcap.validate import LoadSummary
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
@@ -94,8 +95,6 @@ def rank(scores: pd.DataFrame, kind: str, population: np.ndarray | None = None) 
     Categoricals (a few thousand distinct phrases among millions of people) with their
     phrases sorted, so the frame does not depend on how it was partitioned.
     """
-    from riskcap.stratify import assign_tiers, percentiles_among, risk_percentiles
-
     for col in ("reason_1", "reason_2", "reason_3"):  # phrase lists in a canonical (sorted) order
         if isinstance(scores[col].dtype, pd.CategoricalDtype):
             scores[col] = scores[col].cat.reorder_categories(sorted(scores[col].cat.categories))
@@ -264,8 +263,6 @@ def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
     scores = score_frame(model, frame, reasons=share >= 100)
     scores["explained"] = share >= 100
     if 0 < share < 100 and len(scores):
-        from riskcap.stratify import risk_percentiles
-
         value = scores[value_column(model.kind)].to_numpy()
         candidates = _top(risk_percentiles(value), min(100.0, share * CANDIDATE_MARGIN))
         texts = _reason_texts(scores)
@@ -453,8 +450,6 @@ class ScoresWriter:
         """Reasons of the (few) chosen people pass one did not explain, by partition index."""
         if not 0 < self.share < 100:
             return {}
-        from riskcap.stratify import percentiles_among
-
         tasks, where = [], []
         for i, part in enumerate(parts[:len(self)]):
             scores = self._read(i, ["person_id", self.value, "explained"])

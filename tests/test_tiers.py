@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcap.config import ConfigError
-from riskcap.stratify import (Pyramid, Tier, assign_tiers, load_pyramid, percentiles_among, risk_percentiles,
-                              tier_codes)
+from riskcap.tiers import Pyramid, Tier, assign_tiers, load_pyramid, percentiles_among, risk_percentiles, tier_codes
 
 pytestmark = pytest.mark.unit
 
