@@ -20,7 +20,6 @@ zip entries are normalised, so the same run outputs give the same bytes.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pandas as pd
 from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
 from riskcap.io import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
+from riskcap.report.xlsx import saved_bytes
 
 PENCE = "#,##0"
 GBP = "#,##0.00"
@@ -390,12 +390,7 @@ def _source(cap: CapitationOutputs, name: str) -> str:
 
 def workbook_bytes(run: RunOutputs) -> bytes:
     """The finance workbook as deterministic bytes."""
-    import zipfile
-
     from openpyxl import Workbook
-    from openpyxl.writer.excel import ExcelWriter
-
-    from riskcap.stratify import normalise_zip
 
     wb = Workbook()
     stamp = dt.datetime.combine(run.index_date, dt.time())
@@ -423,10 +418,7 @@ def workbook_bytes(run: RunOutputs) -> bytes:
                 freeze="C2")
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        ExcelWriter(wb, archive).save()
-    return normalise_zip(buffer.getvalue())
+    return saved_bytes(wb)
 
 
 def write_workbook(run: RunOutputs, path: str | Path) -> Path:
