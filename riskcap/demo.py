@@ -78,7 +78,8 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.models.persist import save_model
     from riskcap.models.score import rank, score_frame, score_partitions, write_scores
     from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
-    from riskcap.stratify import SelectionRule, casefind
+    from riskcap.casefinding.run import casefind
+    from riskcap.casefinding.selection import SelectionRule
     from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
     from riskcap.synthetic.pipeline import SynthConfig, write_population
     from riskcap.validate import load_tables

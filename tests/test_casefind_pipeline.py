@@ -85,7 +85,7 @@ def test_lists_from_real_scores(scored, tmp_path, monkeypatch):
 
 def test_listed_features_in_blocks_equal_one_go(tmp_path, monkeypatch):
     """casefind's engine path (blocks of listed people, concatenated) gives the one-go features."""
-    import riskcap.stratify as stratify
+    import riskcap.casefinding.inputs as inputs
     from riskcap.engines import LocalEngine
     from riskcap.io import read_table
     from riskcap.synthetic import SynthConfig, write_population
@@ -93,8 +93,8 @@ def test_listed_features_in_blocks_equal_one_go(tmp_path, monkeypatch):
     write_population(tmp_path, SynthConfig(people=2_000, seed=5))
     persons, practices = read_table(tmp_path, "persons"), read_table(tmp_path, "practices")
     ids = persons["person_id"].to_numpy()[::7]
-    whole = stratify.listed_features(tmp_path, persons, ids, "2024-04-01", practices=practices)
-    monkeypatch.setattr(stratify, "LISTED_BLOCK", 37)
-    mapped = stratify.listed_features_mapped(LocalEngine(), tmp_path, persons, ids, "2024-04-01", practices)
+    whole = inputs.listed_features(tmp_path, persons, ids, "2024-04-01", practices=practices)
+    monkeypatch.setattr(inputs, "LISTED_BLOCK", 37)
+    mapped = inputs.listed_features_mapped(LocalEngine(), tmp_path, persons, ids, "2024-04-01", practices)
     assert len(whole) > 200 and (len(ids) + 36) // 37 > 5  # several blocks
     pd.testing.assert_frame_equal(mapped, whole)

@@ -35,7 +35,7 @@ from riskcap.report import build_report
 from riskcap.report.outputs import read_run
 from riskcap.report.sections import SECTION_IDS, gains_points
 from riskcap.report.workbook import flatten, scenario_parameters, sheet_names
-from riskcap.stratify import casefind
+from riskcap.casefinding.run import casefind
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
 from riskcap.validate import load_tables
 

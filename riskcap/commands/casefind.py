@@ -8,10 +8,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from riskcap.casefinding.eligibility import EXCLUSIONS
+from riskcap.casefinding.files import PRIVATE_FILE_MODE
+from riskcap.casefinding.run import casefind as run_casefind
+from riskcap.casefinding.selection import SelectionRule
 from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
-from riskcap.stratify import EXCLUSIONS, PRIVATE_FILE_MODE, SelectionRule, casefind as run_casefind
 
 
 @click.command("casefind")
