@@ -15,9 +15,9 @@ from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
-from riskcap.capitation.testing import make_features
 from riskcap.cli import main
 from riskcap.config import ConfigError
+from reference.fabricated import make_features
 
 SCENARIOS = ["cap_p99", "baseline", "social_care_pooled", "outcome_withhold_10", "fair_shares"]
 BUDGET_COLUMNS = ["scenario", "practice_code", "icb_code", "list_size", "budget_pence", "budget_per_head_gbp",

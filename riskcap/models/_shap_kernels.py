@@ -5,8 +5,7 @@ TreeSHAP
     path-dependent algorithm with the node counts as cover) with the recursion replaced by
     an explicit stack of pending "cold" branches, visited in the recursion's order and with
     its arithmetic written the same way, so contributions agree with ``pred_contrib`` to a
-    few units in the last place. Decisions are LightGBM's, as in
-    :func:`riskcap.models.treescorer.predict_raw_reference`.
+    few units in the last place. Decisions are LightGBM's, as in the tree scorer.
 
 Memo over decision patterns (why it is fast)
     A tree's contributions for a row depend on the row only through the direction it takes
