@@ -11,7 +11,7 @@ agree:
   sample of the same people (speed, not accuracy, is measured);
 * ``gbm_reasons``: riskcap's TreeSHAP kernel (``TreeEnsemble.contributions``) against
   ``Booster.predict(pred_contrib=True)`` for the same booster, on up to
-  ``REASONS_PEOPLE`` people (LightGBM needs about 0.25 ms a person), per-feature
+  ``REASONS_PEOPLE`` people (LightGBM is the slow side: benchmarks/README.md), per-feature
   contributions compared;
 * ``logistic_scoring``: riskcap's JSON logistic model (numba kernel) against the
   scikit-learn pipeline's ``predict_proba`` it was exported from;

@@ -487,7 +487,7 @@ def _group_kernel(u8, i8, i32, i64, f64, atom_kind, atom_pos, atom_op, atom_star
 def _typed_columns(columns: list[np.ndarray]) -> tuple[list, np.ndarray]:
     """Columns stacked into one 2-D array per kind (a row per column); returns (arrays, (kind, pos)
     per column). Plain arrays, not numba typed lists: those compile their methods in every new
-    process (about 2 s), while a copy of the few columns a scheme reads costs microseconds per partition."""
+    process (docs/capitation.md), while copying the few columns a scheme reads is cheap."""
     n = len(columns[0]) if columns else 0
     by_kind: list[list[np.ndarray]] = [[] for _ in _KINDS]
     where = np.zeros((len(columns), 2), dtype=np.int64)
