@@ -17,8 +17,7 @@ from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_sc
 from riskcap.capitation.scheme import assign_need_groups, load_scheme
 from riskcap.capitation.settlement import settle
 from riskcap.capitation.tariffs import compute_tariffs
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
 from reference import capitation as naive
 from reference.fabricated import make_features
 

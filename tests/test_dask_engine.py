@@ -14,9 +14,8 @@ import numba
 import numpy as np
 import pytest
 
-from riskcap.config import ConfigError
-from riskcap.engines import INSTALL_DASK, EngineError, EngineUnavailable, LocalEngine, get_engine
-from riskcap.io import DataError
+from riskcap.engines import INSTALL_DASK, LocalEngine, get_engine
+from riskcap.errors import DataError, EngineError, EngineUnavailable, RiskcapError
 
 TASKS = list(range(11))  # more than the engine's 4 tasks in flight
 
@@ -258,4 +257,4 @@ def test_without_dask_the_message_says_what_to_install(monkeypatch):
     with pytest.raises(EngineUnavailable) as caught:
         get_engine("dask")
     assert INSTALL_DASK in str(caught.value)
-    assert isinstance(caught.value, ImportError) and isinstance(caught.value, ConfigError)  # CLI: exit 2
+    assert isinstance(caught.value, ImportError) and isinstance(caught.value, RiskcapError)  # CLI: exit 2

@@ -34,8 +34,8 @@ import yaml
 
 from riskcap.capitation.coverage import TooComplex, ValueSet, intersect_boxes, uncovered
 from riskcap.capitation.threads import kernel_threads
-from riskcap.config import ConfigError, load_yaml, resolve_config
-from riskcap.io import DataError
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError, DataError
 from riskcap.schema import CONDITION_CODES, SETTING_CODES
 
 #: Comparison operators a condition may use, in op-code order.

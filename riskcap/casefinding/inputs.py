@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskcap.io import DataError, Tables, coerce, read_raw, read_table, table_path
+from riskcap.errors import DataError
+from riskcap.io import Tables, coerce, read_raw, read_table, table_path
 from riskcap.schema import TABLES
 
 SCORE_REQUIRED: tuple[str, ...] = ("person_id", "practice_code", "probability")

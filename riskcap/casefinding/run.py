@@ -22,9 +22,9 @@ from riskcap.casefinding.inputs import listed_features, listed_features_mapped, 
 from riskcap.casefinding.lists import REASON_COLUMNS, build_lists, check_reasons
 from riskcap.casefinding.previous import CHANGES, add_changes, read_previous
 from riskcap.casefinding.selection import SelectionRule, select
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError, DataError
 from riskcap.features import to_date, to_day
-from riskcap.io import DataError, read_table, table_path
+from riskcap.io import read_table, table_path
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid, assign_tiers, load_pyramid
 

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
-from riskcap.engines import INSTALL_DASK, EngineError, EngineUnavailable
+from riskcap.engines import INSTALL_DASK
+from riskcap.errors import EngineError, EngineUnavailable
 
 try:
     import dask

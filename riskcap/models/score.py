@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.errors import LoadRejected
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import DataError, ParquetRowsWriter, Tables
+from riskcap.io import ParquetRowsWriter, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.partitions import load_partition, plan_partitions, scans_for
@@ -330,8 +331,8 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     :func:`~riskcap.partitions.plan_partitions` (planned here when None); ``engine``: a
     :mod:`riskcap.engines` engine (local by default); ``progress(stage, done, total)`` is
     called after each partition. A partition with a data problem (reject mode) stops the
-    scoring, the rest are still checked, then DataError lists every problem (its ``summary``
-    attribute holds the LoadSummary) and nothing is written. In quarantine mode the returned
+    scoring, the rest are still checked, then :class:`~riskcap.errors.LoadRejected`
+    lists every problem and nothing is written. In quarantine mode the returned
     summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
     """
     from riskcap.engines import LocalEngine
@@ -356,9 +357,7 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
                 _tick(progress, "scoring", len(summaries), len(parts))
         summary = LoadSummary.combine(summaries)
         if summary.status == "rejected":
-            exc = DataError(summary.error_message())
-            exc.summary = summary
-            raise exc
+            raise LoadRejected(summary)
         return writer.finish(summary, engine, parts, shared, progress)
 
 

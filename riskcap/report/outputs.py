@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from riskcap.errors import DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
-from riskcap.io import DataError, read_table, table_path
+from riskcap.io import read_table, table_path
 from riskcap.schema import CONDITIONS
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
