@@ -8,7 +8,6 @@ import click
 
 from riskcap import __version__
 from riskcap.errors import as_riskcap_error
-from riskcap.memory import restart_with_reused_memory
 
 #: (module in riskcap.commands, attribute) of every command, in --help order.
 COMMANDS: list[tuple[str, str]] = [
@@ -65,7 +64,5 @@ _register()
 
 
 def run() -> None:
-    """The ``riskcap`` program: :data:`main` in a process whose allocators reuse freed memory
-    (:mod:`riskcap.memory`)."""
-    restart_with_reused_memory()
+    """The ``riskcap`` program."""
     main(prog_name="riskcap")

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from numba import njit, prange
 from pandas.api.types import union_categoricals
 
-from riskcap.capitation.threads import kernel_threads
+from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
 from riskcap.io import Tables, days
 from riskcap.schema import CONDITION_CODES, CONDITIONS, INPATIENT_SETTINGS, SETTING_CODES, SETTINGS, is_acs

@@ -376,14 +376,13 @@ def test_attach_scores_maps_tiers_and_costs(population_frames):
 
 
 def test_results_do_not_depend_on_threads(population_frames, monkeypatch):
-    from riskcap.capitation import threads
+    from riskcap.stream import threads
 
     features, practices = population_frames
     scenario = load_scenario("cap_p99")
     monkeypatch.setattr(threads, "PARALLEL_MIN", 10**12)
     single = evaluate(population(features, practices), scenario)
     monkeypatch.setattr(threads, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(threads, "idle_cores", lambda: 8.0)
     import numba
 
     before = numba.get_num_threads()

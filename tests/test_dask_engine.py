@@ -111,7 +111,7 @@ def threads(task):
 def test_one_thread_per_task_on_spawned_workers(engine, monkeypatch):
     monkeypatch.setattr(sys, "_riskcap_driver_marker", True, raising=False)
     engine.client.restart()  # workers started now, after the marker was set
-    assert set(engine.map(threads, range(4))) == {(1, "1", "1", False)}
+    assert set(engine.map(threads, range(4))) == {(1, None, "1", False)}
     assert set(engine.client.nthreads().values()) == {1}
 
 

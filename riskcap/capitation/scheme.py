@@ -33,7 +33,7 @@ import pandas as pd
 import yaml
 
 from riskcap.capitation.coverage import TooComplex, ValueSet, intersect_boxes, uncovered
-from riskcap.capitation.threads import kernel_threads
+from riskcap.stream.threads import kernel_threads
 from riskcap.config import load_yaml, resolve_config
 from riskcap.errors import ConfigError, DataError
 from riskcap.schema import CONDITION_CODES, SETTING_CODES

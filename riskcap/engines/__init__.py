@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from riskcap.errors import ConfigError
+from riskcap.stream.memory import keep_freed_memory
 
 ENGINES = ("local", "dask")
 INSTALL_DASK = "pip install 'riskcap[dask]'"
@@ -34,6 +35,7 @@ class LocalEngine:
 
     def map(self, fn: Callable[..., Any], tasks: Sequence[Any], **shared) -> Iterator[Any]:
         """Yield ``fn(task, **shared)`` for each task, in task order, lazily."""
+        keep_freed_memory()
         for task in tasks:
             yield fn(task, **shared)
 

@@ -39,6 +39,7 @@ from riskcap.io import ParquetRowsWriter, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.partitions import load_partition, plan_partitions, scans_for
+from riskcap.stream.memory import release_freed_memory
 from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
 from riskcap.validate import LoadSummary
 
@@ -425,7 +426,7 @@ class ScoresWriter:
     def finish(self, summary: LoadSummary, engine, parts, shared: dict, progress=None) -> ScoredPopulation:
         """Rank everyone and write the file (``parts`` and ``shared``, the partitions' loading
         arguments, are for the second read of people pass one did not explain)."""
-        _release_memory()  # what the partitions freed, before the population-sized array
+        release_freed_memory()  # what the partitions freed, before the population-sized array
         population = self._sorted_values()
         found = self._second_pass(population, engine, parts, shared, progress)
         scored = ScoredPopulation(self.kind, summary)
@@ -463,20 +464,6 @@ class ScoresWriter:
             found[i] = reasons
             _tick(progress, "reasons", done, len(tasks))
         return found
-
-
-def _release_memory() -> None:
-    """Hand memory the partitions freed back to the OS before the population-wide steps
-    (arrow's pool and glibc keep freed pages otherwise, which would add to the peak)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _tick(progress, stage: str, done: int, total: int) -> None:
