@@ -217,7 +217,8 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
         Called with each stage's name as it starts.
     """
     from riskcap.features import build_features_partitioned
-    from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
+    from riskcap.data.dates import index_date_for
+    from riskcap.synthetic import SynthConfig, write_population
     from riskcap.validate import load_tables
 
     say = progress or (lambda _name: None)
@@ -238,9 +239,10 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
                              rows_quarantined=int(sum(loaded.rows_quarantined.values()))))
         say("features")
         start = time.perf_counter()
-        features = build_features_partitioned(tables, EVAL_INDEX_DATE)
+        index = index_date_for("evaluate", folder / "data")
+        features = build_features_partitioned(tables, index.date)
         stages.append(_stage("features", written.people_start, time.perf_counter() - start, persons=len(tables.persons),
-                             rows_out=int(len(features)), index_date=str(EVAL_INDEX_DATE)))
+                             rows_out=int(len(features)), index_date=str(index.date)))
         booster = train_bench_booster(features, seed)
         say("gbm_scoring")
         stages.append(bench_gbm(features, booster, used, repeats))
