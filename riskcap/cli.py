@@ -16,6 +16,7 @@ from riskcap.memory import restart_with_reused_memory
 COMMANDS: list[tuple[str, str]] = [
     ("demo", "demo"),
     ("synth", "synth"),
+    ("ingest", "import_command"),
     ("data", "validate"),
     ("model", "train"),
     ("model", "evaluate"),

@@ -1,0 +1,103 @@
+"""Contract activity rows made from extracts: built per extract, then sorted into one table.
+
+Rows are columns of numpy arrays (dates as int32 days, money as int64 pence) until
+:func:`activity_table` sorts them by (person_id, start_date, setting, then every other column,
+so equal input gives equal output whatever the order of the extract rows) and makes the arrow
+table of the contract, with costs in pounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from riskcap.ingest.extracts import INT32_NULL
+from riskcap.schema import SETTING_CODES
+
+SETTING_INDEX = {s: k for k, s in enumerate(SETTING_CODES)}
+#: Rank of each setting in alphabetical order (the contract's activity order after start_date).
+_SETTING_RANK = np.argsort(np.argsort(np.array(SETTING_CODES))).astype(np.int64)
+_SETTINGS = pa.array(list(SETTING_CODES), type=pa.string())
+
+SCHEMA = pa.schema([("person_id", pa.int64()), ("setting", pa.string()),
+                    ("start_date", pa.date32()), ("end_date", pa.date32()), ("quantity", pa.int64()),
+                    ("cost_gbp", pa.float64()), ("primary_diagnosis", pa.string())])
+
+
+@dataclass
+class ActivityRows:
+    """Activity rows of one extract: ``setting`` indexes SETTING_CODES; ``end`` is INT32_NULL
+    when there is no end date; ``diagnosis`` indexes ``codes`` (-1 = none)."""
+
+    person: np.ndarray
+    setting: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    quantity: np.ndarray
+    pence: np.ndarray
+    diagnosis: np.ndarray
+    codes: list[str]
+
+    @classmethod
+    def point(cls, person, setting: str, start, quantity, pence) -> "ActivityRows":
+        """Rows of one setting with no end date and no diagnosis."""
+        n = len(person)
+        return cls(np.asarray(person, np.int64), np.full(n, SETTING_INDEX[setting], np.int8),
+                   np.asarray(start, np.int32), np.full(n, INT32_NULL, np.int32),
+                   np.broadcast_to(np.asarray(quantity, np.int64), (n,)).copy(), np.asarray(pence, np.int64),
+                   np.full(n, -1, np.int32), [])
+
+    def __len__(self) -> int:
+        return len(self.person)
+
+
+def monthly(person: np.ndarray, day: np.ndarray, quantity: np.ndarray, pence: np.ndarray):
+    """Rows summed per (person, calendar month): (person, first day with a row in the month,
+    quantity, pence), sorted by person and month."""
+    if len(person) == 0:
+        return person, day, quantity, pence
+    month = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    order = np.lexsort((day, month, person))
+    p, m = person[order], month[order]
+    first = np.ones(len(p), dtype=bool)
+    first[1:] = (p[1:] != p[:-1]) | (m[1:] != m[:-1])
+    starts = np.flatnonzero(first)
+    return (p[starts], day[order][starts], np.add.reduceat(quantity[order], starts),
+            np.add.reduceat(pence[order], starts))
+
+
+def activity_table(parts: list[ActivityRows]) -> pa.Table:
+    """The contract's activity table of these rows, sorted (see the module notes)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return SCHEMA.empty_table()
+    codes = sorted({c for p in parts for c in p.codes})
+    position = {c: k for k, c in enumerate(codes)}
+    diagnosis = []
+    for p in parts:
+        remap = np.array([position[c] for c in p.codes] + [-1], dtype=np.int32)
+        diagnosis.append(remap[p.diagnosis])  # -1 indexes the appended -1
+    person = np.concatenate([p.person for p in parts])
+    setting = np.concatenate([p.setting for p in parts]).astype(np.int64)
+    start = np.concatenate([p.start for p in parts])
+    end = np.concatenate([p.end for p in parts])
+    quantity = np.concatenate([p.quantity for p in parts])
+    pence = np.concatenate([p.pence for p in parts])
+    diag = np.concatenate(diagnosis)
+    order = np.lexsort((diag, pence, quantity, end, _SETTING_RANK[setting], start, person))
+    setting, end, diag = setting[order], end[order], diag[order]
+    no_end = end == INT32_NULL
+    dictionary = pa.array(codes, type=pa.string())
+    diag_array = pa.DictionaryArray.from_arrays(pa.array(np.maximum(diag, 0).astype(np.int32), mask=diag < 0),
+                                                dictionary).dictionary_decode() if codes else \
+        pa.nulls(len(diag), pa.string())
+    return pa.table([
+        pa.array(person[order]),
+        pa.DictionaryArray.from_arrays(pa.array(setting.astype(np.int32)), _SETTINGS).dictionary_decode(),
+        pa.array(start[order], type=pa.int32()).cast(pa.date32()),
+        pa.array(np.where(no_end, 0, end), type=pa.int32(), mask=no_end).cast(pa.date32()),
+        pa.array(quantity[order]),
+        pa.array(pence[order] / 100.0),
+        diag_array,
+    ], schema=SCHEMA)
