@@ -13,7 +13,6 @@ readers do).
 from __future__ import annotations
 
 import csv
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from riskcap.io import DataError, parse_series
-from riskcap.partitions import PersonRange, StreamingFallbackWarning, read_range
+from riskcap.partitions import PersonRange, read_range
 
 INT32_NULL = np.iinfo(np.int32).min  # a missing date, as int32 days since 1970-01-01
 
@@ -276,11 +275,6 @@ def open_source(extract: Extract, path: Path) -> tuple[Source | None, str | None
             sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(path))
     except (DataError, OSError, pa.ArrowException) as exc:
         return None, str(exc).removeprefix(f"{path}: ")
-    if extract.person_level and not by_range:
-        why = "is CSV" if schema is None else f"has a person_id of type {schema.field('person_id').type}"
-        warnings.warn(f"{path} {why}, so it is read whole (memory is not bounded by partitions); convert it "
-                      f"to parquet with an integer person_id, sorted by it, to stream", StreamingFallbackWarning,
-                      stacklevel=2)
     return source, None
 
 

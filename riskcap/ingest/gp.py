@@ -51,6 +51,7 @@ class People:
     ids: np.ndarray
     birth: np.ndarray
     state: np.ndarray
+    written: np.ndarray | None = None  # in the persons table (reject mode leaves out people with problems)
 
     def match(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
         """Look up each row's person: (position in ``ids`` or -1, birth day or INT32_NULL).
@@ -252,7 +253,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
                          ("nhs_number", nhs.values)):
         if rows.has(name):
             rows.problem(disagree(values), ["person_id", name], "conflicting_values",
-                         f"{name} differs between the person's registration rows")
+                         f"{name} differs between the person's registration rows", column=name)
     to_sorted = np.where(rt.null, np.iinfo(np.int32).max, rt.values)[order]
     overlap_row = np.zeros(len(order), dtype=bool)
     overlap_row[1:] = ~first[1:] & (to_sorted[:-1] > rf.values[order][1:])
@@ -261,7 +262,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     overlap = np.zeros(rows.n, dtype=bool)
     overlap[order] = bad_group[group] if len(group) else False
     rows.problem(overlap, ["person_id", "practice_code", "registered_from", "registered_to"], "overlap",
-                 "registration periods of the person overlap (only the last may be open)")
+                 "registration periods of the person overlap (only the last may be open)", column="registered_to")
     if quarantine:  # a person is imported whole or not at all
         rejected_group = np.zeros(group[-1] + 1 if len(group) else 0, dtype=bool)
         rejected_group[group[rows.rejected[order]]] = True
@@ -291,6 +292,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     k = order[keep]
     kp = pid.values[k]
     stats = RegistrationStats()
+    people.written = np.isin(ids, kp)
     if len(k) == 0:
         return people, _persons_table(empty=True), _registrations_empty(), stats
     starts = np.ones(len(k), dtype=bool)
@@ -425,7 +427,7 @@ def conditions(rows: Rows, people: People, codelists: Codelists, extract_day: in
         after = d > latest_exclusion[p]
         first = np.full(len(people.ids), np.iinfo(np.int32).max, dtype=np.int32)
         np.minimum.at(first, p[after], d[after])
-        on = first < np.iinfo(np.int32).max
+        on = (first < np.iinfo(np.int32).max) & people.written
         had = np.zeros(len(people.ids), dtype=bool)
         had[p] = True
         stats.on_register[register] += int(on.sum())

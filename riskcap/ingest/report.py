@@ -110,6 +110,7 @@ class ImportReport:
     partitions: int
     extract_date_from: str = ""
     ignored_files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     problems: list = field(default_factory=list)
     rejects: dict = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
@@ -146,11 +147,14 @@ class ImportReport:
             if excludes:
                 rule = "latest include code after the latest exclude code"
             notes = [SIMPLIFIED[name]] if name in SIMPLIFIED else []
-            if name in QOF_RESOLUTIONS and not any(QOF_RESOLUTIONS[name] in e for e in excludes):
+            stem = QOF_RESOLUTIONS.get(name, "").removesuffix("_cod")
+            if stem and not any(stem in e.lower() for e in excludes):
                 notes.append(f"QOF resolution {QOF_RESOLUTIONS[name].upper()} not applied (not in the mapping)")
             if any(s in i for i in includes for s in STAND_INS) and name not in SIMPLIFIED:
                 notes.append("stand-in codelist")
             prevalence_pct = 100 * on / people if people else None
+            # far from the national figure only means something when enough people are expected
+            expected = people * percent / 100 if percent else 0
             register_rows.append({
                 "register": name, "name": CONDITIONS[name][0], "include": includes, "exclude": excludes,
                 "rule": rule if includes else "no codelist in the mapping: not imported",
@@ -158,7 +162,7 @@ class ImportReport:
                 "min_age": min_age, "prevalence_percent": None if prevalence_pct is None else round(prevalence_pct, 3),
                 "qof_england_percent": percent,
                 "ratio_to_qof": None if (prevalence_pct is None or not percent) else round(prevalence_pct / percent, 3),
-                "notes": notes})
+                "expected_at_qof_rate": round(expected, 1), "notes": notes})
         matched = registers.rows_matched
         lists = codelists.manifest()
         for entry in lists["files"]:
@@ -196,7 +200,7 @@ class ImportReport:
                 "acs_emergency_admissions": self.acs, "registrations": self.registrations,
                 "hospital": self.hospital, "outputs_rows": self.outputs_rows, "outputs": self.outputs,
                 "rejects": self.rejects, "problems": [p.as_dict() for p in self.problems],
-                "ignored_files": self.ignored_files, "partitions": self.partitions}
+                "ignored_files": self.ignored_files, "warnings": self.warnings, "partitions": self.partitions}
 
     # --- readable tables -------------------------------------------------------------------------
 
@@ -221,23 +225,27 @@ class ImportReport:
             out.append(reasons)
         if self.unmapped_codes:
             codes = Table(title=f"The {len(self.unmapped_codes)} most frequent codes not mapped")
-                for c in ("extract", "column", "code", "rows"):
+            for c in ("extract", "column", "code", "rows"):
                 codes.add_column(c, justify="right" if c == "rows" else "left")
             for c in self.unmapped_codes:
                 codes.add_row(c["extract"], c["column"], c["code"], f"{c['rows']:,}")
             out.append(codes)
         regs = Table(title=f"Registers (prevalence among people registered on {self.extract_date}; QOF England 2019/20)")
-        for c in ("register", "people", "taken off", "prevalence", "QOF England", "ratio", "notes"):
-            regs.add_column(c, justify="left" if c in ("register", "notes") else "right")
+        for c in ("register", "people", "taken off", "prevalence", "QOF England", "ratio"):
+            regs.add_column(c, justify="left" if c == "register" else "right")
+        notes = Table(title="Register rules: what riskcap applies, and what it leaves out of QOF's")
+        notes.add_column("register")
+        notes.add_column("rule and notes")
         for r in self.registers:
             prev = "-" if r["prevalence_percent"] is None else f"{r['prevalence_percent']:.2f}%"
             qof = "-" if r["qof_england_percent"] is None else f"{r['qof_england_percent']:.2f}%"
             ratio = r["ratio_to_qof"]
-            flag = "" if ratio is None or 0.5 <= ratio <= 2 else " [red]check the codelist[/red]"
+            far = ratio is not None and r["expected_at_qof_rate"] >= 20 and not 0.5 <= ratio <= 2
             regs.add_row(r["register"] + ("" if r["include"] else " [yellow](no codelist)[/yellow]"),
                          f"{r['people']:,}", f"{r['taken_off_by_exclude']:,}", prev, qof,
-                         ("-" if ratio is None else f"{ratio:.2f}") + flag, "; ".join(r["notes"]) or "-")
-        out.append(regs)
+                         ("-" if ratio is None else f"{ratio:.2f}") + (" [red]check the codelist[/red]" if far else ""))
+            notes.add_row(r["register"], "; ".join([r["rule"], *r["notes"]]))
+        out += [regs, notes]
         lists = Table(title="Codelists used (full SHA-256 and file names in the JSON report)")
         for c in ("codelist", "codes", "rows matched", "sha256", "version checked"):
             lists.add_column(c, justify="right" if c in ("codes", "rows matched") else "left")

@@ -60,8 +60,9 @@ class Rows:
     def has(self, name: str) -> bool:
         return name in self.raw.column_names
 
-    def problem(self, mask, columns: str | list[str], rule: str, message: str) -> None:
-        """Reject the rows in ``mask`` for breaking a rule (examples show their values as read)."""
+    def problem(self, mask, columns: str | list[str], rule: str, message: str, column: str | None = None) -> None:
+        """Reject the rows in ``mask`` for breaking a rule (examples show the values of
+        ``columns`` as read; the problem is named by ``column``, default the first of them)."""
         mask = np.asarray(mask, dtype=bool)
         positions = np.flatnonzero(mask)
         if len(positions) == 0:
@@ -72,7 +73,7 @@ class Rows:
         sample = self.raw.select(shown).take(pa.array(first)).to_pandas() if shown else pd.DataFrame(index=range(len(first)))
         sample.index = pd.Index(self.labels[first])
         p = row_problem(sample, np.ones(len(first), dtype=bool), self.key, str(self.source.path),
-                        shown or columns, rule, message, column=None if shown else "")
+                        shown or columns, rule, message, column=column if shown else "")
         p.count, p.row_indices = len(positions), positions
         self.problems.append(p)
         self.rejected |= mask
@@ -153,10 +154,12 @@ class Rows:
 
     def not_negative(self, name: str) -> Parsed:
         v = self.col(name)
-        self.problem(~v.null & ~v.bad & (v.values < 0), name, "negative", f"negative {name.replace('_', ' ')}")
+        what = {"cost_gbp": "cost"}.get(name, f"number of {name.replace('_', ' ')}")
+        self.problem(~v.null & ~v.bad & (v.values < 0), name, "negative", f"negative {what}")
         return v
 
     def duplicate(self, columns: list[str], keys: list[np.ndarray], present: np.ndarray, message: str) -> None:
+        # the problem is named by the last key column (the identifier), examples show them all
         """Reject every row (where ``present``) sharing its ``keys`` with another: there is no
         telling which is right."""
         rows = np.flatnonzero(present)
@@ -169,7 +172,7 @@ class Rows:
         dup = np.zeros(self.n, dtype=bool)
         dup[order[1:][same]] = True
         dup[order[:-1][same]] = True
-        self.problem(dup, columns, "duplicate_key", message)
+        self.problem(dup, columns, "duplicate_key", message, column=columns[-1])
 
 
 @dataclass

@@ -68,8 +68,8 @@ class ImportSettings:
 
 # --- finding the extracts ----------------------------------------------------------------------
 
-def find_sources(settings: ImportSettings) -> tuple[dict[str, Source], list[str], list[str]]:
-    """(sources by extract key, file-level problems, ignored files) of the folders given."""
+def find_sources(settings: ImportSettings) -> tuple[dict[str, Source], list[str], list[str], list[str]]:
+    """(sources by extract key, file-level problems, ignored files, warnings) of the folders given."""
     sources, problems, ignored = {}, [], []
     for source in SOURCES:
         folder = settings.folder(source)
@@ -100,7 +100,10 @@ def find_sources(settings: ImportSettings) -> tuple[dict[str, Source], list[str]
                             f"{', '.join(e.name for e in extracts_of(source))} as .parquet or .csv)")
     if "gp/registrations" in sources and sources["gp/registrations"].rows == 0:
         problems.append(f"{sources['gp/registrations'].path}: empty extract: no registrations")
-    return sources, problems, ignored
+    whole = [s.path.name for s in sources.values() if s.extract.person_level and not s.by_range]
+    warnings = [f"read whole, not by person range (memory is not bounded by partitions): {', '.join(whole)}; "
+                f"parquet with an integer person_id, sorted by it, streams"] if whole else []
+    return sources, problems, ignored, warnings
 
 
 def latest_date(sources: dict[str, Source]) -> tuple[int | None, str]:
@@ -259,7 +262,7 @@ def import_extracts(settings: ImportSettings, check: bool = True,
     quarantine = settings.on_invalid == "quarantine"
     codelists = load_codelists(settings.codelists, settings.mapping)
     unit_costs = load_unit_costs(settings.unit_costs)
-    sources, file_problems, ignored = find_sources(settings)
+    sources, file_problems, ignored, warnings = find_sources(settings)
     if file_problems:
         raise DataError(f"{len(file_problems)} problem(s) with the extract files; nothing was imported "
                         f"(fix them: they cannot be quarantined):\n" + "\n".join(f"  - {p}" for p in file_problems))
@@ -274,7 +277,7 @@ def import_extracts(settings: ImportSettings, check: bool = True,
     staging = Staging(settings.out)
     try:
         report = _run(settings, codelists, unit_costs, sources, extract_day, quarantine, staging, state, progress)
-        report.extract_date_from, report.ignored_files = date_from, ignored
+        report.extract_date_from, report.ignored_files, report.warnings = date_from, ignored, warnings
         problems = _ordered(state.problems)
         report.problems = problems
         if problems and not quarantine:
