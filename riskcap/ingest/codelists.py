@@ -131,6 +131,10 @@ def read_mapping(path: str | Path) -> list[MappingLine]:
         lines.append(MappingLine(register, role, codelist_id, number))
     if not lines:
         raise ConfigError(f"{path}: no codelists listed")
+    included = {m.register for m in lines if m.role == "include"}
+    for m in lines:
+        if m.register not in included:
+            raise ConfigError(f"{path}: line {m.line}: {m.register} has an exclude list but no include list")
     versions: dict[str, str] = {}
     for m in lines:
         if versions.setdefault(m.filename, m.codelist_id) != m.codelist_id:
@@ -305,10 +309,6 @@ def load_codelists(directory: str | Path, mapping: str | Path | None = None) -> 
             continue
         target = include_bits if m.role == "include" else exclude_bits
         target[m.register] = int(target.get(m.register, 0) | int(bit[m.codelist_id]))
-    for register in exclude_bits:
-        if register not in include_bits:
-            line = next(m.line for m in lines if m.register == register)
-            raise ConfigError(f"{mapping_file}: line {line}: {register} has an exclude list but no include list")
     acs = tuple(sorted({c for m in lines if m.register == ACS for c in lists[m.codelist_id].codes}))
     registers = tuple(r for r in CONDITION_CODES if r in include_bits)
     return Codelists(lines, mapping_file, lists, snomed, codes, masks, include_bits, exclude_bits, acs, registers)

@@ -231,7 +231,8 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
 
     # the person's rows together: agreement and no overlaps
     present = ok(pid)
-    order = np.lexsort((rf.values, pid.values))
+    to_key = np.where(rt.null, np.iinfo(np.int32).max, rt.values)
+    order = np.lexsort((to_key, rf.values, pid.values))
     order = order[present[order]]
     p_sorted = pid.values[order]
     first = np.ones(len(order), dtype=bool)
@@ -254,7 +255,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
         if rows.has(name):
             rows.problem(disagree(values), ["person_id", name], "conflicting_values",
                          f"{name} differs between the person's registration rows", column=name)
-    to_sorted = np.where(rt.null, np.iinfo(np.int32).max, rt.values)[order]
+    to_sorted = to_key[order]
     overlap_row = np.zeros(len(order), dtype=bool)
     overlap_row[1:] = ~first[1:] & (to_sorted[:-1] > rf.values[order][1:])
     bad_group = np.zeros(group[-1] + 1 if len(group) else 0, dtype=bool)
