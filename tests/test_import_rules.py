@@ -346,3 +346,17 @@ def test_codelist_changed_since_download(tmp_path):
     (folder / "riskcap-test-asthma.csv").write_text("code,term\nnot-a-code,x\n")
     with pytest.raises(DataError, match="not a SNOMED CT concept id"):
         load_codelists(folder, FIXTURE / "codelists.txt")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 4), st.integers(0, 2), st.integers(0, 3), st.integers(0, 2)),
+                max_size=60), st.booleans())
+def test_sort_order_is_lexsort(rows, huge):
+    """The packed-key sort gives np.lexsort's order (huge ids: the lexsort fallback)."""
+    from riskcap.ingest.activity import sort_order
+
+    person = np.array([r[0] for r in rows], np.int64) * (1 << 40 if huge else 1)
+    start = np.array([r[1] for r in rows], np.int32)
+    rank = np.array([r[2] for r in rows], np.int64)
+    ties = (np.array([r[3] for r in rows], np.int64), np.array([r[4] for r in rows], np.int64))
+    assert sort_order(person, start, rank, ties).tolist() == np.lexsort((*ties, rank, start, person)).tolist()

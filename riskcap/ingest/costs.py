@@ -89,12 +89,16 @@ class Pricing:
         self.rounded_rows += int((~missing & (np.abs(given - pence) > 1e-6)).sum())
         if missing.any():
             units = np.broadcast_to(np.asarray(units, dtype=np.int64), missing.shape)
-            key_rows = np.broadcast_to(np.asarray(keys, dtype=object), missing.shape)
-            for key in (np.unique(key_rows[missing]) if not isinstance(keys, str) else [keys]):
-                rows = missing & (key_rows == key)
+            where = np.flatnonzero(missing)
+            if isinstance(keys, str):
+                groups = [(keys, where)]
+            else:
+                names, inverse = np.unique(np.asarray(keys, dtype=object)[where], return_inverse=True)
+                groups = [(name, where[inverse == k]) for k, name in enumerate(names)]
+            for key, rows in groups:
                 price = units[rows] * self.unit_costs.pence[key]
                 pence[rows] = price
-                self.priced_rows[key] += int(rows.sum())
+                self.priced_rows[key] += len(rows)
                 self.priced_pence[key] += int(price.sum())
         return pence
 

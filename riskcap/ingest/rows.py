@@ -159,12 +159,19 @@ class Rows:
         return v
 
     def duplicate(self, columns: list[str], keys: list[np.ndarray], present: np.ndarray, message: str) -> None:
-        # the problem is named by the last key column (the identifier), examples show them all
         """Reject every row (where ``present``) sharing its ``keys`` with another: there is no
-        telling which is right."""
+        telling which is right. The last key is the identifier (an index of its distinct values),
+        which names the problem."""
         rows = np.flatnonzero(present)
         if len(rows) < 2:
             return
+        last = keys[-1][rows]  # the identifier: only rows whose identifier repeats can be duplicates
+        lo, hi = int(last.min()), int(last.max())
+        counts = np.bincount(last - lo) if hi - lo <= 4 * len(last) else None
+        if counts is not None:
+            rows = rows[counts[last - lo] > 1]
+            if len(rows) < 2:
+                return
         order = rows[np.lexsort([k[rows] for k in reversed(keys)])]
         same = np.ones(len(order) - 1, dtype=bool)
         for k in keys:

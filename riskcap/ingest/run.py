@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -329,39 +330,57 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
     pricing = Pricing(unit_costs)
     reg_stats, register_stats, hospital_stats = gp.RegistrationStats(), gp.RegisterStats(), hospital.HospitalStats()
     prevalence: Counter = Counter()
+    person_sources = {key: src for key, src in sources.items() if src.extract.person_level}
+
+    def read(part):
+        return {key: src.read(part) for key, src in person_sources.items()}
+
     writers = {name: ParquetRowsWriter(staging.path(f"{name}.parquet"))
                for name in ("persons", "registrations", "conditions", "activity")}
+    # one thread reads the next range while this one maps the current; another writes (parquet
+    # decoding, encoding and numpy's sorts release the GIL, so the three overlap on two cores)
     with contextlib.ExitStack() as stack:
         for writer in writers.values():
             stack.enter_context(writer)
-        for part in parts:
-            reg = Rows(sources["gp/registrations"], *sources["gp/registrations"].read(part))
+        reader = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="riskcap-import-read"))
+        writing = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="riskcap-import-write"))
+        written: list[Future] = []
+        pending = reader.submit(read, parts[0])
+        for i, part in enumerate(parts):
+            raw = pending.result()
+            if i + 1 < len(parts):
+                pending = reader.submit(read, parts[i + 1])
+            reg = Rows(sources["gp/registrations"], *raw.pop("gp/registrations"))
             people, persons, registrations, stats = gp.registrations(reg, known, changes, extract_day, quarantine)
             reg_stats.add(stats)
             state.take(reg, quarantine)
             conditions = gp.CONDITIONS_SCHEMA.empty_table()
-            if "gp/events" in sources:
-                events = Rows(sources["gp/events"], *sources["gp/events"].read(part))
+            if "gp/events" in raw:
+                events = Rows(sources["gp/events"], *raw.pop("gp/events"))
                 conditions, rstats = gp.conditions(events, people, codelists, extract_day)
                 register_stats.add(rstats)
                 state.take(events, quarantine)
             activity = []
             for key in _ACTIVITY:
-                if key not in sources:
-                    continue
-                rows = Rows(sources[key], *sources[key].read(part))
-                activity.append(_map_activity(key, rows, people, pricing, codelists, extract_day, hospital_stats))
-                state.take(rows, quarantine)
+                if key in raw:
+                    rows = Rows(sources[key], *raw.pop(key))
+                    activity.append(_map_activity(key, rows, people, pricing, codelists, extract_day, hospital_stats))
+                    state.take(rows, quarantine)
             prevalence.update(prevalence_counts(persons, registrations, conditions, extract_day))
+            for future in written:
+                future.result()  # the previous range's writes, so a failure stops the run early
+            written = []
             for name, table in (("persons", persons), ("registrations", registrations), ("conditions", conditions),
                                 ("activity", activity_table(activity))):
-                writers[name].write(table)
+                written.append(writing.submit(writers[name].write, table))
                 state.rows_out[name] += table.num_rows
             info.done += 1
             info.people += persons.num_rows
             if progress is not None:
                 progress(info)
-            del reg, people, persons, registrations, conditions, activity
+            del raw, reg, people, persons, registrations, conditions, activity
+        for future in written:
+            future.result()
     practices = gp.practices_table(practice_rows, reg_stats.list_sizes)
     state.take(practice_rows, quarantine)
     write_parquet(practices, staging.path("practices.parquet"))
