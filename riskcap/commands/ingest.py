@@ -76,6 +76,8 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
 
         report = import_extracts(settings, check=not no_check, progress=progress)
     out = Console(soft_wrap=False)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     for table in report.tables():
         out.print(table)
     for name, folder in (("gp", gp_dir), ("hospital", hospital_dir), ("community", community_dir),

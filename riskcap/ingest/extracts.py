@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from riskcap.io import DataError, parse_series
 from riskcap.partitions import PersonRange, read_range
+from riskcap.validate import text_is_clean
 
 INT32_NULL = np.iinfo(np.int32).min  # a missing date, as int32 days since 1970-01-01
 
@@ -307,9 +308,11 @@ def parse(column: pa.ChunkedArray | None, kind: str, rows: int) -> Parsed:
     if kind == "code":
         return _parse_code(column, null)
     if kind == "key":
-        text = column.dictionary_decode() if pa.types.is_dictionary(t) else column
-        text = pc.utf8_trim_whitespace(text.cast(pa.string()))
-        encoded = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text).dictionary_encode()
+        text = (column.dictionary_decode() if pa.types.is_dictionary(t) else column).cast(pa.string())
+        if not text_is_clean(text):  # spaces to trim or empty values (rare): the slower path
+            text = pc.utf8_trim_whitespace(text)
+            text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        encoded = text.dictionary_encode()
         values = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         return Parsed(values, values < 0, no_bad)
     if kind in ("date", "month") and (pa.types.is_date(t) or pa.types.is_timestamp(t)):
@@ -368,7 +371,7 @@ def _empty(kind: str, rows: int) -> np.ndarray:
 
 
 def _parse_code(column: pa.Array, null: np.ndarray) -> Parsed:
-    """Short text as (index into sorted categories, categories): trimmed, empty = null. Numbers
+    """Short text as (index into categories, the distinct values): trimmed, empty = null. Numbers
     (a code column stored as integers) become their decimal text."""
     if pa.types.is_dictionary(column.type):
         indices = column.indices.to_numpy(zero_copy_only=False) if column.null_count == 0 else \
@@ -382,6 +385,10 @@ def _parse_code(column: pa.Array, null: np.ndarray) -> Parsed:
         dictionary = encoded.dictionary
     if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
         dictionary = dictionary.cast(pa.string())
+    if dictionary.null_count == 0 and text_is_clean(dictionary):  # distinct and trimmed already: as they are
+        values = indices.astype(np.int32)
+        values[null] = -1
+        return Parsed(values, null.copy(), np.zeros(len(values), dtype=bool), dictionary.to_pylist())
     raw = [None if v is None else v.strip() for v in dictionary.to_pylist()]
     categories = sorted({v for v in raw if v})
     position = {v: k for k, v in enumerate(categories)}
