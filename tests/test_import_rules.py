@@ -360,3 +360,22 @@ def test_sort_order_is_lexsort(rows, huge):
     rank = np.array([r[2] for r in rows], np.int64)
     ties = (np.array([r[3] for r in rows], np.int64), np.array([r[4] for r in rows], np.int64))
     assert sort_order(person, start, rank, ties).tolist() == np.lexsort((*ties, rank, start, person)).tolist()
+
+
+def test_docs_describe_every_extract_column():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "import.md").read_text(encoding="utf-8")
+    for extract in EXTRACTS.values():
+        assert f"`{extract.name}`" in docs, extract.key
+        for f in extract.fields:
+            assert f"`{f.name}`" in docs, f"{extract.key}.{f.name}"
+
+
+def test_rejects_csv_is_formula_safe():
+    import pandas as pd
+
+    from riskcap.ingest.run import _formula_safe
+
+    frame = _formula_safe(pd.DataFrame({"practice_code": ["=HYPERLINK(\"x\")", "A81001", "+1", "@SUM(A1)", None],
+                                        "row": [1, 2, 3, 4, 5]}))
+    assert frame["practice_code"].tolist()[:4] == ["'=HYPERLINK(\"x\")", "A81001", "'+1", "'@SUM(A1)"]
+    assert frame["row"].tolist() == [1, 2, 3, 4, 5]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -207,6 +208,8 @@ class Staging:
             target = self.out / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
+        if (self.out / "rejects").is_dir():
+            os.chmod(self.out / "rejects", 0o700)
         for relative in previous:
             if relative not in written and ".." not in Path(relative).parts:
                 with contextlib.suppress(FileNotFoundError):
@@ -436,7 +439,7 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
 def _formula_safe(frame):
     """Text a spreadsheet would run as a formula (= + - @, tab, carriage return first) behind a '."""
     for column in frame.columns:
-        if frame[column].dtype == object or str(frame[column].dtype).startswith("string"):
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
             text = frame[column].astype("string")
             risky = text.str.match(r"^[=+\-@\t\r]").fillna(False)
             frame[column] = text.where(~risky, "'" + text)
