@@ -52,12 +52,19 @@ class ActivityRows:
         return len(self.person)
 
 
+def months(day: np.ndarray) -> np.ndarray:
+    """Calendar month numbers (months since 1970-01) of int32 days, by a table over their range."""
+    lo, hi = int(day.min()), int(day.max())
+    table = np.arange(lo, hi + 1).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return table[day - lo]
+
+
 def monthly(person: np.ndarray, day: np.ndarray, quantity: np.ndarray, pence: np.ndarray):
     """Rows summed per (person, calendar month): (person, first day with a row in the month,
     quantity, pence), sorted by person and month."""
     if len(person) == 0:
         return person, day, quantity, pence
-    month = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    month = months(day)
     in_order = bool(((person[1:] > person[:-1]) | ((person[1:] == person[:-1]) & (day[1:] >= day[:-1]))).all())
     order = np.arange(len(person)) if in_order else np.lexsort((day, month, person))  # extracts come sorted
     p, m = person[order], month[order]
@@ -106,25 +113,32 @@ def activity_table(parts: list[ActivityRows]) -> pa.Table:
         remap = np.array([position[c] for c in p.codes] + [-1], dtype=np.int32)
         diagnosis.append(remap[p.diagnosis])  # -1 indexes the appended -1
     person = np.concatenate([p.person for p in parts])
-    setting = np.concatenate([p.setting for p in parts]).astype(np.int64)
+    setting = np.concatenate([p.setting for p in parts]).astype(np.int32)
     start = np.concatenate([p.start for p in parts])
     end = np.concatenate([p.end for p in parts])
     quantity = np.concatenate([p.quantity for p in parts])
     pence = np.concatenate([p.pence for p in parts])
     diag = np.concatenate(diagnosis)
     order = sort_order(person, start, _SETTING_RANK[setting], (diag, pence, quantity, end))
-    setting, end, diag = setting[order], end[order], diag[order]
-    no_end = end == INT32_NULL
-    dictionary = pa.array(codes, type=pa.string())
-    diag_array = pa.DictionaryArray.from_arrays(pa.array(np.maximum(diag, 0).astype(np.int32), mask=diag < 0),
-                                                dictionary).dictionary_decode() if codes else \
-        pa.nulls(len(diag), pa.string())
+    end, diag = end[order], diag[order]
+    has_diag = diag >= 0
+    diag_array = pa.DictionaryArray.from_arrays(pa.array(np.where(has_diag, diag, 0), mask=~has_diag),
+                                                pa.array(codes, type=pa.string())).dictionary_decode() \
+        if has_diag.any() else pa.nulls(len(diag), pa.string())
     return pa.table([
         pa.array(person[order]),
-        pa.DictionaryArray.from_arrays(pa.array(setting.astype(np.int32)), _SETTINGS).dictionary_decode(),
-        pa.array(start[order], type=pa.int32()).cast(pa.date32()),
-        pa.array(np.where(no_end, 0, end), type=pa.int32(), mask=no_end).cast(pa.date32()),
+        pa.DictionaryArray.from_arrays(pa.array(setting[order]), _SETTINGS).dictionary_decode(),
+        date_array(start[order]),
+        date_array(end),
         pa.array(quantity[order]),
         pa.array(pence[order] / 100.0),
         diag_array,
     ], schema=SCHEMA)
+
+
+def date_array(days: np.ndarray) -> pa.Array:
+    """int32 day numbers as an arrow date32 array without copying them (INT32_NULL = null)."""
+    days = np.ascontiguousarray(days, dtype=np.int32)
+    missing = days == INT32_NULL
+    validity = pa.array(~missing).buffers()[1] if missing.any() else None
+    return pa.Array.from_buffers(pa.date32(), len(days), [validity, pa.py_buffer(days)])

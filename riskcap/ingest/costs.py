@@ -84,9 +84,10 @@ class Pricing:
 
         ``keys``: one price key for every row, or an array of keys (per row).
         """
-        given = np.where(missing, 0.0, cost_gbp) * 100
-        pence = np.rint(given).astype(np.int64)
-        self.rounded_rows += int((~missing & (np.abs(given - pence) > 1e-6)).sum())
+        given = cost_gbp * 100  # NaN where missing
+        rounded = np.rint(given)
+        self.rounded_rows += int((np.abs(given - rounded) > 1e-6).sum())  # NaN compares false
+        pence = np.nan_to_num(rounded, nan=0.0).astype(np.int64)
         if missing.any():
             units = np.broadcast_to(np.asarray(units, dtype=np.int64), missing.shape)
             where = np.flatnonzero(missing)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.ingest.activity import ActivityRows, monthly
+from riskcap.ingest.activity import ActivityRows, date_array, monthly
 from riskcap.ingest.codelists import Codelists
 from riskcap.ingest.costs import Pricing
 from riskcap.ingest.extracts import INT32_NULL
@@ -52,6 +52,22 @@ class People:
     birth: np.ndarray
     state: np.ndarray
     written: np.ndarray | None = None  # in the persons table (reject mode leaves out people with problems)
+    _table: np.ndarray | None = field(default=None, repr=False)
+
+    def positions(self, person_id: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Each id's position in ``ids`` (-1: not there). Ids of a range are usually dense, so a
+        table indexed by id is used when it is small (searching sorted ids otherwise)."""
+        lo, span = int(self.ids[0]), int(self.ids[-1]) - int(self.ids[0]) + 1
+        if span <= 4 * len(self.ids) + 1024:
+            if self._table is None:
+                self._table = np.full(span + 1, -1, dtype=np.int64)
+                self._table[self.ids - lo] = np.arange(len(self.ids))
+            table = self._table
+            offset = person_id - lo
+            offset[(offset < 0) | (offset >= span) | ~present] = span  # the last slot stays -1
+            return table[offset]
+        pos = np.searchsorted(self.ids, person_id).clip(max=len(self.ids) - 1)
+        return np.where(present & (self.ids[pos] == person_id), pos, -1)
 
     def match(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
         """Look up each row's person: (position in ``ids`` or -1, birth day or INT32_NULL).
@@ -63,9 +79,8 @@ class People:
         if len(self.ids) == 0:
             rows.unmapped(present, NOT_REGISTERED)
             return np.full(rows.n, -1, dtype=np.int64), np.full(rows.n, INT32_NULL, dtype=np.int32)
-        pos = np.searchsorted(self.ids, pid.values).clip(max=len(self.ids) - 1)
-        found = present & (self.ids[pos] == pid.values)
-        pos = np.where(found, pos, -1)
+        pos = self.positions(pid.values, present)
+        found = pos >= 0
         state = np.where(found, self.state[pos], -1)
         rows.unmapped(present & ~found, NOT_REGISTERED)
         rows.unmapped(state == 2, NOT_IMPORTED)
@@ -217,7 +232,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     rows.problem(ok(died) & ok(rf) & (rf.values > died.values), ["registered_from", "died_on"], "date_order",
                  "registered_from is after died_on")
     if rows.has("nhs_number"):
-        text = pd.Series([nhs.categories[i] if i >= 0 else None for i in nhs.values], dtype="string")
+        text = pd.Series(_decode(nhs).to_pandas(), dtype="string")
         bad_format, bad_check = nhs_number_checks(text)
         rows.problem(bad_format, "nhs_number", "nhs_number_format", "NHS number is not 10 digits (no spaces)")
         rows.problem(bad_check, "nhs_number", "nhs_number_mod11", "NHS number fails the modulus-11 check")
@@ -319,7 +334,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     code_text = pa.array(codes, pa.string())
     persons = _persons_table(
         person_id=kp[first_k],
-        nhs=[nhs.categories[i] if i >= 0 else None for i in nhs.values[k][last_k]],
+        nhs=_decode(nhs, k[last_k]),
         practice=pa.DictionaryArray.from_arrays(pa.array(practice_k[last_k].astype(np.int32)), code_text)
         .dictionary_decode(),
         sex=sex_code[k][last_k].tolist(),
@@ -330,17 +345,17 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
         "person_id": pa.array(kp),
         "practice_code": pa.DictionaryArray.from_arrays(pa.array(practice_k.astype(np.int32)), code_text)
         .dictionary_decode(),
-        "registered_from": _dates(rf.values[k]),
-        "registered_to": _dates(end),
+        "registered_from": date_array(rf.values[k]),
+        "registered_to": date_array(end),
     })
     return people, persons, registrations_table, stats
 
 
-def _dates(days: np.ndarray) -> pa.Array:
-    days = np.asarray(days, dtype=np.int32)
-    missing = days == INT32_NULL
-    return pa.array(np.where(missing, 0, days), type=pa.int32(), mask=missing if missing.any() else None) \
-        .cast(pa.date32())
+def _decode(code, rows: np.ndarray | None = None) -> pa.Array:
+    """A parsed code column (of ``rows``) back to text, nulls as null."""
+    values = code.values if rows is None else code.values[rows]
+    return pa.DictionaryArray.from_arrays(pa.array(np.maximum(values, 0).astype(np.int32), mask=values < 0),
+                                          pa.array(code.categories or [""], pa.string())).dictionary_decode()
 
 
 PERSONS_SCHEMA = pa.schema([("person_id", pa.int64()), ("nhs_number", pa.string()), ("practice_code", pa.string()),
@@ -360,8 +375,8 @@ def _persons_table(person_id=None, nhs=None, practice=None, sex=None, birth=None
     if empty:
         return PERSONS_SCHEMA.empty_table()
     return pa.table([
-        pa.array(person_id, pa.int64()), pa.array(nhs, pa.string()), practice, pa.array(sex, pa.string()),
-        _dates(birth), pa.array(imd, pa.int64()), _dates(registered_from), _dates(registered_to), _dates(died),
+        pa.array(person_id, pa.int64()), nhs, practice, pa.array(sex, pa.string()),
+        date_array(birth), pa.array(imd, pa.int64()), date_array(registered_from), date_array(registered_to), date_array(died),
         pa.array(care, pa.bool_()), pa.array(opted, pa.bool_()),
     ], schema=PERSONS_SCHEMA)
 
@@ -443,7 +458,7 @@ def conditions(rows: Rows, people: People, codelists: Codelists, extract_day: in
     order = np.lexsort((cond, who))
     return pa.table([pa.array(people.ids[who[order]]),
                      pa.DictionaryArray.from_arrays(pa.array(cond[order]), _CONDITIONS).dictionary_decode(),
-                     _dates(day[order])], schema=CONDITIONS_SCHEMA), stats
+                     date_array(day[order])], schema=CONDITIONS_SCHEMA), stats
 
 
 # --- GP activity ----------------------------------------------------------------------------------
