@@ -20,7 +20,7 @@ SETTING_INDEX = {s: k for k, s in enumerate(SETTING_CODES)}
 _SETTING_RANK = np.argsort(np.argsort(np.array(SETTING_CODES))).astype(np.int64)
 _SETTINGS = pa.array(list(SETTING_CODES), type=pa.string())
 
-SCHEMA = pa.schema([("person_id", pa.int64()), ("setting", pa.string()),
+SCHEMA = pa.schema([("person_id", pa.int64()), ("setting", pa.dictionary(pa.int32(), pa.string())),
                     ("start_date", pa.date32()), ("end_date", pa.date32()), ("quantity", pa.int64()),
                     ("cost_gbp", pa.float64()), ("primary_diagnosis", pa.string())])
 
@@ -120,18 +120,18 @@ def activity_table(parts: list[ActivityRows]) -> pa.Table:
     pence = np.concatenate([p.pence for p in parts])
     diag = np.concatenate(diagnosis)
     order = sort_order(person, start, _SETTING_RANK[setting], (diag, pence, quantity, end))
-    end, diag = end[order], diag[order]
+    end, diag = np.take(end, order), np.take(diag, order)
     has_diag = diag >= 0
     diag_array = pa.DictionaryArray.from_arrays(pa.array(np.where(has_diag, diag, 0), mask=~has_diag),
                                                 pa.array(codes, type=pa.string())).dictionary_decode() \
         if has_diag.any() else pa.nulls(len(diag), pa.string())
     return pa.table([
-        pa.array(person[order]),
-        pa.DictionaryArray.from_arrays(pa.array(setting[order]), _SETTINGS).dictionary_decode(),
-        date_array(start[order]),
+        pa.array(np.take(person, order)),
+        pa.DictionaryArray.from_arrays(pa.array(np.take(setting, order)), _SETTINGS),
+        date_array(np.take(start, order)),
         date_array(end),
-        pa.array(quantity[order]),
-        pa.array(pence[order] / 100.0),
+        pa.array(np.take(quantity, order)),
+        pa.array(np.take(pence, order) / 100.0),
         diag_array,
     ], schema=SCHEMA)
 

@@ -302,7 +302,8 @@ def parse(column: pa.ChunkedArray | None, kind: str, rows: int) -> Parsed:
         column = column.combine_chunks() if column.num_chunks else pa.array([], type=column.type)
     elif isinstance(column, pa.ChunkedArray):
         column = column.chunk(0)
-    null = column.is_null().to_numpy(zero_copy_only=False)
+    nulls = column.null_count
+    null = column.is_null().to_numpy(zero_copy_only=False) if nulls else np.zeros(len(column), dtype=bool)
     no_bad = np.zeros(len(column), dtype=bool)
     t = column.type
     if kind == "code":
@@ -316,17 +317,23 @@ def parse(column: pa.ChunkedArray | None, kind: str, rows: int) -> Parsed:
         values = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         return Parsed(values, values < 0, no_bad)
     if kind in ("date", "month") and (pa.types.is_date(t) or pa.types.is_timestamp(t)):
-        days = column.cast(pa.date32()) if not pa.types.is_date32(t) else column
-        values = days.cast(pa.int32()).fill_null(INT32_NULL).to_numpy(zero_copy_only=False)
+        days = (column.cast(pa.date32()) if not pa.types.is_date32(t) else column).cast(pa.int32())
+        values = (days.fill_null(INT32_NULL) if nulls else days).to_numpy(zero_copy_only=False)
         return Parsed(values, null, no_bad)
     if kind == "int" and pa.types.is_integer(t):
-        return Parsed(column.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), null, no_bad)
+        values = column.cast(pa.int64())
+        return Parsed((values.fill_null(0) if nulls else values).to_numpy(zero_copy_only=False), null, no_bad)
     if kind == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
-        values = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-        bad = ~null & ~np.isfinite(values)
-        return Parsed(np.where(bad, np.nan, values), null, bad)
+        values = column.cast(pa.float64())
+        values = (values.fill_null(np.nan) if nulls else values).to_numpy(zero_copy_only=False)
+        bad = ~np.isfinite(values)
+        if nulls:
+            bad &= ~null
+        if bad.any():
+            values = np.where(bad, np.nan, values)
+        return Parsed(values, null, bad)
     if kind == "bool" and pa.types.is_boolean(t):
-        return Parsed(column.fill_null(False).to_numpy(zero_copy_only=False), null, no_bad)
+        return Parsed((column.fill_null(False) if nulls else column).to_numpy(zero_copy_only=False), null, no_bad)
     if kind == "text":
         text = column.cast(pa.string()) if not pa.types.is_dictionary(t) else column.dictionary_decode()
         values = np.asarray(text.to_pandas().str.strip().replace("", None).to_numpy(dtype=object))

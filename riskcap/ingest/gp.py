@@ -52,20 +52,23 @@ class People:
     birth: np.ndarray
     state: np.ndarray
     written: np.ndarray | None = None  # in the persons table (reject mode leaves out people with problems)
-    _table: np.ndarray | None = field(default=None, repr=False)
+    _table: np.ndarray | None = field(default=None, repr=False)  # position by id - ids[0], when dense
+
+    def __post_init__(self):
+        if len(self.ids):
+            lo, span = int(self.ids[0]), int(self.ids[-1]) - int(self.ids[0]) + 1
+            if span <= 4 * len(self.ids) + 1024:
+                self._table = np.full(span + 1, -1, dtype=np.int64)
+                self._table[self.ids - lo] = np.arange(len(self.ids))
 
     def positions(self, person_id: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Each id's position in ``ids`` (-1: not there). Ids of a range are usually dense, so a
         table indexed by id is used when it is small (searching sorted ids otherwise)."""
-        lo, span = int(self.ids[0]), int(self.ids[-1]) - int(self.ids[0]) + 1
-        if span <= 4 * len(self.ids) + 1024:
-            if self._table is None:
-                self._table = np.full(span + 1, -1, dtype=np.int64)
-                self._table[self.ids - lo] = np.arange(len(self.ids))
-            table = self._table
+        if self._table is not None:
+            lo, span = int(self.ids[0]), len(self._table) - 1
             offset = person_id - lo
             offset[(offset < 0) | (offset >= span) | ~present] = span  # the last slot stays -1
-            return table[offset]
+            return self._table[offset]
         pos = np.searchsorted(self.ids, person_id).clip(max=len(self.ids) - 1)
         return np.where(present & (self.ids[pos] == person_id), pos, -1)
 

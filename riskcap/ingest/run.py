@@ -347,6 +347,7 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
             stack.enter_context(writer)
         reader = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="riskcap-import-read"))
         writing = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="riskcap-import-write"))
+        mapping = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="riskcap-import-map"))
         written: list[Future] = []
         pending = reader.submit(read, parts[0])
         for i, part in enumerate(parts):
@@ -357,26 +358,33 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
             people, persons, registrations, stats = gp.registrations(reg, known, changes, extract_day, quarantine)
             reg_stats.add(stats)
             state.take(reg, quarantine)
-            conditions = gp.CONDITIONS_SCHEMA.empty_table()
-            if "gp/events" in raw:
-                events = Rows(sources["gp/events"], *raw.pop("gp/events"))
-                conditions, rstats = gp.conditions(events, people, codelists, extract_day)
-                register_stats.add(rstats)
-                state.take(events, quarantine)
-            activity = []
-            for key in _ACTIVITY:
-                if key in raw:
-                    rows = Rows(sources[key], *raw.pop(key))
-                    activity.append(_map_activity(key, rows, people, pricing, codelists, extract_day, hospital_stats))
-                    state.take(rows, quarantine)
+            # the journal and each activity extract map independently: two threads share them
+            tasks = [(key, Rows(sources[key], *raw.pop(key))) for key in ("gp/events", *_ACTIVITY) if key in raw]
+            mapped = [mapping.submit(_map, key, rows, people, unit_costs, codelists, extract_day)
+                      for key, rows in tasks]
+            conditions, activity = gp.CONDITIONS_SCHEMA.empty_table(), []
+            for (key, rows), future in zip(tasks, mapped):
+                result, task_pricing, stats_ = future.result()
+                pricing.add(task_pricing)
+                if key == "gp/events":
+                    conditions = result
+                    register_stats.add(stats_)
+                else:
+                    activity.append(result)
+                    if stats_ is not None:
+                        hospital_stats.add(stats_)
+                state.take(rows, quarantine)
+            del tasks, mapped
             prevalence.update(prevalence_counts(persons, registrations, conditions, extract_day))
             for future in written:
                 future.result()  # the previous range's writes, so a failure stops the run early
             written = []
-            for name, table in (("persons", persons), ("registrations", registrations), ("conditions", conditions),
-                                ("activity", activity_table(activity))):
+            for name, table in (("persons", persons), ("registrations", registrations), ("conditions", conditions)):
                 written.append(writing.submit(writers[name].write, table))
                 state.rows_out[name] += table.num_rows
+            # activity is sorted and written while the next range is mapped
+            written.append(writing.submit(lambda parts: writers["activity"].write(activity_table(parts)), activity))
+            state.rows_out["activity"] += sum(len(part) for part in activity)
             info.done += 1
             info.people += persons.num_rows
             if progress is not None:
@@ -400,8 +408,18 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
         list_size_derived="list_size" not in sources["gp/practices"].columns, partitions=len(parts))
 
 
+def _map(key: str, rows: Rows, people, unit_costs: UnitCosts, codelists: Codelists, extract_day: int):
+    """Map one extract's rows of a range: (conditions or activity rows, its pricing, its stats)."""
+    pricing = Pricing(unit_costs)
+    if key == "gp/events":
+        conditions, stats = gp.conditions(rows, people, codelists, extract_day)
+        return conditions, pricing, stats
+    stats = hospital.HospitalStats() if key == "hospital/apc" else None
+    return _map_activity(key, rows, people, pricing, codelists, extract_day, stats), pricing, stats
+
+
 def _map_activity(key: str, rows: Rows, people, pricing: Pricing, codelists: Codelists, extract_day: int,
-                  hospital_stats: hospital.HospitalStats):
+                  hospital_stats: hospital.HospitalStats | None):
     if key == "gp/appointments":
         return gp.appointments(rows, people, pricing, extract_day)
     if key == "gp/prescriptions":
