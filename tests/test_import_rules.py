@@ -379,3 +379,21 @@ def test_rejects_csv_is_formula_safe():
                                         "row": [1, 2, 3, 4, 5]}))
     assert frame["practice_code"].tolist()[:4] == ["'=HYPERLINK(\"x\")", "A81001", "'+1", "'@SUM(A1)"]
     assert frame["row"].tolist() == [1, 2, 3, 4, 5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.integers(-50, 400), min_size=1, max_size=60), st.lists(st.integers(-60, 420), max_size=80),
+       st.booleans())
+def test_person_positions_match_the_reference(ids, wanted, sparse):
+    """The id-indexed table (dense ids) and the binary search (sparse ids) find the same people."""
+    scale = (1 << 40) if sparse else 1
+    found = people([i * scale for i in ids])
+    query = np.array([w * scale for w in wanted], dtype=np.int64)
+    present = np.array([w % 7 != 3 for w in wanted], dtype=bool)
+    reference = {int(v): k for k, v in enumerate(found.ids)}
+    want = [reference.get(int(q), -1) if p else -1 for q, p in zip(query, present)]
+    assert found.positions(query, present).tolist() == want
+    if sparse and len(ids) > 1:
+        assert found._table is None  # the binary search
+    if not sparse:
+        assert found._table is not None  # the table
