@@ -6,7 +6,7 @@ A synthetic population (``riskcap synth``, generated untimed) is written as raw 
 extract tools can write them. Both sides read those parquet extracts and write the contract's
 ``persons``, ``registrations``, ``conditions`` and ``activity`` as parquet:
 
-* riskcap: :func:`riskcap.ingest.import_extracts` streamed by person range (250,000 people),
+* riskcap: :func:`riskcap.ingest.import_extracts` streamed by person range (100,000 people),
   with every check it runs on real data (types, codes, dates, duplicates, overlaps; nothing
   fails here) and the report, but without reading the written folder back (``check=False``);
 * DuckDB (2 threads): one SQL script with the same mappings and no checks: persons and

@@ -30,8 +30,9 @@ _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
                    "at this day. Default: the latest date in the extracts.")
 @click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
               help="reject: any bad row fails the import; quarantine: bad rows go to OUT/rejects with reasons.")
-@click.option("--partition-people", type=click.IntRange(min=1), default=250_000, show_default=True,
-              help="People per partition (memory is bounded by one partition).")
+@click.option("--partition-people", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="People per partition (memory is bounded by one partition: about 2.7 GB at 100,000 people "
+                   "with 50 activity rows each).")
 @click.option("--no-check", is_flag=True, default=False,
               help="Skip reading the written folder back through the contract's checks.")
 def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, mapping, unit_costs, extract_date,

@@ -112,28 +112,26 @@ def activity_table(parts: list[ActivityRows]) -> pa.Table:
     for p in parts:
         remap = np.array([position[c] for c in p.codes] + [-1], dtype=np.int32)
         diagnosis.append(remap[p.diagnosis])  # -1 indexes the appended -1
-    person = np.concatenate([p.person for p in parts])
-    setting = np.concatenate([p.setting for p in parts]).astype(np.int32)
-    start = np.concatenate([p.start for p in parts])
-    end = np.concatenate([p.end for p in parts])
-    quantity = np.concatenate([p.quantity for p in parts])
-    pence = np.concatenate([p.pence for p in parts])
-    diag = np.concatenate(diagnosis)
-    order = sort_order(person, start, _SETTING_RANK[setting], (diag, pence, quantity, end))
-    end, diag = np.take(end, order), np.take(diag, order)
+    columns = {name: np.concatenate([getattr(p, name) for p in parts])
+               for name in ("person", "setting", "start", "end", "quantity", "pence")}
+    columns["diagnosis"] = np.concatenate(diagnosis)
+    del parts, diagnosis
+    order = sort_order(columns["person"], columns["start"], _SETTING_RANK[columns["setting"]],
+                       tuple(columns[c] for c in ("diagnosis", "pence", "quantity", "end")))
+
+    def take(name):  # each column sorted, then its unsorted copy dropped (memory: one column at a time)
+        return np.take(columns.pop(name), order)
+
+    person = pa.array(take("person"))
+    setting = pa.DictionaryArray.from_arrays(pa.array(take("setting").astype(np.int32)), _SETTINGS)
+    start, end = date_array(take("start")), date_array(take("end"))
+    quantity, cost = pa.array(take("quantity")), pa.array(take("pence") / 100.0)
+    diag = take("diagnosis")
     has_diag = diag >= 0
     diag_array = pa.DictionaryArray.from_arrays(pa.array(np.where(has_diag, diag, 0), mask=~has_diag),
                                                 pa.array(codes, type=pa.string())).dictionary_decode() \
         if has_diag.any() else pa.nulls(len(diag), pa.string())
-    return pa.table([
-        pa.array(np.take(person, order)),
-        pa.DictionaryArray.from_arrays(pa.array(np.take(setting, order)), _SETTINGS),
-        date_array(np.take(start, order)),
-        date_array(end),
-        pa.array(np.take(quantity, order)),
-        pa.array(np.take(pence, order) / 100.0),
-        diag_array,
-    ], schema=SCHEMA)
+    return pa.table([person, setting, start, end, quantity, cost, diag_array], schema=SCHEMA)
 
 
 def date_array(days: np.ndarray) -> pa.Array:

@@ -34,11 +34,11 @@ from riskcap.ingest.costs import Pricing, UnitCosts, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, INT32_NULL, SOURCES, Extract, Source, extracts_of, locate, open_source, parse
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
-from riskcap.io import DataError, ParquetRowsWriter, write_csv, write_json, write_parquet
+from riskcap.io import ROW_GROUP_ROWS, DataError, ParquetRowsWriter, write_csv, write_json, write_parquet
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
 from riskcap.validate import ON_INVALID, Problem
 
-PARTITION_PEOPLE = 250_000
+PARTITION_PEOPLE = 100_000
 REPORT = "import_report.json"
 REPORT_TEXT = "import_report.txt"
 OWNER_ONLY = 0o600
@@ -380,10 +380,10 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
                 future.result()  # the previous range's writes, so a failure stops the run early
             written = []
             for name, table in (("persons", persons), ("registrations", registrations), ("conditions", conditions)):
-                written.append(writing.submit(writers[name].write, table))
+                written.append(writing.submit(_write, writers[name], table))
                 state.rows_out[name] += table.num_rows
             # activity is sorted and written while the next range is mapped
-            written.append(writing.submit(lambda parts: writers["activity"].write(activity_table(parts)), activity))
+            written.append(writing.submit(lambda parts: _write(writers["activity"], activity_table(parts)), activity))
             state.rows_out["activity"] += sum(len(part) for part in activity)
             info.done += 1
             info.people += persons.num_rows
@@ -406,6 +406,13 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
         codelists=codelists, unit_costs=unit_costs, pricing=pricing, registrations=reg_stats,
         registers=register_stats, hospital=hospital_stats, prevalence=prevalence, outputs_rows=dict(state.rows_out),
         list_size_derived="list_size" not in sources["gp/practices"].columns, partitions=len(parts))
+
+
+def _write(writer: ParquetRowsWriter, table: pa.Table) -> None:
+    """Hand a range's rows to the writer a row group at a time (it copies what it holds at each
+    row group, so one large table would be copied over and over)."""
+    for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
+        writer.write(table.slice(start, ROW_GROUP_ROWS))
 
 
 def _map(key: str, rows: Rows, people, unit_costs: UnitCosts, codelists: Codelists, extract_day: int):
