@@ -316,7 +316,8 @@ def test_mapping_file_names_and_duplicates(tmp_path):
     assert lines[0].filename == "riskcap-test-hypertension.csv"
     path = tmp_path / "m.txt"
     path.write_text("acs include user/mgreen/ambulatory-care-sensitive-conditions-chronic/506ec0fe\n"
-                    "chd include nhsd-primary-care-domain-refsets/chd_cod/1\nchd include nhsd-primary-care-domain-refsets/chd_cod/2\n")
+                    "chd include nhsd-primary-care-domain-refsets/chd_cod/1\n"
+                    "chd include nhsd-primary-care-domain-refsets/chd_cod/2\n")
     with pytest.raises(ConfigError, match="two versions of one file"):
         read_mapping(path)
     path.write_text("acs include user/mgreen/ambulatory-care-sensitive-conditions-chronic/506ec0fe\n")

@@ -119,8 +119,10 @@ EXTRACTS: dict[str, Extract] = {e.key: e for e in (
     Extract("hospital", "apc", (
         Field("spell_id", "key", doc="hospital provider spell number (unique per person)"),
         PERSON,
-        Field("admission_method", "code", doc="NHS Data Dictionary admission method (11-13, 21-28, 2A-2D, 31-32, 81-83)"),
-        Field("patient_classification", "code", doc="1 ordinary, 2 day case, 3/4 regular day/night attender, 5 mother and baby"),
+        Field("admission_method", "code",
+              doc="NHS Data Dictionary admission method (11-13, 21-28, 2A-2D, 31-32, 81-83)"),
+        Field("patient_classification", "code",
+              doc="1 ordinary, 2 day case, 3/4 regular day/night attender, 5 mother and baby"),
         Field("admission_date", "date"),
         Field("discharge_date", "date", required=False, nullable=True, doc="empty = not yet discharged"),
         Field("primary_diagnosis", "code", required=False, nullable=True, doc="ICD-10, with or without the dot"),

@@ -379,7 +379,8 @@ def _persons_table(person_id=None, nhs=None, practice=None, sex=None, birth=None
         return PERSONS_SCHEMA.empty_table()
     return pa.table([
         pa.array(person_id, pa.int64()), nhs, practice, pa.array(sex, pa.string()),
-        date_array(birth), pa.array(imd, pa.int64()), date_array(registered_from), date_array(registered_to), date_array(died),
+        date_array(birth), pa.array(imd, pa.int64()), date_array(registered_from), date_array(registered_to),
+        date_array(died),
         pa.array(care, pa.bool_()), pa.array(opted, pa.bool_()),
     ], schema=PERSONS_SCHEMA)
 

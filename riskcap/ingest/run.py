@@ -31,7 +31,7 @@ from riskcap.ingest import community, gp, hospital
 from riskcap.ingest.activity import activity_table
 from riskcap.ingest.codelists import Codelists, load_codelists
 from riskcap.ingest.costs import Pricing, UnitCosts, load_unit_costs
-from riskcap.ingest.extracts import EXTRACTS, INT32_NULL, SOURCES, Extract, Source, extracts_of, locate, open_source, parse
+from riskcap.ingest.extracts import EXTRACTS, SOURCES, Source, extracts_of, locate, open_source, parse
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
 from riskcap.io import ROW_GROUP_ROWS, DataError, ParquetRowsWriter, write_csv, write_json, write_parquet
@@ -81,7 +81,7 @@ def find_sources(settings: ImportSettings) -> tuple[dict[str, Source], list[str]
         if not folder.is_dir():
             problems.append(f"{folder}: --{source} folder not found")
             continue
-        known = set()
+        known, before = set(), len(problems)
         for extract in extracts_of(source):
             path = locate(folder, extract.name)
             if path is None:
@@ -97,7 +97,7 @@ def find_sources(settings: ImportSettings) -> tuple[dict[str, Source], list[str]
                 sources[extract.key] = found
         others = sorted(p.name for p in folder.iterdir() if p.name not in known and not p.name.startswith("."))
         ignored += [str(folder / name) for name in others]
-        if not any(e.key in sources for e in extracts_of(source)) and not problems and source != "gp":
+        if source != "gp" and len(problems) == before and not any(e.key in sources for e in extracts_of(source)):
             problems.append(f"{folder}: no {source} extract found (expected "
                             f"{', '.join(e.name for e in extracts_of(source))} as .parquet or .csv)")
     if "gp/registrations" in sources and sources["gp/registrations"].rows == 0:
@@ -130,9 +130,11 @@ def _column_max(src: Source, column: str) -> int | None:
         for file in files:
             meta = pq.ParquetFile(file).metadata
             index = meta.schema.names.index(column)
+            kind = pq.read_schema(file).field(column).type
+            dated = pa.types.is_date(kind) or pa.types.is_timestamp(kind)
             for g in range(meta.num_row_groups):
                 stats = meta.row_group(g).column(index).statistics
-                if stats is None or not stats.has_min_max:
+                if not dated or stats is None or not stats.has_min_max:
                     values = parse(pq.ParquetFile(file).read_row_group(g, columns=[column]).column(0), "date",
                                    meta.row_group(g).num_rows)
                     value = _max_day(values)
