@@ -90,6 +90,7 @@ def duckdb_import(extracts: Path, out: Path, threads: int = 2) -> None:
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
+    con.execute("SET enable_progress_bar = false")
     con.register("codes", code_table)
     try:
         con.execute(f"""
