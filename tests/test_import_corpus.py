@@ -3,7 +3,9 @@ for rows the contract has no place for, imports and reports them), and every row
 quarantines the bad row with its reason instead when asked."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -54,10 +56,19 @@ def test_corpus_matches_its_generator(tmp_path):
 
 
 def test_valid_extracts_import_cleanly(tmp_path):
-    result = _import(CORPUS / "valid", tmp_path / "out")
+    out = tmp_path / "out"
+    result = _import(CORPUS / "valid", out)
     assert result.exit_code == 0, result.output
     assert "Extracts read (extract date 2025-03-31; clean)" in result.output
-    assert CliRunner().invoke(main, ["validate", "--data", str(tmp_path / "out"), "--as-of", EXTRACT_DATE]).exit_code == 0
+    assert CliRunner().invoke(main, ["validate", "--data", str(out), "--as-of", EXTRACT_DATE]).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {f["file"]: f for f in manifest["configs"]["codelists"]["files"]}
+    text = (FIXTURE / "codelists" / "riskcap-test-ckd12.csv").read_bytes()
+    assert files["riskcap-test-ckd12.csv"]["sha256"] == hashlib.sha256(text).hexdigest()
+    assert {"gp", "hospital", "community", "codelists"} <= set(manifest["inputs"])
+    assert manifest["configs"]["import"]["extract_date"] == EXTRACT_DATE
+    verify = CliRunner().invoke(main, ["verify", str(out)])
+    assert verify.exit_code == 0, verify.output
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
