@@ -231,3 +231,29 @@ def test_synth_then_import_on_the_command_line(tmp_path):
     assert "Registers (prevalence among people registered on" in result.output
     assert (tmp_path / "data" / "manifest.json").exists()
     assert_same_population(tmp_path / "synth", tmp_path / "data")
+
+
+def test_reimport_never_touches_files_outside_out(population, tmp_path):
+    """A tampered report of an earlier import cannot make the next one delete files elsewhere,
+    and a rejects folder linked out of --out is refused."""
+    import json
+
+    extracts = tmp_path / "extracts"
+    write_extracts(population, extracts, FIXTURE / "codelists", FIXTURE / "codelists.txt", seed=3)
+    out = tmp_path / "data"
+    _import(extracts, out, FIXTURE / "codelists", FIXTURE / "codelists.txt")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    report = json.loads((out / "import_report.json").read_text())
+    report["outputs"] += [str(victim), "../victim.txt"]
+    (out / "import_report.json").write_text(json.dumps(report))
+    _import(extracts, out, FIXTURE / "codelists", FIXTURE / "codelists.txt")
+    assert victim.read_text() == "keep me"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "rejects").symlink_to(elsewhere)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(DataError, match="a link out of --out"):
+        _import(extracts, out, FIXTURE / "codelists", FIXTURE / "codelists.txt", on_invalid="quarantine")
+    assert list(elsewhere.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing replaced

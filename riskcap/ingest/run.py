@@ -203,6 +203,9 @@ class Staging:
         previous = []
         with contextlib.suppress(OSError, ValueError, KeyError):
             previous = json.loads((self.out / REPORT).read_text())["outputs"]
+        for folder in {(self.out / relative).parent for relative in written}:  # all checked before any move
+            if folder.exists() and not self._inside(folder):
+                raise DataError(f"{folder}: a link out of --out {self.out}; remove it and run again")
         for relative in written:
             source = self.dir / relative
             if relative in PERSON_LEVEL or relative.startswith("rejects/"):
@@ -212,12 +215,18 @@ class Staging:
             os.replace(source, target)
         if (self.out / "rejects").is_dir():
             os.chmod(self.out / "rejects", 0o700)
-        for relative in previous:
-            if relative not in written and ".." not in Path(relative).parts:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.out / relative).unlink()
+        for relative in previous:  # an earlier import's files this one did not write
+            stale = self.out / str(relative)
+            if relative not in written and self._inside(stale.parent) and stale.parent != self.dir:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    stale.unlink()
         shutil.rmtree(self.dir, ignore_errors=True)
         return written
+
+    def _inside(self, folder: Path) -> bool:
+        """Whether ``folder`` is ``out`` or below it once links are followed."""
+        root = self.out.resolve()
+        return folder.resolve() == root or root in folder.resolve().parents
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
