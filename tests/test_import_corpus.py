@@ -3,6 +3,7 @@ for rows the contract has no place for, imports and reports them), and every row
 quarantines the bad row with its reason instead when asked."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib.util
 import json
@@ -15,12 +16,14 @@ import yaml
 from click.testing import CliRunner
 
 from riskcap.cli import main
+from riskcap.data.dates import IndexDate, data_end
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "malformed_extracts"
 FIXTURE = HERE / "fixtures" / "import"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
-EXTRACT_DATE = "2025-03-31"
+EXTRACT_DATE = "2025-04-01"  # the first day the extracts do not cover
+LAST_DAY = "2025-03-31"
 
 
 def _make_cases():
@@ -59,14 +62,15 @@ def test_valid_extracts_import_cleanly(tmp_path):
     out = tmp_path / "out"
     result = _import(CORPUS / "valid", out)
     assert result.exit_code == 0, result.output
-    assert "Extracts read (extract date 2025-03-31; clean)" in result.output
-    assert CliRunner().invoke(main, ["validate", "--data", str(out), "--as-of", EXTRACT_DATE]).exit_code == 0
+    assert "Extracts read (extract date 2025-04-01; clean)" in result.output
+    assert CliRunner().invoke(main, ["validate", "--data", str(out), "--as-of", LAST_DAY]).exit_code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     files = {f["file"]: f for f in manifest["configs"]["codelists"]["files"]}
     text = (FIXTURE / "codelists" / "riskcap-test-ckd12.csv").read_bytes()
     assert files["riskcap-test-ckd12.csv"]["sha256"] == hashlib.sha256(text).hexdigest()
     assert {"gp", "hospital", "community", "codelists"} <= set(manifest["inputs"])
     assert manifest["configs"]["import"]["extract_date"] == EXTRACT_DATE
+    assert data_end(out) == IndexDate(dt.date.fromisoformat(EXTRACT_DATE), "extract_date in extract.json")
     verify = CliRunner().invoke(main, ["verify", str(out)])
     assert verify.exit_code == 0, verify.output
 
@@ -93,4 +97,4 @@ def test_case_quarantined_with_its_reason(case, tmp_path):
     rejects = pd.read_csv(out / "rejects" / f"{rejects_of}_rejects.csv", dtype=str)
     assert rejects["reason"].str.contains(reason, regex=False).any(), rejects
     assert oct(os.stat(out / "rejects" / f"{rejects_of}_rejects.parquet").st_mode & 0o777) == "0o600"
-    assert CliRunner().invoke(main, ["validate", "--data", str(out), "--as-of", EXTRACT_DATE]).exit_code == 0
+    assert CliRunner().invoke(main, ["validate", "--data", str(out), "--as-of", LAST_DAY]).exit_code == 0

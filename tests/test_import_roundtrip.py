@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.cli import main
+from riskcap.data.dates import data_end
 from riskcap.ingest import ImportSettings, import_extracts
-from riskcap.ingest.roundtrip import data_end, write_extracts
-from riskcap.io import DataError
+from riskcap.ingest.roundtrip import latest_day, write_extracts
+from riskcap.errors import DataError
 from riskcap.synthetic import SynthConfig, write_population
 from riskcap.validate import load_tables
 
@@ -81,7 +82,7 @@ def _registrations(data: Path) -> pd.DataFrame:
 
 
 def assert_same_population(source: Path, imported: Path) -> None:
-    as_of = np.datetime64(data_end(source), "D").item()
+    as_of = np.datetime64(latest_day(source), "D").item()
     want, _ = load_tables(source, as_of=as_of)
     got, _ = load_tables(imported, as_of=as_of)
     for name in ("practices", "persons", "conditions", "activity"):
@@ -228,8 +229,11 @@ def test_synth_then_import_on_the_command_line(tmp_path):
                                   str(tmp_path / "ex" / "hospital"), "--community", str(tmp_path / "ex" / "community"),
                                   "--codelists", str(SHARED), "--out", str(tmp_path / "data")])
     assert result.exit_code == 0, result.output
-    assert "Registers (prevalence among people registered on" in result.output
+    assert "Registers (prevalence among people registered" in result.output
     assert (tmp_path / "data" / "manifest.json").exists()
+    # the import declares the extract date where riskcap.data.dates reads it: the same data end
+    assert data_end(tmp_path / "data").source == "extract_date in extract.json"
+    assert data_end(tmp_path / "data").date == data_end(tmp_path / "synth").date
     assert_same_population(tmp_path / "synth", tmp_path / "data")
 
 

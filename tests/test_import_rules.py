@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError, DataError
 from riskcap.ingest import gp, hospital
 from riskcap.ingest.activity import ActivityRows, activity_table, monthly
 from riskcap.ingest.codelists import load_codelists, normalise_icd10, read_mapping
@@ -22,7 +22,6 @@ from riskcap.ingest.costs import Pricing, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, INT32_NULL, Source
 from riskcap.ingest.report import ages
 from riskcap.ingest.rows import Rows
-from riskcap.io import DataError
 from riskcap.schema import CONDITION_CODES
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "import"

@@ -26,8 +26,9 @@ _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.option("--unit-costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Prices for rows without a cost (default: the shipped configs/unit_costs.yaml).")
 @click.option("--extract-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="The day the extracts were taken: later dates are errors; registers and list sizes are as "
-                   "at this day. Default: the latest date in the extracts.")
+              help="The day the extracts were taken, the first day they do not cover (written to OUT/extract.json, "
+                   "where later commands find the data's end): dates on or after it are errors; registers and "
+                   "list sizes are as at the day before. Default: the day after the latest date in the extracts.")
 @click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
               help="reject: any bad row fails the import; quarantine: bad rows go to OUT/rejects with reasons.")
 @click.option("--partition-people", type=click.IntRange(min=1), default=100_000, show_default=True,
@@ -50,7 +51,7 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
     \b
     Example:
         riskcap import --gp extracts/gp --hospital extracts/hospital \\
-            --codelists codelists --out data --extract-date 2025-03-31
+            --codelists codelists --out data --extract-date 2025-04-01
         riskcap validate --data data --as-of 2025-03-31
     """
     import time

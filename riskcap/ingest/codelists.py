@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from riskcap.config import ConfigError, shipped_config
-from riskcap.io import DataError
+from riskcap.config import shipped_config
+from riskcap.errors import ConfigError, DataError
 from riskcap.schema import CONDITION_CODES
 
 ROLES = ("include", "exclude")

@@ -14,10 +14,10 @@ from riskcap.ingest.gp import People
 from riskcap.ingest.rows import Rows
 
 
-def contacts(rows: Rows, people: People, pricing: Pricing, extract_day: int, setting: str) -> ActivityRows:
+def contacts(rows: Rows, people: People, pricing: Pricing, last_day: int, setting: str) -> ActivityRows:
     """Community or mental health contacts (``setting``): one activity row per extract row."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("contact_date", birth, extract_day)
+    day = rows.dates_in_window("contact_date", birth, last_day)
     count = rows.not_negative("contacts")
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep
@@ -26,10 +26,10 @@ def contacts(rows: Rows, people: People, pricing: Pricing, extract_day: int, set
     return ActivityRows.point(people.ids[pos[keep]], setting, day.values[keep], quantity, pence)
 
 
-def social_care(rows: Rows, people: People, pricing: Pricing, extract_day: int) -> ActivityRows:
+def social_care(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
     """Social care hours and cost summed per person and calendar month."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("period_start", birth, extract_day)
+    day = rows.dates_in_window("period_start", birth, last_day)
     hours = rows.not_negative("hours")
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from riskcap.config import ConfigError, load_yaml, resolve_config
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError
 from riskcap.schema import SETTING_CODES
 
 #: The prices the table must give: every setting, outpatients also as first and follow-up.

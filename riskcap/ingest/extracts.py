@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from riskcap.io import DataError, parse_series
+from riskcap.errors import DataError
+from riskcap.io import parse_series
 from riskcap.partitions import PersonRange, read_range
 from riskcap.validate import text_is_clean
 
@@ -74,7 +75,7 @@ EXTRACTS: dict[str, Extract] = {e.key: e for e in (
         Field("icb_code", "code", doc="ODS code of the ICB"),
         Field("practice_name", "text", required=False, nullable=True),
         Field("list_size", "int", required=False, nullable=True,
-              doc="registered list size; absent = counted from the registrations on the extract date"),
+              doc="registered list size; absent = counted from the registrations on the day before the extract date"),
         Field("need_index", "float", required=False, nullable=True, doc="weighted / registered population"),
         Field("pcn_code", "code", required=False, nullable=True, doc="Primary Care Network code"),
         Field("opened_on", "date", required=False, nullable=True, doc="the day the practice opened"),

@@ -189,7 +189,7 @@ class RegistrationStats:
     closed_at_death: int = 0  # open last periods ended on the date of death
     cut_at_death: int = 0  # last periods ending after the death, ended on it
     several_periods: int = 0  # people with more than one period
-    list_sizes: Counter = field(default_factory=Counter)  # registered on the extract date, per practice
+    list_sizes: Counter = field(default_factory=Counter)  # registered on the last day covered, per practice
 
     def add(self, other: "RegistrationStats") -> None:
         self.closed_at_death += other.closed_at_death
@@ -198,7 +198,7 @@ class RegistrationStats:
         self.list_sizes.update(other.list_sizes)
 
 
-def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], extract_day: int,
+def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], last_day: int,
                   quarantine: bool) -> tuple[People, pa.Table, pa.Table, RegistrationStats]:
     """Check a partition's registration rows and make its persons and registrations tables.
 
@@ -207,12 +207,12 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     """
     pid = rows.col("person_id")
     practice = rows.col("practice_code")
-    rf = rows.dates_in_window("registered_from", None, extract_day)
+    rf = rows.dates_in_window("registered_from", None, last_day)
     rt = rows.col("registered_to")
     sex = rows.col("sex")
     birth = rows.col("birth_date")
     imd = rows.col("imd_decile")
-    died = rows.dates_in_window("died_on", None, extract_day)
+    died = rows.dates_in_window("died_on", None, last_day)
     care, opted = rows.col("care_home"), rows.col("opted_out")
     nhs = rows.col("nhs_number")
 
@@ -223,8 +223,8 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     ok = lambda c: ~c.null & ~c.bad  # noqa: E731 - a value present and valid
     rows.problem(ok(imd) & ((imd.values < 1) | (imd.values > 10)), "imd_decile", "out_of_range",
                  "IMD decile must be 1 to 10")
-    rows.problem(ok(birth) & (birth.values > extract_day), "birth_date", "future_date",
-                 f"date after the extract date {np.datetime64(extract_day, 'D')}")
+    rows.problem(ok(birth) & (birth.values > last_day), "birth_date", "future_date",
+                 f"date on or after the extract date {np.datetime64(last_day + 1, 'D')}")
     both = ok(rf) & ok(birth)
     rows.problem(both & (rf.values < birth.values), ["registered_from", "birth_date"], "date_order",
                  "registered_from is before birth_date")
@@ -327,8 +327,8 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], ex
     stats.closed_at_death, stats.cut_at_death = int(close.sum()), int(cut.sum())
     end = np.where(close | cut, d_died, end).astype(np.int32)
     stats.several_periods = int((np.bincount(group_k) > 1).sum())
-    on_day = (rf.values[k] <= extract_day) & ((end == INT32_NULL) | (end > extract_day)) & \
-        (~dead | (d_died > extract_day))
+    on_day = (rf.values[k] <= last_day) & ((end == INT32_NULL) | (end > last_day)) & \
+        (~dead | (d_died > last_day))
     practice_k = practice.values[k]
     for index, n in zip(*np.unique(practice_k[on_day], return_counts=True)):
         stats.list_sizes[codes[index]] += int(n)
@@ -410,13 +410,13 @@ def is_snomed(code: str) -> bool:
     return 6 <= len(code) <= 18 and code.isascii() and code.isdigit()
 
 
-def conditions(rows: Rows, people: People, codelists: Codelists, extract_day: int
+def conditions(rows: Rows, people: People, codelists: Codelists, last_day: int
                ) -> tuple[pa.Table, RegisterStats]:
     """The registers of a partition's people from their coded journal (see the module notes)."""
     stats = RegisterStats()
     pos, birth = people.match(rows)
     code = rows.col("snomed_code")
-    date = rows.dates_in_window("event_date", birth, extract_day)
+    date = rows.dates_in_window("event_date", birth, last_day)
     snomed = np.array([is_snomed(c) for c in code.categories] + [True], dtype=bool)
     rows.problem(~snomed[code.values], "snomed_code", "not_a_code", "not a SNOMED CT concept id (6 to 18 digits)")
     values = np.array([int(c) if is_snomed(c) else 0 for c in code.categories] or [0], dtype=np.int64)
@@ -467,10 +467,10 @@ def conditions(rows: Rows, people: People, codelists: Codelists, extract_day: in
 
 # --- GP activity ----------------------------------------------------------------------------------
 
-def appointments(rows: Rows, people: People, pricing: Pricing, extract_day: int) -> ActivityRows:
+def appointments(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
     """GP consultations: one activity row per attended appointment."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("appointment_date", birth, extract_day)
+    day = rows.dates_in_window("appointment_date", birth, last_day)
     if rows.has("attended"):
         attended = rows.col("attended")
         rows.unmapped(~attended.null & ~attended.bad & ~attended.values, "not attended")
@@ -480,11 +480,11 @@ def appointments(rows: Rows, people: People, pricing: Pricing, extract_day: int)
     return ActivityRows.point(people.ids[pos[keep]], "gp", day.values[keep], 1, pence)
 
 
-def prescriptions(rows: Rows, people: People, pricing: Pricing, extract_day: int) -> ActivityRows:
+def prescriptions(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
     """Prescribing: items and cost summed per person and calendar month (one activity row each,
     dated on the month's first issue)."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("issue_date", birth, extract_day)
+    day = rows.dates_in_window("issue_date", birth, last_day)
     items = rows.not_negative("items")
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep

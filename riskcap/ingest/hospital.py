@@ -78,15 +78,15 @@ class HospitalStats:
             getattr(self, name).update(getattr(other, name))
 
 
-def apc(rows: Rows, people: People, pricing: Pricing, codelists: Codelists, extract_day: int,
+def apc(rows: Rows, people: People, pricing: Pricing, codelists: Codelists, last_day: int,
         stats: HospitalStats) -> ActivityRows:
     """Admitted patient care spells to emergency, elective and day case activity (table above)."""
     pos, birth = people.match(rows)
     spell = rows.col("spell_id")
     method, methods = _code_of(rows, "admission_method")
     cls, classes = _code_of(rows, "patient_classification")
-    admitted = rows.dates_in_window("admission_date", birth, extract_day)
-    discharged = rows.dates_in_window("discharge_date", None, extract_day)
+    admitted = rows.dates_in_window("admission_date", birth, last_day)
+    discharged = rows.dates_in_window("discharge_date", None, last_day)
     diag = rows.col("primary_diagnosis")
     cost = rows.not_negative("cost_gbp")
 
@@ -154,10 +154,10 @@ def _count_acs(diagnosis: np.ndarray, forms: list[str], codelists: Codelists, st
             counter[forms[index]] += int(n)
 
 
-def outpatients(rows: Rows, people: People, pricing: Pricing, extract_day: int) -> ActivityRows:
+def outpatients(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
     """Attended outpatient appointments, priced as first or follow-up when the cost is missing."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("appointment_date", birth, extract_day)
+    day = rows.dates_in_window("appointment_date", birth, last_day)
     attended, codes = _code_of(rows, "attended")
     state = _lookup(attended, codes, {**dict.fromkeys(ATTENDED, 1), **dict.fromkeys(NOT_ATTENDED, 0)})
     rows.problem((state < 0) & (attended >= 0), "attended", "unknown_code",
@@ -179,10 +179,10 @@ def outpatients(rows: Rows, people: People, pricing: Pricing, extract_day: int) 
     return ActivityRows.point(people.ids[pos[keep]], "outpatient", day.values[keep], 1, pence)
 
 
-def ae(rows: Rows, people: People, pricing: Pricing, extract_day: int) -> ActivityRows:
+def ae(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
     """A&E attendances."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("arrival_date", birth, extract_day)
+    day = rows.dates_in_window("arrival_date", birth, last_day)
     _duplicate_attendances(rows)
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep

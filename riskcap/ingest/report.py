@@ -120,7 +120,7 @@ class ImportReport:
         return "quarantined" if any(f["rejected"] for f in self.files) else "clean"
 
     @classmethod
-    def build(cls, settings, extract_day, sources, tallies, codelists, unit_costs, pricing, registrations,
+    def build(cls, settings, last_day, sources, tallies, codelists, unit_costs, pricing, registrations,
               registers, hospital, prevalence, outputs_rows, list_size_derived, partitions) -> "ImportReport":
         files = []
         codes = []
@@ -176,7 +176,7 @@ class ImportReport:
                "acs_by_riskcap_features": hospital.acs_features, "acs_by_both": hospital.acs_both,
                "only_codelist_top": _top(hospital.acs_only_codelist), "only_features_top": _top(hospital.acs_only_features)}
         return cls(
-            extract_date=str(np.datetime64(int(extract_day), "D")), on_invalid=settings.on_invalid,
+            extract_date=str(np.datetime64(int(last_day) + 1, "D")), on_invalid=settings.on_invalid,
             inputs={"gp": str(settings.gp), "hospital": str(settings.hospital) if settings.hospital else None,
                     "community": str(settings.community) if settings.community else None,
                     "codelists": str(settings.codelists)},
@@ -185,7 +185,7 @@ class ImportReport:
             registrations={"people_with_several_periods": registrations.several_periods,
                            "open_registrations_closed_at_death": registrations.closed_at_death,
                            "registrations_ending_after_death_ended_at_it": registrations.cut_at_death,
-                           "list_size": "counted from the registrations on the extract date" if list_size_derived
+                           "list_size": "counted from the registrations on the day before the extract date" if list_size_derived
                            else "from the practices extract"},
             hospital={"spells_not_discharged": hospital.not_discharged,
                       "spells_without_primary_diagnosis": hospital.no_diagnosis},
@@ -230,7 +230,8 @@ class ImportReport:
             for c in self.unmapped_codes:
                 codes.add_row(c["extract"], c["column"], c["code"], f"{c['rows']:,}")
             out.append(codes)
-        regs = Table(title=f"Registers (prevalence among people registered on {self.extract_date}; QOF England 2019/20)")
+        regs = Table(title=f"Registers (prevalence among people registered the day before the extract date; "
+                            "QOF England 2019/20)")
         for c in ("register", "people", "taken off", "prevalence", "QOF England", "ratio"):
             regs.add_column(c, justify="left" if c == "register" else "right")
         notes = Table(title="Register rules: what riskcap applies, and what it leaves out of QOF's")

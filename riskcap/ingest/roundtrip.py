@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from riskcap.ingest.codelists import Codelists, load_codelists
 from riskcap.ingest.costs import UnitCosts, load_unit_costs
 from riskcap.ingest.hospital import ELECTIVE, EMERGENCY
+from riskcap.errors import ConfigError, DataError
 from riskcap.io import ParquetRowsWriter, days, read_raw, read_table, table_path, write_parquet
 from riskcap.schema import CONDITION_CODES
 
@@ -94,7 +95,7 @@ def _pools(codelists: Codelists) -> tuple[dict[str, np.ndarray], dict[str, np.nd
         exc = np.uint64(codelists.exclude_bits.get(register, 0))
         include[register] = codes[((masks & inc) != 0) & ((masks & ~inc) == 0)]
         if not len(include[register]):
-            raise ValueError(f"{register}: every code of its include lists is also in another list; "
+            raise ConfigError(f"{register}: every code of its include lists is also in another list; "
                              f"cannot draw a code that maps to {register} alone")
         if exc:
             exclude[register] = codes[((masks & exc) != 0) & ((masks & ~exc) == 0)]
@@ -105,11 +106,11 @@ def _pools(codelists: Codelists) -> tuple[dict[str, np.ndarray], dict[str, np.nd
 # --- the conversion -------------------------------------------------------------------------------
 
 def contract_to_extracts(tables: dict[str, pd.DataFrame], codelists: Codelists, unit_costs: UnitCosts,
-                         seed: int, data_end: int) -> dict[str, pd.DataFrame]:
+                         seed: int, latest: int) -> dict[str, pd.DataFrame]:
     """The extracts holding one partition of a population (whole people).
 
     ``tables``: the contract's ``persons``, ``conditions`` and ``activity`` (pandas, contract
-    dtypes) and optionally ``registrations``; ``data_end``: the population's last day (int32
+    dtypes) and optionally ``registrations``; ``latest``: the population's last day (int32
     days), the latest day any extract row may have. Returns extract key -> frame (gp/...,
     hospital/..., community/...), each sorted by person_id.
     """
@@ -117,7 +118,7 @@ def contract_to_extracts(tables: dict[str, pd.DataFrame], codelists: Codelists, 
     pid = persons["person_id"].to_numpy(np.int64)
     birth = days(persons["birth_date"])
     died = days(persons["died_on"])
-    last_day = np.where(died == _NULL, data_end, np.minimum(died, data_end)).astype(np.int32)
+    last_day = np.where(died == _NULL, latest, np.minimum(died, latest)).astype(np.int32)
     out = {"gp/registrations": _registrations(persons, tables.get("registrations"), seed)}
     out["gp/events"] = _events(pid, birth, last_day, conditions, codelists, seed)
     out.update(_activity(pid, birth, last_day, persons["sex"].to_numpy(dtype=object), activity, unit_costs, seed))
@@ -214,7 +215,7 @@ def _activity(pid, birth, last_day, sex, activity: pd.DataFrame, unit_costs: Uni
     for name in ("gp", "outpatient", "ae", "emergency_inpatient", "elective_inpatient", "day_case"):
         rows = setting == name
         if rows.any() and (quantity[rows] != 1).any():
-            raise ValueError(f"{name} activity with a quantity other than 1: the extracts hold one row per "
+            raise DataError(f"{name} activity with a quantity other than 1: the extracts hold one row per "
                              f"{'spell' if 'inpatient' in name or name == 'day_case' else 'attendance'}")
 
     def dates(x):
@@ -358,7 +359,7 @@ SCHEMAS = {
 }
 
 
-def data_end(data_dir: str | Path) -> int:
+def latest_day(data_dir: str | Path) -> int:
     """The population's last day (int32 days): its latest date of birth, registration, death,
     diagnosis or activity."""
     best = None
@@ -371,7 +372,7 @@ def data_end(data_dir: str | Path) -> int:
             if len(values):
                 best = int(values.max()) if best is None else max(best, int(values.max()))
     if best is None:
-        raise ValueError(f"{data_dir}: no dates")
+        raise DataError(f"{data_dir}: no dates")
     return best
 
 
@@ -402,7 +403,7 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     codelists = load_codelists(codelists_dir, mapping)
     costs = load_unit_costs(unit_costs)
-    end = data_end(data_dir)
+    end = latest_day(data_dir)
     as_of = np.datetime64(end, "D").item()
     registrations = _optional(data_dir, "registrations")
     rows = dict.fromkeys(SCHEMAS, 0)

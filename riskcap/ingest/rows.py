@@ -140,12 +140,13 @@ class Rows:
 
     # --- checks shared by the extracts ---------------------------------------------------------
 
-    def dates_in_window(self, name: str, birth: np.ndarray | None, extract_day: int) -> Parsed:
-        """A date column, with problems for dates after the extract date and before birth."""
+    def dates_in_window(self, name: str, birth: np.ndarray | None, last_day: int) -> Parsed:
+        """A date column, with problems for dates after ``last_day`` (the day before the extract
+        date) and before birth."""
         d = self.col(name)
         present = ~d.null & ~d.bad
-        self.problem(present & (d.values > extract_day), name, "future_date",
-                     f"date after the extract date {_iso(extract_day)}")
+        self.problem(present & (d.values > last_day), name, "future_date",
+                     f"date on or after the extract date {_iso(last_day + 1)}")
         if birth is not None:
             known = birth != INT32_NULL
             self.problem(present & known & (d.values < birth), name, "before_birth",

@@ -34,7 +34,9 @@ from riskcap.ingest.costs import Pricing, UnitCosts, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, SOURCES, Source, extracts_of, locate, open_source, parse
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
-from riskcap.io import ROW_GROUP_ROWS, DataError, ParquetRowsWriter, write_csv, write_json, write_parquet
+from riskcap.data.dates import declare_extract_date
+from riskcap.errors import ConfigError, DataError
+from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
 from riskcap.validate import ON_INVALID, Problem
 
@@ -273,7 +275,7 @@ def import_extracts(settings: ImportSettings, check: bool = True,
     ``check``: read the written folder back through the contract's checks before committing it.
     """
     if settings.on_invalid not in ON_INVALID:
-        raise ValueError(f"on_invalid must be one of {ON_INVALID}")
+        raise ConfigError(f"on_invalid: {settings.on_invalid!r}; allowed: {', '.join(ON_INVALID)}")
     quarantine = settings.on_invalid == "quarantine"
     codelists = load_codelists(settings.codelists, settings.mapping)
     unit_costs = load_unit_costs(settings.unit_costs)
@@ -281,23 +283,24 @@ def import_extracts(settings: ImportSettings, check: bool = True,
     if file_problems:
         raise DataError(f"{len(file_problems)} problem(s) with the extract files; nothing was imported "
                         f"(fix them: they cannot be quarantined):\n" + "\n".join(f"  - {p}" for p in file_problems))
+    # the extract date is the first day the extracts do not cover, as in riskcap.data.dates
     if settings.extract_date is not None:
-        extract_day, date_from = int(np.datetime64(settings.extract_date, "D").astype(np.int64)), "--extract-date"
+        last_day, date_from = int(np.datetime64(settings.extract_date, "D").astype(np.int64)) - 1, "--extract-date"
     else:
-        extract_day, date_from = latest_date(sources)
-        if extract_day is None:
+        last_day, date_from = latest_date(sources)
+        if last_day is None:
             raise DataError(f"{settings.gp}: no dates in the extracts; give --extract-date")
-        date_from = f"the latest date in the extracts ({date_from})"
+        date_from = f"the day after the latest date in the extracts ({date_from})"
     state = _State()
     staging = Staging(settings.out)
     try:
-        report = _run(settings, codelists, unit_costs, sources, extract_day, quarantine, staging, state, progress)
+        report = _run(settings, codelists, unit_costs, sources, last_day, quarantine, staging, state, progress)
         report.extract_date_from, report.ignored_files, report.warnings = date_from, ignored, warnings
         problems = _ordered(state.problems)
         report.problems = problems
         if problems and not quarantine:
             exc = DataError(f"{len(problems)} problem(s) found in the extracts (extract date "
-                            f"{np.datetime64(extract_day, 'D')}); nothing was imported (fix them, or run with "
+                            f"{np.datetime64(last_day + 1, 'D')}); nothing was imported (fix them, or run with "
                             f"--on-invalid quarantine to set bad rows aside):\n" +
                             "\n".join(f"  - {p}" for p in problems))
             exc.report = report
@@ -305,7 +308,8 @@ def import_extracts(settings: ImportSettings, check: bool = True,
         if quarantine:
             report.rejects = _write_rejects(state.rejects, staging, sources)
         if check:
-            _check(staging.dir, extract_day, settings.partition_people)
+            _check(staging.dir, last_day, settings.partition_people)
+        declare_extract_date(staging.dir, np.datetime64(last_day + 1, "D").item())
         report.outputs = staging.files() + [REPORT, REPORT_TEXT]
         write_json(report.as_dict(), staging.path(REPORT))
         staging.path(REPORT_TEXT).write_text(report.text(), encoding="utf-8")
@@ -325,7 +329,7 @@ _ACTIVITY = ("gp/appointments", "gp/prescriptions", "hospital/apc", "hospital/ou
              "community/community", "community/mental_health", "community/social_care")
 
 
-def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[str, Source], extract_day: int,
+def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[str, Source], last_day: int,
          quarantine: bool, staging: Staging, state: _State, progress) -> ImportReport:
     whole = PersonRange(0, INT64_MIN, INT64_MAX)
     practice_rows = Rows(sources["gp/practices"], *sources["gp/practices"].read(whole))
@@ -366,12 +370,12 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
             if i + 1 < len(parts):
                 pending = reader.submit(read, parts[i + 1])
             reg = Rows(sources["gp/registrations"], *raw.pop("gp/registrations"))
-            people, persons, registrations, stats = gp.registrations(reg, known, changes, extract_day, quarantine)
+            people, persons, registrations, stats = gp.registrations(reg, known, changes, last_day, quarantine)
             reg_stats.add(stats)
             state.take(reg, quarantine)
             # the journal and each activity extract map independently: two threads share them
             tasks = [(key, Rows(sources[key], *raw.pop(key))) for key in ("gp/events", *_ACTIVITY) if key in raw]
-            mapped = [mapping.submit(_map, key, rows, people, unit_costs, codelists, extract_day)
+            mapped = [mapping.submit(_map, key, rows, people, unit_costs, codelists, last_day)
                       for key, rows in tasks]
             conditions, activity = gp.CONDITIONS_SCHEMA.empty_table(), []
             for (key, rows), future in zip(tasks, mapped):
@@ -386,7 +390,7 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
                         hospital_stats.add(stats_)
                 state.take(rows, quarantine)
             del tasks, mapped
-            prevalence.update(prevalence_counts(persons, registrations, conditions, extract_day))
+            prevalence.update(prevalence_counts(persons, registrations, conditions, last_day))
             for future in written:
                 future.result()  # the previous range's writes, so a failure stops the run early
             written = []
@@ -413,7 +417,7 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
         state.rows_out["practice_changes"] = table.num_rows
         state.take(change_rows, quarantine)
     return ImportReport.build(
-        settings=settings, extract_day=extract_day, sources=sources, tallies=state.tallies,
+        settings=settings, last_day=last_day, sources=sources, tallies=state.tallies,
         codelists=codelists, unit_costs=unit_costs, pricing=pricing, registrations=reg_stats,
         registers=register_stats, hospital=hospital_stats, prevalence=prevalence, outputs_rows=dict(state.rows_out),
         list_size_derived="list_size" not in sources["gp/practices"].columns, partitions=len(parts))
@@ -426,31 +430,31 @@ def _write(writer: ParquetRowsWriter, table: pa.Table) -> None:
         writer.write(table.slice(start, ROW_GROUP_ROWS))
 
 
-def _map(key: str, rows: Rows, people, unit_costs: UnitCosts, codelists: Codelists, extract_day: int):
+def _map(key: str, rows: Rows, people, unit_costs: UnitCosts, codelists: Codelists, last_day: int):
     """Map one extract's rows of a range: (conditions or activity rows, its pricing, its stats)."""
     pricing = Pricing(unit_costs)
     if key == "gp/events":
-        conditions, stats = gp.conditions(rows, people, codelists, extract_day)
+        conditions, stats = gp.conditions(rows, people, codelists, last_day)
         return conditions, pricing, stats
     stats = hospital.HospitalStats() if key == "hospital/apc" else None
-    return _map_activity(key, rows, people, pricing, codelists, extract_day, stats), pricing, stats
+    return _map_activity(key, rows, people, pricing, codelists, last_day, stats), pricing, stats
 
 
-def _map_activity(key: str, rows: Rows, people, pricing: Pricing, codelists: Codelists, extract_day: int,
+def _map_activity(key: str, rows: Rows, people, pricing: Pricing, codelists: Codelists, last_day: int,
                   hospital_stats: hospital.HospitalStats | None):
     if key == "gp/appointments":
-        return gp.appointments(rows, people, pricing, extract_day)
+        return gp.appointments(rows, people, pricing, last_day)
     if key == "gp/prescriptions":
-        return gp.prescriptions(rows, people, pricing, extract_day)
+        return gp.prescriptions(rows, people, pricing, last_day)
     if key == "hospital/apc":
-        return hospital.apc(rows, people, pricing, codelists, extract_day, hospital_stats)
+        return hospital.apc(rows, people, pricing, codelists, last_day, hospital_stats)
     if key == "hospital/outpatients":
-        return hospital.outpatients(rows, people, pricing, extract_day)
+        return hospital.outpatients(rows, people, pricing, last_day)
     if key == "hospital/ae":
-        return hospital.ae(rows, people, pricing, extract_day)
+        return hospital.ae(rows, people, pricing, last_day)
     if key == "community/social_care":
-        return community.social_care(rows, people, pricing, extract_day)
-    return community.contacts(rows, people, pricing, extract_day, key.split("/")[1])
+        return community.social_care(rows, people, pricing, last_day)
+    return community.contacts(rows, people, pricing, last_day, key.split("/")[1])
 
 
 def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources: dict[str, Source]) -> dict:
@@ -482,14 +486,14 @@ def _formula_safe(frame):
     return frame
 
 
-def _check(folder: Path, extract_day: int, people: int) -> None:
+def _check(folder: Path, last_day: int, people: int) -> None:
     """Read the written folder back through the contract's checks (streamed, by person range)."""
     import warnings
 
     from riskcap.partitions import load_partition, plan_partitions
     from riskcap.validate import LoadSummary
 
-    as_of = np.datetime64(extract_day, "D").item()
+    as_of = np.datetime64(last_day, "D").item()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parts = plan_partitions(folder, people)
