@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import importlib
 
 import click
 import pytest
@@ -69,7 +68,7 @@ def test_a_bug_keeps_its_traceback(failing_command):
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
 
 
-def test_every_command_module_is_registered():
+def test_every_listed_command_resolves():
     """A command module that fails to import fails the command line, rather than vanishing from it."""
-    listed = [getattr(importlib.import_module(f"riskcap.commands.{module}"), attr) for module, attr in cli.COMMANDS]
-    assert sorted(cli.main.commands) == sorted(command.name for command in listed)
+    for name, _, _, _ in cli.COMMANDS:
+        assert cli.main.get_command(None, name).name == name
