@@ -20,10 +20,59 @@ LIST_SIZE_SIGMA = 0.55
 LIST_SIZE_MIN = 1000
 LIST_SIZE_MAX = 85000
 #: Need index (weighted / registered population) in the 2024/25 allocation file:
-#: median 1.0 and standard deviation of its log about 0.155.
-NEED_LOG_SD = 0.155
+#: median 1.0 and list-weighted standard deviation of its log 0.157.
+NEED_LOG_SD = 0.157
 #: Population-weighted mean log need index in that file (need is standardised around it).
 NEED_LOG_CENTRE = -0.0118
+#: Primary Care Networks serve about 30,000 to 50,000 patients (Network Contract DES), about five
+#: practices each (some 1,250 PCNs for 6,500 practices); synthetic PCNs (when the practices file
+#: has no PCN_Code) group neighbouring practices until either is reached.
+PCN_PEOPLE = 40_000
+PCN_PRACTICES = 5
+
+# --- Practice variation no register records (docs/synthetic.md, "Practice variation") ---------
+
+#: Channels of practice effects (log multipliers of a rate or unit cost) and the standard
+#: deviation of each between PCNs (shared hospital and locality behaviour), between practices
+#: of a PCN (persistent) and from year to year (an AR(1) with PRACTICE_EFFECT_RHO). Effects are
+#: centred so the mean multiplier is 1. Sizes fitted so that a demographic-plus-morbidity formula
+#: explains practice outturn as NHS England's person-based formula did (calibration.json).
+PRACTICE_EFFECT_SD: dict[str, tuple[float, float, float]] = {
+    "admissions": (0.06, 0.08, 0.04),          # emergency admission propensity (thresholds, local hospital)
+    "gp": (0.05, 0.22, 0.06),                  # appointments per person (access, staffing)
+    "referrals": (0.08, 0.14, 0.05),           # outpatient, elective and day-case referral thresholds
+    "ae": (0.10, 0.10, 0.05),                  # A&E use (distance, access to same-day care)
+    "community": (0.15, 0.10, 0.05),           # community nursing provision
+    "prescribing_items": (0.04, 0.10, 0.03),   # items per regular medicine (repeat habits)
+    "prescribing_cost": (0.04, 0.08, 0.03),    # cost per item (generic prescribing, formulary)
+    "hospital_cost": (0.05, 0.02, 0.02),       # unit costs of the local hospitals (market forces)
+}
+PRACTICE_EFFECT_RHO = 0.5
+#: Coding habits: a register entry is recorded with probability Phi(CODING_PROBIT + delta), delta
+#: ~ N(0, CODING_SD) per practice (QOF registers are incomplete; completeness about 80-97%).
+CODING_PROBIT = 1.4
+CODING_SD = 0.30
+#: Coding up (optional, ``coding_up_practices``): from the start of the second-last simulated year
+#: a practice records its backlog of unrecorded conditions and borderline cases, so its register
+#: entries grow by this share of its recorded entries in a year while morbidity does not.
+CODING_UP_UPLIFT = 0.10
+#: Registers coded up (all disease registers and frailty but cancer and learning disability).
+CODING_UP_EXCLUDED = ("cancer", "learning_disability", "palliative")
+
+#: Practices opening, closing (list dispersed) and merging (list moved to another practice) per
+#: practice and year. England fell from 8,044 practices in 2013 to 6,419 in 2023 (about 160 a
+#: year, mostly mergers of small practices; Jeffers et al., BMJ Open 2024;14:e081535).
+OPEN_RATE = 0.004
+CLOSE_RATE = 0.006
+MERGE_RATE = 0.018
+#: An ICB with at least this many practices always has one of each.
+EVENTS_MIN_PRACTICES = 8
+#: People of a closed practice who take a while to re-register, and the mean wait in days.
+DISPERSAL_GAP_SHARE = 0.10
+DISPERSAL_GAP_MEAN_DAYS = 60.0
+#: A new practice's list: this many times its nominal list size join in the two years after it
+#: opens (new housing), on top of births and movers.
+OPENING_INTAKE = 0.7
 
 # --- People --------------------------------------------------------------------------
 
@@ -40,7 +89,9 @@ SHARE_65_PLUS = 0.142
 MALE_SHARE_AGES = np.array([0, 20, 60, 70, 80, 90, 105], dtype=float)
 MALE_SHARE = np.array([0.512, 0.503, 0.495, 0.475, 0.44, 0.36, 0.25])
 
-#: Registration flows per year, as a share of the practice's starting list.
+#: Registration flows per year, as a share of the practice's starting list. People moving in
+#: from outside the ICB are MOVE_IN_RATE less the inflow from the ICB's own practices (moves and
+#: returns below), so lists stay about level.
 BIRTH_RATE = 0.0105
 MOVE_IN_RATE = 0.055
 #: Deregistration (moving away) hazard per year by age knot.
@@ -48,16 +99,54 @@ DEREG_AGES = np.array([0, 15, 20, 25, 35, 45, 65, 80, 105], dtype=float)
 DEREG_RATE = np.array([0.05, 0.04, 0.10, 0.12, 0.07, 0.04, 0.025, 0.02, 0.02])
 #: Mean years registered at the practice for people already on the list at the start.
 MEAN_YEARS_REGISTERED = 9.0
+#: What a deregistration is (approx.; about 4 in 10 house moves in England are within the same
+#: local authority): a move to another practice in the ICB the same day, leaving and coming back
+#: after a gap (registered nowhere meanwhile), or leaving the ICB for good.
+INTERNAL_MOVE_SHARE = 0.35
+RETURN_SHARE = 0.08
+GAP_MEAN_DAYS = 240.0
+#: Movers choose a practice in their own PCN with this chance (else anywhere in the ICB), in
+#: proportion to list size.
+SAME_PCN_SHARE = 0.5
+#: Hospital settings seen while registered nowhere: in a gap between lists (still living locally)
+#: at GAP_ACTIVITY x the usual rate; after leaving the ICB, for an exponential tail of
+#: TAIL_MEAN_DAYS at TAIL_ACTIVITY x (follow-ups, attendances at the old local hospital).
+UNREGISTERED_SETTINGS = ("emergency_inpatient", "elective_inpatient", "day_case", "outpatient", "ae", "mental_health")
+GAP_ACTIVITY = 1.0
+TAIL_ACTIVITY = 0.5
+TAIL_MEAN_DAYS = 120.0
 #: Ages of people moving into a practice: the age pyramid re-weighted towards young adults.
 MOVER_AGE_KNOTS = np.array([0, 10, 18, 22, 30, 40, 55, 70, 105], dtype=float)
 MOVER_AGE_WEIGHT = np.array([1.0, 0.7, 1.2, 2.6, 2.2, 1.1, 0.6, 0.5, 0.6])
 
 #: National data opt-out rate (about 3% of registered people in England).
 OPT_OUT_RATE = 0.03
-#: How strongly a practice's deprivation and age mix follow its need index.
-PRACTICE_DEPRIVATION_FROM_NEED = 0.6
-PRACTICE_AGE_TILT_FROM_NEED = 0.35
-PRACTICE_MORBIDITY_FROM_NEED = 0.10
+#: How a practice's mix follows NHS England's component need indices (log weighted / registered
+#: population, standardised by England's spread): the age tilt from community services (the
+#: most age-driven component), deprivation from health inequalities, mental-health liability
+#: from mental health (beyond deprivation), births from maternity. The morbidity shift then
+#: makes the practice's expected need follow its overall index (``Final WP / pop``), using
+#: NEED_SENSITIVITY (fitted by ``python -m riskcap.synthetic.fit --need``).
+PRACTICE_AGE_TILT = 0.30
+PRACTICE_DEPRIVATION = 0.75
+PRACTICE_MENTAL_HEALTH = 0.15
+PRACTICE_BIRTHS = 0.6
+#: Log need per head per unit of (age tilt, practice deprivation, mental-health shift, morbidity shift).
+NEED_SENSITIVITY = {"age_tilt": 0.649, "deprivation": 0.113, "mental_health": 0.17, "morbidity": 0.866}
+MORBIDITY_RANGE = (-0.6, 0.6)
+#: England's component indices (2024/25 file, practices with 500+ people and a maternity weight):
+#: list-weighted centre and standard deviation of the log index, and their correlations, for synthetic practices (which have only a
+#: need index): components are drawn given the need index from this joint normal.
+COMPONENTS = ("need", "community", "health_inequalities", "mental_health", "maternity")
+COMPONENT_CENTRE = np.array([-0.0118, -0.0620, -0.0695, -0.0457, -0.0323])
+COMPONENT_SD = np.array([0.157, 0.367, 0.355, 0.299, 0.280])
+COMPONENT_CORR = np.array([
+    [1.00, 0.69, 0.45, 0.44, -0.07],
+    [0.69, 1.00, -0.04, -0.14, -0.37],
+    [0.45, -0.04, 1.00, 0.67, 0.40],
+    [0.44, -0.14, 0.67, 1.00, 0.22],
+    [-0.07, -0.37, 0.40, 0.22, 1.00],
+])
 #: Within-practice correlation of people's deprivation (share of variance between practices).
 IMD_PRACTICE_SHARE = 0.55
 
@@ -140,11 +229,11 @@ SEX_EFFECT: dict[str, float] = {
 }
 #: Level of each condition (probit shift added to the liability), fitted so prevalence hits target.
 CONDITION_OFFSET: dict[str, float] = {
-    "hypertension": -0.077, "depression": -0.222, "obesity": -0.160, "diabetes": -0.199,
-    "asthma": -0.049, "ckd": -0.131, "cancer": -0.090, "chd": -0.123, "af": -0.023, "copd": -0.196,
-    "stroke_tia": -0.116, "heart_failure": -0.042, "smi": -0.086, "epilepsy": -0.092,
-    "dementia": -0.208, "rheumatoid_arthritis": -0.184, "osteoporosis": -0.592, "pad": -0.122,
-    "learning_disability": -0.101, "frailty": 0.107,
+    "hypertension": 0.04, "depression": -0.114, "obesity": -0.053, "diabetes": -0.089, "asthma": 0.025,
+    "ckd": -0.023, "cancer": 0.008, "chd": -0.009, "af": 0.074, "copd": -0.069, "stroke_tia": -0.005,
+    "heart_failure": 0.07, "smi": -0.006, "epilepsy": -0.027, "dementia": -0.101,
+    "rheumatoid_arthritis": -0.086, "osteoporosis": -0.446, "pad": -0.007, "learning_disability": -0.023,
+    "frailty": 0.229,
 }
 
 # --- Latent health state and emergency admissions -----------------------------------------
@@ -155,13 +244,13 @@ STATE_RHO = 0.6
 SIGMA_FRAILTY = 0.9
 SIGMA_STATE = 0.5
 #: Emergency admission log-rate: intercept and age curve (knots, log multipliers).
-EMERGENCY_INTERCEPT = np.log(0.0115)
+EMERGENCY_INTERCEPT = np.log(0.0100)
 EMERGENCY_AGES = np.array([0, 1, 5, 15, 20, 30, 40, 50, 60, 70, 80, 90, 105], dtype=float)
 EMERGENCY_AGE_LOG = np.array([1.6, 1.0, 0.3, 0.4, 0.55, 0.55, 0.55, 0.55, 0.75, 1.0, 1.65, 2.2, 2.4])
 EMERGENCY_DEPRIVATION = 0.55
 #: Readmissions: each emergency admission brings Poisson(this) more in the same year. They do
 #: not change who has one or more (so not the truth), only how many admitted people have.
-READMISSION_MEAN = 0.2
+READMISSION_MEAN = 0.15
 EMERGENCY_MALE = 0.05
 EMERGENCY_CARE_HOME = 0.3
 #: Log-rate effect of each condition on emergency admissions (and, scaled, other use).
@@ -186,7 +275,7 @@ DEATH_AGE_LOG = np.array([1.5, -0.5, -1.0, 0.0, 1.0, 2.8, 3.8, 4.9, 6.0, 6.9, 7.
 DEATH_HEALTH = 0.5  # multiplier of the health index in the death log-hazard
 DEATH_PALLIATIVE = 1.8
 #: Chance per year of joining the palliative register, as a multiple of the death hazard.
-PALLIATIVE_PER_DEATH_HAZARD = 0.411
+PALLIATIVE_PER_DEATH_HAZARD = 0.39
 CARE_HOME_INTERCEPT = -6.2
 CARE_HOME_AGE = 0.10  # per year of age over 85 (logit)
 CARE_HOME_DEMENTIA = 1.8
@@ -205,9 +294,9 @@ ACTIVITY_MODEL: dict[str, tuple[float, float, float, float, float, list[float]]]
     # SIGMA_STATE e): frequent contacts reveal the latent health that also drives admissions.
     "elective_inpatient": (np.log(0.012), 0.5, 0.9, 0.0, 0.0, [-1.0, -1.5, -1.0, -0.6, -0.3, 0.0, 0.3, 0.7, 1.0, 1.0, 0.6, 0.3]),
     "day_case": (np.log(0.05), 0.5, 0.9, 0.1, 0.0, [-1.5, -2.0, -1.5, -0.8, -0.4, 0.0, 0.4, 0.8, 1.1, 1.1, 0.7, 0.4]),
-    "outpatient": (np.log(0.5), 1.0, 1.1, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
-    "ae": (np.log(0.22), 0.8, 0.5, 0.0, 0.3, [0.6, 0.0, 0.1, 0.3, 0.2, 0.0, 0.0, 0.1, 0.3, 0.7, 1.1, 1.2]),
-    "gp": (np.log(0.8), 1.3, 0.5, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
+    "outpatient": (np.log(0.37), 1.0, 1.1, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
+    "ae": (np.log(0.17), 0.8, 0.5, 0.0, 0.3, [0.6, 0.0, 0.1, 0.3, 0.2, 0.0, 0.0, 0.1, 0.3, 0.7, 1.1, 1.2]),
+    "gp": (np.log(2.1), 1.3, 0.5, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
     "community": (np.log(0.03), 1.0, 1.0, 0.1, 0.1, [-0.5, -2.0, -2.0, -2.0, -1.5, -1.0, -0.5, 0.3, 1.2, 2.3, 3.2, 3.5]),
     "mental_health": (np.log(0.03), 0.6, 0.4, 0.0, 0.2, [-2.0, -1.0, 0.2, 0.3, 0.2, 0.0, -0.2, -0.4, -0.5, -0.3, -0.3, -0.3]),
 }
@@ -216,13 +305,32 @@ ACTIVITY_MODEL: dict[str, tuple[float, float, float, float, float, list[float]]]
 PER_LTC_PLANNED = {"outpatient": 0.25, "elective_inpatient": 0.25, "day_case": 0.25, "community": 0.15}
 #: Extra log-rate of mental-health contacts for people on these registers.
 MENTAL_HEALTH_CONDITIONS = {"smi": 3.0, "depression": 1.6, "dementia": 1.8, "learning_disability": 1.0}
-#: Prescribing: monthly items ~ Poisson(mu); rows are months with >= 1 item.
-PRESCRIBING_INTERCEPT = np.log(0.12)
-PRESCRIBING_PER_LTC = 0.45
-PRESCRIBING_LATENT = 1.2
-PRESCRIBING_CONDITIONS = 0.5
-PRESCRIBING_AGES = ACTIVITY_AGES
-PRESCRIBING_AGE_LOG = [0.0, -0.5, -0.5, -0.3, -0.2, 0.0, 0.3, 0.6, 0.9, 1.1, 1.2, 1.2]
+#: Prescribing is built from medicines, not rates: each person takes ``m`` regular medicines
+#: (Poisson with mean = an age baseline + medicines per register, x exp(MEDS_LATENT x latent
+#: health); a person keeps their quantile across years; at most MEDS_MAX), each dispensed every
+#: 28 days (weekly for a few: care homes, dementia, serious mental illness, many medicines;
+#: monitored dosage), plus acute items. Weekly dispensing of 15+ medicines is the heaviest
+#: plausible use (about 800 items a year); nobody gets twenty items a day.
+MEDS_AGES = np.array([0, 10, 18, 30, 45, 60, 70, 80, 90, 105], dtype=float)
+MEDS_BASE = np.array([0.03, 0.05, 0.15, 0.22, 0.35, 0.65, 1.0, 1.35, 1.5, 1.5])
+MEDS_PER_REGISTER: dict[str, float] = {
+    "hypertension": 1.4, "depression": 1.0, "obesity": 0.2, "diabetes": 2.2, "asthma": 1.4, "ckd": 0.8,
+    "cancer": 0.8, "chd": 2.6, "af": 1.3, "copd": 2.2, "stroke_tia": 2.0, "heart_failure": 3.0, "smi": 1.5,
+    "epilepsy": 1.4, "dementia": 1.0, "rheumatoid_arthritis": 1.4, "osteoporosis": 1.1, "pad": 1.3,
+    "learning_disability": 1.0, "palliative": 2.0, "frailty": 1.2,
+}
+MEDS_LATENT = 0.25
+MEDS_MAX = 20
+REPEAT_INTERVAL_DAYS = 28
+WEEKLY_INTERCEPT = -6.5
+WEEKLY_CARE_HOME = 2.0
+WEEKLY_DEMENTIA = 1.0
+WEEKLY_SMI = 1.5
+WEEKLY_PER_MED = 0.2
+#: Acute (one-off) items a year by age, x exp(ACUTE_LATENT x latent health), at most ACUTE_MAX.
+ACUTE_ITEMS = np.array([2.2, 1.2, 1.0, 1.6, 2.0, 2.2, 2.5, 3.0, 3.6, 4.2, 4.6, 4.6])
+ACUTE_LATENT = 0.4
+ACUTE_MAX = 40.0
 #: Home care (adults): chance of receiving it in a year (logit) and mean hours per month.
 HOME_CARE_INTERCEPT = -8.0
 HOME_CARE_AGE = 0.07  # per year over 18
@@ -232,6 +340,28 @@ HOME_CARE_HEALTH = 0.6
 HOME_CARE_HOURS = 25.0
 #: Share of emergency admissions that arrive through A&E (an A&E row on the same day).
 EMERGENCY_VIA_AE = 0.7
+#: Ceilings of point-event rates (events a year): a rate r becomes C (1 - exp(-r / C)), so the
+#: heaviest users stay physically plausible (weekly GP appointments, admissions about monthly).
+RATE_CEILING = {"emergency_inpatient": 15.0, "elective_inpatient": 6.0, "day_case": 12.0, "outpatient": 40.0,
+                "ae": 30.0, "gp": 52.0, "community": 365.0, "mental_health": 100.0}
+#: In-centre haemodialysis, three sessions a week, for a few people on the CKD register aged
+#: 30-85 (about 0.04% of people; recorded here as outpatient attendances).
+DIALYSIS_SHARE = 0.012
+DIALYSIS_SESSIONS = 156.0
+DIALYSIS_AGES = (30.0, 85.0)
+
+# --- Interactions in the risk of emergency admission --------------------------------------
+
+#: Frail people admitted in the previous year: deconditioning and delirium after a stay raise
+#: the risk beyond the sum of frailty and prior use (log-rate added when both hold).
+FRAIL_AFTER_ADMISSION = 0.6
+#: Multimorbidity x older age: the conditions' summed effect is scaled by age.
+CONDITION_AGE_KNOTS = np.array([0, 40, 60, 75, 90, 105], dtype=float)
+CONDITION_AGE_SCALE = np.array([0.6, 0.75, 1.0, 1.3, 1.45, 1.45])
+#: Deprivation x mental illness: SMI or depression in a deprived area (log-rate per unit of
+#: deprivation above the middle, +1 = decile 1).
+DEPRIVED_MENTAL = 0.5
+MENTAL_CODES = ("smi", "depression")
 
 # --- Lengths of stay and costs (DOMAIN.md section 3; pence) ----------------------------------
 
@@ -249,6 +379,10 @@ UNIT_COST = {  # pence per event / unit, before per-row variation
     "outpatient": 13000, "ae": 16000, "gp": 4000, "community": 6000, "mental_health": 11000,
     "prescribing": 900, "home_care_hour": 2500, "residential_day": 12857,
 }
+#: General-practice appointments (setting ``gp``) are with any clinical staff: about half with a
+#: GP (about GBP 42 for a 9-minute consultation), the rest with nurses and other staff (about GBP 18).
+GP_APPOINTMENT_GP_SHARE = 0.5
+GP_APPOINTMENT_COST = (4200, 1800)
 #: Per-row cost variation (sd of log multiplier) for hospital rows and prescribing items.
 COST_LOG_SD = {"elective_inpatient": 0.35, "day_case": 0.3, "outpatient": 0.2, "ae": 0.3,
                "prescribing": 0.5, "mental_health": 0.2}
