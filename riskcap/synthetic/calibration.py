@@ -103,6 +103,10 @@ TAIL_LIMITS = {
 PBRA_SOURCE = ("Dixon J et al. A person based formula for allocating commissioning funds to general practices "
                "in England. BMJ 2011;343:d6608 (practice-level R-squared 0.77; a third of practices 10%+ off)")
 FORMULA_MIN_PEOPLE = 500
+#: Practice-level statistics are targets (pass/fail) only with this many practices of
+#: FORMULA_MIN_PEOPLE or more: "a third of practices" cannot be measured on 17.
+FORMULA_MIN_PRACTICES = 50
+NEED_MIN_PRACTICES = 30
 
 
 def quantile_from_histogram(hist: np.ndarray, q: float) -> float:
@@ -328,17 +332,25 @@ def summarise(stats: dict, years: int, prevalence_tolerance: float = PREVALENCE_
     # practice variation: the demographic-plus-morbidity formula against outturn
     fit = formula_fit(stats)
     if "practice_r2" in fit:
-        out.append(_between("formula_practice_r2", 0.65, 0.88, fit["practice_r2"], 3, source=PBRA_SOURCE,
-                            note=f"list-weighted, cost per head, {fit['practices']} practices with "
-                                 f"{FORMULA_MIN_PEOPLE}+ people (see formula_fit)"))
-        out.append(_between("formula_practices_10pct_off_share", 0.2, 0.5, fit["share_10pct_off"], 3, source=PBRA_SOURCE))
+        enough = fit["practices"] >= FORMULA_MIN_PRACTICES
+        few = "" if enough else f"; reported only: fewer than {FORMULA_MIN_PRACTICES} practices to measure it on"
+        for name, low, high, value in (("formula_practice_r2", 0.65, 0.88, fit["practice_r2"]),
+                                       ("formula_practices_10pct_off_share", 0.2, 0.5, fit["share_10pct_off"])):
+            entry = _between(name, low, high, value, 3, source=PBRA_SOURCE,
+                             note=f"list-weighted, cost per head, {fit['practices']} practices with "
+                                  f"{FORMULA_MIN_PEOPLE}+ people (see formula_fit){few}")
+            entry["pass"] = entry["pass"] or not enough
+            out.append(entry)
     out.append(_target("formula_person_r2", None, r(fit["person_r2"], 3), True, source=PBRA_SOURCE,
                        note="reported only (PBRA: about 0.12)"))
     ours, theirs, ratio = _need_dispersion(fit, practices)
     if np.isfinite(ratio):
-        out.append(_between("need_dispersion_ratio", 0.8, 1.25, ratio, 3,
-                            note=f"SD of log formula need per head {ours:.3f} over SD of log need_index {theirs:.3f}, "
-                                 "same practices"))
+        enough = fit["practices"] >= NEED_MIN_PRACTICES
+        entry = _between("need_dispersion_ratio", 0.8, 1.25, ratio, 3,
+                         note=f"SD of log formula need per head {ours:.3f} over SD of log need_index {theirs:.3f}, "
+                              "same practices" + ("" if enough else f"; reported only: fewer than {NEED_MIN_PRACTICES} practices"))
+        entry["pass"] = entry["pass"] or not enough
+        out.append(entry)
     # registration histories
     ever = float(stats["people_ever"])
     out.append(_target("people_with_2plus_registrations_share", None, r(stats["people_moved"] / ever), True,

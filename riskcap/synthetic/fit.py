@@ -2,7 +2,7 @@
 
 Condition levels (``params.CONDITION_OFFSET``), so recorded prevalences hit their targets::
 
-    python -m riskcap.synthetic.fit --people 200000 --iterations 3
+    python -m riskcap.synthetic.fit --people 300000 --populations 4 --iterations 3
 
 Each iteration simulates a population and moves every register's liability offset by
 0.8 x (probit(target) - probit(achieved)); palliative care scales its rate per unit of
@@ -30,15 +30,21 @@ from riskcap.synthetic import params as P
 from riskcap.synthetic.pipeline import SynthConfig, generate
 
 
-def fit_prevalence_offsets(people: int = 200_000, iterations: int = 3, seed: int = 11) -> tuple[dict[str, float], float]:
-    """Fitted ``CONDITION_OFFSET`` and ``PALLIATIVE_PER_DEATH_HAZARD`` (module values are left unchanged)."""
+def fit_prevalence_offsets(people: int = 200_000, iterations: int = 3, seed: int = 11,
+                           populations: int = 1) -> tuple[dict[str, float], float]:
+    """Fitted ``CONDITION_OFFSET`` and ``PALLIATIVE_PER_DEATH_HAZARD`` (module values are left unchanged).
+
+    Each iteration pools ``populations`` synthetic ICBs of ``people`` (seeds ``seed``,
+    ``seed + 1`` ...): practices differ in mix, so one ICB's prevalences are not England's.
+    """
     offsets = dict(P.CONDITION_OFFSET)
     palliative = P.PALLIATIVE_PER_DEATH_HAZARD
     for _ in range(iterations):
         with mock.patch.dict(P.CONDITION_OFFSET, offsets), mock.patch.object(P, "PALLIATIVE_PER_DEATH_HAZARD", palliative):
             stats: dict = {}
-            for part in generate(SynthConfig(people=people, seed=seed, partition_people=people)):
-                calibration.merge_stats(stats, part.stats)
+            for k in range(populations):
+                for part in generate(SynthConfig(people=people, seed=seed + k, partition_people=people)):
+                    calibration.merge_stats(stats, part.stats)
         for j, code in enumerate(CONDITION_CODES):
             target = P.PREVALENCE_TARGET[code][0]
             achieved = max(stats["prev_num"][j], 1.0) / max(stats["prev_den"][j], 1.0)
@@ -75,12 +81,13 @@ def main(argv=None) -> None:
     parser.add_argument("--people", type=int, default=200_000)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--populations", type=int, default=1, help="synthetic ICBs pooled per iteration")
     parser.add_argument("--need", action="store_true", help="fit NEED_SENSITIVITY instead of the condition levels")
     args = parser.parse_args(argv)
     if args.need:
         print("NEED_SENSITIVITY = " + repr(fit_need_sensitivity(args.people, args.seed)))
         return
-    offsets, palliative = fit_prevalence_offsets(args.people, args.iterations, args.seed)
+    offsets, palliative = fit_prevalence_offsets(args.people, args.iterations, args.seed, args.populations)
     print("CONDITION_OFFSET = " + repr(offsets))
     print(f"PALLIATIVE_PER_DEATH_HAZARD = {palliative}")
     assert np.isfinite(palliative)

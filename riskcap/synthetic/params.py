@@ -38,20 +38,22 @@ PCN_PRACTICES = 5
 #: centred so the mean multiplier is 1. Sizes fitted so that a demographic-plus-morbidity formula
 #: explains practice outturn as NHS England's person-based formula did (calibration.json).
 PRACTICE_EFFECT_SD: dict[str, tuple[float, float, float]] = {
-    "admissions": (0.06, 0.08, 0.04),          # emergency admission propensity (thresholds, local hospital)
-    "gp": (0.05, 0.22, 0.06),                  # appointments per person (access, staffing)
-    "referrals": (0.08, 0.14, 0.05),           # outpatient, elective and day-case referral thresholds
-    "ae": (0.10, 0.10, 0.05),                  # A&E use (distance, access to same-day care)
-    "community": (0.15, 0.10, 0.05),           # community nursing provision
-    "prescribing_items": (0.04, 0.10, 0.03),   # items per regular medicine (repeat habits)
-    "prescribing_cost": (0.04, 0.08, 0.03),    # cost per item (generic prescribing, formulary)
-    "hospital_cost": (0.05, 0.02, 0.02),       # unit costs of the local hospitals (market forces)
+    "admissions": (0.051, 0.068, 0.034),          # emergency admission propensity (thresholds, local hospital)
+    "gp": (0.043, 0.187, 0.051),                  # appointments per person (access, staffing)
+    "referrals": (0.068, 0.119, 0.043),           # outpatient, elective and day-case referral thresholds
+    "ae": (0.085, 0.085, 0.043),                  # A&E use (distance, access to same-day care)
+    "community": (0.128, 0.085, 0.043),           # community nursing provision
+    "prescribing_items": (0.034, 0.085, 0.025),   # items per regular medicine (repeat habits)
+    "prescribing_cost": (0.034, 0.068, 0.025),    # cost per item (generic prescribing, formulary)
+    "hospital_cost": (0.043, 0.017, 0.017),       # unit costs of the local hospitals (market forces)
 }
 PRACTICE_EFFECT_RHO = 0.5
 #: Coding habits: a register entry is recorded with probability Phi(CODING_PROBIT + delta), delta
-#: ~ N(0, CODING_SD) per practice (QOF registers are incomplete; completeness about 80-97%).
+#: ~ N(0, CODING_SD) per practice (QOF registers are incomplete; completeness about 80-97%). A share
+#: CODING_PERSON_SHARE of the chance is the person's own (people seldom seen have several gaps).
 CODING_PROBIT = 1.4
 CODING_SD = 0.30
+CODING_PERSON_SHARE = 0.8
 #: Coding up (optional, ``coding_up_practices``): from the start of the second-last simulated year
 #: a practice records its backlog of unrecorded conditions and borderline cases, so its register
 #: entries grow by this share of its recorded entries in a year while morbidity does not.
@@ -84,7 +86,7 @@ AGE_BAND_PERCENT = np.array([
     4.9, 4.5, 3.8, 2.4, 1.4, 0.6, 0.15, 0.02,
 ])
 SHARE_18_PLUS = 0.797
-SHARE_65_PLUS = 0.142
+SHARE_65_PLUS = 0.152
 #: Share male by age (knots): equal until late life, then women outlive men.
 MALE_SHARE_AGES = np.array([0, 20, 60, 70, 80, 90, 105], dtype=float)
 MALE_SHARE = np.array([0.512, 0.503, 0.495, 0.475, 0.44, 0.36, 0.25])
@@ -129,7 +131,9 @@ OPT_OUT_RATE = 0.03
 #: NEED_SENSITIVITY (fitted by ``python -m riskcap.synthetic.fit --need``).
 PRACTICE_AGE_TILT = 0.30
 PRACTICE_DEPRIVATION = 0.75
-PRACTICE_MENTAL_HEALTH = 0.15
+PRACTICE_MENTAL_HEALTH = 0.08
+#: Registers the mental-health shift applies to.
+PRACTICE_MENTAL_HEALTH_CODES = ("depression", "smi")
 PRACTICE_BIRTHS = 0.6
 #: Log need per head per unit of (age tilt, practice deprivation, mental-health shift, morbidity shift).
 NEED_SENSITIVITY = {"age_tilt": 0.649, "deprivation": 0.113, "mental_health": 0.17, "morbidity": 0.866}
@@ -229,11 +233,11 @@ SEX_EFFECT: dict[str, float] = {
 }
 #: Level of each condition (probit shift added to the liability), fitted so prevalence hits target.
 CONDITION_OFFSET: dict[str, float] = {
-    "hypertension": 0.04, "depression": -0.114, "obesity": -0.053, "diabetes": -0.089, "asthma": 0.025,
-    "ckd": -0.023, "cancer": 0.008, "chd": -0.009, "af": 0.074, "copd": -0.069, "stroke_tia": -0.005,
-    "heart_failure": 0.07, "smi": -0.006, "epilepsy": -0.027, "dementia": -0.101,
-    "rheumatoid_arthritis": -0.086, "osteoporosis": -0.446, "pad": -0.007, "learning_disability": -0.023,
-    "frailty": 0.229,
+    "hypertension": 0.04, "depression": -0.123, "obesity": -0.062, "diabetes": -0.08, "asthma": 0.007,
+    "ckd": -0.027, "cancer": 0.002, "chd": 0.003, "af": 0.068, "copd": -0.043, "stroke_tia": -0.001,
+    "heart_failure": 0.084, "smi": -0.023, "epilepsy": -0.035, "dementia": -0.097,
+    "rheumatoid_arthritis": -0.117, "osteoporosis": -0.495, "pad": -0.01, "learning_disability": -0.056,
+    "frailty": 0.238,
 }
 
 # --- Latent health state and emergency admissions -----------------------------------------
@@ -244,14 +248,20 @@ STATE_RHO = 0.6
 SIGMA_FRAILTY = 0.9
 SIGMA_STATE = 0.5
 #: Emergency admission log-rate: intercept and age curve (knots, log multipliers).
-EMERGENCY_INTERCEPT = np.log(0.0100)
+EMERGENCY_INTERCEPT = np.log(0.0074)
 EMERGENCY_AGES = np.array([0, 1, 5, 15, 20, 30, 40, 50, 60, 70, 80, 90, 105], dtype=float)
-EMERGENCY_AGE_LOG = np.array([1.6, 1.0, 0.3, 0.4, 0.55, 0.55, 0.55, 0.55, 0.75, 1.0, 1.65, 2.2, 2.4])
-EMERGENCY_DEPRIVATION = 0.55
+EMERGENCY_AGE_LOG = np.array([1.95, 1.35, 0.85, 1.05, 1.2, 1.2, 1.1, 0.85, 0.8, 1.0, 1.65, 2.2, 2.4])
+#: Deprivation x age: the deprivation gradient of emergency admissions is steepest in middle
+#: age (premature multimorbidity) and flattens in old age (log-rate per unit of deprivation).
+EMERGENCY_DEPRIVATION_AGES = np.array([0, 20, 45, 65, 85, 105], dtype=float)
+EMERGENCY_DEPRIVATION = np.array([0.35, 0.55, 0.85, 0.65, 0.25, 0.2])
 #: Readmissions: each emergency admission brings Poisson(this) more in the same year. They do
 #: not change who has one or more (so not the truth), only how many admitted people have.
-READMISSION_MEAN = 0.15
-EMERGENCY_MALE = 0.05
+READMISSION_MEAN = 0.03
+#: Sex x age: men's log-rate minus women's by age (boys more, young women more through
+#: obstetric, gynaecological and self-harm admissions, older men more).
+EMERGENCY_MALE_AGES = np.array([0, 15, 20, 35, 50, 65, 80, 95], dtype=float)
+EMERGENCY_MALE = np.array([0.15, -0.05, -0.35, -0.2, 0.1, 0.25, 0.2, 0.1])
 EMERGENCY_CARE_HOME = 0.3
 #: Log-rate effect of each condition on emergency admissions (and, scaled, other use).
 CONDITION_EFFECT: dict[str, float] = {
@@ -275,7 +285,7 @@ DEATH_AGE_LOG = np.array([1.5, -0.5, -1.0, 0.0, 1.0, 2.8, 3.8, 4.9, 6.0, 6.9, 7.
 DEATH_HEALTH = 0.5  # multiplier of the health index in the death log-hazard
 DEATH_PALLIATIVE = 1.8
 #: Chance per year of joining the palliative register, as a multiple of the death hazard.
-PALLIATIVE_PER_DEATH_HAZARD = 0.39
+PALLIATIVE_PER_DEATH_HAZARD = 0.393
 CARE_HOME_INTERCEPT = -6.2
 CARE_HOME_AGE = 0.10  # per year of age over 85 (logit)
 CARE_HOME_DEMENTIA = 1.8
@@ -292,17 +302,23 @@ ACTIVITY_MODEL: dict[str, tuple[float, float, float, float, float, list[float]]]
     # setting: (intercept, latent weight, condition weight, female, deprivation, age curve at ACTIVITY_AGES)
     # The latent weight multiplies the persistent factor and yearly state (SIGMA_FRAILTY F +
     # SIGMA_STATE e): frequent contacts reveal the latent health that also drives admissions.
-    "elective_inpatient": (np.log(0.012), 0.5, 0.9, 0.0, 0.0, [-1.0, -1.5, -1.0, -0.6, -0.3, 0.0, 0.3, 0.7, 1.0, 1.0, 0.6, 0.3]),
-    "day_case": (np.log(0.05), 0.5, 0.9, 0.1, 0.0, [-1.5, -2.0, -1.5, -0.8, -0.4, 0.0, 0.4, 0.8, 1.1, 1.1, 0.7, 0.4]),
-    "outpatient": (np.log(0.37), 1.0, 1.1, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
+    "elective_inpatient": (np.log(0.0095), 0.5, 0.6, 0.0, 0.0, [-1.0, -1.5, -1.0, -0.6, -0.3, 0.0, 0.3, 0.7, 1.0, 1.0, 0.6, 0.3]),
+    "day_case": (np.log(0.042), 0.5, 0.6, 0.1, 0.0, [-1.5, -2.0, -1.5, -0.8, -0.4, 0.0, 0.4, 0.8, 1.1, 1.1, 0.7, 0.4]),
+    "outpatient": (np.log(0.37), 1.0, 0.7, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
     "ae": (np.log(0.17), 0.8, 0.5, 0.0, 0.3, [0.6, 0.0, 0.1, 0.3, 0.2, 0.0, 0.0, 0.1, 0.3, 0.7, 1.1, 1.2]),
-    "gp": (np.log(2.1), 1.3, 0.5, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
+    "gp": (np.log(2.0), 1.3, 0.3, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
     "community": (np.log(0.03), 1.0, 1.0, 0.1, 0.1, [-0.5, -2.0, -2.0, -2.0, -1.5, -1.0, -0.5, 0.3, 1.2, 2.3, 3.2, 3.5]),
     "mental_health": (np.log(0.03), 0.6, 0.4, 0.0, 0.2, [-2.0, -1.0, 0.2, 0.3, 0.2, 0.0, -0.2, -0.4, -0.5, -0.3, -0.3, -0.3]),
 }
-#: Extra log-rate per disease register (up to 2) of planned hospital and community care:
+#: Women aged about 16-45 see their practice more for reasons that say nothing about their risk
+#: (contraception, pregnancy and postnatal care, screening): extra log-rate of GP appointments
+#: by age for women, so the same number of appointments means less for a young woman.
+GP_WOMEN_AGES = np.array([0, 14, 18, 25, 38, 46, 55, 105], dtype=float)
+GP_WOMEN_EXTRA = np.array([0.0, 0.0, 0.45, 0.6, 0.55, 0.15, 0.0, 0.0])
+#: Extra log-rate per disease register (up to PER_LTC_PLANNED_MAX) of planned hospital and community care:
 #: people with several conditions have more follow-ups and procedures.
-PER_LTC_PLANNED = {"outpatient": 0.25, "elective_inpatient": 0.25, "day_case": 0.25, "community": 0.15}
+PER_LTC_PLANNED = {"outpatient": 0.28, "elective_inpatient": 0.32, "day_case": 0.28, "community": 0.3}
+PER_LTC_PLANNED_MAX = 5
 #: Extra log-rate of mental-health contacts for people on these registers.
 MENTAL_HEALTH_CONDITIONS = {"smi": 3.0, "depression": 1.6, "dementia": 1.8, "learning_disability": 1.0}
 #: Prescribing is built from medicines, not rates: each person takes ``m`` regular medicines
@@ -314,10 +330,10 @@ MENTAL_HEALTH_CONDITIONS = {"smi": 3.0, "depression": 1.6, "dementia": 1.8, "lea
 MEDS_AGES = np.array([0, 10, 18, 30, 45, 60, 70, 80, 90, 105], dtype=float)
 MEDS_BASE = np.array([0.03, 0.05, 0.15, 0.22, 0.35, 0.65, 1.0, 1.35, 1.5, 1.5])
 MEDS_PER_REGISTER: dict[str, float] = {
-    "hypertension": 1.4, "depression": 1.0, "obesity": 0.2, "diabetes": 2.2, "asthma": 1.4, "ckd": 0.8,
-    "cancer": 0.8, "chd": 2.6, "af": 1.3, "copd": 2.2, "stroke_tia": 2.0, "heart_failure": 3.0, "smi": 1.5,
-    "epilepsy": 1.4, "dementia": 1.0, "rheumatoid_arthritis": 1.4, "osteoporosis": 1.1, "pad": 1.3,
-    "learning_disability": 1.0, "palliative": 2.0, "frailty": 1.2,
+    "hypertension": 0.95, "depression": 0.7, "obesity": 0.1, "diabetes": 1.76, "asthma": 1.12, "ckd": 0.64,
+    "cancer": 0.64, "chd": 2.08, "af": 1.04, "copd": 1.76, "stroke_tia": 1.6, "heart_failure": 2.4, "smi": 1.2,
+    "epilepsy": 1.12, "dementia": 0.8, "rheumatoid_arthritis": 1.12, "osteoporosis": 0.88, "pad": 1.04,
+    "learning_disability": 0.8, "palliative": 1.6, "frailty": 0.96,
 }
 MEDS_LATENT = 0.25
 MEDS_MAX = 20
@@ -342,7 +358,7 @@ HOME_CARE_HOURS = 25.0
 EMERGENCY_VIA_AE = 0.7
 #: Ceilings of point-event rates (events a year): a rate r becomes C (1 - exp(-r / C)), so the
 #: heaviest users stay physically plausible (weekly GP appointments, admissions about monthly).
-RATE_CEILING = {"emergency_inpatient": 15.0, "elective_inpatient": 6.0, "day_case": 12.0, "outpatient": 40.0,
+RATE_CEILING = {"emergency_inpatient": 5.0, "elective_inpatient": 6.0, "day_case": 12.0, "outpatient": 40.0,
                 "ae": 30.0, "gp": 52.0, "community": 365.0, "mental_health": 100.0}
 #: In-centre haemodialysis, three sessions a week, for a few people on the CKD register aged
 #: 30-85 (about 0.04% of people; recorded here as outpatient attendances).
@@ -352,12 +368,37 @@ DIALYSIS_AGES = (30.0, 85.0)
 
 # --- Interactions in the risk of emergency admission --------------------------------------
 
-#: Frail people admitted in the previous year: deconditioning and delirium after a stay raise
-#: the risk beyond the sum of frailty and prior use (log-rate added when both hold).
+#: Older and frail people admitted in the previous year: deconditioning and delirium after a
+#: stay raise the risk beyond the sum of age, frailty and prior use (log-rate added after an
+#: admission: AFTER_ADMISSION_OLDER x a ramp from age 50 to 80, plus FRAIL_AFTER_ADMISSION
+#: on the frailty register).
+AFTER_ADMISSION_OLDER = 0.4
 FRAIL_AFTER_ADMISSION = 0.6
+#: Incidental emergency admissions (injuries, acute surgery, poisoning) not driven by health,
+#: common in young adults: admissions a year by age. Prior admissions therefore say less about
+#: the young than about the old.
+INCIDENTAL_AGES = np.array([0, 10, 16, 20, 30, 40, 50, 70, 105], dtype=float)
+INCIDENTAL_RATE = np.array([0.003, 0.003, 0.007, 0.010, 0.008, 0.006, 0.004, 0.003, 0.003])
+#: Frailty x age: the latent health (persistent factor and yearly state) weighs more on
+#: emergency admissions at older ages (multiplier of its log-rate effect by age), keeping the
+#: mean rate at each age; the same history of use therefore means more risk for an older person.
+LATENT_AGES = np.array([0, 30, 50, 70, 85, 105], dtype=float)
+LATENT_SCALE = np.array([0.22, 0.33, 0.77, 1.4, 1.8, 1.8])
 #: Multimorbidity x older age: the conditions' summed effect is scaled by age.
 CONDITION_AGE_KNOTS = np.array([0, 40, 60, 75, 90, 105], dtype=float)
-CONDITION_AGE_SCALE = np.array([0.6, 0.75, 1.0, 1.3, 1.45, 1.45])
+CONDITION_AGE_SCALE = np.array([0.3, 0.5, 1.0, 1.4, 1.7, 1.7])
+#: Exacerbations: people with COPD, asthma or heart failure, or with serious mental illness or
+#: depression, have their own yearly state (AR(1), EXACERBATION_RHO) of flare-ups and crises that
+#: raises emergency admissions (EXACERBATION_ADMISSIONS per SD) and shows first in particular
+#: contacts: A&E and rescue (acute) prescriptions for the cardio-respiratory registers, mental
+#: health contacts and A&E for the mental ones, GP appointments for both. The same A&E visit or
+#: acute item therefore signals more risk for someone on these registers than for anyone else.
+EXACERBATION_CARDIORESPIRATORY = ("copd", "asthma", "heart_failure")
+EXACERBATION_MENTAL = ("smi", "depression")
+EXACERBATION_RHO = 0.8
+EXACERBATION_ADMISSIONS = 0.8
+EXACERBATION_SIGNAL = {"cardiorespiratory": {"ae": 0.9, "gp": 0.4, "acute_items": 0.8},
+                       "mental": {"mental_health": 1.0, "ae": 0.6, "gp": 0.4}}
 #: Deprivation x mental illness: SMI or depression in a deprived area (log-rate per unit of
 #: deprivation above the middle, +1 = decile 1).
 DEPRIVED_MENTAL = 0.5

@@ -237,7 +237,7 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         noise = rng.normal(size=n)
         liability = (a * frailty + b * cluster[:, _CLUSTER[cl]] + np.sqrt(1 - a * a - b * b) * noise
                      + P.SEX_EFFECT[code] * sex_sign + P.DEPRIVATION_EFFECT[code] * dep + morbidity
-                     + P.CONDITION_OFFSET[code] + (spec.mental_health if cl == "mental" else 0.0))
+                     + P.CONDITION_OFFSET[code] + (spec.mental_health if code in P.PRACTICE_MENTAL_HEALTH_CODES else 0.0))
         q = ndtr(-liability)
         curve = _PREV_CURVES[code]
         day = birth + np.floor(np.interp(q, curve, P.PREV_AGES) * DAYS_PER_YEAR).astype(np.int64)
@@ -265,6 +265,9 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
 
     # --- yearly simulation -------------------------------------------------------------------
     e_prev = rng.normal(size=n)
+    x_prev = rng.normal(size=n)  # exacerbation state (counts only on the registers it belongs to)
+    x_innov = np.sqrt(1 - P.EXACERBATION_RHO ** 2)
+    cardioresp = np.array([COND_INDEX[c] for c in P.EXACERBATION_CARDIORESPIRATORY])
     death_day = np.full(n, NEVER, dtype=np.int64)
     rho, sig_e = P.STATE_RHO, P.SIGMA_STATE
     innov = np.sqrt(1 - rho * rho)
@@ -295,16 +298,26 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         ltc = present[:, LTC_INDEX].sum(axis=1)
         h_cond = P.CONDITION_SATURATION * -np.expm1(-(present @ _BETA) / P.CONDITION_SATURATION)
         h_static = h_cond + P.SIGMA_FRAILTY * frailty + morbidity
+        latent_scale = np.interp(age, P.LATENT_AGES, P.LATENT_SCALE)
         covers = registered_seg & (seg_start <= s0) & (s0 < seg_stop)
         practice_at[seg_person[covers], t] = seg_kind[covers]
         here = practice_at[:, t]
         practice_adm = np.where(here >= 0, icb.effects[np.maximum(here, 0), t, CHANNEL["admissions"]], 0.0)
         e_t = rho * e_prev + innov * rng.normal(size=n)
-        interaction = (P.FRAIL_AFTER_ADMISSION * (present[:, j_frail] & prev_admitted)
+        x_t = P.EXACERBATION_RHO * x_prev + x_innov * rng.normal(size=n)
+        groups = {"cardiorespiratory": present[:, cardioresp].any(axis=1), "mental": present[:, mental].any(axis=1)}
+        flare = groups["cardiorespiratory"] | groups["mental"]
+        after_admission = prev_admitted * (P.AFTER_ADMISSION_OLDER * np.clip((age - 50) / 30, 0, 1)
+                                           + P.FRAIL_AFTER_ADMISSION * present[:, j_frail])
+        # exacerbations keep the mean rate of the people they concern
+        mean_keeping = -0.5 * flare * P.EXACERBATION_ADMISSIONS ** 2
+        interaction = (after_admission + mean_keeping
                        + P.DEPRIVED_MENTAL * np.maximum(dep, 0) * present[:, mental].any(axis=1)
-                       + h_cond * (np.interp(age, P.CONDITION_AGE_KNOTS, P.CONDITION_AGE_SCALE) - 1))
+                       + h_cond * (np.interp(age, P.CONDITION_AGE_KNOTS, P.CONDITION_AGE_SCALE) - 1)
+                       + (latent_scale - 1) * (P.SIGMA_FRAILTY * frailty + morbidity))
         base = (P.EMERGENCY_INTERCEPT + np.interp(age, P.EMERGENCY_AGES, P.EMERGENCY_AGE_LOG)
-                + P.EMERGENCY_DEPRIVATION * dep + P.EMERGENCY_MALE * male + P.EMERGENCY_CARE_HOME * care_home
+                + np.interp(age, P.EMERGENCY_DEPRIVATION_AGES, P.EMERGENCY_DEPRIVATION) * dep
+                + np.interp(age, P.EMERGENCY_MALE_AGES, P.EMERGENCY_MALE) * male + P.EMERGENCY_CARE_HOME * care_home
                 + interaction)
         death_age = P.DEATH_INTERCEPT + np.interp(age, P.DEATH_AGES, P.DEATH_AGE_LOG)
         dereg_rate = np.interp(age, P.DEREG_AGES, P.DEREG_RATE)
@@ -312,11 +325,16 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         # truth at the year start, for people present (registered or between lists) and alive
         at_start = active & (a_t == s0)
         if at_start.any():
-            eta0 = base[at_start] + h_static[at_start] + practice_adm[at_start] + sig_e * rho * e_prev[at_start]
+            scale0 = latent_scale[at_start]
+            flare0 = flare[at_start]
+            eta0 = (base[at_start] + h_static[at_start] + practice_adm[at_start] + scale0 * sig_e * rho * e_prev[at_start]
+                    + flare0 * P.EXACERBATION_ADMISSIONS * P.EXACERBATION_RHO * x_prev[at_start])
+            sd0 = np.sqrt((scale0 * sig_e * innov) ** 2 + flare0 * (P.EXACERBATION_ADMISSIONS * x_innov) ** 2)
             h_d = np.exp(death_age[at_start] + P.DEATH_HEALTH * (h_static[at_start] + sig_e * rho * e_prev[at_start])
                          + P.DEATH_PALLIATIVE * present[at_start, PALLIATIVE])
             exposure = 1 - 0.5 * (1 - np.exp(-h_d)) - 0.5 * dereg_rate[at_start] * (1 - _SEEN_AFTER_LEAVING)
-            lam = _ceiling(np.exp(eta0[:, None] + sig_e * innov * _GH_NODES[None, :]), _CEILING[0])
+            incidental = np.interp(age[at_start], P.INCIDENTAL_AGES, P.INCIDENTAL_RATE)
+            lam = _ceiling(np.exp(eta0[:, None] + sd0[:, None] * _GH_NODES[None, :]) + incidental[:, None], _CEILING[0])
             p = 1 - (np.exp(-exposure[:, None] * lam) @ _GH_WEIGHTS)
             truth_rows.append((np.flatnonzero(at_start), np.full(at_start.sum(), t), p,
                                frailty[at_start], e_prev[at_start],
@@ -360,18 +378,22 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
 
         # point events: person rates x segment multipliers (practice effects; between lists, hospital only)
         rates = np.empty((n, S))
-        index_rate = np.exp(base + h)
-        rates[:, 0] = index_rate
+        rates[:, 0] = (np.exp(base + h + (latent_scale - 1) * sig_e * e_t + flare * P.EXACERBATION_ADMISSIONS * x_t)
+                       + np.interp(age, P.INCIDENTAL_AGES, P.INCIDENTAL_RATE))
+        signal = {k: sum(weights.get(k, 0.0) * groups[g] for g, weights in P.EXACERBATION_SIGNAL.items()) * x_t
+                  for k in ("ae", "gp", "mental_health", "acute_items")}
         for k, setting in enumerate(P.POINT_SETTINGS[1:], start=1):
             icpt, w_latent, w_cond, fem, depw, _ = P.ACTIVITY_MODEL[setting]
             log_rate = (icpt + np.interp(age, P.ACTIVITY_AGES, _ACT_AGE[setting]) + w_latent * latent + w_cond * h_cond
-                        + fem * female + depw * dep + P.PER_LTC_PLANNED.get(setting, 0.0) * np.minimum(ltc, 2))
+                        + fem * female + depw * dep + P.PER_LTC_PLANNED.get(setting, 0.0) * np.minimum(ltc, P.PER_LTC_PLANNED_MAX))
             if setting == "mental_health":
                 for code, boost in P.MENTAL_HEALTH_CONDITIONS.items():
                     log_rate = log_rate + boost * present[:, COND_INDEX[code]]
             elif setting == "community":
                 log_rate = log_rate + 1.0 * care_home + 0.8 * on_pal
-            rates[:, k] = np.exp(log_rate)
+            elif setting == "gp":
+                log_rate = log_rate + female * np.interp(age, P.GP_WOMEN_AGES, P.GP_WOMEN_EXTRA)
+            rates[:, k] = np.exp(log_rate + signal.get(setting, 0.0))
         mult = np.where(POINT_CHANNEL[None, :] >= 0, np.exp(seg_effect[:, t, np.maximum(POINT_CHANNEL, 0)]), 1.0)
         mult = np.where(registered_seg[:, None], mult, np.where(UNREGISTERED[None, :], unreg_mult[:, None], 0.0))
         seg_rates = _ceiling(rates[seg_person] * mult, _CEILING[None, :])
@@ -395,15 +417,15 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         items_effect = seg_effect[:, t, CHANNEL["prescribing_items"]]
         repeat = np.clip(np.round(P.REPEAT_INTERVAL_DAYS * np.exp(-items_effect)), 14, 56).astype(np.int64)
         rx_interval[:, t] = np.where(weekly[seg_person], 7, repeat)
-        acute = np.minimum(np.exp(np.log(np.interp(age, P.ACTIVITY_AGES, P.ACUTE_ITEMS)) + P.ACUTE_LATENT * latent),
-                           P.ACUTE_MAX)
+        acute = np.minimum(np.exp(np.log(np.interp(age, P.ACTIVITY_AGES, P.ACUTE_ITEMS)) + P.ACUTE_LATENT * latent
+                                  + signal["acute_items"]), P.ACUTE_MAX)
         rx_acute[:, t] = acute[seg_person] * np.exp(items_effect)
         hc_logit = (P.HOME_CARE_INTERCEPT + P.HOME_CARE_AGE * (age - 18) + P.HOME_CARE_FRAILTY * present[:, j_frail]
                     + P.HOME_CARE_DEMENTIA * present[:, j_dem] + P.HOME_CARE_HEALTH * h)
         home = active & (age >= 18) & ~care_home & (rng.random(n) < 1 / (1 + np.exp(-hc_logit)))
         care_kind[:, t] = np.where(active & care_home, CARE_RESIDENTIAL, np.where(home, CARE_HOME, CARE_NONE))
         care_hours[:, t] = P.HOME_CARE_HOURS * np.exp(0.3 * h)
-        e_prev = e_t
+        e_prev, x_prev = e_t, x_t
 
     # --- per-event attributes of point events (in the kernel's traversal order) -----------
     per_setting = counts.sum(axis=(0, 1))
@@ -513,15 +535,17 @@ def _recorded(rng, coding_rng, onset, quantile, birth, spec, icb, seg_person, se
     """The day each condition is recorded on the register (``NEVER``: never).
 
     A condition is recorded at onset with the completeness of the practice's coding
-    (``Phi(CODING_PROBIT + delta)``, the practice first registered with). A practice that
+    (``Phi(CODING_PROBIT + delta)``, the practice first registered with), through a standard
+    normal propensity that is partly the person's own (``CODING_PERSON_SHARE``). A practice that
     codes up, from its start day and over a year, records its registered people's unrecorded
     conditions and, up to ``uplift`` x its recorded entries of each register, the borderline
     cases nearest the threshold (people whose liability would reach it soonest), whose
     morbidity does not change. Coding up draws from its own ``coding_rng``, so it changes
     nothing but the registers.
     """
-    completeness = ndtr(P.CODING_PROBIT + icb.coding_delta[spec.local])
-    recorded = np.where(rng.random(onset.shape) < completeness, onset, NEVER)
+    w = np.sqrt(P.CODING_PERSON_SHARE)
+    propensity = w * rng.normal(size=(len(onset), 1)) + np.sqrt(1 - w * w) * rng.normal(size=onset.shape)
+    recorded = np.where(propensity < P.CODING_PROBIT + icb.coding_delta[spec.local], onset, NEVER)
     recorded[:, PALLIATIVE] = onset[:, PALLIATIVE]
     coding = np.flatnonzero(icb.coding_up_day < NEVER)
     for q in coding:
