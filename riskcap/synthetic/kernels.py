@@ -240,14 +240,18 @@ def _emit_activity(seg_offset, seg_registered, counts, win_a, win_b, last_day, p
                          care_hours, month_u, month_starts, point_setting, rx_setting, care_setting, ae_setting,
                          home_hour_pence, residential_day_pence, b_set, b_start, b_end, b_qty, b_cost, b_diag, b_year,
                          True)
-        for j in range(r):  # stable insertion sort of the person's rows by (start, setting rank)
+        for j in range(r):  # the person's rows in (start, setting rank) order, stably
             keys[j] = b_start[j] * 16 + setting_rank[b_set[j]]
-            cur = j
-            m = j - 1
-            while m >= 0 and keys[idx[m]] > keys[cur]:
-                idx[m + 1] = idx[m]
-                m -= 1
-            idx[m + 1] = cur
+        if r > 128:  # insertion sort is quicker for the few rows most people have
+            idx[:r] = np.argsort(keys[:r], kind="mergesort")
+        else:
+            for j in range(r):  # insertion sort
+                cur = j
+                m = j - 1
+                while m >= 0 and keys[idx[m]] > keys[cur]:
+                    idx[m + 1] = idx[m]
+                    m -= 1
+                idx[m + 1] = cur
         for j in range(r):
             s = idx[j]
             out_person[pos] = i
