@@ -172,52 +172,51 @@ def _need_dispersion(fit: dict, practices) -> tuple[float, float, float]:
 
 
 def coding_up_report(stats: dict, practices, years: int) -> dict:
-    """For evaluators: growth over the coding-up year of register entries and of true conditions
-    per registered person, for each practice that codes up and for the other practices of its
-    ICB (pooled), and the largest excess among practices that do not code up."""
+    """For evaluators: over the coding-up year, growth of register entries and of true conditions
+    among each practice's stayers (registered there at its start and a year later), for each
+    practice that codes up and for the other practices of its ICB (pooled); and the largest
+    excess among practices that do not code up (with FORMULA_MIN_PEOPLE stayers or more)."""
     if practices is None or "coding_up_day" not in practices:
         return {}
     from riskcap.synthetic.calendar import Calendar, to_date
     from riskcap.synthetic.registration import NEVER
 
-    starts = list(Calendar(years).year_starts[:-1])
+    starts = [int(d) for d in Calendar(years).year_starts[:-1]]
     per = stats.get("practices", {})
     frame = practices.assign(code=practices["practice_code"].astype(str)).set_index("code")
     coding = frame[frame["coding_up_day"] < NEVER]
-    if coding.empty:
+    if coding.empty or int(coding["coding_up_day"].iloc[0]) not in starts[:-1]:
         return {}
     k = starts.index(int(coding["coding_up_day"].iloc[0]))
-    if k + 1 >= len(starts):
-        return {}
 
     def growth(codes):
-        totals = np.zeros((3, 2))
+        keys = ("stayers_t", "registers_from_t", "registers_to_t", "conditions_from_t", "conditions_to_t")
+        total = np.zeros(5)
         for c in codes:
             e = per.get(c, {})
-            if "people_t" in e:
-                totals += np.array([e["people_t"][k:k + 2], e["registers_t"][k:k + 2], e["conditions_t"][k:k + 2]], float)
-        if totals[0].min() <= 0:
-            return float("nan"), float("nan")
-        per_head = totals[1:] / totals[0]
-        return tuple(float(g) for g in per_head[:, 1] / per_head[:, 0] - 1)
+            if "stayers_t" in e:
+                total += np.array([float(e[key][k]) for key in keys])
+        if total[1] <= 0 or total[3] <= 0:
+            return float("nan"), float("nan"), int(total[0])
+        return total[2] / total[1] - 1, total[4] / total[3] - 1, int(total[0])
 
     out, excess_others = [], []
-    for icb, group in frame.groupby("icb_code"):
+    for _, group in frame.groupby("icb_code"):
         others = [c for c in group.index if group.at[c, "coding_up_day"] >= NEVER]
-        icb_reg, icb_cond = growth(others)
+        icb_reg, icb_cond, _ = growth(others)
         for c in group.index:
-            reg, cond = growth([c])
+            reg, cond, stayers = growth([c])
             if group.at[c, "coding_up_day"] < NEVER:
                 out.append({"practice_code": c, "from": to_date(int(group.at[c, "coding_up_day"])).isoformat(),
-                            "uplift": float(group.at[c, "coding_up_uplift"]), "register_growth": round(reg, 4),
-                            "condition_growth": round(cond, 4), "icb_register_growth": round(icb_reg, 4),
-                            "icb_condition_growth": round(icb_cond, 4),
+                            "uplift": float(group.at[c, "coding_up_uplift"]), "stayers": stayers,
+                            "register_growth": round(reg, 4), "condition_growth": round(cond, 4),
+                            "icb_register_growth": round(icb_reg, 4), "icb_condition_growth": round(icb_cond, 4),
                             "excess_register_growth": round(reg - icb_reg, 4)})
-            elif np.isfinite(reg) and np.isfinite(icb_reg) and per.get(c, {}).get("people_t", [0] * (k + 2))[k] >= FORMULA_MIN_PEOPLE:
+            elif np.isfinite(reg) and np.isfinite(icb_reg) and stayers >= FORMULA_MIN_PEOPLE:
                 excess_others.append(reg - icb_reg)
     return {"note": "register entries (all disease registers and frailty but cancer and learning disability) and true "
-                    "conditions per registered person at the start of the coding-up year and a year later; for "
-                    "evaluation only, never a model input",
+                    "conditions of the people registered with the practice at the start of the coding-up year and a "
+                    "year later, growth between the two dates; for evaluation only, never a model input",
             "practices": out,
             "largest_excess_among_others": round(float(max(excess_others)), 4) if excess_others else None}
 

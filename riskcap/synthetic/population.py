@@ -760,18 +760,22 @@ def _practice_stats(calendar, icb, birth, male, imd, care_home, reg_from, reg_to
         sel = where == q
         practices[str(icb.codes[q])] = {"n": np.int64(sel.sum()), "x": x[sel].sum(axis=0), "y": np.int64(y[sel].sum())}
     # registers and morbidity per practice and year start (coding up)
+    # register entries and true conditions of each practice's stayers (registered there at the
+    # start of a year and of the next, alive), at both dates: coding up shows as register growth
+    # without morbidity growth, free of the turnover of the list
     m = len(icb.codes)
-    yearly = np.zeros((3, m, T), dtype=np.int64)  # people, register entries, true conditions
-    for yr in range(T):
+    cohort = np.zeros((5, m, max(T - 1, 0)), dtype=np.int64)
+    for yr in range(T - 1):
         at = practice_at[:, yr]
-        alive = (reg_from <= ys[yr]) & (np.minimum(reg_to, death_day) > ys[yr]) & (at >= 0)
-        where = at[alive]
-        yearly[0, :, yr] = np.bincount(where, minlength=m)
-        yearly[1, :, yr] = np.bincount(where, weights=(recorded[alive][:, CODING_UP_INDEX] <= ys[yr]).sum(axis=1), minlength=m)
-        yearly[2, :, yr] = np.bincount(where, weights=(onset[alive][:, CODING_UP_INDEX] <= ys[yr]).sum(axis=1), minlength=m)
-    for q in np.flatnonzero(yearly[0].any(axis=1)):
+        stay = (at >= 0) & (practice_at[:, yr + 1] == at) & (death_day > ys[yr + 1])
+        where = at[stay]
+        cohort[0, :, yr] = np.bincount(where, minlength=m)
+        for k, (days, day) in enumerate(((recorded, ys[yr]), (recorded, ys[yr + 1]), (onset, ys[yr]), (onset, ys[yr + 1])), 1):
+            cohort[k, :, yr] = np.bincount(where, weights=(days[stay][:, CODING_UP_INDEX] <= day).sum(axis=1), minlength=m)
+    for q in np.flatnonzero(cohort[0].any(axis=1)):
         practices.setdefault(str(icb.codes[q]), {}).update(
-            people_t=yearly[0, q], registers_t=yearly[1, q], conditions_t=yearly[2, q])
+            stayers_t=cohort[0, q], registers_from_t=cohort[1, q], registers_to_t=cohort[2, q],
+            conditions_from_t=cohort[3, q], conditions_to_t=cohort[4, q])
     out["practices"] = practices
     # truth vs outcome, per year (AUROC histograms)
     y_adm = person_counts[truth["person"].astype(np.int64), truth["year"].astype(np.int64)] > 0
