@@ -304,9 +304,9 @@ ACTIVITY_MODEL: dict[str, tuple[float, float, float, float, float, list[float]]]
     # SIGMA_STATE e): frequent contacts reveal the latent health that also drives admissions.
     "elective_inpatient": (np.log(0.0095), 0.5, 0.6, 0.0, 0.0, [-1.0, -1.5, -1.0, -0.6, -0.3, 0.0, 0.3, 0.7, 1.0, 1.0, 0.6, 0.3]),
     "day_case": (np.log(0.042), 0.5, 0.6, 0.1, 0.0, [-1.5, -2.0, -1.5, -0.8, -0.4, 0.0, 0.4, 0.8, 1.1, 1.1, 0.7, 0.4]),
-    "outpatient": (np.log(0.37), 1.0, 0.7, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
+    "outpatient": (np.log(0.37), 1.0, 0.55, 0.15, 0.0, [0.0, -0.6, -0.5, -0.3, -0.1, 0.0, 0.2, 0.5, 0.8, 0.9, 0.7, 0.5]),
     "ae": (np.log(0.17), 0.8, 0.5, 0.0, 0.3, [0.6, 0.0, 0.1, 0.3, 0.2, 0.0, 0.0, 0.1, 0.3, 0.7, 1.1, 1.2]),
-    "gp": (np.log(2.0), 1.3, 0.3, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
+    "gp": (np.log(2.05), 1.3, 0.15, 0.25, 0.1, [0.6, -0.1, -0.3, -0.2, -0.1, 0.0, 0.15, 0.35, 0.6, 0.8, 0.9, 0.9]),
     "community": (np.log(0.03), 1.0, 1.0, 0.1, 0.1, [-0.5, -2.0, -2.0, -2.0, -1.5, -1.0, -0.5, 0.3, 1.2, 2.3, 3.2, 3.5]),
     "mental_health": (np.log(0.03), 0.6, 0.4, 0.0, 0.2, [-2.0, -1.0, 0.2, 0.3, 0.2, 0.0, -0.2, -0.4, -0.5, -0.3, -0.3, -0.3]),
 }
@@ -317,7 +317,7 @@ GP_WOMEN_AGES = np.array([0, 14, 18, 25, 38, 46, 55, 105], dtype=float)
 GP_WOMEN_EXTRA = np.array([0.0, 0.0, 0.45, 0.6, 0.55, 0.15, 0.0, 0.0])
 #: Extra log-rate per disease register (up to PER_LTC_PLANNED_MAX) of planned hospital and community care:
 #: people with several conditions have more follow-ups and procedures.
-PER_LTC_PLANNED = {"outpatient": 0.28, "elective_inpatient": 0.32, "day_case": 0.28, "community": 0.3}
+PER_LTC_PLANNED = {"outpatient": 0.32, "elective_inpatient": 0.32, "day_case": 0.28, "community": 0.3}
 PER_LTC_PLANNED_MAX = 5
 #: Extra log-rate of mental-health contacts for people on these registers.
 MENTAL_HEALTH_CONDITIONS = {"smi": 3.0, "depression": 1.6, "dementia": 1.8, "learning_disability": 1.0}
@@ -328,9 +328,9 @@ MENTAL_HEALTH_CONDITIONS = {"smi": 3.0, "depression": 1.6, "dementia": 1.8, "lea
 #: monitored dosage), plus acute items. Weekly dispensing of 15+ medicines is the heaviest
 #: plausible use (about 800 items a year); nobody gets twenty items a day.
 MEDS_AGES = np.array([0, 10, 18, 30, 45, 60, 70, 80, 90, 105], dtype=float)
-MEDS_BASE = np.array([0.03, 0.05, 0.15, 0.22, 0.35, 0.65, 1.0, 1.35, 1.5, 1.5])
+MEDS_BASE = np.array([0.03, 0.06, 0.17, 0.25, 0.4, 0.72, 1.1, 1.5, 1.65, 1.65])
 MEDS_PER_REGISTER: dict[str, float] = {
-    "hypertension": 0.95, "depression": 0.7, "obesity": 0.1, "diabetes": 1.76, "asthma": 1.12, "ckd": 0.64,
+    "hypertension": 0.85, "depression": 0.7, "obesity": 0.1, "diabetes": 1.76, "asthma": 1.12, "ckd": 0.64,
     "cancer": 0.64, "chd": 2.08, "af": 1.04, "copd": 1.76, "stroke_tia": 1.6, "heart_failure": 2.4, "smi": 1.2,
     "epilepsy": 1.12, "dementia": 0.8, "rheumatoid_arthritis": 1.12, "osteoporosis": 0.88, "pad": 1.04,
     "learning_disability": 0.8, "palliative": 1.6, "frailty": 0.96,
@@ -383,7 +383,7 @@ INCIDENTAL_RATE = np.array([0.003, 0.003, 0.007, 0.010, 0.008, 0.006, 0.004, 0.0
 #: emergency admissions at older ages (multiplier of its log-rate effect by age), keeping the
 #: mean rate at each age; the same history of use therefore means more risk for an older person.
 LATENT_AGES = np.array([0, 30, 50, 70, 85, 105], dtype=float)
-LATENT_SCALE = np.array([0.22, 0.33, 0.77, 1.4, 1.8, 1.8])
+LATENT_SCALE = np.array([0.35, 0.45, 0.8, 1.3, 1.65, 1.65])
 #: Multimorbidity x older age: the conditions' summed effect is scaled by age.
 CONDITION_AGE_KNOTS = np.array([0, 40, 60, 75, 90, 105], dtype=float)
 CONDITION_AGE_SCALE = np.array([0.3, 0.5, 1.0, 1.4, 1.7, 1.7])
@@ -421,9 +421,9 @@ UNIT_COST = {  # pence per event / unit, before per-row variation
     "prescribing": 900, "home_care_hour": 2500, "residential_day": 12857,
 }
 #: General-practice appointments (setting ``gp``) are with any clinical staff: about half with a
-#: GP (about GBP 42 for a 9-minute consultation), the rest with nurses and other staff (about GBP 18).
+#: GP (about GBP 42 for a 9-minute consultation), the rest with nurses and other staff (about GBP 16).
 GP_APPOINTMENT_GP_SHARE = 0.5
-GP_APPOINTMENT_COST = (4200, 1800)
+GP_APPOINTMENT_COST = (4200, 1600)
 #: Per-row cost variation (sd of log multiplier) for hospital rows and prescribing items.
 COST_LOG_SD = {"elective_inpatient": 0.35, "day_case": 0.3, "outpatient": 0.2, "ae": 0.3,
                "prescribing": 0.5, "mental_health": 0.2}
