@@ -1,6 +1,7 @@
-"""Numba kernels of the generator, each with a slow, obviously-correct reference.
+"""Numba kernels of the generator.
 
-``tests/test_synthetic_kernels.py`` checks every kernel against its reference.
+Each has a slow, obviously-correct twin in ``tests/reference/synthetic.py``;
+``tests/test_synthetic_kernels.py`` checks every kernel against it.
 """
 from __future__ import annotations
 
@@ -266,67 +267,3 @@ def _emit_activity(seg_offset, seg_registered, counts, win_a, win_b, last_day, p
                 last_qty[i, b_set[s]] += b_qty[s]
             pos += 1
     return out_person, out_set, out_start, out_end, out_qty, out_cost, out_diag, last_cost, last_qty
-
-
-def emit_activity_reference(seg_offset, seg_registered, counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost,
-                            pe_diag, pe_via, via_cost, rx_meds, rx_interval, rx_offset, rx_acute, rx_unit, care_kind,
-                            care_hours, month_u, month_starts, point_setting, setting_rank, rx_setting, care_setting,
-                            ae_setting, home_hour_pence, residential_day_pence):
-    """Reference for :func:`emit_activity`: plain Python loops and ``sorted``."""
-    import math
-
-    n = len(seg_offset) - 1
-    _, T, S = counts.shape
-    cursor = list(pe_offset)
-    rows = []
-    for i in range(n):
-        mine = []  # (setting, start, end, qty, cost, diag, year)
-        for s in range(int(seg_offset[i]), int(seg_offset[i + 1])):
-            for t in range(T):
-                a, b = int(win_a[s, t]), int(win_b[s, t])
-                for k in range(S):
-                    for _ in range(int(counts[s, t, k])):
-                        j = cursor[k]
-                        cursor[k] += 1
-                        day = a + math.floor(float(pe_u[j]) * (b - a))
-                        end = min(day + int(pe_los[j]), int(last_day[i])) if pe_los[j] >= 0 else NEVER_DAY
-                        mine.append((int(point_setting[k]), day, end, 1, int(pe_cost[j]), int(pe_diag[j]), t))
-                        if k == 0 and pe_via[j]:
-                            mine.append((int(ae_setting), day, NEVER_DAY, 1, int(via_cost[j]), -1, t))
-                if a >= b or not seg_registered[s]:
-                    continue
-                for m in range(12):
-                    ms, me = int(month_starts[t, m]), int(month_starts[t, m + 1])
-                    lo, hi = max(ms, a), min(me, b)
-                    if lo >= hi:
-                        continue
-                    mu = float(rx_acute[s, t]) * (hi - lo) / 365.25
-                    acute, p = 0, math.exp(-mu)
-                    cdf = p
-                    while float(month_u[s, t, m, 0]) > cdf and acute < 1000:
-                        acute += 1
-                        p *= mu / acute
-                        cdf += p
-                    interval = int(rx_interval[s, t])
-                    dispensed = sum(1 for d in range(lo, hi) if d % interval == int(rx_offset[i]) % interval)
-                    items = int(rx_meds[i, t]) * dispensed + acute
-                    if items > 0:
-                        mine.append((int(rx_setting), lo, NEVER_DAY, items, int(round(items * float(rx_unit[s]))), -1, t))
-                    if care_kind[i, t] == 1:
-                        part = (hi - lo) / (me - ms)
-                        qty = max(math.floor(float(care_hours[i, t]) * part * (0.75 + 0.5 * float(month_u[s, t, m, 1]))), 1)
-                        mine.append((int(care_setting), lo, NEVER_DAY, qty, qty * int(home_hour_pence), -1, t))
-                    elif care_kind[i, t] == 2:
-                        mine.append((int(care_setting), lo, NEVER_DAY, hi - lo, (hi - lo) * int(residential_day_pence), -1, t))
-        mine.sort(key=lambda row: row[1] * 16 + int(setting_rank[row[0]]))  # sorted() is stable
-        rows.extend((i,) + row for row in mine)
-    last_cost = np.zeros(n, dtype=np.int64)
-    last_qty = np.zeros((n, N_SETTINGS), dtype=np.int64)
-    for row in rows:
-        if row[7] == T - 1:
-            last_cost[row[0]] += row[5]
-            last_qty[row[0], row[1]] += row[4]
-    cols = list(zip(*rows)) if rows else [[]] * 8
-    return (np.array(cols[0], dtype=np.int32), np.array(cols[1], dtype=np.int8), np.array(cols[2], dtype=np.int32),
-            np.array(cols[3], dtype=np.int32), np.array(cols[4], dtype=np.int64), np.array(cols[5], dtype=np.int64),
-            np.array(cols[6], dtype=np.int16), last_cost, last_qty)
