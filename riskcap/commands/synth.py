@@ -37,13 +37,18 @@ KEY_TARGETS = (
                    "reads them back; docs/import.md). Needs --codelists.")
 @click.option("--codelists", "codelists_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="With --extracts: the OpenCodelists CSVs the journal codes are drawn from.")
-def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_people, extracts_dir, codelists_dir):
+@click.option("--coding-up", "coding_up_practices", type=click.IntRange(min=0), default=None,
+              help="How many practices code up: from the start of the second-last year their registers grow "
+                   "faster than their patients' morbidity (calibration.json and practice_truth.parquet say which).")
+def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_people, coding_up_practices,
+          extracts_dir, codelists_dir):
     """Generate a synthetic registered population with known true risks.
 
-    Writes practices, persons, conditions and activity (the data contract) as parquet,
-    truth.parquet (each person's true probability of an emergency admission in each year,
-    for oracle evaluation only) and calibration.json (every realism target with the
-    achieved value). The same arguments and seed give byte-identical files.
+    Writes practices, persons, conditions, activity, registrations and practice_changes (the
+    data contract) as parquet, truth.parquet and practice_truth.parquet (each person's true
+    probability of an emergency admission in each year, each practice's hidden effects: for
+    evaluation only) and calibration.json (every realism target with the achieved value). The
+    same arguments and seed give byte-identical files, whatever --partition-people.
 
     \b
     Example:
@@ -51,11 +56,12 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
         riskcap synth --out icb --preset default_icb
         riskcap synth --out lsc --practices nhse_practice_weighted_populations_2024_25.csv --icb QE1
         riskcap synth --out synth --people 20000 --extracts extracts --codelists codelists
+        riskcap synth --out coded --people 200000 --coding-up 3
     """
     if (extracts_dir is None) != (codelists_dir is None):
         raise click.UsageError("--extracts and --codelists go together")
     overrides = dict(people=people, practices_file=practices_file, icb=icb, seed=seed, years=years,
-                     partition_people=partition_people)
+                     partition_people=partition_people, coding_up_practices=coding_up_practices)
     config = SynthConfig.from_preset(preset, **overrides) if preset else SynthConfig(
         **{k: v for k, v in overrides.items() if v is not None})
     console = Console(stderr=True)
