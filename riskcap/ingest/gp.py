@@ -125,8 +125,8 @@ def practices_table(rows: Rows, list_sizes: Counter | None) -> pa.Table:
         columns["list_size"] = pa.array(rows.col("list_size").values[keep], pa.int64())
     else:
         columns["list_size"] = pa.array([int(list_sizes.get(c, 0)) for c in codes], pa.int64())
-    for name, kind in (("need_index", pa.float64()), ("practice_name", pa.string()), ("pcn_code", pa.string()),
-                       ("opened_on", pa.date32())):
+    for name, kind in (("need_index", pa.float64()), ("practice_name", pa.string()), ("opened_on", pa.date32()),
+                       ("pcn_code", pa.string())):
         if not rows.has(name):
             continue
         col = rows.col(name)
