@@ -220,7 +220,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     People are grouped and costed once, one partition at a time; each combination works on
     per-practice x need-group aggregates. Writes sweep.parquet and sweep.csv (one row per combination: the varied
     values, envelope, pool, settlement shares, practices within ±10%, R-squared, tariffs)
-    and summary.json.
+    and summary.json. At most 100,000 combinations.
 
     \b
     Example (1,000 combinations):
@@ -231,13 +231,13 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     """
     from riskcap.capitation.run import plan_run, stream_populations
     from riskcap.capitation.scenario import load_scenario
-    from riskcap.capitation.sweep import parse_axis, run_sweep
+    from riskcap.capitation.sweep import parse_axes, run_sweep
     from riskcap.io import write_csv, write_json, write_parquet
     from riskcap.manifest import RunManifest
 
     console = Console(width=max(Console().width, 100))
     base = load_scenario(scenario)
-    parsed = [parse_axis(a) for a in axes]
+    parsed = parse_axes(axes)  # every axis and the grid's size, before any data are read
     manifest = RunManifest(out_dir)
     manifest.add_input("data", data_dir)  # hashed while the sweep reads it
     started = time.perf_counter()
