@@ -10,6 +10,7 @@ import click
 from riskcap import __version__
 from riskcap.config import ConfigError
 from riskcap.io import DataError
+from riskcap.manifest import abandon_unfinished
 from riskcap.memory import restart_with_reused_memory
 
 #: (module in riskcap.commands, attribute) of every command, in --help order.
@@ -30,6 +31,9 @@ COMMANDS: list[tuple[str, str]] = [
 
 #: errno values of a full disk or an exhausted quota (EDQUOT is missing on some platforms).
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: errno values of a path that cannot be used (permissions, a read-only disk, a file in the way, no such place).
+_NOT_USABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+               errno.ENOENT, errno.ELOOP}
 
 
 class RiskcapGroup(click.Group):
@@ -41,10 +45,15 @@ class RiskcapGroup(click.Group):
         except (DataError, ConfigError) as exc:
             _fail(str(exc))
         except OSError as exc:
-            if exc.errno not in _DISK_FULL:
-                raise
-            _fail(f"the disk is full ({exc}). Free some space, or write --out to another disk "
-                  f"(streamed runs keep their temporary files beside it), and run again.")
+            if exc.errno in _DISK_FULL:
+                _fail(f"the disk is full ({exc}). Free some space, or write --out to another disk "
+                      f"(streamed runs keep their temporary files beside it), and run again.")
+            if exc.errno in _NOT_USABLE and exc.filename:
+                _fail(f"{exc.filename}: {exc.strerror}. Check the path: inputs must exist and be readable, "
+                      f"and --out must be somewhere you can write.")
+            raise
+        finally:
+            abandon_unfinished()  # a failed run's claim on its --out (riskcap.manifest)
 
 
 def _fail(message: str) -> None:

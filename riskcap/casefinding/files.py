@@ -1,8 +1,12 @@
 """A case-finding output folder: one CSV and one XLSX per practice, ``index.csv``, ``summary.json``.
 
-The lists hold person-level rows, so the folder and every file in it are readable by their
-owner only (0o700 and 0o600), and each file is written atomically. Each practice's workbook
-has a Notes sheet saying what the list is, how it was made and what each column means.
+The lists hold person-level rows, so every file is readable by its owner only (0o600), the
+folders this writes are created owner-only (0o700), and each file is written atomically.
+Writing never follows a symbolic link, and never deletes or changes the permissions of
+anything it did not create (an earlier run's lists of practices no longer scored are
+removed by the run's manifest, which can prove they are its own: riskcap.manifest).
+Each practice's workbook has a Notes sheet saying what the list is, how it was made and
+what each column means.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.lists import LIST_COLUMNS
-from riskcap.io import atomic_path, write_csv, write_json
+from riskcap.io import DataError, atomic_path, write_csv, write_json
 from riskcap.report.xlsx import xlsx_bytes
 from riskcap.tiers import Pyramid
 
@@ -29,10 +33,18 @@ _WIDTHS = {"rank": 6, "pseudo_id": 18, "nhs_number": 12, "age": 5, "sex": 5, "sc
 
 
 def make_private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) readable by the owner only (mode 0o700)."""
+    """Create ``path`` (and parents) readable by the owner only (mode 0o700); a folder that
+    already exists is used as it is (never re-permissioned), a symbolic link is refused."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    if path.is_symlink():
+        raise DataError(f"{path}: is a symbolic link; riskcap does not write case-finding lists through links "
+                        "(remove it, or choose another --out)")
+    if path.exists():
+        if not path.is_dir():
+            raise DataError(f"{path}: exists and is not a folder; choose another --out")
+        return path
+    path.mkdir(parents=True, mode=0o700)
+    os.chmod(path, 0o700)  # created here: owner-only whatever the umask
     return path
 
 
@@ -84,8 +96,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
                 practice_names: dict[str, str] | None = None, progress=None) -> list[Path]:
     """Write each practice's CSV and XLSX, ``index.csv`` and ``summary.json`` under ``out_dir``.
 
-    Every practice in ``summary["practices"]`` gets both files, even with nobody listed;
-    list files of other practices left in ``practices/`` by an earlier run are removed.
+    Every practice in ``summary["practices"]`` gets both files, even with nobody listed.
     Directories are created with mode 0o700 and files with 0o600, each written atomically.
     ``progress(done, total, practice_code)`` is called after each practice.
 
@@ -123,9 +134,6 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         index_rows.append(row)
         if progress is not None:
             progress(done, len(codes), code)
-    for stale in sorted(practice_dir.glob("*.csv")) + sorted(practice_dir.glob("*.xlsx")):
-        if stale.stem not in summary["practices"]:  # a practice from an earlier run into the same folder
-            stale.unlink()
     index = pd.DataFrame(index_rows)
     written.append(write_csv(index, out_dir / INDEX_FILE, mode=PRIVATE_FILE_MODE))
     written.append(write_json(summary, out_dir / SUMMARY_FILE, mode=PRIVATE_FILE_MODE))

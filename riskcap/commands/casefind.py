@@ -23,7 +23,7 @@ from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Data folder the scores were made from (persons, conditions, activity, practices).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder (created readable by you only).")
+              help="Output folder: new, empty, or an earlier casefind run's (created readable by you only).")
 @click.option("--top", default=None, metavar="PERCENT",
               help="List the top PERCENT of each practice's eligible list, e.g. 2% or 0.5% (default 2%).")
 @click.option("--top-n", type=int, default=None, metavar="N", help="List the top N of each practice's eligible list.")
@@ -70,7 +70,7 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
     elif key.source == "file" and not key_file_is_private(key_file):
         console.print(f"[yellow]Warning: key file {key_file} is readable by others; chmod 600 it.[/yellow]")
 
-    manifest = RunManifest(Path(out_dir))
+    manifest = RunManifest(Path(out_dir), private=True)
     with Progress(TextColumn("[bold]writing lists"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("", total=None)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from riskcap.io import write_json
+from riskcap.manifest import claim_file, json_with_keys
 from riskcap.validate import ON_INVALID, validate_data
 
 
@@ -36,6 +37,8 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
     from rich.text import Text
 
     console = Console(soft_wrap=True)
+    if summary_path is not None:
+        claim_file(summary_path, json_with_keys("data_dir", "as_of", "status", "tables", "problems"), "validate summary")
     tables, summary = validate_data(data_dir, as_of=as_of.date() if as_of else None, on_invalid=on_invalid,
                                     rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
     console.print(summary.rows_table())

@@ -184,7 +184,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 @click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
               help="Score everyone registered and alive on this date (features look back from it).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Scores file to write (parquet).")
+              help="Scores file to write (parquet); an existing file is replaced only if it is a riskcap scores file.")
 @reasons_for_option
 @_on_invalid_option
 @click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
@@ -212,11 +212,13 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
 
     from riskcap.commands._partitions import plan, scored_table, write_quarantined
     from riskcap.engines import get_engine
+    from riskcap.manifest import claim_file, table_with_columns
     from riskcap.models.persist import read_model_files
     from riskcap.models.score import score_population
 
     console = Console(stderr=True)
     started = time.perf_counter()
+    claim_file(out_path, table_with_columns("person_id", "practice_code", "model"), "scores file")
     model_files = read_model_files(model_dir)
     parts = plan(data_dir, partition_people, console)
     with get_engine(engine_name, scheduler) as engine, Progress(
