@@ -305,12 +305,16 @@ def parse_series(s: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
         out = out.str.strip()
         return out.mask(out == ""), no_bad
     if kind == "int":
-        if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype):
+        unsigned = s.dtype.kind == "u"  # values past int64 would wrap: parsed below, and refused
+        if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype) and not unsigned:
             return (s.astype("int64") if not s.isna().any() else s.astype("Int64")), no_bad
         num = pd.to_numeric(s, errors="coerce")
         if pd.api.types.is_bool_dtype(num.dtype):
             num = num.astype("float64")
-        bad = ((num.isna() & s.notna()) | (num.notna() & (num != np.floor(num)))).to_numpy(dtype=bool)
+        if num.dtype.kind == "u":  # some value passes int64: refused below, the rest kept exact
+            num = num.astype("UInt64").mask(num > np.iinfo(np.int64).max).astype("Int64")
+        bad = ((num.isna() & s.notna()) | (num.notna() & (num != np.floor(num)))
+               | (num.notna() & (num.abs() >= 2**63))).to_numpy(dtype=bool)  # beyond int64: not wrapped
         num = num.mask(bad)
         return (num.astype("Int64") if num.isna().any() else num.astype("int64")), bad
     if kind == "float":

@@ -15,6 +15,7 @@ import pandas as pd
 from riskcap.casefinding.files import PRACTICE_DIR, SUMMARY_FILE
 from riskcap.config import ConfigError
 from riskcap.io import DataError
+from riskcap.names import is_safe_name
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid
 
@@ -47,6 +48,9 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
     if fingerprint != key.fingerprint:
         raise ConfigError(f"{summary_path}: the previous list was made with a different pseudonymisation key "
                           f"(fingerprint {fingerprint}, now {key.fingerprint}); pseudonyms cannot be compared")
+    unsafe = [c for c in codes if not is_safe_name(c)]
+    if unsafe:  # a code is never joined to a path as given (riskcap.names)
+        raise DataError(f"{summary_path}: not a riskcap casefind summary (practice code {unsafe[0]!r})")
     out: dict[str, pd.DataFrame] = {}
     for code in codes:
         path = previous_dir / PRACTICE_DIR / f"{code}.csv"

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from riskcap.config import ConfigError, parse_yaml, read_text_file
 from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.io import DataError, read_table, table_path
+from riskcap.names import is_safe_name
 from riskcap.schema import CONDITIONS
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
@@ -257,13 +258,15 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
     scenarios = {}
     for s in summary["scenarios"]:
         name = s["scenario"]
+        if not is_safe_name(name):  # a name is never joined to a path as given (riskcap.names)
+            raise DataError(f"{folder / 'summary.json'}: scenario name {name!r} is not a riskcap scenario name")
         raw_path = folder / "scenarios" / name / "scenario.yaml"
         raw = {}
         if raw_path.exists():
             try:
-                raw = yaml.safe_load(raw_path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as exc:
-                raise DataError(f"{raw_path}: not valid YAML ({exc})") from exc
+                raw = parse_yaml(read_text_file(raw_path), str(raw_path)) or {}
+            except ConfigError as exc:
+                raise DataError(str(exc)) from exc
         scenarios[name] = {"summary": s, "raw": raw}
     return CapitationOutputs(summary=summary, scenarios=scenarios, **tables)
 
