@@ -8,12 +8,12 @@ most :data:`MAX_INT_DIGITS` digits. Anything else is a ConfigError naming the fi
 """
 from __future__ import annotations
 
-import os
-import stat
 from importlib import resources
 from pathlib import Path
 
 import yaml
+
+from riskcap.untrusted import Refused, read_regular
 
 
 class ConfigError(Exception):
@@ -123,20 +123,11 @@ def read_text_file(path: str | Path, limit: int | None = None) -> str:
     """The UTF-8 text of a regular file of at most ``limit`` bytes (default :data:`MAX_CONFIG_BYTES`);
     ConfigError otherwise (a device, a pipe or a folder is never read)."""
     path = Path(path)
-    limit = MAX_CONFIG_BYTES if limit is None else limit
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ConfigError(f"{path}: not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ConfigError(f"{path}: larger than {limit:,} bytes; is it the right file?")
+        data = read_regular(path, MAX_CONFIG_BYTES if limit is None else limit)
+    except Refused as exc:
+        raise ConfigError(f"{path}: file not found" if exc.reason == "missing" else
+                          f"{path}: cannot read: {exc.reason}; is it the right file?") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

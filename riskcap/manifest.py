@@ -39,7 +39,8 @@ from importlib import metadata
 from pathlib import Path
 
 from riskcap import __version__
-from riskcap.io import DataError, sha256_file, write_json
+from riskcap.io import DataError, write_json
+from riskcap.untrusted import Refused, open_regular, read_regular
 
 MANIFEST = "manifest.json"
 DEPENDENCIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "numba", "click", "openpyxl", "matplotlib")
@@ -67,11 +68,11 @@ def fingerprint(path: str | Path) -> dict:
 
 def _hashed(path: Path) -> dict:
     """Size and SHA-256 of a regular file (opened without blocking: a pipe or device is refused)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = open_regular(path)
+    except Refused as exc:
+        raise DataError(f"{path}: {exc.reason}; riskcap reads and fingerprints regular files only") from None
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise DataError(f"{path}: not a regular file; riskcap reads and fingerprints regular files only")
     with os.fdopen(fd, "rb") as fh:
         digest = hashlib.sha256()
         while block := fh.read(1 << 20):
@@ -135,18 +136,11 @@ def read_manifest(run_dir: str | Path) -> dict:
     not a regular file, too large, not JSON or not a riskcap manifest."""
     path = Path(run_dir) / MANIFEST
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no manifest: is this a riskcap run directory?") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the manifest ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise DataError(f"{path}: not a regular file, so not a riskcap manifest")
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise DataError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes, so not a riskcap manifest")
+        data = read_regular(path, MAX_MANIFEST_BYTES, follow_links=False)
+    except Refused as exc:
+        if exc.reason == "missing":
+            raise DataError(f"{path}: no manifest: is this a riskcap run directory?") from None
+        raise DataError(f"{path}: {exc.reason}, so not a riskcap manifest") from None
     try:
         manifest = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

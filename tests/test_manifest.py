@@ -1,6 +1,7 @@
 """Run manifests record outputs' hashes, and verify finds changed, missing and extra files."""
 import json
 
+from riskcap.io import DataError
 from riskcap.manifest import RunManifest, verify_run
 
 
@@ -60,7 +61,7 @@ def test_inputs_are_hashed_in_the_background_and_failures_surface_at_write(tmp_p
     m = RunManifest(run)
     m.add_input("data", data)
     m.add_input("gone", tmp_path / "missing.parquet")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="missing.parquet: missing"):
         m.write()
     assert "did not finish" in verify_run(run)[0]  # the unfinished marker stays until a write succeeds
     del m.inputs["gone"]

@@ -18,14 +18,13 @@ the folder and file.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 from riskcap.io import DataError, sha256_file, write_json
 from riskcap.models.base import finite_json
+from riskcap.untrusted import Refused, read_regular
 
 FORMAT = "riskcap-model/1"
 METADATA_FILE = "metadata.json"
@@ -120,32 +119,16 @@ class _Folder:
 
     def read(self, name: str) -> bytes:
         """The bytes of regular file ``name`` directly in the folder (no link, device, pipe or folder)."""
-        path = self.path / name
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
-        except FileNotFoundError:
-            if name == METADATA_FILE:
+            return read_regular(name, MAX_FILE_BYTES, follow_links=False, dir_fd=self.fd)
+        except Refused as exc:
+            if exc.reason == "missing" and name == METADATA_FILE:
                 raise DataError(f"{self.path}: not a riskcap model directory (no {METADATA_FILE}); "
                                 "create one with 'riskcap train'") from None
-            raise DataError(f"{path}: missing model file") from None
-        except OSError as exc:
-            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-            raise DataError(f"{path}: cannot read the model file: {why}; a model folder holds plain files "
-                            "only") from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise DataError(f"{path}: not a plain file; a model folder holds plain files only")
-            if info.st_size > MAX_FILE_BYTES:
-                raise DataError(f"{path}: {info.st_size:,} bytes, more than a model file can be "
-                                f"({MAX_FILE_BYTES:,})")
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                data = fh.read(MAX_FILE_BYTES + 1)
-        finally:
-            os.close(fd)
-        if len(data) > MAX_FILE_BYTES:
-            raise DataError(f"{path}: grew while being read; more than a model file can be")
-        return data
+            if exc.reason == "missing":
+                raise DataError(f"{self.path / name}: missing model file") from None
+            raise DataError(f"{self.path / name}: cannot read the model file: {exc.reason}; a model folder holds "
+                            "plain files only") from None
 
 
 def read_model_files(model_dir: str | Path) -> dict[str, bytes]:
