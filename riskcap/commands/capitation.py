@@ -34,7 +34,7 @@ def _common(f):
     f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
     f = click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder.")(f)
+                     help="Output folder: new, empty, or an earlier riskcap run's (docs/security.md).")(f)
     f = click.option("--on-invalid", type=click.Choice(["reject", "quarantine"]), default="reject", show_default=True,
                      help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects).")(f)
     return f

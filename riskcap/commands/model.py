@@ -61,7 +61,8 @@ def _features(tables, index_date, people: int):
 @click.option("--model", "kind", type=click.Choice(["logistic", "gbm", "cost"]), required=True,
               help="logistic: CPM-style regression; gbm: LightGBM (calibrated); cost: next-year cost (Tweedie).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Model directory to write (metadata.json plus model.json or model.txt).")
+              help="Model directory to write (metadata.json plus model.json or model.txt): new, empty, or an "
+                   "earlier riskcap run's.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the validation split and LightGBM.")
 @_on_invalid_option
 @_partition_option
@@ -132,7 +133,7 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
 @click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
               help="Evaluate on people at this date and their next 12 months (later than training: temporal validation).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for metrics.json.")
+              help="Folder for metrics.json: new, empty, or an earlier riskcap run's.")
 @_on_invalid_option
 @_partition_option
 def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int):
