@@ -487,6 +487,11 @@ def _mathtext_code(base, folder):
     return base.data_copy(folder, change)
 
 
+def key_file_is_a_device(base, folder):
+    return ["casefind", "--scores", base.scores, "--data", base.data, "--out", folder / "lists",
+            "--key-file", "/dev/zero"]
+
+
 def casefind_without_opted_out(base, folder):
     data = base.data_copy(folder, lambda name, frame: frame.drop(columns=["opted_out"]) if name == "persons" else frame)
     return ["casefind", "--scores", base.scores, "--data", data, "--out", folder / "lists"]
@@ -565,6 +570,7 @@ CASES = {
     "report_mathtext_practice_code": _report_of("baseline", _mathtext_code),
     "report_mathtext_group_name": _report_of(str(CONFIGS / "scenario_mathtext_scheme.yaml")),
     "casefind_without_opted_out": casefind_without_opted_out,
+    "key_file_is_a_device": key_file_is_a_device,
 }
 
 
