@@ -324,10 +324,13 @@ class RunManifest:
         }
 
     def _remove_stale(self, outputs: dict) -> None:
+        inputs = [Path(v["path"]).resolve() for v in self.inputs.values()]
         for name, meta in sorted(self._claim.earlier.items()):
             if name in outputs or name == MANIFEST or name not in self._claim.before:
                 continue
             path = self.run_dir / name
+            if any(path.resolve() == p or p in path.resolve().parents for p in inputs):
+                continue  # an input of this run (e.g. --scores OUT/scores.parquet) is kept
             try:
                 info = path.lstat()
                 if (stat.S_ISREG(info.st_mode) and _identity(info) == self._claim.before[name]

@@ -135,6 +135,19 @@ def test_stale_outputs_are_removed_only_when_provably_the_earlier_runs(tmp_path)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["a.csv", "c.csv", MANIFEST]
 
 
+def test_an_earlier_output_used_as_an_input_is_kept(tmp_path):
+    first = RunManifest(tmp_path / "run")
+    (tmp_path / "run" / "scores.parquet").write_text("scores")
+    (tmp_path / "run" / "budgets.csv").write_text("old")
+    first.write()
+    second = RunManifest(tmp_path / "run")
+    second.add_input("scores", tmp_path / "run" / "scores.parquet")
+    (tmp_path / "run" / "budgets.csv").write_text("new")
+    second.write()
+    assert (tmp_path / "run" / "scores.parquet").exists()
+    assert verify_run(tmp_path / "run") == ["scores.parquet: not produced by the run (not in the manifest)"]
+
+
 def test_run_folder_of_another_kind_of_file_is_refused(tmp_path):
     (tmp_path / "run").write_text("a file")
     with pytest.raises(DataError, match="is a file, not a folder"):
