@@ -32,7 +32,7 @@ from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario
 from riskcap.capitation.scheme import assign_need_groups, load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
 from riskcap.capitation.tariffs import compute_tariffs
-from riskcap.capitation.threads import use_threads
+from riskcap.stream.threads import use_threads
 from reference.capitation import tariff_budgets
 from reference.fabricated import make_features
 

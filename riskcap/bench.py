@@ -38,6 +38,8 @@ from typing import Callable
 
 import numpy as np
 
+from riskcap.stream.threads import numba_threads
+
 DEFAULT_PEOPLE = 200_000
 DEFAULT_THREADS = 2
 #: People the models are trained on (a seeded sample): enough for a realistic model size.
@@ -60,19 +62,6 @@ def best_of(fn: Callable, repeats: int):
         result = fn()
         best = min(best, time.perf_counter() - start)
     return result, best
-
-
-@contextlib.contextmanager
-def numba_threads(threads: int):
-    """Run numba kernels with ``threads`` threads (capped at numba's maximum), then restore."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(before)
 
 
 def _stage(name: str, people: int, seconds: float, **extra) -> dict:
@@ -189,7 +178,7 @@ def bench_capitation(features, practices, repeats: int) -> dict:
     from riskcap.capitation.scenario import load_scenario
     from riskcap.capitation.scheme import assign_need_groups, load_scheme
     from riskcap.capitation.tariffs import compute_tariffs
-    from riskcap.capitation.threads import use_threads
+    from riskcap.stream.threads import use_threads
 
     scenario = load_scenario("baseline")
     scheme = load_scheme(scenario.scheme_location)
@@ -228,7 +217,8 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
         Called with each stage's name as it starts.
     """
     from riskcap.features import build_features_partitioned
-    from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
+    from riskcap.data.dates import index_date_for
+    from riskcap.synthetic import SynthConfig, write_population
     from riskcap.validate import load_tables
 
     say = progress or (lambda _name: None)
@@ -249,9 +239,10 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
                              rows_quarantined=int(sum(loaded.rows_quarantined.values()))))
         say("features")
         start = time.perf_counter()
-        features = build_features_partitioned(tables, EVAL_INDEX_DATE)
+        index = index_date_for("evaluate", folder / "data")
+        features = build_features_partitioned(tables, index.date)
         stages.append(_stage("features", written.people_start, time.perf_counter() - start, persons=len(tables.persons),
-                             rows_out=int(len(features)), index_date=str(EVAL_INDEX_DATE)))
+                             rows_out=int(len(features)), index_date=str(index.date)))
         booster = train_bench_booster(features, seed)
         say("gbm_scoring")
         stages.append(bench_gbm(features, booster, used, repeats))

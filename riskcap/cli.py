@@ -1,17 +1,14 @@
 """The ``riskcap`` command line: a click group whose commands live in riskcap.commands."""
 from __future__ import annotations
 
-import errno
 import importlib
 import sys
 
 import click
 
 from riskcap import __version__
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import as_riskcap_error
 from riskcap.manifest import abandon_unfinished
-from riskcap.memory import restart_with_reused_memory
 
 #: (module in riskcap.commands, attribute) of every command, in --help order.
 COMMANDS: list[tuple[str, str]] = [
@@ -29,36 +26,22 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-#: errno values of a full disk or an exhausted quota (EDQUOT is missing on some platforms).
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-#: errno values of a path that cannot be used (permissions, a read-only disk, a file in the way, no such place).
-_NOT_USABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
-               errno.ENOENT, errno.ELOOP}
-
-
 class RiskcapGroup(click.Group):
-    """Turns DataError, ConfigError and a full disk into a clear message and exit code 2."""
+    """Turns every :class:`~riskcap.errors.RiskcapError` (a full disk or an unusable path
+    included) into one red line and its exit code; anything else is a bug and keeps its
+    traceback. A run that failed gives up its claim on its --out folder."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (DataError, ConfigError) as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            if exc.errno in _DISK_FULL:
-                _fail(f"the disk is full ({exc}). Free some space, or write --out to another disk "
-                      f"(streamed runs keep their temporary files beside it), and run again.")
-            if exc.errno in _NOT_USABLE and exc.filename:
-                _fail(f"{exc.filename}: {exc.strerror}. Check the path: inputs must exist and be readable, "
-                      f"and --out must be somewhere you can write.")
-            raise
+        except Exception as exc:
+            error = as_riskcap_error(exc)
+            if error is None:
+                raise
+            click.secho(f"error: {error}", fg="red", err=True)
+            sys.exit(error.exit_code)
         finally:
             abandon_unfinished()  # a failed run's claim on its --out (riskcap.manifest)
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(2)
 
 
 @click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -78,22 +61,12 @@ def main():
 
 def _register() -> None:
     for module_name, attr in COMMANDS:
-        try:
-            module = importlib.import_module(f"riskcap.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"riskcap.commands.{module_name}":
-                continue  # area not built yet
-            raise
-        command = getattr(module, attr, None)
-        if command is not None:
-            main.add_command(command)
+        main.add_command(getattr(importlib.import_module(f"riskcap.commands.{module_name}"), attr))
 
 
 _register()
 
 
 def run() -> None:
-    """The ``riskcap`` program: :data:`main` in a process whose allocators reuse freed memory
-    (:mod:`riskcap.memory`)."""
-    restart_with_reused_memory()
+    """The ``riskcap`` program."""
     main(prog_name="riskcap")

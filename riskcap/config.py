@@ -13,12 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from riskcap.errors import ConfigError
 from riskcap.untrusted import Refused, read_regular
-
-
-class ConfigError(Exception):
-    """A configuration file is missing or invalid: the message names file, key and allowed values."""
-
 
 #: Largest config file read (bytes); shipped configs are a few kilobytes.
 MAX_CONFIG_BYTES = 1 << 20

@@ -29,8 +29,9 @@ import pyarrow.compute as pc
 from numba import njit, prange
 from pandas.api.types import union_categoricals
 
-from riskcap.capitation.threads import kernel_threads
-from riskcap.io import DataError, Tables, days
+from riskcap.stream.threads import kernel_threads
+from riskcap.errors import DataError
+from riskcap.io import Tables, days
 from riskcap.schema import CONDITION_CODES, CONDITIONS, INPATIENT_SETTINGS, SETTING_CODES, SETTINGS, is_acs
 
 #: Look-back windows: name -> (months before the index date: near end, far end).

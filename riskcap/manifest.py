@@ -1,8 +1,9 @@
 """Run manifests: what went into a run and what came out, so it can be audited and verified.
 
 Every run directory holds ``manifest.json`` with the command line, riskcap and dependency
-versions, seed, input fingerprints (size and SHA-256), config contents, model fingerprints,
-output files with their SHA-256, and start/end times. :func:`verify_run` re-checks outputs.
+versions, seed, the index dates used and where each came from, input fingerprints (size and
+SHA-256), config contents, model fingerprints, output files with their SHA-256, and
+start/end times. :func:`verify_run` re-checks outputs.
 
 What riskcap writes into (``docs/security.md``):
 
@@ -39,7 +40,8 @@ from importlib import metadata
 from pathlib import Path
 
 from riskcap import __version__
-from riskcap.io import DataError, write_json
+from riskcap.errors import DataError, UnusablePath
+from riskcap.io import write_json
 from riskcap.untrusted import Refused, open_regular, read_regular
 
 MANIFEST = "manifest.json"
@@ -155,10 +157,10 @@ def read_manifest(run_dir: str | Path) -> dict:
     return manifest
 
 
-def _refuse(run_dir: Path, why: str) -> DataError:
-    return DataError(f"{run_dir}: {why}. riskcap writes a run only into a new or empty folder, or into the "
-                     f"folder of an earlier riskcap run (it never overwrites, deletes or changes files it did "
-                     f"not write): choose another --out, or empty this folder")
+def _refuse(run_dir: Path, why: str) -> UnusablePath:
+    return UnusablePath(f"{run_dir}: {why}. riskcap writes a run only into a new or empty folder, or into the "
+                        f"folder of an earlier riskcap run (it never overwrites, deletes or changes files it did "
+                        f"not write): choose another --out, or empty this folder")
 
 
 @dataclass
@@ -202,20 +204,20 @@ def claim_run_folder(run_dir: Path) -> _Claim:
 
 def claim_file(path: str | Path, is_ours: Callable[[Path], bool], what: str) -> Path:
     """Check that output file ``path`` may be written: absent, or a regular file (not a link)
-    that ``is_ours`` recognises as riskcap's own ``what``; DataError saying what to do otherwise."""
+    that ``is_ours`` recognises as riskcap's own ``what``; UnusablePath saying what to do otherwise."""
     path = Path(path)
     if not path.is_symlink() and not path.exists():
         return path
     if path.is_symlink() or not path.is_file():
-        raise DataError(f"{path}: already exists and is not a regular file; riskcap does not write through "
-                        f"links or over folders or devices: choose another name, or remove it")
+        raise UnusablePath(f"{path}: already exists and is not a regular file; riskcap does not write through "
+                           f"links or over folders or devices: choose another name, or remove it")
     try:
         ours = is_ours(path)
     except Exception:  # noqa: BLE001 - any failure to recognise it means it is not ours
         ours = False
     if not ours:
-        raise DataError(f"{path}: already exists and is not a riskcap {what}; riskcap does not overwrite files "
-                        f"it did not write: choose another name, or remove it")
+        raise UnusablePath(f"{path}: already exists and is not a riskcap {what}; riskcap does not overwrite files "
+                           f"it did not write: choose another name, or remove it")
     return path
 
 
@@ -252,7 +254,7 @@ _OPEN: list["RunManifest"] = []
 class RunManifest:
     """Collects a run's provenance; :meth:`write` records outputs' hashes and the end time.
 
-    Creating it claims ``run_dir`` (:func:`claim_run_folder`: DataError when the folder holds
+    Creating it claims ``run_dir`` (:func:`claim_run_folder`: UnusablePath when the folder holds
     files riskcap did not write) and marks it unfinished until :meth:`write`.
     """
 
@@ -262,6 +264,7 @@ class RunManifest:
     inputs: dict = field(default_factory=dict)
     configs: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
+    index_dates: dict = field(default_factory=dict)
     started: str = field(default_factory=lambda: _now())
     private: bool = False
 
@@ -282,6 +285,10 @@ class RunManifest:
 
     def add_config(self, name: str, content) -> None:
         self.configs[name] = content
+
+    def add_index_date(self, stage: str, index) -> None:
+        """Record the index date ``stage`` used and its source (a :class:`~riskcap.data.dates.IndexDate`)."""
+        self.index_dates[stage] = index.as_dict()
 
     def add_model(self, name: str, path: str | Path) -> None:
         self.models[name] = {"path": str(path), "files": fingerprint(path)}
@@ -315,6 +322,7 @@ class RunManifest:
             "command": self.command,
             "versions": versions(),
             "seed": self.seed,
+            **({"index_dates": self.index_dates} if self.index_dates else {}),
             "inputs": inputs,
             "configs": self.configs,
             "models": self.models,

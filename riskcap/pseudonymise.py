@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
 from riskcap.untrusted import Refused, read_regular
 
 #: Environment variable holding the pseudonymisation key.

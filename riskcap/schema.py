@@ -176,7 +176,7 @@ def max_cost_gbp() -> float:
     except ValueError:
         value = float("nan")
     if not 0 < value <= MAX_COST_LIMIT_GBP:
-        from riskcap.config import ConfigError
+        from riskcap.errors import ConfigError
 
         raise ConfigError(f"${MAX_COST_ENV}={text!r}: expected the most one activity row may cost, in pounds, "
                           f"above 0 and at most {MAX_COST_LIMIT_GBP:,} (default {MAX_COST_GBP:,})")

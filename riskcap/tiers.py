@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from riskcap.config import ConfigError, load_yaml, resolve_config
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError
 
 #: Default pyramid file (in the shipped ``configs/`` folder).
 DEFAULT_PYRAMID = "tiers.yaml"

@@ -5,7 +5,7 @@
 contract's types, runs every check and collects *all* problems (not just the first) as
 :class:`Problem` records naming the file, column, rule, row count and up to five examples.
 
-- ``on_invalid="reject"`` (default): any problem raises :class:`~riskcap.io.DataError`
+- ``on_invalid="reject"`` (default): any problem raises :class:`~riskcap.errors.LoadRejected`
   listing every problem, one per line.
 - ``on_invalid="quarantine"``: rows with row-level problems are moved, with a ``reason``
   column, to ``rejects_dir/<table>_rejects.parquet`` (and ``.csv``); rows of quarantined
@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.io import DataError, Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
+from riskcap.errors import DataError, LoadRejected
+from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
 from riskcap.schema import CONDITION_CODES, MAX_COST_ENV, SETTING_CODES, SEXES, TABLES, max_cost_gbp
 
 if TYPE_CHECKING:
@@ -909,15 +910,13 @@ def load_tables(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
 
     Raises
     ------
-    DataError
-        On any file-level problem, or any problem at all in reject mode. The exception's
-        ``summary`` attribute holds the LoadSummary.
+    LoadRejected
+        On any file-level problem, or any problem at all in reject mode (a DataError
+        carrying the LoadSummary).
     """
     tables, summary = validate_data(data_dir, as_of, on_invalid, rejects_dir)
     if tables is None:
-        exc = DataError(summary.error_message())
-        exc.summary = summary
-        raise exc
+        raise LoadRejected(summary)
     return tables, summary
 
 

@@ -17,8 +17,7 @@ from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_sc
 from riskcap.capitation.scheme import assign_need_groups, load_scheme
 from riskcap.capitation.settlement import settle
 from riskcap.capitation.tariffs import compute_tariffs
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
 from reference import capitation as naive
 from reference.fabricated import make_features
 
@@ -390,14 +389,13 @@ def test_attach_scores_maps_tiers_and_costs(population_frames):
 
 
 def test_results_do_not_depend_on_threads(population_frames, monkeypatch):
-    from riskcap.capitation import threads
+    from riskcap.stream import threads
 
     features, practices = population_frames
     scenario = load_scenario("cap_p99")
     monkeypatch.setattr(threads, "PARALLEL_MIN", 10**12)
     single = evaluate(population(features, practices), scenario)
     monkeypatch.setattr(threads, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(threads, "idle_cores", lambda: 8.0)
     import numba
 
     before = numba.get_num_threads()

@@ -22,8 +22,9 @@ from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_sc
 from riskcap.capitation.scheme import load_scheme
 from riskcap.cli import main
 from riskcap.engines import LocalEngine
+from riskcap.errors import DataError
 from riskcap.features import build_features, iter_partitions
-from riskcap.io import DataError, ParquetRowsWriter, write_parquet
+from riskcap.io import ParquetRowsWriter, write_parquet
 from riskcap.validate import load_tables
 from reference.fabricated import make_features
 

@@ -25,8 +25,8 @@ from riskcap.casefinding.lists import list_columns
 from riskcap.casefinding.run import casefind
 from riskcap.casefinding.selection import SelectionRule
 from riskcap.cli import main
-from riskcap.config import ConfigError
-from riskcap.io import DataError, write_csv, write_parquet
+from riskcap.errors import ConfigError, DataError
+from riskcap.io import write_csv, write_parquet
 from riskcap.manifest import verify_run
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.schema import CONDITIONS, is_acs

@@ -43,7 +43,8 @@ def test_lists_from_real_scores(scored, tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY_TEXT)
     out = tmp_path / "lists"
     result = CliRunner().invoke(main, ["casefind", "--scores", str(folder / "scores.parquet"), "--data", str(folder),
-                                       "--out", str(out), "--top", "5%", "--exclude-care-home"])
+                                       "--out", str(out), "--top", "5%", "--exclude-care-home",
+                                       "--index-date", EVAL_INDEX_DATE.isoformat()])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["list_date"] == EVAL_INDEX_DATE.isoformat()
@@ -79,8 +80,23 @@ def test_lists_from_real_scores(scored, tmp_path, monkeypatch):
                 assert text == "" or text in phrases, (text, row.pseudo_id)
     assert summary["reasons_check"]["not_matching"] == 0
     assert summary["reasons_check"]["checked"] > 0
-    # scores do not carry the index date: the synthetic evaluation date is the default
-    assert summary["list_date_source"].startswith("default")
+    assert summary["list_date_source"] == "given"
+
+
+def test_the_list_date_defaults_to_the_data_end(scored, tmp_path, monkeypatch):
+    """Scores do not carry their index date: the list date is then the data's end, said and recorded."""
+    folder, _, _ = scored
+    monkeypatch.setenv(KEY_ENV, KEY_TEXT)
+    out = tmp_path / "lists"
+    result = CliRunner().invoke(main, ["casefind", "--scores", str(folder / "scores.parquet"), "--data", str(folder),
+                                       "--out", str(out), "--top", "5%"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["list_date"] == "2025-04-01"  # the synthetic data's last activity is on 2025-03-31
+    assert summary["list_date_source"] == "the data's end (the day after the last recorded activity, 2025-03-31)"
+    assert "list date 2025-04-01: the data's end" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["index_dates"] == {"casefind": {"date": "2025-04-01", "source": summary["list_date_source"]}}
 
 
 def test_listed_features_in_blocks_equal_one_go(tmp_path, monkeypatch):

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from riskcap.casefinding.eligibility import EXCLUSIONS, eligibility, palliative_ids
 from riskcap.casefinding.selection import SelectionRule, risk_order, select
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.unit
 DAY = dt.date(2024, 4, 1)

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskcap import features as F
-from riskcap.io import DataError, Tables
+from riskcap.errors import DataError
+from riskcap.io import Tables
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, is_acs
 from reference import features as naive
 

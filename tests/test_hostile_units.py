@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcap.cli import main
-from riskcap.config import ConfigError, load_yaml, shipped_config
-from riskcap.io import DataError
+from riskcap.config import load_yaml, shipped_config
+from riskcap.errors import ConfigError, DataError, UnusablePath
 from riskcap.manifest import MANIFEST, RunManifest, verify_run
 
 # (what this issue added is imported inside each test, so each test fails on its own without it)
@@ -150,11 +150,11 @@ def test_an_earlier_output_used_as_an_input_is_kept(tmp_path):
 
 def test_run_folder_of_another_kind_of_file_is_refused(tmp_path):
     (tmp_path / "run").write_text("a file")
-    with pytest.raises(DataError, match="is a file, not a folder"):
+    with pytest.raises(UnusablePath, match="is a file, not a folder"):
         RunManifest(tmp_path / "run")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / MANIFEST).write_text('{"not": "riskcap"}')
-    with pytest.raises(DataError, match="its manifest.json is not riskcap's"):
+    with pytest.raises(UnusablePath, match="its manifest.json is not riskcap's"):
         RunManifest(tmp_path / "folder")
 
 
@@ -166,10 +166,10 @@ def test_claim_file_replaces_only_riskcaps_own(tmp_path):
     (tmp_path / "mine.json").write_text('{"status": "clean"}')
     assert claim_file(tmp_path / "mine.json", ours, "summary")
     (tmp_path / "theirs.json").write_text("not json")
-    with pytest.raises(DataError, match="is not a riskcap summary"):
+    with pytest.raises(UnusablePath, match="is not a riskcap summary"):
         claim_file(tmp_path / "theirs.json", ours, "summary")
     (tmp_path / "link.json").symlink_to(tmp_path / "mine.json")
-    with pytest.raises(DataError, match="not a regular file"):
+    with pytest.raises(UnusablePath, match="not a regular file"):
         claim_file(tmp_path / "link.json", ours, "summary")
 
 

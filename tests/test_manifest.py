@@ -1,7 +1,7 @@
 """Run manifests record outputs' hashes, and verify finds changed, missing and extra files."""
 import json
 
-from riskcap.io import DataError
+from riskcap.errors import DataError
 from riskcap.manifest import RunManifest, verify_run
 
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from riskcap.errors import DataError
 from riskcap.features import COST_LABEL, LABEL, MODEL_FEATURES, build_features
-from riskcap.io import DataError
 from riskcap.models import evaluate as E
 from riskcap.models.base import check_features, feature_matrix
 from riskcap.models.explain import reasons_for, top_reasons

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from riskcap.capitation import scheme as S
 from riskcap.capitation.coverage import ValueSet
-from riskcap.config import ConfigError, shipped_config
-from riskcap.io import DataError
+from riskcap.config import shipped_config
+from riskcap.errors import ConfigError, DataError
 from reference import capitation as naive
 from reference.fabricated import make_features
 

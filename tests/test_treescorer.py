@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskcap.io import DataError
+from riskcap.errors import DataError
 from riskcap.models import _tree_kernels as kernels
 from riskcap.models.treescorer import K_ZERO_THRESHOLD, ModelFormatError, TreeEnsemble
 from reference import treescorer as naive

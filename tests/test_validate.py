@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcap.cli import main
-from riskcap.io import DataError, read_table
-from riskcap.schema import TABLES, nhs_number_valid
+from riskcap.errors import DataError
+from riskcap.io import read_table
 from riskcap.io import arrow_to_pandas, parse_series
+from riskcap.schema import TABLES, nhs_number_valid
 from riskcap.validate import (
     PersonIndex, _to_pandas, after, check_activity, load_tables, nhs_number_checks, parse_column, parse_table,
     text_is_clean, validate_data,

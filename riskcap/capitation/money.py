@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from riskcap.io import DataError
+from riskcap.errors import DataError
 
 PPM = 1_000_000  #: parts per million in one whole (a rate of 1.0)
 _MAX_EXACT = 2**53  # integers below this are exact in float64

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from riskcap.capitation.coverage import TooComplex, ValueSet, intersect_boxes, uncovered
-from riskcap.capitation.threads import kernel_threads
-from riskcap.config import ConfigError, load_yaml, parse_yaml, resolve_config
-from riskcap.io import DataError
+from riskcap.config import load_yaml, parse_yaml, resolve_config
+from riskcap.errors import ConfigError, DataError
 from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.names import is_safe_name
+from riskcap.stream.threads import kernel_threads
 from riskcap.schema import CONDITION_CODES, SETTING_CODES
 
 #: Comparison operators a condition may use, in op-code order.

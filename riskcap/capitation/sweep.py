@@ -24,7 +24,8 @@ from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import Population
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.tariffs import compute_outcome_threshold
-from riskcap.config import ConfigError, load_yaml, parse_yaml, resolve_config
+from riskcap.config import load_yaml, parse_yaml, resolve_config
+from riskcap.errors import ConfigError
 
 FIXED_KEYS = ("name", "need_groups", "settings")
 #: Most combinations a sweep runs (and most values one axis takes): each is a scenario evaluated

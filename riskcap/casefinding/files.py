@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.lists import LIST_COLUMNS
-from riskcap.io import DataError, atomic_path, write_csv, write_json
+from riskcap.errors import DataError
+from riskcap.io import atomic_path, write_csv, write_json
 from riskcap.report.xlsx import xlsx_bytes
 from riskcap.tiers import Pyramid
 

@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskcap.io import DataError, Tables, coerce, read_raw, read_table, table_path
+from riskcap.errors import DataError
+from riskcap.io import Tables, coerce, read_raw, read_table, table_path
 from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.names import is_safe_name
 from riskcap.schema import TABLES

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey, pseudonymise
 from riskcap.schema import CONDITION_CODES, CONDITIONS
 

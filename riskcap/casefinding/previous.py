@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.files import PRACTICE_DIR, SUMMARY_FILE
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
 from riskcap.names import is_safe_name
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid

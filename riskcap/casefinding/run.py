@@ -22,26 +22,23 @@ from riskcap.casefinding.inputs import listed_features, listed_features_mapped, 
 from riskcap.casefinding.lists import REASON_COLUMNS, build_lists, check_reasons
 from riskcap.casefinding.previous import CHANGES, add_changes, read_previous
 from riskcap.casefinding.selection import SelectionRule, select
-from riskcap.config import ConfigError
+from riskcap.data.dates import IndexDate, index_date_for
+from riskcap.errors import ConfigError, DataError
 from riskcap.features import to_date, to_day
-from riskcap.io import DataError, read_table, table_path
+from riskcap.io import read_table, table_path
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid, assign_tiers, load_pyramid
 
-def list_date_of(scores: pd.DataFrame, index_date=None, default=None) -> tuple[dt.date, str]:
+def list_date_of(scores: pd.DataFrame, data_dir, index_date=None) -> IndexDate:
     """The list date and where it came from: ``index_date`` if given, else the scores'
-    ``index_date`` column, else ``default`` (the synthetic EVAL_INDEX_DATE)."""
-    if index_date is not None:
-        return to_date(to_day(index_date)), "given"
-    if "index_date" in scores.columns:
+    ``index_date`` column, else the data's end (:func:`riskcap.data.dates.index_date_for`)."""
+    if index_date is None and "index_date" in scores.columns:
         values = pd.to_datetime(scores["index_date"].dropna().unique())
         if len(values) == 1:
-            return values[0].date(), "scores file"
+            return IndexDate(values[0].date(), "scores file")
         if len(values) > 1:
             raise DataError(f"scores: column 'index_date' holds {len(values)} different dates; pass --index-date")
-    if default is None:
-        from riskcap.synthetic.calendar import EVAL_INDEX_DATE as default
-    return to_date(to_day(default)), "default (synthetic evaluation index date)"
+    return index_date_for("casefind", data_dir, None if index_date is None else to_date(to_day(index_date)))
 
 
 def _tiers_for(scores: pd.DataFrame, pyramid: Pyramid, recompute: bool) -> np.ndarray:
@@ -84,6 +81,7 @@ class CasefindResult:
     files: list[Path]
     out_dir: Path
     timings: dict[str, float]
+    list_date: IndexDate
 
 
 def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
@@ -108,7 +106,7 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     key : PseudonymKey
         See :func:`riskcap.pseudonymise.load_key`.
     index_date : date-like, optional
-        The list date; default from the scores (see :func:`list_date_of`).
+        The list date; default from the scores, else the data (see :func:`list_date_of`).
     previous_dir : path, optional
         A previous ``casefind`` output for the ``change`` column (needs the same key).
     reidentify : bool
@@ -137,7 +135,8 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     rule = rule or SelectionRule.parse()
     pyramid = load_pyramid(pyramid_path)
     scores, scores_table = read_scores(scores_path)
-    list_date, date_source = list_date_of(scores, index_date)
+    listed_on = list_date_of(scores, data_dir, index_date)
+    list_date = listed_on.date
     previous = read_previous(previous_dir, key, pyramid) if previous_dir is not None else None
 
     persons, practices = read_persons(data_dir)
@@ -179,7 +178,7 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     reasons = (check_reasons(lists, features, listed["person_id"].to_numpy()) if reasons_present
                else {"checked": 0, "not_matching": 0, "examples": []})
 
-    summary = _summary(scores, elig, lists, rule, pyramid, key, list_date, date_source, previous,
+    summary = _summary(scores, elig, lists, rule, pyramid, key, list_date, listed_on.source, previous,
                        include_children=include_children, exclude_palliative=exclude_palliative,
                        exclude_care_home=exclude_care_home, reidentify=reidentify,
                        reasons_present=reasons_present, reasons_check=reasons)
@@ -187,7 +186,7 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
     names = _practice_names(practices)
     files = write_lists(lists, summary, out_dir, pyramid, practice_names=names, progress=progress)
     clock.lap("write CSV, XLSX, index and summary")
-    return CasefindResult(summary, lists, files, Path(out_dir), clock.laps)
+    return CasefindResult(summary, lists, files, Path(out_dir), clock.laps, listed_on)
 
 
 class _Clock:

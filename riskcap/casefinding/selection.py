@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
 
 @dataclass(frozen=True)
 class SelectionRule:

@@ -108,7 +108,7 @@ def fit_recalibration(lp, y, knot_quantiles=KNOT_QUANTILES, fitted_on: str = "",
 
 def check_recalibration(calibration: dict, where: str) -> None:
     """DataError unless ``calibration`` is a recalibration map of finite numbers (as read from a file)."""
-    from riskcap.io import DataError
+    from riskcap.errors import DataError
 
     def numbers(key: str) -> list:
         value = calibration.get(key)

@@ -35,11 +35,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.errors import LoadRejected
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import DataError, ParquetRowsWriter, Tables
+from riskcap.io import ParquetRowsWriter, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.partitions import load_partition, plan_partitions, scans_for
+from riskcap.stream.memory import release_freed_memory
 from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
 from riskcap.validate import LoadSummary
 
@@ -332,8 +334,8 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     :func:`~riskcap.partitions.plan_partitions` (planned here when None); ``engine``: a
     :mod:`riskcap.engines` engine (local by default); ``progress(stage, done, total)`` is
     called after each partition. A partition with a data problem (reject mode) stops the
-    scoring, the rest are still checked, then DataError lists every problem (its ``summary``
-    attribute holds the LoadSummary) and nothing is written. In quarantine mode the returned
+    scoring, the rest are still checked, then :class:`~riskcap.errors.LoadRejected`
+    lists every problem and nothing is written. In quarantine mode the returned
     summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
     """
     from riskcap.engines import LocalEngine
@@ -358,9 +360,7 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
                 _tick(progress, "scoring", len(summaries), len(parts))
         summary = LoadSummary.combine(summaries)
         if summary.status == "rejected":
-            exc = DataError(summary.error_message())
-            exc.summary = summary
-            raise exc
+            raise LoadRejected(summary)
         return writer.finish(summary, engine, parts, shared, progress)
 
 
@@ -421,7 +421,7 @@ class ScoresWriter:
     def finish(self, summary: LoadSummary, engine, parts, shared: dict, progress=None) -> ScoredPopulation:
         """Rank everyone and write the file (``parts`` and ``shared``, the partitions' loading
         arguments, are for the second read of people pass one did not explain)."""
-        _release_memory()  # what the partitions freed, before the population-sized array
+        release_freed_memory()  # what the partitions freed, before the population-sized array
         population = self._sorted_values()
         found = self._second_pass(population, engine, parts, shared, progress)
         scored = ScoredPopulation(self.kind, summary)
@@ -533,20 +533,6 @@ class _Window(io.RawIOBase):
         buffer[:len(data)] = data
         self._pos += len(data)
         return len(data)
-
-
-def _release_memory() -> None:
-    """Hand memory the partitions freed back to the OS before the population-wide steps
-    (arrow's pool and glibc keep freed pages otherwise, which would add to the peak)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _tick(progress, stage: str, done: int, total: int) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from riskcap.io import DataError
+from riskcap.errors import DataError
 from riskcap.models import _tree_kernels as _k
 
 __all__ = ["TreeEnsemble", "ModelFormatError", "K_ZERO_THRESHOLD"]

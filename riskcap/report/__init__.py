@@ -42,7 +42,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
 
     Raises
     ------
-    riskcap.io.DataError
+    riskcap.errors.DataError
         When ``run_dir`` is not a directory or a part that is present cannot be read.
     """
     from riskcap.io import atomic_path
@@ -61,7 +61,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
     sections = build_sections(run)
     html = render_html(
         "Risk stratification and Year of Care capitation",
-        f"Emergency-admission risk, case-finding and capitation scenarios at {run.index_date.isoformat()}",
+        f"Emergency-admission risk, case-finding and capitation scenarios at {run.index_date_text}",
         headline(run), sections, provenance(run))
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")

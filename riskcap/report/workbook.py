@@ -340,7 +340,7 @@ def _assumptions_sheet(ws, run: RunOutputs) -> None:
     row += 1
     from riskcap import __version__
 
-    facts = [("index date", run.index_date.isoformat()), ("index date from", run.index_date_source),
+    facts = [("index date", run.index_date_text), ("index date from", run.index_date_source),
              ("riskcap version", __version__)]
     for kind, m in run.metrics.items():
         facts.append((f"{kind} model: trained at / evaluated at",
@@ -395,7 +395,7 @@ def workbook_bytes(run: RunOutputs) -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook()
-    stamp = dt.datetime.combine(run.index_date, dt.time())
+    stamp = dt.datetime.combine(run.index_date or dt.date(1980, 1, 1), dt.time())  # zip's earliest date
     wb.properties.creator = "riskcap"
     wb.properties.created = stamp
     wb.properties.modified = stamp

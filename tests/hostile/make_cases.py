@@ -660,7 +660,10 @@ def build_base(root: Path) -> Base:
     for kind, seed in (("logistic", 0), ("gbm", 3)):
         save_model(train_model(kind, frame, TRAIN_INDEX_DATE, seed=seed), root / "models" / kind)
     base = Base(data, root / "models", root / "scores.parquet", root / "run" / "capitation", root / "run" / "lists")
-    for args in (["score", "--model", base.models / "gbm", "--data", data, "--out", base.scores],
+    # scored at capitation's default index date (the data's end less a year), so a cost scores
+    # file made from these scores covers everyone capitation counts
+    for args in (["score", "--model", base.models / "gbm", "--data", data, "--out", base.scores,
+                  "--index-date", "2024-04-01"],
                  ["capitation", "run", "baseline", "--data", data, "--out", base.capitation],
                  ["casefind", "--scores", base.scores, "--data", data, "--out", base.lists]):
         result = invoke(args, env={"RISKCAP_PSEUDONYM_KEY": "k" * 32})
