@@ -8,28 +8,55 @@ import click
 
 from riskcap import __version__
 from riskcap.errors import as_riskcap_error
-from riskcap.manifest import abandon_unfinished
 
-#: (module in riskcap.commands, attribute) of every command, in --help order.
-COMMANDS: list[tuple[str, str]] = [
-    ("demo", "demo"),
-    ("synth", "synth"),
-    ("data", "validate"),
-    ("model", "train"),
-    ("model", "evaluate"),
-    ("model", "score"),
-    ("casefind", "casefind"),
-    ("capitation", "capitation"),
-    ("report", "report"),
-    ("report", "verify"),
-    ("bench", "bench"),
+#: Every command, in --help order: (name, module in riskcap.commands, attribute, its short help).
+#: The short help is repeated here so that ``riskcap --help`` lists the commands without importing
+#: them (their modules import pandas and numba); tests/test_cli_help.py checks it matches each
+#: command's own first sentence.
+COMMANDS: list[tuple[str, str, str, str]] = [
+    ("demo", "demo", "demo", "Run the whole job on a synthetic ICB and write a report."),
+    ("synth", "synth", "synth", "Generate a synthetic registered population with known true risks."),
+    ("validate", "data", "validate", "Check a data folder against the data contract (docs/data-contract.md)."),
+    ("train", "model", "train", "Train a model at an index date and write a model directory."),
+    ("evaluate", "model", "evaluate",
+     "Evaluate a model at an index date: discrimination, calibration, top-N, subgroups."),
+    ("score", "model", "score",
+     "Score a whole population: probability, 0-100 score, tier, percentile and reasons."),
+    ("casefind", "casefind", "casefind",
+     "Case-finding lists: each practice's people most at risk of an emergency admission."),
+    ("capitation", "capitation", "capitation",
+     "Year of Care capitation: need groups, tariffs, practice budgets, settlement."),
+    ("report", "report", "report", "Rebuild the commissioner report and the finance workbook from a run's outputs."),
+    ("verify", "report", "verify", "Check a run's outputs against its manifest.json: verified, or every problem."),
+    ("bench", "bench", "bench",
+     "Measure how fast riskcap runs here, and check the fast paths agree with the baselines."),
 ]
 
 
 class RiskcapGroup(click.Group):
-    """Turns every :class:`~riskcap.errors.RiskcapError` (a full disk or an unusable path
-    included) into one red line and its exit code; anything else is a bug and keeps its
-    traceback. A run that failed gives up its claim on its --out folder."""
+    """Imports a command's module only when that command runs (so ``--help`` starts fast), and
+    turns every :class:`~riskcap.errors.RiskcapError` (a full disk or an unusable path included)
+    into one red line and its exit code; anything else is a bug and keeps its traceback. A run
+    that failed gives up its claim on its --out folder."""
+
+    def list_commands(self, ctx):
+        return [name for name, *_ in COMMANDS] + sorted(set(self.commands) - {name for name, *_ in COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            found = [(module, attr) for command, module, attr, _ in COMMANDS if command == name]
+            if not found:
+                return None
+            module, attr = found[0]
+            self.add_command(getattr(importlib.import_module(f"riskcap.commands.{module}"), attr), name)
+        return self.commands[name]
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, short_help) for name, _, _, short_help in COMMANDS]
+        rows += [(name, self.commands[name].get_short_help_str()) for name in self.list_commands(ctx)[len(COMMANDS):]]
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, click.utils.make_default_short_help(text, limit)) for name, text in rows])
 
     def invoke(self, ctx):
         try:
@@ -41,7 +68,9 @@ class RiskcapGroup(click.Group):
             click.secho(f"error: {error}", fg="red", err=True)
             sys.exit(error.exit_code)
         finally:
-            abandon_unfinished()  # a failed run's claim on its --out (riskcap.manifest)
+            manifest = sys.modules.get("riskcap.manifest")  # only a command that imported it claimed a folder
+            if manifest is not None:
+                manifest.abandon_unfinished()  # a failed run's claim on its --out
 
 
 @click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,14 +86,6 @@ def main():
     Example (the whole job on a synthetic ICB):
         riskcap demo --out demo-run
     """
-
-
-def _register() -> None:
-    for module_name, attr in COMMANDS:
-        main.add_command(getattr(importlib.import_module(f"riskcap.commands.{module_name}"), attr))
-
-
-_register()
 
 
 def run() -> None:

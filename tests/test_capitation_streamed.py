@@ -281,7 +281,8 @@ def reference_run(out: Path, scenarios, scores=(), on_invalid="reject", data=DAT
     for path in scores:
         features = attach_scores(features, read_raw(path).to_pandas(), source=str(path))
     run = run_scenarios(features, tables.practices, [load_scenario(s) for s in scenarios])
-    write_run(run, out, {"data": str(data), "index_date": INDEX_DATE, "scores": [str(p) for p in scores],
+    write_run(run, out, {"data": str(data), "index_date": INDEX_DATE, "index_date_source": "given",
+                         "scores": [str(p) for p in scores],
                          "people": len(features)})
 
 

@@ -70,6 +70,7 @@ def test_a_bug_keeps_its_traceback(failing_command):
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
 
 
-def test_every_command_module_is_registered():
+def test_every_listed_command_resolves():
     """A command module that fails to import fails the command line, rather than vanishing from it."""
-    assert sorted(cli.main.commands) == sorted(attr for _, attr in cli.COMMANDS)
+    for name, _, _, _ in cli.COMMANDS:
+        assert cli.main.get_command(None, name).name == name
