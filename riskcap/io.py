@@ -79,11 +79,12 @@ ROW_GROUP_ROWS = 1024 * 1024
 class ParquetRowsWriter:
     """Write arrow tables to one parquet file as they come, with the bytes
     :func:`write_parquet` gives their concatenation (rows are buffered into whole
-    row groups). The file appears, atomically, only when the ``with`` block exits cleanly.
+    row groups). The file appears, atomically, only when the ``with`` block exits cleanly,
+    with file ``mode`` if given (as :func:`atomic_path`).
     """
 
-    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS):
-        self.path, self.row_group_size = Path(path), int(row_group_size)
+    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS, mode: int | None = None):
+        self.path, self.row_group_size, self.mode = Path(path), int(row_group_size), mode
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
@@ -91,7 +92,7 @@ class ParquetRowsWriter:
 
     def __enter__(self) -> "ParquetRowsWriter":
         new = [d for d in self.path.parents if not d.exists()]  # removed again if the run fails
-        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        self._tmp = self._stack.enter_context(atomic_path(self.path, self.mode))
         self._new_dirs = new
         return self
 
@@ -136,9 +137,12 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size:
 
 
 def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Path:
-    """Write a frame to CSV atomically (UTF-8, no index)."""
+    """Write a frame to CSV atomically (UTF-8, no index), no text a spreadsheet would run as
+    a formula (:func:`riskcap.data.write.csv_frame`)."""
+    from riskcap.data.write import csv_frame
+
     with atomic_path(path, mode) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n")
+        csv_frame(df).to_csv(tmp, index=False, lineterminator="\n")
     return Path(path)
 
 

@@ -40,6 +40,7 @@ from importlib import metadata
 from pathlib import Path
 
 from riskcap import __version__
+from riskcap.data.write import OWNER_ONLY, private_dir
 from riskcap.errors import DataError, UnusablePath
 from riskcap.io import write_json
 from riskcap.untrusted import Refused, open_regular, read_regular
@@ -272,10 +273,11 @@ class RunManifest:
         self.run_dir = Path(self.run_dir)
         self._claim = claim_run_folder(self.run_dir)
         if self._claim.created:
-            self.run_dir.mkdir(parents=True, mode=0o700 if self.private else 0o777)
             if self.private:
-                os.chmod(self.run_dir, 0o700)  # created by this run: owner-only whatever the umask
-        write_json(self._record({}, self._claim.earlier, finished=None), self.run_dir / MANIFEST, 0o600)
+                private_dir(self.run_dir)
+            else:
+                self.run_dir.mkdir(parents=True)
+        write_json(self._record({}, self._claim.earlier, finished=None), self.run_dir / MANIFEST, OWNER_ONLY)
         _OPEN.append(self)
 
     def add_input(self, name: str, path: str | Path) -> None:

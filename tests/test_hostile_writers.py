@@ -1,11 +1,5 @@
 """Every CSV/XLSX writer against the hostile strings of tests/hostile/strings.yaml (issue 23 item 4),
-and every file holding person-level rows owner-only (item 5).
-
-The fixes belong in one place (riskcap/data/write.py); until then the writers that still write
-hostile text raw, and the person-level files still written 0644, are expected failures
-(``xfail(strict=True)``): they start passing, and must then lose the mark, when the writers are
-fixed. Writers that are safe already (the finance workbook types text as text; case-finding
-files are owner-only) run as ordinary tests, so they stay safe.
+and every file holding person-level rows owner-only (item 5); both rules live in riskcap/data/write.py.
 """
 from __future__ import annotations
 
@@ -25,7 +19,6 @@ from riskcap.cli import main
 STRINGS = yaml.safe_load((Path(__file__).resolve().parent / "hostile" / "strings.yaml").read_text(encoding="utf-8"))
 TRIGGERS = tuple(STRINGS["triggers"])
 FORMULAS, NUMBERS = STRINGS["formulas"], STRINGS["numbers"]
-WRITERS_FIXED = pytest.mark.xfail(strict=True, reason="issue 23 items 4-5: fixed in riskcap/data/write.py")
 #: The one formula riskcap writes on purpose: each budget sheet's "budgets - envelope" check.
 OWN_FORMULA = r"=SUM\(E2:E\d+\)-E\d+"
 
@@ -142,11 +135,9 @@ WRITERS = {
     "sweep CSV (a swept description)": ("sweep", "sweep.csv", None),
     "finance workbook (practice codes, scenario description)": ("run", "workbook.xlsx", FORMULAS),
 }
-FIXED_ALREADY = {"finance workbook (practice codes, scenario description)"}
 
 
-@pytest.mark.parametrize("writer", [w if w in FIXED_ALREADY else pytest.param(w, marks=WRITERS_FIXED)
-                                    for w in WRITERS])
+@pytest.mark.parametrize("writer", WRITERS)
 def test_no_writer_writes_a_formula(outputs, writer):
     folder, pattern, expected = WRITERS[writer]
     expected = outputs["swept"] if expected is None else expected
@@ -183,21 +174,20 @@ def test_numbers_stay_numbers(outputs):
 
 
 PERSON_LEVEL = {
-    "score: scores.parquet": ("scores.parquet", False),
-    "score --on-invalid quarantine: rejects": ("scored_bad/rejects/*", False),
-    "validate --rejects": ("rejects/*", False),
-    "validate --summary (examples of bad values)": ("validate_summary.json", False),
-    "capitation run: need_groups/<scheme>.parquet": ("run/capitation/need_groups/*.parquet", False),
-    "capitation run --model: scores.parquet": ("run/capitation/scores.parquet", False),
-    "capitation run --on-invalid quarantine: rejects": ("cap_bad/rejects/*", False),
-    "casefind: lists, index.csv, summary.json, manifest.json": ("lists/**/*.*", True),
+    "score: scores.parquet": "scores.parquet",
+    "score --on-invalid quarantine: rejects": "scored_bad/rejects/*",
+    "validate --rejects": "rejects/*",
+    "validate --summary (examples of bad values)": "validate_summary.json",
+    "capitation run: need_groups/<scheme>.parquet": "run/capitation/need_groups/*.parquet",
+    "capitation run --model: scores.parquet": "run/capitation/scores.parquet",
+    "capitation run --on-invalid quarantine: rejects": "cap_bad/rejects/*",
+    "casefind: lists, index.csv, summary.json, manifest.json": "lists/**/*.*",
 }
 
 
-@pytest.mark.parametrize("files", [f if PERSON_LEVEL[f][1] else pytest.param(f, marks=WRITERS_FIXED)
-                                   for f in PERSON_LEVEL])
+@pytest.mark.parametrize("files", PERSON_LEVEL)
 def test_person_level_files_are_owner_only(outputs, files):
-    pattern = PERSON_LEVEL[files][0]
+    pattern = PERSON_LEVEL[files]
     paths = [p for p in outputs["root"].glob(pattern) if p.is_file()]
     assert paths, pattern
     modes = {p.relative_to(outputs["root"]).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths}
@@ -209,3 +199,29 @@ def test_strings_file_is_what_the_tests_expect():
     assert all(s.startswith(TRIGGERS) for s in FORMULAS)
     assert all(_is_number(s) for s in NUMBERS)
     assert {"\t", "\r", "="} <= set(TRIGGERS) and any(s.startswith("\uff1d") for s in FORMULAS)
+
+
+def test_folders_made_for_person_level_files_are_owner_only(outputs):
+    root = outputs["root"]
+    for folder in ("rejects", "scored_bad/rejects", "cap_bad/rejects", "lists", "lists/practices"):
+        assert oct(stat.S_IMODE((root / folder).stat().st_mode)) == "0o700", folder
+
+
+def test_riskcap_reads_its_own_csvs_back_exactly(outputs, tmp_path):
+    """The ' that neutralises a formula is not part of the text: the report, reading the
+    capitation CSVs, shows the hostile practice codes marked once (not twice), and a list with
+    hostile tier names is a valid --previous."""
+    from openpyxl import load_workbook
+
+    from riskcap.data.write import to_cell
+
+    root = outputs["root"]
+    texts = {str(c.value) for ws in load_workbook(root / "run" / "workbook.xlsx").worksheets
+             for row in ws.iter_rows() for c in row if c.value is not None}
+    codes = list(dict.fromkeys(s.strip() for s in FORMULAS + NUMBERS))[:24]  # the 24 practices' codes
+    assert [c for c in codes if to_cell(c) in texts and to_cell(c) != c], "no hostile practice code reached it"
+    assert not [t for t in texts if t.startswith("''")], "a CSV's ' was read back as text"
+    _run("casefind", "--scores", root / "hostile_scores.parquet", "--data", root / "named", "--out", tmp_path / "again",
+         "--top", "50%", "--pyramid", root / "tiers.yaml", "--previous", root / "lists")
+    index = pd.read_csv(tmp_path / "again" / "index.csv")
+    assert index.filter(like="unchanged").to_numpy().sum() > 0  # the same lists again: people unchanged

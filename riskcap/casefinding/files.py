@@ -11,14 +11,13 @@ what each column means.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.lists import LIST_COLUMNS
-from riskcap.errors import DataError
+from riskcap.data.write import OWNER_ONLY, private_dir
 from riskcap.io import atomic_path, write_csv, write_json
 from riskcap.report.xlsx import xlsx_bytes
 from riskcap.tiers import Pyramid
@@ -33,29 +32,9 @@ _WIDTHS = {"rank": 6, "pseudo_id": 18, "nhs_number": 12, "age": 5, "sex": 5, "sc
            "long_term_conditions": 50, "ltc_count": 6, "impactable": 10}
 
 
-def make_private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) readable by the owner only (mode 0o700); a folder that
-    already exists is used as it is (never re-permissioned), a symbolic link is refused."""
-    path = Path(path)
-    if path.is_symlink():
-        raise DataError(f"{path}: is a symbolic link; riskcap does not write case-finding lists through links "
-                        "(remove it, or choose another --out)")
-    if path.exists():
-        if not path.is_dir():
-            raise DataError(f"{path}: exists and is not a folder; choose another --out")
-        return path
-    path.mkdir(parents=True, mode=0o700)
-    os.chmod(path, 0o700)  # created here: owner-only whatever the umask
-    return path
-
-
-#: Case-finding files are readable by their owner only.
-PRIVATE_FILE_MODE = 0o600
-
-
 def _write_private_bytes(data: bytes, path: Path) -> Path:
-    """Write bytes atomically; the file is created with mode 0o600 (owner only)."""
-    with atomic_path(path, PRIVATE_FILE_MODE) as tmp:
+    """Write bytes atomically; the file is created owner-only."""
+    with atomic_path(path, OWNER_ONLY) as tmp:
         tmp.write_bytes(data)
     return path
 
@@ -107,8 +86,8 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         The files written.
     """
     out_dir = Path(out_dir)
-    make_private_dir(out_dir)
-    practice_dir = make_private_dir(out_dir / PRACTICE_DIR)
+    private_dir(out_dir)
+    practice_dir = private_dir(out_dir / PRACTICE_DIR)
     names = practice_names or {}
     columns = [c for c in lists.columns if c != "practice_code"]
     created = dt.datetime.combine(dt.date.fromisoformat(summary["list_date"]), dt.time())
@@ -121,7 +100,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         frame = lists.iloc[rows][columns].reset_index(drop=True)
         csv_path = practice_dir / f"{code}.csv"
         xlsx_path = practice_dir / f"{code}.xlsx"
-        written.append(write_csv(frame, csv_path, mode=PRIVATE_FILE_MODE))
+        written.append(write_csv(frame, csv_path, mode=OWNER_ONLY))
         notes = practice_notes(code, names.get(code, ""), summary, pyramid, columns)
         written.append(_write_private_bytes(xlsx_bytes(frame, notes, widths=_WIDTHS, created=created), xlsx_path))
         p = summary["practices"][code]
@@ -136,6 +115,6 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         if progress is not None:
             progress(done, len(codes), code)
     index = pd.DataFrame(index_rows)
-    written.append(write_csv(index, out_dir / INDEX_FILE, mode=PRIVATE_FILE_MODE))
-    written.append(write_json(summary, out_dir / SUMMARY_FILE, mode=PRIVATE_FILE_MODE))
+    written.append(write_csv(index, out_dir / INDEX_FILE, mode=OWNER_ONLY))
+    written.append(write_json(summary, out_dir / SUMMARY_FILE, mode=OWNER_ONLY))
     return written

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.files import PRACTICE_DIR, SUMMARY_FILE
+from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.names import is_safe_name
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
@@ -55,7 +56,8 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
         path = previous_dir / PRACTICE_DIR / f"{code}.csv"
         if not path.exists():
             raise DataError(f"{path}: listed in {summary_path} but missing")
-        frame = pd.read_csv(path, usecols=lambda c: c in ("pseudo_id", "rank", "tier"), dtype={"pseudo_id": str, "tier": str})
+        frame = frame_from_csv(pd.read_csv(path, usecols=lambda c: c in ("pseudo_id", "rank", "tier"),
+                                           dtype={"pseudo_id": str, "tier": str}))
         missing = {"pseudo_id", "rank", "tier"} - set(frame.columns)
         if missing:
             raise DataError(f"{path}: column(s) {sorted(missing)} missing")

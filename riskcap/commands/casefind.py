@@ -9,10 +9,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from riskcap.casefinding.eligibility import EXCLUSIONS
-from riskcap.casefinding.files import PRIVATE_FILE_MODE
 from riskcap.casefinding.run import casefind as run_casefind
 from riskcap.casefinding.selection import SelectionRule
 from riskcap.commands._partitions import index_date_option
+from riskcap.data.write import OWNER_ONLY
 from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
@@ -92,7 +92,7 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
         manifest.add_input("previous", previous_dir)
     manifest.add_config("pyramid", result.summary["pyramid"])
     manifest.add_config("selection", result.summary["selection"])
-    manifest.write(mode=PRIVATE_FILE_MODE)
+    manifest.write(mode=OWNER_ONLY)
     s = result.summary
     table = Table(title=f"Case-finding lists at {s['list_date']}: {s['selection']['description']}")
     table.add_column("practices", justify="right")

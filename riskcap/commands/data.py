@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from riskcap.commands._partitions import DATE
+from riskcap.data.write import OWNER_ONLY
 from riskcap.io import write_json
 from riskcap.manifest import claim_file, json_with_keys
 from riskcap.validate import ON_INVALID, validate_data
@@ -48,7 +49,7 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
         for problem in summary.problems:
             console.print(Text(f"  - {problem}"))
     if summary_path is not None:
-        write_json(summary.as_dict(), summary_path)
+        write_json(summary.as_dict(), summary_path, OWNER_ONLY)  # examples of bad values: identifiers
     if tables is None:
         console.print(Text(summary.error_message().splitlines()[0], style="red"))
         raise SystemExit(2)

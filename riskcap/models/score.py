@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.data.write import OWNER_ONLY
 from riskcap.errors import LoadRejected
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
 from riskcap.io import ParquetRowsWriter, Tables
@@ -208,7 +209,7 @@ def write_scores(scores: pd.DataFrame, path: str | Path) -> Path:
     text of ten million people's reasons never sits in memory at once; the bytes are those of
     ``pyarrow.parquet.write_table`` with that row group size.
     """
-    with ParquetRowsWriter(path, SCORES_ROW_GROUP) as writer:
+    with ParquetRowsWriter(path, SCORES_ROW_GROUP, mode=OWNER_ONLY) as writer:
         for lo in range(0, max(len(scores), 1), SCORES_ROW_GROUP):
             writer.write(_scores_arrow(scores.iloc[lo:lo + SCORES_ROW_GROUP]))
     return Path(path)
@@ -388,7 +389,7 @@ class ScoresWriter:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "ScoresWriter":
-        self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP))
+        self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP, mode=OWNER_ONLY))
         self._spill = self._stack.enter_context(_Spill(self.out_path.parent))
         return self
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from riskcap.config import parse_yaml, read_text_file
 from riskcap.data.dates import default_index_date
+from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.io import read_table, table_path
@@ -118,8 +119,9 @@ def read_json(path: Path) -> dict:
 
 
 def _csv(path: Path) -> pd.DataFrame:
+    """A CSV riskcap wrote, its text as it was (riskcap.data.write)."""
     try:
-        return pd.read_csv(path, keep_default_na=True)
+        return frame_from_csv(pd.read_csv(path, keep_default_na=True))
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot read CSV ({exc})") from exc
 

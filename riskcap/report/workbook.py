@@ -31,7 +31,7 @@ import pandas as pd
 from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
 from riskcap.io import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
-from riskcap.report.xlsx import _xml_text, saved_bytes
+from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes
 
 PENCE = "#,##0"
 GBP = "#,##0.00"
@@ -67,7 +67,7 @@ def _values(frame: pd.DataFrame, col: Column) -> list:
         elif isinstance(v, (float, np.floating)):
             out.append(float(v))
         else:
-            out.append(_xml_text(str(v)))
+            out.append(cell_text(str(v)))
     return out
 
 
@@ -288,7 +288,7 @@ def _assumptions_sheet(ws, run: RunOutputs) -> None:
         if isinstance(value, (list, dict)):
             value = str(value)
         if isinstance(value, str):
-            value = _xml_text(value)  # a NUL or other control character from a config cannot reach the XML
+            value = cell_text(value)  # text from a config: no NUL reaches the XML, no formula runs
         cell = ws.cell(row=r, column=c, value=value)
         if isinstance(value, str):
             cell.data_type = "s"
