@@ -18,7 +18,9 @@ from riskcap.cli import main
 
 STRINGS = yaml.safe_load((Path(__file__).resolve().parent / "hostile" / "strings.yaml").read_text(encoding="utf-8"))
 TRIGGERS = tuple(STRINGS["triggers"])
-FORMULAS, NUMBERS = STRINGS["formulas"], STRINGS["numbers"]
+FORMULAS, NUMBERS, DISGUISED = STRINGS["formulas"], STRINGS["numbers"], STRINGS["disguised"]
+#: What a spreadsheet may skip before it looks for a formula: blanks, line breaks, invisible characters.
+SKIPPED = " \n\r\t\u3000\ufeff\u200b\xa0"
 #: The one formula riskcap writes on purpose: each budget sheet's "budgets - envelope" check.
 OWN_FORMULA = r"=SUM\(E2:E\d+\)-E\d+"
 
@@ -52,7 +54,7 @@ def outputs(tmp_path_factory):
         clean = root / "clean"
         write_population(clean, SynthConfig(people=3000, n_practices=24, seed=5))
         _run("train", "--data", clean, "--model", "logistic", "--out", root / "model")
-        texts = FORMULAS + NUMBERS
+        texts = FORMULAS + NUMBERS + DISGUISED
 
         # practice names and ICB codes hostile; practice codes stay file-name safe for casefind
         named = _copy(clean, root / "named")
@@ -111,6 +113,12 @@ def _csv_cells(path: Path) -> list[str]:
         return [cell for row in csv.reader(fh) for cell in row]
 
 
+def _runs(cell: str) -> bool:
+    """Whether a spreadsheet would run this CSV cell: it starts with a trigger (a tab or CR
+    itself, or one behind what a spreadsheet may skip) and is not a number."""
+    return (cell.startswith(TRIGGERS) or cell.lstrip(SKIPPED).startswith(TRIGGERS)) and not _is_number(cell)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -148,7 +156,7 @@ def test_no_writer_writes_a_formula(outputs, writer):
         if path.suffix == ".csv":
             cells = _csv_cells(path)
             seen += cells
-            bad = [c for c in cells if c.startswith(TRIGGERS) and not _is_number(c)]
+            bad = [c for c in cells if _runs(c)]
             assert not bad, f"{path.name}: a spreadsheet would run {bad[:3]}"
         else:
             import re
@@ -197,6 +205,7 @@ def test_person_level_files_are_owner_only(outputs, files):
 def test_strings_file_is_what_the_tests_expect():
     assert all(isinstance(s, str) for s in FORMULAS + NUMBERS + list(TRIGGERS))
     assert all(s.startswith(TRIGGERS) for s in FORMULAS)
+    assert all(not s.startswith(TRIGGERS) and _runs(s.split("\r")[-1].lstrip("\n")) for s in DISGUISED)
     assert all(_is_number(s) for s in NUMBERS)
     assert {"\t", "\r", "="} <= set(TRIGGERS) and any(s.startswith("\uff1d") for s in FORMULAS)
 

@@ -272,6 +272,17 @@ def out_report_over_a_foreign_file(base, folder):
     return ["report", base.lists.parent, "--out", folder / "index.html"]
 
 
+def out_synth_over_an_extract(base, folder):
+    """synth --out pointed at a real extract (it used to replace persons.parquet and the rest)."""
+    extract = base.data_copy(folder)
+    return ["synth", "--out", extract, "--people", "300"]
+
+
+def out_bench_over_a_foreign_file(base, folder):
+    (folder / "notes.json").write_text('{"mine": true}\n')
+    return ["bench", "--people", "1000", "--repeats", "1", "--json", folder / "notes.json"]
+
+
 def out_not_writable(base, folder):
     (folder / "a-file").write_text("x\n")
     return ["capitation", "run", "baseline", "--data", base.data, "--out", folder / "a-file" / "run"]
@@ -524,6 +535,8 @@ CASES = {
     "out_score_over_a_foreign_file": out_score_over_a_foreign_file,
     "out_summary_over_a_foreign_file": out_summary_over_a_foreign_file,
     "out_report_over_a_foreign_file": out_report_over_a_foreign_file,
+    "out_synth_over_an_extract": out_synth_over_an_extract,
+    "out_bench_over_a_foreign_file": out_bench_over_a_foreign_file,
     "out_not_writable": out_not_writable,
     # item 3
     "scenario_named_dotdot": _scenario_run("scenario_dotdot"),
@@ -604,6 +617,13 @@ def _file_untouched(name, content):
     return check
 
 
+def _extract_untouched(base, folder):
+    names = ("practices", "persons", "conditions", "activity")
+    for name in names:
+        assert pd.read_parquet(folder / "data" / f"{name}.parquet").equals(pd.read_parquet(base.data / f"{name}.parquet"))
+    assert sorted(p.name for p in (folder / "data").iterdir()) == sorted(f"{n}.parquet" for n in names)
+
+
 def _no_scheme_file_outside(base, folder):
     assert not Path("/tmp/riskcap-hostile-scheme.parquet").exists()  # (removed before the run)
     assert not (folder / "escaped.parquet").exists() and not (folder.parent / "escaped.parquet").exists()
@@ -636,6 +656,8 @@ CHECKS = {
     "out_score_over_a_foreign_file": _file_untouched("notes.parquet", "not a scores file\n"),
     "out_summary_over_a_foreign_file": _file_untouched("config.json", '{"mine": true}\n'),
     "out_report_over_a_foreign_file": _file_untouched("index.html", "<html>my page</html>\n"),
+    "out_synth_over_an_extract": _extract_untouched,
+    "out_bench_over_a_foreign_file": _file_untouched("notes.json", '{"mine": true}\n'),
     "scenario_named_dotdot": _no_scenario_folder,
     "scheme_named_absolute": _no_scheme_file_outside,
     "scheme_named_dotdot": _no_scheme_file_outside,
