@@ -173,22 +173,13 @@ def _replace(model: Path, name: str, old: str, new: str, count: int = 1) -> None
     rehash(model, name)
 
 
-def model_nan_calibration(base, folder):
-    model = base.model("gbm", folder)
-    _replace(model, "calibration.json", '"slope": ', '"slope": NaN, "was": ')
-    return _score(base, model, folder)
-
-
-def model_infinity_coefficient(base, folder):
-    model = base.model("logistic", folder)
-    _replace(model, "model.json", '"intercept": ', '"intercept": Infinity, "was": ')
-    return _score(base, model, folder)
-
-
-def model_overflowing_number(base, folder):
-    model = base.model("logistic", folder)
-    _replace(model, "model.json", '"intercept": ', '"intercept": 1e999, "was": ')
-    return _score(base, model, folder)
+def _tampered(kind: str, name: str, old: str, new: str):
+    """A case: score with a ``kind`` model whose file ``name`` has ``old`` replaced (and rehashed)."""
+    def case(base, folder):
+        model = base.model(kind, folder)
+        _replace(model, name, old, new)
+        return _score(base, model, folder)
+    return case
 
 
 def model_nan_leaf(base, folder):
@@ -414,13 +405,18 @@ def verify_output_is_a_pipe(base, folder):
     return ["verify", run]
 
 
-def verify_leftover_temporary_file(base, folder):
-    """A killed run's temporary file, then a good rerun: verified (the leftover is only noted)."""
+def _rerun_with(base, folder, name: str, content: str) -> list:
+    """An earlier capitation run's folder holding file ``name``, run again, then verified."""
     run = base.run_copy("capitation", folder)
-    (run / ".budgets.csv.k1ll3d_x.tmp").write_text("half a file")
+    (run / name).write_text(content)
     result = invoke(["capitation", "run", "baseline", "--data", base.data, "--out", run])
     assert result.exit_code == 0, result.output
     return ["verify", run]
+
+
+def verify_leftover_temporary_file(base, folder):
+    """A killed run's temporary file, then a good rerun: verified (the leftover is only noted)."""
+    return _rerun_with(base, folder, ".budgets.csv.k1ll3d_x.tmp", "half a file")
 
 
 def verify_garbled_manifest(base, folder):
@@ -450,11 +446,7 @@ def verify_manifest_is_a_folder(base, folder):
 
 def planted_before_the_run(base, folder):
     """A file planted in an earlier run's folder is not certified by the next run."""
-    run = base.run_copy("capitation", folder)
-    (run / "planted.csv").write_text("practice_code,budget_pence\nA1,1\n")
-    result = invoke(["capitation", "run", "baseline", "--data", base.data, "--out", run])
-    assert result.exit_code == 0, result.output
-    return ["verify", run]
+    return _rerun_with(base, folder, "planted.csv", "practice_code,budget_pence\nA1,1\n")
 
 
 # --- item 8: a clear message and exit code 2, never a traceback --------------------------------
@@ -520,9 +512,10 @@ CASES = {
     "model_metadata_symlink": model_metadata_symlink,
     "model_file_is_a_folder": model_file_is_a_folder,
     "model_file_is_a_pipe": model_file_is_a_pipe,
-    "model_nan_calibration": model_nan_calibration,
-    "model_infinity_coefficient": model_infinity_coefficient,
-    "model_overflowing_number": model_overflowing_number,
+    "model_nan_calibration": _tampered("gbm", "calibration.json", '"slope": ', '"slope": NaN, "was": '),
+    "model_infinity_coefficient": _tampered("logistic", "model.json", '"intercept": ',
+                                            '"intercept": Infinity, "was": '),
+    "model_overflowing_number": _tampered("logistic", "model.json", '"intercept": ', '"intercept": 1e999, "was": '),
     "model_nan_leaf": model_nan_leaf,
     "model_files_not_a_mapping": model_files_not_a_mapping,
     "model_missing_coefficients": model_missing_coefficients,
