@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from riskcap.manifest import RunManifest
 from riskcap.synthetic import DEFAULT_SEED, SynthConfig, write_population
 
 #: Calibration results shown in the summary (all are in calibration.json).
@@ -19,7 +21,8 @@ KEY_TARGETS = (
 
 
 @click.command("synth")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, empty, or an earlier riskcap run's (docs/security.md).")
 @click.option("--people", type=click.IntRange(min=1), default=None,
               help="People registered at the start (default 100,000; with --practices: scale the real list sizes to this total).")
 @click.option("--practices", "practices_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -64,6 +67,8 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
                      partition_people=partition_people, coding_up_practices=coding_up_practices)
     config = SynthConfig.from_preset(preset, **overrides) if preset else SynthConfig(
         **{k: v for k, v in overrides.items() if v is not None})
+    # a run folder (new, empty or an earlier run's): a synthetic population never replaces real data
+    manifest = RunManifest(Path(out_dir), seed=config.seed)
     console = Console(stderr=True)
     started = time.perf_counter()
     with Progress(TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[people]:,} people"),
@@ -75,6 +80,9 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
             progress.update(task, total=total, advance=1, people=hi - 1)
 
         summary = write_population(out_dir, config, progress=on_partition)
+    manifest.add_config("synth", {"preset": preset, **{k: str(v) if isinstance(v, Path) else v
+                                                       for k, v in overrides.items()}})
+    manifest.write()
     elapsed = time.perf_counter() - started
     out = Console()
     table = Table(title=f"Synthetic population in {summary.out_dir}")
