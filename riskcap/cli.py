@@ -16,6 +16,8 @@ from riskcap.errors import as_riskcap_error
 COMMANDS: list[tuple[str, str, str, str]] = [
     ("demo", "demo", "demo", "Run the whole job on a synthetic ICB and write a report."),
     ("synth", "synth", "synth", "Generate a synthetic registered population with known true risks."),
+    ("import", "ingest", "import_command",
+     "Import GP, hospital and community extracts into a data folder of the contract."),
     ("validate", "data", "validate", "Check a data folder against the data contract (docs/data-contract.md)."),
     ("train", "model", "train", "Train a model at an index date and write a model directory."),
     ("evaluate", "model", "evaluate",

@@ -35,7 +35,12 @@ KEY_TARGETS = (
               help="A preset in configs/synthetic (e.g. default_icb: 300,000 people in 35 practices) or a YAML path.")
 @click.option("--partition-people", type=click.IntRange(min=1), default=None,
               help="People per partition (memory is bounded by one partition; default 100,000).")
-def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_people):
+@click.option("--extracts", "extracts_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write the population as raw GP, hospital and community extracts here (riskcap import "
+                   "reads them back; docs/import.md). Needs --codelists.")
+@click.option("--codelists", "codelists_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --extracts: the OpenCodelists CSVs the journal codes are drawn from.")
+def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_people, extracts_dir, codelists_dir):
     """Generate a synthetic registered population with known true risks.
 
     Writes practices, persons, conditions and activity (the data contract) as parquet,
@@ -48,7 +53,10 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
         riskcap synth --out synth --people 20000 --seed 42
         riskcap synth --out icb --preset default_icb
         riskcap synth --out lsc --practices nhse_practice_weighted_populations_2024_25.csv --icb QE1
+        riskcap synth --out synth --people 20000 --extracts extracts --codelists codelists
     """
+    if (extracts_dir is None) != (codelists_dir is None):
+        raise click.UsageError("--extracts and --codelists go together")
     overrides = dict(people=people, practices_file=practices_file, icb=icb, seed=seed, years=years,
                      partition_people=partition_people)
     config = SynthConfig.from_preset(preset, **overrides) if preset else SynthConfig(
@@ -91,3 +99,8 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
     out.print(f"{summary.calibration['passed']} of {len(targets)} targets met; "
               f"full list in {summary.out_dir / 'calibration.json'}")
     out.print(f"Wrote {summary.out_dir}")
+    if extracts_dir is not None:
+        from riskcap.ingest.roundtrip import write_extracts
+
+        rows = write_extracts(summary.out_dir, extracts_dir, codelists_dir, seed=config.seed)
+        out.print(f"Wrote extracts to {extracts_dir}: " + ", ".join(f"{k} {n:,}" for k, n in rows.items()))
