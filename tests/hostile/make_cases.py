@@ -444,6 +444,24 @@ def verify_manifest_is_a_folder(base, folder):
     return ["verify", run]
 
 
+def report_output_links_to_a_device(base, folder):
+    """report reads an earlier run's CSVs back: one of them a link to /dev/zero (it read forever)."""
+    run = folder / "run"
+    capitation = base.run_copy("capitation", run)
+    (capitation / "budgets.csv").unlink()
+    (capitation / "budgets.csv").symlink_to("/dev/zero")
+    return ["report", run]
+
+
+def previous_list_is_a_pipe(base, folder):
+    """casefind --previous reads the earlier lists back: one of them a named pipe (it waited forever)."""
+    lists = base.run_copy("lists", folder)
+    first = sorted((lists / "practices").glob("*.csv"))[0]
+    first.unlink()
+    os.mkfifo(first)
+    return ["casefind", "--scores", base.scores, "--data", base.data, "--out", folder / "again", "--previous", lists]
+
+
 def planted_before_the_run(base, folder):
     """A file planted in an earlier run's folder is not certified by the next run."""
     return _rerun_with(base, folder, "planted.csv", "practice_code,budget_pence\nA1,1\n")
@@ -562,6 +580,8 @@ CASES = {
     "verify_manifest_bad_outputs": verify_manifest_bad_outputs,
     "verify_manifest_is_a_folder": verify_manifest_is_a_folder,
     "planted_before_the_run": planted_before_the_run,
+    "report_output_links_to_a_device": report_output_links_to_a_device,
+    "previous_list_is_a_pipe": previous_list_is_a_pipe,
     # item 8
     "yaml_duplicate_key": _scenario_run("duplicate_key"),
     "yaml_duplicate_top_key": _scenario_run("duplicate_top_key"),
