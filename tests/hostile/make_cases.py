@@ -269,6 +269,14 @@ def out_synth_over_an_extract(base, folder):
     return ["synth", "--out", extract, "--people", "300"]
 
 
+def out_synth_extracts_over_real_extracts(base, folder):
+    """synth --extracts pointed at a folder of real extracts (it used to replace gp/events.parquet)."""
+    (folder / "real" / "gp").mkdir(parents=True)
+    (folder / "real" / "gp" / "events.parquet").write_text("a real extract\n")
+    return ["synth", "--out", folder / "synth", "--people", "300", "--extracts", folder / "real",
+            "--codelists", HERE.parent / "fixtures" / "import" / "codelists"]
+
+
 def out_bench_over_a_foreign_file(base, folder):
     (folder / "notes.json").write_text('{"mine": true}\n')
     return ["bench", "--people", "1000", "--repeats", "1", "--json", folder / "notes.json"]
@@ -548,6 +556,7 @@ CASES = {
     "out_report_over_a_foreign_file": out_report_over_a_foreign_file,
     "out_synth_over_an_extract": out_synth_over_an_extract,
     "out_bench_over_a_foreign_file": out_bench_over_a_foreign_file,
+    "out_synth_extracts_over_real_extracts": out_synth_extracts_over_real_extracts,
     "out_not_writable": out_not_writable,
     # item 3
     "scenario_named_dotdot": _scenario_run("scenario_dotdot"),
@@ -637,6 +646,11 @@ def _extract_untouched(base, folder):
     assert sorted(p.name for p in (folder / "data").iterdir()) == sorted(f"{n}.parquet" for n in names)
 
 
+def _real_extracts_untouched(base, folder):
+    assert (folder / "real" / "gp" / "events.parquet").read_text() == "a real extract\n"
+    assert not (folder / "synth").exists()  # the population's folder, claimed first, is given back
+
+
 def _no_scheme_file_outside(base, folder):
     assert not Path("/tmp/riskcap-hostile-scheme.parquet").exists()  # (removed before the run)
     assert not (folder / "escaped.parquet").exists() and not (folder.parent / "escaped.parquet").exists()
@@ -671,6 +685,7 @@ CHECKS = {
     "out_report_over_a_foreign_file": _file_untouched("index.html", "<html>my page</html>\n"),
     "out_synth_over_an_extract": _extract_untouched,
     "out_bench_over_a_foreign_file": _file_untouched("notes.json", '{"mine": true}\n'),
+    "out_synth_extracts_over_real_extracts": _real_extracts_untouched,
     "scenario_named_dotdot": _no_scenario_folder,
     "scheme_named_absolute": _no_scheme_file_outside,
     "scheme_named_dotdot": _no_scheme_file_outside,
