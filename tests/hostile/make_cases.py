@@ -399,11 +399,16 @@ def verify_absolute_device(base, folder):
     return ["verify", run]
 
 
-def verify_output_links_to_a_device(base, folder):
+def _budgets_link_to_a_device(base, folder) -> Path:
+    """A copy of the finished capitation run in ``folder`` whose budgets.csv links to /dev/zero."""
     run = base.run_copy("capitation", folder)
     (run / "budgets.csv").unlink()
     (run / "budgets.csv").symlink_to("/dev/zero")
-    return ["verify", run]
+    return run
+
+
+def verify_output_links_to_a_device(base, folder):
+    return ["verify", _budgets_link_to_a_device(base, folder)]
 
 
 def verify_output_is_a_pipe(base, folder):
@@ -454,11 +459,8 @@ def verify_manifest_is_a_folder(base, folder):
 
 def report_output_links_to_a_device(base, folder):
     """report reads an earlier run's CSVs back: one of them a link to /dev/zero (it read forever)."""
-    run = folder / "run"
-    capitation = base.run_copy("capitation", run)
-    (capitation / "budgets.csv").unlink()
-    (capitation / "budgets.csv").symlink_to("/dev/zero")
-    return ["report", run]
+    _budgets_link_to_a_device(base, folder / "run")
+    return ["report", folder / "run"]
 
 
 def previous_list_is_a_pipe(base, folder):
