@@ -36,8 +36,8 @@ from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
 from riskcap.data.dates import declare_extract_date
 from riskcap.data.write import OWNER_ONLY
-from riskcap.manifest import MANIFEST
 from riskcap.errors import ConfigError, DataError
+from riskcap.manifest import MANIFEST
 from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
 from riskcap.validate import ON_INVALID, Problem
@@ -185,7 +185,7 @@ class Staging:
         if not self.created:
             if not self.out.is_dir():
                 raise DataError(f"{self.out}: --out exists and is not a folder")
-            # the run's manifest.json is riskcap's own (riskcap.manifest.RunManifest claims --out first)
+            # the run's own manifest.json (riskcap.manifest) marks the folder claimed while it runs
             entries = [p for p in self.out.iterdir() if not p.name.startswith(".import-") and p.name != MANIFEST]
             if entries and not (self.out / REPORT).exists():
                 raise DataError(f"{self.out}: --out holds files that are not an earlier riskcap import "
@@ -473,7 +473,7 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
                               "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
         path = staging.path(f"rejects/{name}_rejects.parquet")
         write_parquet(table, path)
-        write_csv(table.to_pandas(), path.with_suffix(".csv"))  # formula-safe: riskcap.data.write
+        write_csv(table.to_pandas(), path.with_suffix(".csv"))  # no formula a spreadsheet would run
         out[key] = {"rows": table.num_rows, "file": f"rejects/{name}_rejects.parquet"}
     return out
 
