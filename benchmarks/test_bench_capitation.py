@@ -3,12 +3,12 @@
 Targets (issue), as ratios and times measured in the same run:
 
 * grouping + tariffs + budgets for 10 million people: 10x or more faster than the
-  straightforward pandas implementation (``riskcap.capitation.reference``), under 3 s on 2 cores;
+  straightforward pandas implementation (``tests/reference/capitation.py``), under 3 s on 2 cores;
 * a 1,000-combination sweep (uplift x cap percentile x corridor) over 10 million people: under 10 s.
 
     pytest benchmarks/test_bench_capitation.py --bench-sizes 1000000,10000000 -s
 
-Person features are fabricated by ``riskcap.capitation.testing.make_features`` (the columns
+Person features are fabricated by ``tests/reference/fabricated.py`` (the columns
 and dtypes of ``riskcap.features``; about 2.3 GB at 10 million people) so the benchmark does
 not spend minutes building features. Results are checked alongside the timing: the fast path
 gives the reference's pence exactly, and sampled sweep rows equal direct scenario runs.
@@ -28,13 +28,13 @@ import pytest
 from riskcap.capitation.budgets import compute_budgets
 from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import Population
-from riskcap.capitation.reference import reference_tariff_budgets
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario
 from riskcap.capitation.scheme import assign_need_groups, load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
 from riskcap.capitation.tariffs import compute_tariffs
-from riskcap.capitation.testing import make_features
-from riskcap.capitation.threads import use_threads
+from riskcap.stream.threads import use_threads
+from reference.capitation import tariff_budgets
+from reference.fabricated import make_features
 
 PEOPLE_PER_PRACTICE = 8_000
 SWEEP_AXES = ["tariff.cost_uplift_pct=0:4.5:10", "tariff.cap_percentile=null,95,96,97,98,99,99.5,99.8,99.9,99.95",
@@ -79,7 +79,7 @@ def test_bench_grouping_tariffs_budgets(benchmark, frames, population_size):
     reference_seconds = []
     for _ in range(2):  # best of two, like the fast path's best of five: both see the same machine load
         start = time.perf_counter()
-        reference = reference_tariff_budgets(features, scheme, scenario)
+        reference = tariff_budgets(features, scheme, scenario)
         reference_seconds.append(time.perf_counter() - start)
     reference_seconds = min(reference_seconds)
     tariffs, budgets = benchmark.pedantic(fast, rounds=5, iterations=1)

@@ -21,10 +21,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from riskcap.casefinding.run import casefind
+from riskcap.casefinding.selection import SelectionRule
 from riskcap.io import write_parquet
 from riskcap.pseudonymise import PseudonymKey
-from riskcap.stratify import SelectionRule, assign_tiers, casefind, risk_percentiles
 from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
+from riskcap.tiers import assign_tiers, risk_percentiles
 
 KEY = PseudonymKey(b"benchmark-key-" * 3, "environment")
 

@@ -50,8 +50,8 @@ def test_bench_end_to_end(benchmark, population_size, tmp_path):
     from riskcap.capitation.scenario import load_scenario
     from riskcap.features import build_features_partitioned
     from riskcap.models.base import feature_matrix
-    from riskcap.models.train import TRAIN_INDEX_DATE, train_model
-    from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
+    from riskcap.models.train import train_model
+    from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
     from riskcap.validate import load_tables
 
     stages: dict[str, dict] = {}

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from riskcap.bench import best_of, numba_threads
+from riskcap.bench import best_of
+from riskcap.stream.threads import numba_threads
 
 THREADS = 2
 TRAIN_PEOPLE = 50_000

@@ -1,16 +1,13 @@
 """The ``riskcap`` command line: a click group whose commands live in riskcap.commands."""
 from __future__ import annotations
 
-import errno
 import importlib
 import sys
 
 import click
 
 from riskcap import __version__
-from riskcap.config import ConfigError
-from riskcap.io import DataError
-from riskcap.memory import restart_with_reused_memory
+from riskcap.errors import as_riskcap_error
 
 #: (module in riskcap.commands, attribute) of every command, in --help order.
 COMMANDS: list[tuple[str, str]] = [
@@ -28,28 +25,19 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-#: errno values of a full disk or an exhausted quota (EDQUOT is missing on some platforms).
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
 class RiskcapGroup(click.Group):
-    """Turns DataError, ConfigError and a full disk into a clear message and exit code 2."""
+    """Turns every :class:`~riskcap.errors.RiskcapError` (a full disk included) into one red line
+    and its exit code; anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (DataError, ConfigError) as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            if exc.errno not in _DISK_FULL:
+        except Exception as exc:
+            error = as_riskcap_error(exc)
+            if error is None:
                 raise
-            _fail(f"the disk is full ({exc}). Free some space, or write --out to another disk "
-                  f"(streamed runs keep their temporary files beside it), and run again.")
-
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(2)
+            click.secho(f"error: {error}", fg="red", err=True)
+            sys.exit(error.exit_code)
 
 
 @click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -69,22 +57,12 @@ def main():
 
 def _register() -> None:
     for module_name, attr in COMMANDS:
-        try:
-            module = importlib.import_module(f"riskcap.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"riskcap.commands.{module_name}":
-                continue  # area not built yet
-            raise
-        command = getattr(module, attr, None)
-        if command is not None:
-            main.add_command(command)
+        main.add_command(getattr(importlib.import_module(f"riskcap.commands.{module_name}"), attr))
 
 
 _register()
 
 
 def run() -> None:
-    """The ``riskcap`` program: :data:`main` in a process whose allocators reuse freed memory
-    (:mod:`riskcap.memory`)."""
-    restart_with_reused_memory()
+    """The ``riskcap`` program."""
     main(prog_name="riskcap")

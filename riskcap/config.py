@@ -6,9 +6,7 @@ from pathlib import Path
 
 import yaml
 
-
-class ConfigError(Exception):
-    """A configuration file is missing or invalid: the message names file, key and allowed values."""
+from riskcap.errors import ConfigError
 
 
 def shipped_config(relative: str) -> Path:

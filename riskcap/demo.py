@@ -4,8 +4,8 @@
 validates the data once and builds each index date's features once. The run directory:
 
 ``data/`` synthetic population; ``models/{logistic,gbm,cost}/``;
-``evaluation/{logistic,gbm,cost}/metrics.json`` (temporal validation: trained at
-TRAIN_INDEX_DATE, evaluated at EVAL_INDEX_DATE); ``scores.parquet`` and
+``evaluation/{logistic,gbm,cost}/metrics.json`` (temporal validation: trained two years and
+evaluated one year before the data's end, :mod:`riskcap.data.dates`); ``scores.parquet`` and
 ``cost_scores.parquet``; ``casefinding/``; ``capitation/`` (every shipped scenario side by
 side); ``report.html``, ``workbook.xlsx``; ``manifest.json``.
 """
@@ -78,8 +78,9 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.models.persist import save_model
     from riskcap.models.score import rank, score_frame, score_partitions, write_scores
     from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
-    from riskcap.stratify import SelectionRule, casefind
-    from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
+    from riskcap.casefinding.run import casefind
+    from riskcap.casefinding.selection import SelectionRule
+    from riskcap.data.dates import index_date_for
     from riskcap.synthetic.pipeline import SynthConfig, write_population
     from riskcap.validate import load_tables
 
@@ -97,12 +98,16 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     write_population(data_dir, config)
 
     stage("load")
+    trained_at, evaluated_at = index_date_for("train", data_dir), index_date_for("evaluate", data_dir)
+    for name, index in (("train", trained_at), ("evaluate", evaluated_at), ("score", evaluated_at),
+                        ("casefind", evaluated_at), ("capitation", evaluated_at)):
+        manifest.add_index_date(name, index)
     tables, _ = load_tables(data_dir)
     fingerprint = {"dir": "data", "fingerprint": data_fingerprint(data_dir)["sha256"]}
 
     stage("features")
-    train_frame = build_features_partitioned(tables, TRAIN_INDEX_DATE)
-    eval_frame = build_features_partitioned(tables, EVAL_INDEX_DATE)
+    train_frame = build_features_partitioned(tables, trained_at.date)
+    eval_frame = build_features_partitioned(tables, evaluated_at.date)
     practices = tables.practices
     del tables
     result.people = len(eval_frame)
@@ -110,14 +115,14 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     stage("train")
     models = {}
     for kind in MODEL_KINDS:
-        models[kind] = train_model(kind, train_frame, TRAIN_INDEX_DATE, seed=0, data=fingerprint)
+        models[kind] = train_model(kind, train_frame, trained_at.date, seed=0, data=fingerprint)
         save_model(models[kind], run_dir / "models" / kind)
     del train_frame
 
     stage("evaluate")
-    truth = truth_probabilities(data_dir, eval_frame["person_id"].to_numpy(), EVAL_INDEX_DATE)
+    truth = truth_probabilities(data_dir, eval_frame["person_id"].to_numpy(), evaluated_at.date)
     for kind, model in models.items():
-        result.metrics[kind] = evaluate_model(model, eval_frame, EVAL_INDEX_DATE, truth)
+        result.metrics[kind] = evaluate_model(model, eval_frame, evaluated_at.date, truth)
         write_json(result.metrics[kind], run_dir / "evaluation" / kind / "metrics.json")
 
     stage("score")
@@ -128,7 +133,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
 
     stage("casefind")
     found = casefind(run_dir / "scores.parquet", data_dir, run_dir / "casefinding", SelectionRule.parse("2%"),
-                     key=demo_key(config.seed), index_date=EVAL_INDEX_DATE)
+                     key=demo_key(config.seed), index_date=evaluated_at.date)
     result.casefind_summary = found.summary
 
     stage("capitation")
@@ -136,7 +141,8 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     features = attach_scores(eval_frame, scores, source="scores.parquet")
     features = attach_scores(features, cost_scores, source="cost_scores.parquet")
     run = run_scenarios(features, practices, scenarios)
-    write_run(run, run_dir / "capitation", {"data": "data", "index_date": str(EVAL_INDEX_DATE),
+    write_run(run, run_dir / "capitation", {"data": "data", "index_date": str(evaluated_at.date),
+                                            "index_date_source": evaluated_at.source,
                                             "scores": ["scores.parquet", "cost_scores.parquet"],
                                             "people": int(len(features))})
     result.comparison = run.comparison

@@ -21,11 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.errors import DataError
 from riskcap.schema import TABLES
-
-
-class DataError(Exception):
-    """Bad input data: the message names the file, column, row count and examples."""
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Run manifests: what went into a run and what came out, so it can be audited and verified.
 
 Every run directory holds ``manifest.json`` with the command line, riskcap and dependency
-versions, seed, input fingerprints (size and SHA-256), config contents, model fingerprints,
-output files with their SHA-256, and start/end times. :func:`verify_run` re-checks outputs.
+versions, seed, the index dates used and where each came from, input fingerprints (size and
+SHA-256), config contents, model fingerprints, output files with their SHA-256, and
+start/end times. :func:`verify_run` re-checks outputs.
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class RunManifest:
     inputs: dict = field(default_factory=dict)
     configs: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
+    index_dates: dict = field(default_factory=dict)
     started: str = field(default_factory=lambda: _now())
 
     def add_input(self, name: str, path: str | Path) -> None:
@@ -75,6 +77,10 @@ class RunManifest:
 
     def add_config(self, name: str, content) -> None:
         self.configs[name] = content
+
+    def add_index_date(self, stage: str, index) -> None:
+        """Record the index date ``stage`` used and its source (a :class:`~riskcap.data.dates.IndexDate`)."""
+        self.index_dates[stage] = index.as_dict()
 
     def add_model(self, name: str, path: str | Path) -> None:
         self.models[name] = {"path": str(path), "files": fingerprint(path)}
@@ -90,6 +96,7 @@ class RunManifest:
                 "command": self.command,
                 "versions": versions(),
                 "seed": self.seed,
+                **({"index_dates": self.index_dates} if self.index_dates else {}),
                 "inputs": {k: {**v, "files": v["files"].result()} for k, v in self.inputs.items()},
                 "configs": self.configs,
                 "models": self.models,

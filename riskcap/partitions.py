@@ -37,8 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskcap.errors import DataError
 from riskcap.features import PARTITION_PEOPLE
-from riskcap.io import DataError, Tables, arrow_to_pandas, parse_series, read_raw, table_path
+from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path
 from riskcap.schema import TABLES
 from riskcap.validate import (
     MAX_EXAMPLES,

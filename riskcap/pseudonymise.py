@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
 
 #: Environment variable holding the pseudonymisation key.
 KEY_ENV = "RISKCAP_PSEUDONYM_KEY"

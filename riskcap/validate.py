@@ -5,7 +5,7 @@
 contract's types, runs every check and collects *all* problems (not just the first) as
 :class:`Problem` records naming the file, column, rule, row count and up to five examples.
 
-- ``on_invalid="reject"`` (default): any problem raises :class:`~riskcap.io.DataError`
+- ``on_invalid="reject"`` (default): any problem raises :class:`~riskcap.errors.LoadRejected`
   listing every problem, one per line.
 - ``on_invalid="quarantine"``: rows with row-level problems are moved, with a ``reason``
   column, to ``rejects_dir/<table>_rejects.parquet`` (and ``.csv``); rows of quarantined
@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.io import DataError, Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
+from riskcap.errors import DataError, LoadRejected
+from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, SEXES, TABLES
 
 if TYPE_CHECKING:
@@ -295,17 +296,6 @@ def text_is_clean(column: pa.Array | pa.ChunkedArray) -> bool:
     return True
 
 
-def text_is_clean_reference(column: pa.Array | pa.ChunkedArray) -> bool:
-    """Slow, obviously-correct version of :func:`text_is_clean` (Python strings)."""
-    for value in column.to_pylist():
-        if value is None:
-            continue
-        raw = value.encode("utf-8")
-        if not raw or not all(0x20 < b < 0x7F for b in (raw[0], raw[-1])):
-            return False
-    return True
-
-
 @numba.njit(cache=True)
 def _text_clean_kernel(offsets, data, valid, bit):  # pragma: no cover - compiled
     """:func:`text_is_clean` of one chunk: ``valid`` is its validity bitmap from bit ``bit``
@@ -490,7 +480,7 @@ class PersonIndex:
         """(found, birth_date) for each person_id; birth is NaT where not found.
 
         One pass of :func:`_lookup_kernel` (numba; near-linear when the ids come sorted, as
-        event tables usually do); :meth:`lookup_reference` is the plain numpy version.
+        event tables usually do); ``tests/reference/validate.py`` has the plain numpy twin.
         """
         values, present = _int_ids(person_id)
         found = np.zeros(len(values), dtype=bool)
@@ -522,17 +512,6 @@ class PersonIndex:
         if found is None:
             found, _ = self.lookup(person_id)
         return found, out
-
-    def lookup_reference(self, person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """Slow, obviously-correct version of :meth:`lookup` (binary search per row with numpy)."""
-        present = person_id.notna().to_numpy()
-        values = person_id.to_numpy(dtype=np.int64, na_value=0) if present.any() else np.zeros(len(person_id), np.int64)
-        if len(self.ids) == 0:
-            return np.zeros(len(values), bool), np.full(len(values), np.datetime64("NaT", "s"))
-        pos = np.searchsorted(self.ids, values).clip(max=len(self.ids) - 1)
-        found = present & (self.ids[pos] == values)
-        birth = np.where(found, self.birth[pos], np.datetime64("NaT", "s"))
-        return found, birth
 
 
 def _int_ids(person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -916,15 +895,13 @@ def load_tables(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
 
     Raises
     ------
-    DataError
-        On any file-level problem, or any problem at all in reject mode. The exception's
-        ``summary`` attribute holds the LoadSummary.
+    LoadRejected
+        On any file-level problem, or any problem at all in reject mode (a DataError
+        carrying the LoadSummary).
     """
     tables, summary = validate_data(data_dir, as_of, on_invalid, rejects_dir)
     if tables is None:
-        exc = DataError(summary.error_message())
-        exc.summary = summary
-        raise exc
+        raise LoadRejected(summary)
     return tables, summary
 
 

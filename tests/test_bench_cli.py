@@ -27,8 +27,8 @@ def test_bench_small_population_writes_consistent_json(tmp_path):
     # riskcap's TreeSHAP reproduces LightGBM's pred_contrib
     assert data["treeshap_speedup_vs_lightgbm"] > 0 and 0 <= data["treeshap_max_abs_diff"] < 1e-9
     assert 0 <= data["logistic_max_abs_diff"] < 1e-9
-    # budgets agree with the pandas reference to the penny
-    assert data["capitation_budgets_differ_pence"] == 0
+    # budgets add up to the envelope to the penny
+    assert data["capitation_envelope_minus_budgets_pence"] == 0
     stages = {s["stage"]: s for s in data["stages"]}
     gbm = stages["gbm_scoring"]
     assert gbm["available"] is True and gbm["people"] == stages["features"]["rows_out"]

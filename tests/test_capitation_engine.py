@@ -11,16 +11,15 @@ from hypothesis import strategies as st
 
 from riskcap.capitation import accuracy
 from riskcap.capitation.engine import evaluate
-from riskcap.capitation.money import PPM, allocate_largest_remainder_reference
+from riskcap.capitation.money import PPM
 from riskcap.capitation.population import Population, attach_scores, kth_smallest
-from riskcap.capitation.reference import reference_tariff_budgets
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import assign_need_groups, load_scheme
 from riskcap.capitation.settlement import settle
 from riskcap.capitation.tariffs import compute_tariffs
-from riskcap.capitation.testing import make_features
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
+from reference import capitation as naive
+from reference.fabricated import make_features
 
 SCHEME = load_scheme("yoc_illustrative")
 
@@ -46,7 +45,7 @@ def test_tariff_budgets_equal_pandas_reference(population_frames, name):
     features, practices = population_frames
     scenario = load_scenario(name)
     result = evaluate(population(features, practices, scenario.settings), scenario)
-    ref = reference_tariff_budgets(features, SCHEME, scenario)
+    ref = naive.tariff_budgets(features, SCHEME, scenario)
     assert result.tariffs.tariff_pence.tolist() == ref["tariffs"].tolist()
     assert result.budgets.budget_pence.tolist() == ref["budgets"]["budget_pence"].tolist()
     assert list(result.population.practice_codes) == ref["budgets"]["practice_code"].tolist()
@@ -96,7 +95,7 @@ def test_tariffs_by_hand():
     gross = round_half_up(Fraction(tariff * (365 + 365 + 100), 365))
     assert result.budgets.gross_pence == gross
     assert result.budgets.contingency_pence == round_half_up(Fraction(gross * 15, 1000))
-    assert result.budgets.budget_pence.tolist() == allocate_largest_remainder_reference(
+    assert result.budgets.budget_pence.tolist() == naive.allocate_largest_remainder(
         gross - result.budgets.contingency_pence, [tariff * 730, tariff * 100])
     # practice B's 20,000 GBP person is paid by the pool above the threshold
     assert result.settlement.actual_pence.tolist() == [5_000, tariffs.outcome_threshold_pence]
@@ -168,7 +167,7 @@ def test_budgets_add_up_exactly_to_the_envelope(n_people, n_practices, seed, wit
     total_outcome = int(pop.outcome.sum())
     assert int(s.actual_pence.sum()) + result.pool_outturn_pence == total_outcome
     if scenario.mode == "tariff" and scenario.pace_of_change is None:
-        ref = reference_tariff_budgets(features, SCHEME, scenario)
+        ref = naive.tariff_budgets(features, SCHEME, scenario)
         assert b.budget_pence.tolist() == ref["budgets"]["budget_pence"].tolist()
 
 
@@ -181,7 +180,7 @@ def test_fair_shares_follow_predicted_need(population_frames):
     need = ((features["predicted_cost_gbp"] * 100).round().astype("int64") * features["list_days_next_12"])
     weights = need.groupby(features["practice_code"].astype(str)).sum().sort_index()
     assert result.budgets.gross_pence == 123_456_789
-    assert result.budgets.budget_pence.tolist() == allocate_largest_remainder_reference(123_456_789, weights.tolist())
+    assert result.budgets.budget_pence.tolist() == naive.allocate_largest_remainder(123_456_789, weights.tolist())
     assert result.budgets.mode_label == "fair shares (need = predicted cost)"
 
 
@@ -204,7 +203,7 @@ def test_blend_weights_the_two_allocations(population_frames):
     tariff = evaluate(pop, parse_scenario({"name": "t"})).budgets.budget_pence
     fair = evaluate(pop, parse_scenario({"name": "f", "budget": {"mode": "fair_shares"}})).budgets.budget_pence
     blend = evaluate(pop, parse_scenario({"name": "b", "budget": {"mode": "blend", "tariff_weight_pct": 25}}))
-    expected = allocate_largest_remainder_reference(int(tariff.sum()), (tariff + 3 * fair).tolist())
+    expected = naive.allocate_largest_remainder(int(tariff.sum()), (tariff + 3 * fair).tolist())
     assert blend.budgets.budget_pence.tolist() == expected
 
 
@@ -377,14 +376,13 @@ def test_attach_scores_maps_tiers_and_costs(population_frames):
 
 
 def test_results_do_not_depend_on_threads(population_frames, monkeypatch):
-    from riskcap.capitation import threads
+    from riskcap.stream import threads
 
     features, practices = population_frames
     scenario = load_scenario("cap_p99")
     monkeypatch.setattr(threads, "PARALLEL_MIN", 10**12)
     single = evaluate(population(features, practices), scenario)
     monkeypatch.setattr(threads, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(threads, "idle_cores", lambda: 8.0)
     import numba
 
     before = numba.get_num_threads()
@@ -427,4 +425,4 @@ def test_need_groups_in_stacked_blocks_equal_reference(monkeypatch, name, block)
     features, _ = make_features(2500, 7, seed=13, with_scores=True)
     scheme = load_scheme(name)
     np.testing.assert_array_equal(S.assign_need_groups(features, scheme),
-                                  S.assign_need_groups_reference(features, scheme))
+                                  naive.assign_need_groups(features, scheme))

@@ -15,9 +15,9 @@ from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
-from riskcap.capitation.testing import make_features
 from riskcap.cli import main
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
+from reference.fabricated import make_features
 
 SCENARIOS = ["cap_p99", "baseline", "social_care_pooled", "outcome_withhold_10", "fair_shares"]
 BUDGET_COLUMNS = ["scenario", "practice_code", "icb_code", "list_size", "budget_pence", "budget_per_head_gbp",
@@ -116,7 +116,9 @@ def test_capitation_run_command(synth_dir, tmp_path):
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
     budgets = pd.read_csv(tmp_path / "one" / "budgets.csv")
     summary = json.loads((tmp_path / "one" / "summary.json").read_text())
-    assert summary["inputs"]["index_date"] == "2024-04-01"
+    assert summary["inputs"]["index_date"] == "2024-04-01"  # one year before the synthetic data's end
+    assert summary["inputs"]["index_date_source"].startswith("one year before the data's end, 2025-04-01")
+    assert "index date 2024-04-01: one year before the data's end" in first.output
     for s in summary["scenarios"]:
         assert budgets.loc[budgets["scenario"] == s["scenario"], "budget_pence"].sum() == s["envelope_pence"]
     practices = pd.read_parquet(synth_dir / "practices.parquet")

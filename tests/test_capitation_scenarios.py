@@ -8,7 +8,8 @@ import pytest
 
 from riskcap.capitation.money import PPM
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
-from riskcap.config import ConfigError, shipped_config
+from riskcap.config import shipped_config
+from riskcap.errors import ConfigError
 from riskcap.schema import SETTING_CODES
 
 pytestmark = pytest.mark.unit

@@ -20,12 +20,13 @@ from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios, 
                                     scores_are_cost, stream_populations, write_run)
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import load_scheme
-from riskcap.capitation.testing import make_features
 from riskcap.cli import main
 from riskcap.engines import LocalEngine
+from riskcap.errors import DataError
 from riskcap.features import build_features, iter_partitions
-from riskcap.io import DataError, ParquetRowsWriter, write_parquet
+from riskcap.io import ParquetRowsWriter, write_parquet
 from riskcap.validate import load_tables
+from reference.fabricated import make_features
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "synthetic_data"

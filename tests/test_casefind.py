@@ -20,13 +20,17 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from riskcap.casefinding.eligibility import EXCLUSIONS
+from riskcap.casefinding.lists import list_columns
+from riskcap.casefinding.run import casefind
+from riskcap.casefinding.selection import SelectionRule
 from riskcap.cli import main
-from riskcap.config import ConfigError
-from riskcap.io import DataError, write_csv, write_parquet
+from riskcap.errors import ConfigError, DataError
+from riskcap.io import write_csv, write_parquet
 from riskcap.manifest import verify_run
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.schema import CONDITIONS, is_acs
-from riskcap.stratify import EXCLUSIONS, SelectionRule, casefind, list_columns, load_pyramid
+from riskcap.tiers import load_pyramid
 
 LIST_DATE = dt.date(2024, 4, 1)
 PRACTICES = ("A81001", "A81002", "B82003")

@@ -43,7 +43,8 @@ def test_lists_from_real_scores(scored, tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY_TEXT)
     out = tmp_path / "lists"
     result = CliRunner().invoke(main, ["casefind", "--scores", str(folder / "scores.parquet"), "--data", str(folder),
-                                       "--out", str(out), "--top", "5%", "--exclude-care-home"])
+                                       "--out", str(out), "--top", "5%", "--exclude-care-home",
+                                       "--index-date", EVAL_INDEX_DATE.isoformat()])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["list_date"] == EVAL_INDEX_DATE.isoformat()
@@ -79,13 +80,28 @@ def test_lists_from_real_scores(scored, tmp_path, monkeypatch):
                 assert text == "" or text in phrases, (text, row.pseudo_id)
     assert summary["reasons_check"]["not_matching"] == 0
     assert summary["reasons_check"]["checked"] > 0
-    # scores do not carry the index date: the synthetic evaluation date is the default
-    assert summary["list_date_source"].startswith("default")
+    assert summary["list_date_source"] == "given"
+
+
+def test_the_list_date_defaults_to_the_data_end(scored, tmp_path, monkeypatch):
+    """Scores do not carry their index date: the list date is then the data's end, said and recorded."""
+    folder, _, _ = scored
+    monkeypatch.setenv(KEY_ENV, KEY_TEXT)
+    out = tmp_path / "lists"
+    result = CliRunner().invoke(main, ["casefind", "--scores", str(folder / "scores.parquet"), "--data", str(folder),
+                                       "--out", str(out), "--top", "5%"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["list_date"] == "2025-04-01"  # the synthetic data's last activity is on 2025-03-31
+    assert summary["list_date_source"] == "the data's end (the day after the last recorded activity, 2025-03-31)"
+    assert "list date 2025-04-01: the data's end" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["index_dates"] == {"casefind": {"date": "2025-04-01", "source": summary["list_date_source"]}}
 
 
 def test_listed_features_in_blocks_equal_one_go(tmp_path, monkeypatch):
     """casefind's engine path (blocks of listed people, concatenated) gives the one-go features."""
-    import riskcap.stratify as stratify
+    import riskcap.casefinding.inputs as inputs
     from riskcap.engines import LocalEngine
     from riskcap.io import read_table
     from riskcap.synthetic import SynthConfig, write_population
@@ -93,8 +109,8 @@ def test_listed_features_in_blocks_equal_one_go(tmp_path, monkeypatch):
     write_population(tmp_path, SynthConfig(people=2_000, seed=5))
     persons, practices = read_table(tmp_path, "persons"), read_table(tmp_path, "practices")
     ids = persons["person_id"].to_numpy()[::7]
-    whole = stratify.listed_features(tmp_path, persons, ids, "2024-04-01", practices=practices)
-    monkeypatch.setattr(stratify, "LISTED_BLOCK", 37)
-    mapped = stratify.listed_features_mapped(LocalEngine(), tmp_path, persons, ids, "2024-04-01", practices)
+    whole = inputs.listed_features(tmp_path, persons, ids, "2024-04-01", practices=practices)
+    monkeypatch.setattr(inputs, "LISTED_BLOCK", 37)
+    mapped = inputs.listed_features_mapped(LocalEngine(), tmp_path, persons, ids, "2024-04-01", practices)
     assert len(whole) > 200 and (len(ids) + 36) // 37 > 5  # several blocks
     pd.testing.assert_frame_equal(mapped, whole)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
 from riskcap.pseudonymise import KEY_ENV, PSEUDO_ID_CHARS, PseudonymKey, key_file_is_private, load_key, pseudonymise
 
 pytestmark = pytest.mark.unit

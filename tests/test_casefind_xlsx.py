@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from riskcap.stratify import xlsx_bytes
+from riskcap.report.xlsx import xlsx_bytes
 
 pytestmark = pytest.mark.unit
 

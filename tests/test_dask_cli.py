@@ -180,9 +180,9 @@ def test_engine_dask_without_dask_says_what_to_install(model_dir, data_dir, tmp_
 
 def test_casefind_on_dask_equals_local(model_dir, data_dir, scheduler, tmp_path, monkeypatch):
     """The listed people's features are built in blocks on the workers; the lists are the same."""
-    import riskcap.stratify
+    import riskcap.casefinding.inputs
 
-    monkeypatch.setattr(riskcap.stratify, "LISTED_BLOCK", 100)  # about 6 blocks of listed people
+    monkeypatch.setattr(riskcap.casefinding.inputs, "LISTED_BLOCK", 100)  # about 6 blocks of listed people
     scores = tmp_path / "scores.parquet"
     assert run(["score", "--model", model_dir, "--data", data_dir, "--out", scores]).exit_code == 0
     key = tmp_path / "key"

@@ -14,9 +14,8 @@ import numba
 import numpy as np
 import pytest
 
-from riskcap.config import ConfigError
-from riskcap.engines import INSTALL_DASK, EngineError, EngineUnavailable, LocalEngine, get_engine
-from riskcap.io import DataError
+from riskcap.engines import INSTALL_DASK, LocalEngine, get_engine
+from riskcap.errors import DataError, EngineError, EngineUnavailable, RiskcapError
 
 TASKS = list(range(11))  # more than the engine's 4 tasks in flight
 
@@ -112,7 +111,7 @@ def threads(task):
 def test_one_thread_per_task_on_spawned_workers(engine, monkeypatch):
     monkeypatch.setattr(sys, "_riskcap_driver_marker", True, raising=False)
     engine.client.restart()  # workers started now, after the marker was set
-    assert set(engine.map(threads, range(4))) == {(1, "1", "1", False)}
+    assert set(engine.map(threads, range(4))) == {(1, None, "1", False)}
     assert set(engine.client.nthreads().values()) == {1}
 
 
@@ -258,4 +257,4 @@ def test_without_dask_the_message_says_what_to_install(monkeypatch):
     with pytest.raises(EngineUnavailable) as caught:
         get_engine("dask")
     assert INSTALL_DASK in str(caught.value)
-    assert isinstance(caught.value, ImportError) and isinstance(caught.value, ConfigError)  # CLI: exit 2
+    assert isinstance(caught.value, ImportError) and isinstance(caught.value, RiskcapError)  # CLI: exit 2

@@ -5,8 +5,8 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.cli import main
-from riskcap.config import ConfigError
-from riskcap.engines import ENGINES, EngineError, LocalEngine, get_engine
+from riskcap.engines import ENGINES, LocalEngine, get_engine
+from riskcap.errors import ConfigError, EngineError, RiskcapError
 
 pytestmark = pytest.mark.unit
 
@@ -31,14 +31,15 @@ def test_local_map_is_lazy_and_in_task_order():
 def test_get_engine_checks_its_arguments():
     with get_engine() as engine:
         assert isinstance(engine, LocalEngine) and engine.name == "local"
-    with pytest.raises(ValueError, match="--scheduler is only used with --engine dask"):
+    with pytest.raises(ConfigError, match="--scheduler is only used with --engine dask"):
         get_engine("local", "tcp://127.0.0.1:8786")
-    with pytest.raises(ValueError, match="unknown engine 'spark'; choose one of local, dask"):
+    with pytest.raises(ConfigError, match="unknown engine 'spark'; choose one of local, dask"):
         get_engine("spark")
 
 
-def test_engine_errors_reach_the_command_line_as_exit_2():
-    assert issubclass(EngineError, ConfigError)  # RiskcapGroup: "error: ..." and exit status 2
+def test_engine_errors_are_their_own_kind_and_exit_2():
+    assert issubclass(EngineError, RiskcapError) and not issubclass(EngineError, ConfigError)
+    assert EngineError.exit_code == 2  # RiskcapGroup: "error: ..." and exit status 2
 
 
 @pytest.mark.parametrize("command", [["score"], ["capitation", "run"], ["capitation", "sweep"]])

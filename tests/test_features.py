@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskcap import features as F
-from riskcap.io import DataError, Tables
+from riskcap.errors import DataError
+from riskcap.io import Tables
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, is_acs
+from reference import features as naive
 
 INDEX = dt.date(2023, 4, 1)
 D = pd.Timestamp
@@ -309,9 +311,9 @@ def test_empty_population_and_partitions():
 def test_rows_of_fast_path_matches_reference(ids, rows):
     ids = np.sort(np.array(ids, dtype=np.int64))
     person_id = np.sort(np.array(rows, dtype=np.int64))  # sorted: the run-filling path when long enough
-    np.testing.assert_array_equal(F._rows_of(ids, person_id), F._rows_of_reference(ids, person_id))
+    np.testing.assert_array_equal(F._rows_of(ids, person_id), naive.rows_of(ids, person_id))
     shuffled = np.random.default_rng(0).permutation(person_id)
-    np.testing.assert_array_equal(F._rows_of(ids, shuffled), F._rows_of_reference(ids, shuffled))
+    np.testing.assert_array_equal(F._rows_of(ids, shuffled), naive.rows_of(ids, shuffled))
 
 
 def test_date_days_matches_io_days():
@@ -332,7 +334,7 @@ def test_activity_kernel_matches_numpy_reference(seed, n, index):
     ids = np.sort(t.persons["person_id"].to_numpy(dtype=np.int64))[::2]  # some people absent
     day = F.to_day(index)
     got = F._activity_features(t.activity, ids, day)
-    want = F._activity_features_reference(t.activity, ids, day)
+    want = naive.activity_features(t.activity, ids, day)
     assert set(got) == set(want) | {F._BLOCK}
     np.testing.assert_array_equal(got.pop(F._BLOCK), np.stack([want[c] for c in F._BLOCK_COLUMNS]))
     for col in want:
@@ -407,7 +409,7 @@ def test_parallel_kernel_blocks_match_numpy_reference(seed, n, block, shuffle, c
         mp.setattr(F, "_BLOCK_PEOPLE", block)
         mp.setattr(F, "kernel_threads", lambda rows: contextlib.nullcontext())  # threads whatever the load
         got = F._activity_features(activity, ids, day)
-    want = F._activity_features_reference(activity, ids, day)
+    want = naive.activity_features(activity, ids, day)
     assert set(got) == set(want) | {F._BLOCK}
     np.testing.assert_array_equal(got.pop(F._BLOCK), np.stack([want[c] for c in F._BLOCK_COLUMNS]))
     for col in want:
@@ -420,7 +422,7 @@ def test_unused_unknown_category_is_fine_and_used_one_is_an_error():
     setting = pd.Categorical(t.activity["setting"], categories=[*SETTING_CODES, "bogus"])
     activity = t.activity.assign(setting=setting)
     ids = np.sort(t.persons["person_id"].to_numpy(dtype=np.int64))
-    want = F._activity_features_reference(t.activity, ids, F.to_day(INDEX))
+    want = naive.activity_features(t.activity, ids, F.to_day(INDEX))
     got = F._activity_features(activity, ids, F.to_day(INDEX))
     for col in want:
         np.testing.assert_array_equal(got[col], want[col], err_msg=col)

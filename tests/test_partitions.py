@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskcap.cli import main
+from riskcap.errors import DataError
 from riskcap.features import build_features
-from riskcap.io import DataError, write_parquet
+from riskcap.io import write_parquet
 from riskcap.models.persist import load_model, load_model_files, read_model_files, save_model
 from riskcap.models.score import score_population, score_tables, write_scores
 from riskcap.models.train import train_model

@@ -23,9 +23,11 @@ from click.testing import CliRunner
 
 from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
+from riskcap.casefinding.run import casefind
 from riskcap.cli import main
+from riskcap.errors import DataError
 from riskcap.features import build_features
-from riskcap.io import DataError, sha256_file, write_json
+from riskcap.io import sha256_file, write_json
 from riskcap.manifest import RunManifest
 from riskcap.models.persist import save_model
 from riskcap.models.score import score_tables, write_scores
@@ -35,7 +37,6 @@ from riskcap.report import build_report
 from riskcap.report.outputs import read_run
 from riskcap.report.sections import SECTION_IDS, gains_points
 from riskcap.report.workbook import flatten, scenario_parameters, sheet_names
-from riskcap.stratify import casefind
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
 from riskcap.validate import load_tables
 

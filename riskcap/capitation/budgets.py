@@ -34,8 +34,7 @@ from riskcap.capitation.money import PPM, allocate_largest_remainder, div_round_
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import PaceOfChange, Scenario
 from riskcap.capitation.tariffs import Tariffs
-from riskcap.config import ConfigError
-from riskcap.io import DataError
+from riskcap.errors import ConfigError, DataError
 
 _SAFE = 2**61
 

@@ -125,23 +125,6 @@ def allocate_largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     return floors
 
 
-def allocate_largest_remainder_reference(total: int, weights) -> list[int]:
-    """Slow, obviously-correct :func:`allocate_largest_remainder` with Python fractions."""
-    weights = [int(w) for w in weights]
-    weight_total = sum(weights)
-    if weight_total == 0:
-        if total == 0:
-            return [0] * len(weights)
-        raise ValueError("every weight is zero")
-    quotas = [Fraction(total * w, weight_total) for w in weights]
-    floors = [q.numerator // q.denominator for q in quotas]
-    left_over = total - sum(floors)
-    ranked = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - floors[i]), i))
-    for i in ranked[:left_over]:
-        floors[i] += 1
-    return floors
-
-
 def gbp_to_pence(amount) -> int:
     """A GBP amount (number or decimal string) as whole pence, halves rounded up."""
     exact = Fraction(str(amount)) * 100

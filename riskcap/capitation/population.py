@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
-from riskcap.capitation.threads import kernel_threads
-from riskcap.io import DataError
+from riskcap.stream.threads import kernel_threads
+from riskcap.errors import DataError
 
 #: Column with a person's predicted next-year cost (GBP) in a scores file, for fair shares.
 PREDICTED_COST = "predicted_cost_gbp"

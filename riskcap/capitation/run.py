@@ -46,9 +46,8 @@ from riskcap.capitation.population import (Population, PopulationBuilder, Popula
                                            population_part)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
-from riskcap.config import ConfigError
-from riskcap.io import (DataError, ParquetRowsWriter, Tables, atomic_path, read_raw, write_csv, write_json,
-                        write_parquet)
+from riskcap.errors import ConfigError, DataError, LoadRejected
+from riskcap.io import ParquetRowsWriter, Tables, atomic_path, read_raw, write_csv, write_json, write_parquet
 from riskcap.validate import LoadSummary
 
 
@@ -290,9 +289,7 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
         del result
     summary = LoadSummary.combine(summaries) if summaries else None
     if summary is not None and summary.status == "rejected":
-        exc = DataError(summary.error_message())
-        exc.summary = summary
-        raise exc
+        raise LoadRejected(summary)
     if not people:
         raise DataError(_NOBODY)
     return {key: builder.build() for key, builder in builders.items()}, summary

@@ -14,7 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from riskcap.capitation.money import PPM, gbp_to_pence
-from riskcap.config import ConfigError, load_yaml, resolve_config
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError
 from riskcap.schema import SETTING_CODES
 
 #: Settings in scope unless a scenario says otherwise: all NHS settings (no social care).

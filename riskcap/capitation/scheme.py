@@ -17,7 +17,7 @@ Evaluation: :func:`assign_need_groups` compiles the rules to arrays (distinct co
 or "atoms", with feature, op code and values; one bitmask of atoms per rule); an
 ``@njit(parallel=True)`` kernel takes people in blocks of 4,096, sets one bit per atom per
 person, then finds each person's first matching rule.
-:func:`assign_need_groups_reference` is the slow pure-Python reference.
+``tests/reference/capitation.py`` has the slow pure-Python twin.
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ import pandas as pd
 import yaml
 
 from riskcap.capitation.coverage import TooComplex, ValueSet, intersect_boxes, uncovered
-from riskcap.capitation.threads import kernel_threads
-from riskcap.config import ConfigError, load_yaml, resolve_config
-from riskcap.io import DataError
+from riskcap.stream.threads import kernel_threads
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError, DataError
 from riskcap.schema import CONDITION_CODES, SETTING_CODES
 
 #: Comparison operators a condition may use, in op-code order.
@@ -107,24 +107,6 @@ class Condition:
     op: str
     values: tuple[float, ...]
     text: str
-
-    def matches(self, x: float) -> bool:
-        """Reference semantics (missing values, NaN, fail every test except != and not in)."""
-        op, v = self.op, self.values[0]
-        if op == "==":
-            return x == v
-        if op == "!=":
-            return x != v
-        if op == "<":
-            return x < v
-        if op == "<=":
-            return x <= v
-        if op == ">":
-            return x > v
-        if op == ">=":
-            return x >= v
-        hit = any(x == value for value in self.values)
-        return hit if op == "in" else not hit
 
 
 @dataclass(frozen=True)
@@ -505,7 +487,7 @@ def _group_kernel(u8, i8, i32, i64, f64, atom_kind, atom_pos, atom_op, atom_star
 def _typed_columns(columns: list[np.ndarray]) -> tuple[list, np.ndarray]:
     """Columns stacked into one 2-D array per kind (a row per column); returns (arrays, (kind, pos)
     per column). Plain arrays, not numba typed lists: those compile their methods in every new
-    process (about 2 s), while a copy of the few columns a scheme reads costs microseconds per partition."""
+    process (docs/capitation.md), while copying the few columns a scheme reads is cheap."""
     n = len(columns[0]) if columns else 0
     by_kind: list[list[np.ndarray]] = [[] for _ in _KINDS]
     where = np.zeros((len(columns), 2), dtype=np.int64)
@@ -566,20 +548,6 @@ def assign_need_groups(features: pd.DataFrame, scheme: NeedGroupScheme, *, compi
             _group_kernel(*arrays, where[compiled.atom_feature, 0], where[compiled.atom_feature, 1], compiled.atom_op,
                           compiled.atom_start, compiled.atom_end, compiled.values, compiled.rule_masks,
                           compiled.rule_group, compiled.lookup, out[lo:hi])
-    _check_all_matched(out, features, scheme)
-    return out
-
-
-def assign_need_groups_reference(features: pd.DataFrame, scheme: NeedGroupScheme) -> np.ndarray:
-    """Slow, obviously-correct pure-Python version of :func:`assign_need_groups`."""
-    columns = {f: [float(x) for x in feature_column(features, f, scheme).tolist()] for f in scheme.features}
-    out = np.empty(len(features), dtype=np.int16)
-    for i in range(len(features)):
-        out[i] = -1
-        for rule in scheme.rules:
-            if all(c.matches(columns[c.feature][i]) for c in rule.conditions):
-                out[i] = rule.group_index
-                break
     _check_all_matched(out, features, scheme)
     return out
 

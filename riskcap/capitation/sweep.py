@@ -25,7 +25,8 @@ from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import Population
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.tariffs import compute_outcome_threshold
-from riskcap.config import ConfigError, load_yaml, resolve_config
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError
 
 FIXED_KEYS = ("name", "need_groups", "settings")
 SUMMARY_COLUMNS = (

@@ -1,11 +1,58 @@
-"""What the streamed commands share: planning partitions, reporting quarantined rows, scoring."""
+"""What the commands share: the date type, --index-date, planning partitions, quarantined rows, scoring."""
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from pathlib import Path
 
 import click
 from rich.console import Console
+
+
+class _IsoDate(click.ParamType):
+    """A calendar date written YYYY-MM-DD, given to the command as a ``datetime.date``."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a date written YYYY-MM-DD", param, ctx)
+
+
+DATE = _IsoDate()
+
+#: What --index-date means to each stage, and its default (riskcap.data.dates.YEARS_BEFORE_END).
+_INDEX_HELP = {
+    "train": "Features look back from this date; the label is the 12 months from it. "
+             "Default: two years before the data's end.",
+    "evaluate": "Evaluate on people at this date and their next 12 months (later than training: temporal "
+                "validation). Default: one year before the data's end.",
+    "score": "Score everyone registered and alive on this date (features look back from it). "
+             "Default: the data's end.",
+    "capitation": "Group people registered at this date; base year = the 12 months before it, outcome year = "
+                  "the 365 days from it. Default: one year before the data's end.",
+    "casefind": "List date. Default: the scores' index date, else the data's end.",
+}
+_DATA_END = ("The data's end is the extract date in DATA/extract.json, else the day after the last "
+             "recorded activity.")
+
+
+def index_date_option(stage: str):
+    """``--index-date`` of ``stage`` (its meaning and data-derived default in the help)."""
+    return click.option("--index-date", type=DATE, default=None, help=f"{_INDEX_HELP[stage]} {_DATA_END}")
+
+
+def chosen_index_date(stage: str, data_dir: Path, given, console: Console):
+    """The index date ``stage`` runs at (``given``, else its default from the data), printed with why."""
+    from riskcap.data.dates import index_date_for
+
+    index = index_date_for(stage, data_dir, given)
+    console.print(f"index date {index}")
+    return index
 
 
 def plan(data_dir: Path, people: int, console: Console) -> list:
@@ -43,7 +90,7 @@ def scored_table(scored, title: str):
     """A rich table of what a scores file holds: people per tier (cost model: expected cost)."""
     from rich.table import Table
 
-    from riskcap.stratify import load_pyramid
+    from riskcap.tiers import load_pyramid
 
     table = Table(title=title)
     if scored.kind == "cost":

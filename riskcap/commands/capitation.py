@@ -9,28 +9,16 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from riskcap.commands._partitions import reasons_for_option, scored_table
+from riskcap.commands._partitions import chosen_index_date, index_date_option, reasons_for_option, scored_table
 from riskcap.engines import engine_options
 from riskcap.features import PARTITION_PEOPLE
-
-_DATE = click.DateTime(formats=["%Y-%m-%d"])
-
-
-def _default_index_date() -> str:
-    try:
-        from riskcap.synthetic import EVAL_INDEX_DATE
-    except ImportError:  # pragma: no cover - the generator is part of the package
-        return "2024-04-01"
-    return str(EVAL_INDEX_DATE)
 
 
 def _common(f):
     f = click.option("--scores", "scores_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Scores file(s) from `riskcap score` (parquet or CSV): risk tiers for schemes that use "
                           "risk_tier, predicted_cost_gbp/expected_cost_gbp for fair shares. Repeatable.")(f)
-    f = click.option("--index-date", type=_DATE, default=_default_index_date(), show_default=True,
-                     help="Group people registered at this date; base year = the 12 months before it, "
-                          "outcome year = the 365 days from it.")(f)
+    f = index_date_option("capitation")(f)
     f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
     f = click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -88,9 +76,9 @@ def _spill_dir(out_dir: Path) -> Path:
     return next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
 
 
-def _inputs(data_dir, index_date, scores_paths, people: int) -> dict:
-    return {"data": str(data_dir), "index_date": str(index_date), "scores": [str(p) for p in scores_paths],
-            "people": int(people)}
+def _inputs(data_dir, index, scores_paths, people: int) -> dict:
+    return {"data": str(data_dir), "index_date": str(index.date), "index_date_source": index.source,
+            "scores": [str(p) for p in scores_paths], "people": int(people)}
 
 
 @click.group("capitation")
@@ -148,6 +136,8 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     loaded = [load_scenario(s) for s in scenarios]  # refuse bad files before reading data
     model_files = None if model_dir is None else read_model_files(model_dir)  # and bad models
     manifest = RunManifest(out_dir)
+    index = chosen_index_date("capitation", data_dir, index_date, console)
+    manifest.add_index_date("capitation", index)
     manifest.add_input("data", data_dir)  # hashed while the run reads it
     for path in scores_paths:
         manifest.add_input(f"scores:{path.name}", path)
@@ -160,16 +150,16 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
                                          on_result=on_result, scores_to=scores_to, **shared)
         return run, run.load_summary
 
-    result = _stream(work, data_dir, index_date.date(), scores_paths, on_invalid, out_dir, partition_people,
+    result = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
                      engine_name, scheduler, console)
     people = result.results[0].population.n_people
-    write_run(result, out_dir, _inputs(data_dir, index_date.date(), scores_paths, people))
+    write_run(result, out_dir, _inputs(data_dir, index, scores_paths, people))
     for s in loaded:
         manifest.add_config(f"scenario:{s.name}", s.raw)
     if result.scored is not None:
         manifest.add_model(result.scored.kind, model_dir)
     manifest.write()
-    console.print(comparison_table(result.comparison, result.baseline, index_date.date(), people))
+    console.print(comparison_table(result.comparison, result.baseline, index.date, people))
     if result.scored is not None:
         console.print(scored_table(result.scored, f"{result.scored.people:,} people scored in the same pass with the "
                                                   f"{result.scored.kind} model -> {out_dir / 'scores.parquet'}"))
@@ -239,6 +229,8 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     base = load_scenario(scenario)
     parsed = [parse_axis(a) for a in axes]
     manifest = RunManifest(out_dir)
+    index = chosen_index_date("capitation", data_dir, index_date, console)
+    manifest.add_index_date("capitation", index)
     manifest.add_input("data", data_dir)  # hashed while the sweep reads it
     started = time.perf_counter()
     plan = plan_run([base])
@@ -247,7 +239,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
         populations, summary = stream_populations(engine, tasks, plan, on_result=on_result, **shared)
         return populations[plan.keys[0]], summary
 
-    population = _stream(work, data_dir, index_date.date(), scores_paths, on_invalid, out_dir, partition_people,
+    population = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
                          engine_name, scheduler, console)
     frame = run_sweep(population, base, parsed)
     seconds = time.perf_counter() - started
@@ -255,7 +247,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     write_parquet(frame, out_dir / "sweep.parquet")
     write_csv(frame, out_dir / "sweep.csv")
     write_json({"base_scenario": base.source, "axes": [{"key": k, "values": v} for k, v in parsed],
-                "combinations": len(frame), "inputs": _inputs(data_dir, index_date.date(), scores_paths, people)},
+                "combinations": len(frame), "inputs": _inputs(data_dir, index, scores_paths, people)},
                out_dir / "summary.json")
     manifest.add_config(f"scenario:{base.name}", base.raw)
     manifest.add_config("axes", list(axes))

@@ -8,10 +8,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from riskcap.casefinding.eligibility import EXCLUSIONS
+from riskcap.casefinding.files import PRIVATE_FILE_MODE
+from riskcap.casefinding.run import casefind as run_casefind
+from riskcap.casefinding.selection import SelectionRule
+from riskcap.commands._partitions import index_date_option
 from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
-from riskcap.stratify import EXCLUSIONS, PRIVATE_FILE_MODE, SelectionRule, casefind as run_casefind
 
 
 @click.command("casefind")
@@ -29,8 +33,7 @@ from riskcap.stratify import EXCLUSIONS, PRIVATE_FILE_MODE, SelectionRule, casef
               help="Apply --top / --top-n to each practice, or to the whole population then split by practice.")
 @click.option("--previous", "previous_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="A previous casefind output: adds change (new / up / down / unchanged). Needs the same key.")
-@click.option("--index-date", default=None, metavar="YYYY-MM-DD",
-              help="List date (default: the scores' index date, else 2024-04-01).")
+@index_date_option("casefind")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help=f"File holding the pseudonymisation key (default: ${KEY_ENV}).")
 @click.option("--reidentify", is_flag=True, help="Add NHS numbers to each practice's own files (needs a key).")
@@ -81,6 +84,8 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
                                   include_children=include_children, exclude_palliative=exclude_palliative,
                                   exclude_care_home=exclude_care_home, pyramid_path=pyramid_path, progress=progress,
                                   engine=None if engine.name == "local" else engine)  # local: one read
+    console.print(f"list date {result.list_date}")
+    manifest.add_index_date("casefind", result.list_date)
     manifest.add_input("scores", scores_path)
     manifest.add_input("data", data_dir)
     if previous_dir:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from riskcap.commands._partitions import DATE
 from riskcap.io import write_json
 from riskcap.validate import ON_INVALID, validate_data
 
@@ -12,7 +13,7 @@ from riskcap.validate import ON_INVALID, validate_data
 @click.command("validate")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")
-@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+@click.option("--as-of", type=DATE, default=None,
               help="Dates after this day are errors (default: today).")
 @click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
               help="reject: any problem fails; quarantine: move bad rows to rejects files and carry on.")
@@ -36,7 +37,7 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
     from rich.text import Text
 
     console = Console(soft_wrap=True)
-    tables, summary = validate_data(data_dir, as_of=as_of.date() if as_of else None, on_invalid=on_invalid,
+    tables, summary = validate_data(data_dir, as_of=as_of, on_invalid=on_invalid,
                                     rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
     console.print(summary.rows_table())
     if summary.problems:

@@ -17,7 +17,8 @@ def demo(out_dir: Path, people: int | None, seed: int | None):
     """Run the whole job on a synthetic ICB and write a report.
 
     Generates the default synthetic ICB (seeded), trains the logistic, LightGBM and cost
-    models at 2023-04-01, evaluates them at 2024-04-01 (temporal validation), scores
+    models two years before the data's end (2023-04-01), evaluates them a year later
+    (2024-04-01: temporal validation), scores
     everyone, writes case-finding lists (top 2% per practice), runs every shipped
     capitation scenario side by side with settlement against the outcome year, and
     writes report.html, workbook.xlsx and manifest.json into the run directory.

@@ -5,13 +5,10 @@ from pathlib import Path
 
 import click
 
-from riskcap.commands._partitions import reasons_for_option
+from riskcap.commands._partitions import chosen_index_date, index_date_option, reasons_for_option
 from riskcap.engines import engine_options
 from riskcap.features import PARTITION_PEOPLE
-from riskcap.models.train import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
 from riskcap.validate import ON_INVALID
-
-_DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _data_option(f):
@@ -56,8 +53,7 @@ def _features(tables, index_date, people: int):
 
 @click.command("train")
 @_data_option
-@click.option("--index-date", type=_DATE, default=str(TRAIN_INDEX_DATE), show_default=True,
-              help="Features look back from this date; the label is the 12 months from it.")
+@index_date_option("train")
 @click.option("--model", "kind", type=click.Choice(["logistic", "gbm", "cost"]), required=True,
               help="logistic: CPM-style regression; gbm: LightGBM (calibrated); cost: next-year cost (Tweedie).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -90,11 +86,13 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
     console = Console(stderr=True)
     started = time.perf_counter()
     manifest = RunManifest(out_dir, seed=seed)
+    index = chosen_index_date("train", data_dir, index_date, console)
+    manifest.add_index_date("train", index)
     tables, _ = _load(data_dir, on_invalid, out_dir / "rejects", console)
-    frame = _features(tables, index_date.date(), partition_people)
+    frame = _features(tables, index.date, partition_people)
     del tables
-    console.print(f"features: {len(frame):,} people at {index_date.date()}")
-    model = train_model(kind, frame, index_date.date(), seed=seed,
+    console.print(f"features: {len(frame):,} people at {index.date}")
+    model = train_model(kind, frame, index.date, seed=seed,
                         data={"dir": str(data_dir), "fingerprint": data_fingerprint(data_dir)["sha256"]})
     save_model(model, out_dir)
     manifest.add_input("data", data_dir)
@@ -129,8 +127,7 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
 @click.command("evaluate")
 @_model_dir_option
 @_data_option
-@click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
-              help="Evaluate on people at this date and their next 12 months (later than training: temporal validation).")
+@index_date_option("evaluate")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.json.")
 @_on_invalid_option
@@ -159,11 +156,13 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
     console = Console(stderr=True)
     manifest = RunManifest(out_dir)
     model = load_model(model_dir)
+    index = chosen_index_date("evaluate", data_dir, index_date, console)
+    manifest.add_index_date("evaluate", index)
     tables, _ = _load(data_dir, on_invalid, out_dir / "rejects", console)
-    frame = _features(tables, index_date.date(), partition_people)
+    frame = _features(tables, index.date, partition_people)
     del tables
-    truth = truth_probabilities(data_dir, frame["person_id"].to_numpy(), index_date.date())
-    metrics = evaluate_model(model, frame, index_date.date(), truth)
+    truth = truth_probabilities(data_dir, frame["person_id"].to_numpy(), index.date)
+    metrics = evaluate_model(model, frame, index.date, truth)
     write_json(metrics, out_dir / "metrics.json")
     manifest.add_input("data", data_dir)
     manifest.add_model(model.kind, model_dir)
@@ -181,8 +180,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 @click.command("score")
 @_model_dir_option
 @_data_option
-@click.option("--index-date", type=_DATE, default=str(EVAL_INDEX_DATE), show_default=True,
-              help="Score everyone registered and alive on this date (features look back from it).")
+@index_date_option("score")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Scores file to write (parquet).")
 @reasons_for_option
@@ -218,6 +216,7 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
     console = Console(stderr=True)
     started = time.perf_counter()
     model_files = read_model_files(model_dir)
+    index = chosen_index_date("score", data_dir, index_date, console)
     parts = plan(data_dir, partition_people, console)
     with get_engine(engine_name, scheduler) as engine, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -229,11 +228,11 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
                 tasks[stage] = bar.add_task(f"{stage} partitions", total=total)
             bar.update(tasks[stage], completed=done)
 
-        scored = score_population(model_files, data_dir, index_date.date(), out_path, parts=parts, engine=engine,
+        scored = score_population(model_files, data_dir, index.date, out_path, parts=parts, engine=engine,
                                   people=partition_people, reasons_for=reasons_for, on_invalid=on_invalid,
                                   progress=progress)
     if on_invalid == "quarantine":
         write_quarantined(scored.summary, out_path.parent / "rejects", console)
-    Console().print(scored_table(scored, f"{scored.people:,} people scored at {index_date.date()} with the "
+    Console().print(scored_table(scored, f"{scored.people:,} people scored at {index.date} with the "
                                           f"{scored.kind} model ({len(parts)} partition(s)) -> {out_path}"))
     Console().print(f"seconds: {time.perf_counter() - started:.1f}")

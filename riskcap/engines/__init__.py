@@ -21,21 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
+from riskcap.stream.memory import keep_freed_memory
 
 ENGINES = ("local", "dask")
 INSTALL_DASK = "pip install 'riskcap[dask]'"
-
-
-class EngineError(ConfigError):
-    """A run could not be done on its engine (unreachable scheduler, workers that keep dying).
-
-    A ConfigError, so the command line reports it in one line and exits with status 2.
-    """
-
-
-class EngineUnavailable(EngineError, ImportError):
-    """The engine's optional extra is not installed; the message says what to install."""
 
 
 class LocalEngine:
@@ -45,6 +35,7 @@ class LocalEngine:
 
     def map(self, fn: Callable[..., Any], tasks: Sequence[Any], **shared) -> Iterator[Any]:
         """Yield ``fn(task, **shared)`` for each task, in task order, lazily."""
+        keep_freed_memory()
         for task in tasks:
             yield fn(task, **shared)
 
@@ -62,13 +53,13 @@ def get_engine(name: str = "local", scheduler: str | None = None):
     """The engine called ``name``: ``local``, or ``dask`` (``scheduler`` address, or a local cluster)."""
     if name == "local":
         if scheduler:
-            raise ValueError("--scheduler is only used with --engine dask")
+            raise ConfigError("--scheduler is only used with --engine dask")
         return LocalEngine()
     if name == "dask":
         from riskcap.engines.dask import DaskEngine  # noqa: PLC0415 - optional extra
 
         return DaskEngine(scheduler)
-    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
 
 
 def engine_options(f):

@@ -14,8 +14,8 @@ it with the engine. :meth:`DaskEngine.map` keeps the contract of :mod:`riskcap.e
   :class:`~riskcap.engines.EngineError` naming the task;
 - a task the scheduler cancels because a shared value was lost with the worker that held it
   is resubmitted with the value scattered again (:data:`RESUBMITS` times);
-- each task runs with one numba thread, and local workers are spawned (numba's OpenMP
-  layer is not fork-safe) with ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS`` set to 1.
+- each task runs with one numba thread and the streaming memory policy, and local workers
+  are spawned (numba's OpenMP layer is not fork-safe) with ``OMP_NUM_THREADS`` set to 1.
 """
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
-from riskcap.engines import INSTALL_DASK, EngineError, EngineUnavailable
+from riskcap.engines import INSTALL_DASK
+from riskcap.errors import EngineError, EngineUnavailable
+from riskcap.stream.memory import keep_freed_memory
+from riskcap.stream.threads import numba_threads
 
 try:
     import dask
@@ -37,9 +40,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised with the import blocked
     raise EngineUnavailable(f"--engine dask needs Dask, which is not installed ({exc}): {INSTALL_DASK}") from exc
 
-#: Environment of local worker processes: one thread per task for numba, OpenMP and BLAS.
-WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "OPENBLAS_NUM_THREADS": "1"}
+#: Environment of local worker processes: one thread per task for OpenMP and BLAS. numba's
+#: threads are set by each task (:func:`_run_task`): a worker may import numba before the
+#: nanny sets this environment (spawn re-imports the driver's script), and numba refuses a
+#: ``NUMBA_NUM_THREADS`` that changes after its threads start.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 #: Times a task may lose its worker before the run fails (local clusters; a remote scheduler
 #: uses its own ``distributed.scheduler.allowed-failures``).
 ALLOWED_FAILURES = 3
@@ -69,11 +74,11 @@ def _versions() -> dict[str, str | None]:
 
 
 def _run_task(fn: Callable[..., Any], task: Any, shared: dict[str, Any]) -> Any:
-    """``fn(task, **shared)`` on one numba thread, whatever the worker's environment says."""
-    import numba
-
-    numba.set_num_threads(1)
-    return fn(task, **shared)
+    """``fn(task, **shared)`` on one numba thread, whatever the worker's environment says, with
+    the streaming memory policy (:func:`~riskcap.stream.memory.keep_freed_memory`) in the worker."""
+    keep_freed_memory()
+    with numba_threads(1):
+        return fn(task, **shared)
 
 
 class _Cancelled(Exception):
@@ -134,6 +139,7 @@ class DaskEngine:
     def map(self, fn: Callable[..., Any], tasks: Sequence[Any], **shared) -> Iterator[Any]:
         """Yield ``fn(task, **shared)`` for each task, in task order, lazily."""
         tasks = list(tasks)
+        keep_freed_memory()  # the driver combines the results: the same policy as the workers
         client = self.client
         if client is None:
             raise EngineError("the Dask engine is closed")

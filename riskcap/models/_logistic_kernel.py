@@ -2,9 +2,10 @@
 
 For each person it transforms every input (identity, capped ``log1p``, linear-spline hat
 functions), standardises each term, multiplies by its coefficient and accumulates both the
-log-odds and the per-input contributions. The numpy path in :mod:`riskcap.models.logistic`
-(``apply_transforms`` then standardise then a row sum) is the slow, obviously-correct
-reference it is tested against; both agree with scikit-learn's ``predict_proba`` to 1e-12.
+log-odds and the per-input contributions. The numpy path through the term matrix
+(``apply_transforms`` then standardise then a row sum, ``tests/reference/logistic.py``) is
+the slow, obviously-correct twin it is tested against, and both are tested against
+scikit-learn's ``predict_proba``.
 Rows are independent, so a person's result never depends on the batch they are in.
 """
 from __future__ import annotations

@@ -5,8 +5,7 @@ TreeSHAP
     path-dependent algorithm with the node counts as cover) with the recursion replaced by
     an explicit stack of pending "cold" branches, visited in the recursion's order and with
     its arithmetic written the same way, so contributions agree with ``pred_contrib`` to a
-    few units in the last place. Decisions are LightGBM's, as in
-    :func:`riskcap.models.treescorer.predict_raw_reference`.
+    few units in the last place. Decisions are LightGBM's, as in the tree scorer.
 
 Memo over decision patterns (why it is fast)
     A tree's contributions for a row depend on the row only through the direction it takes
@@ -22,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from riskcap.models._tree_kernels import _bin_block
+from riskcap.stream.threads import numba_threads
 
 #: trees with at most this many internal nodes are memoised by decision pattern
 MEMO_MAX_NODES = 16
@@ -380,10 +379,7 @@ def contributions(X: np.ndarray, forest: ShapForest, first: int, last: int, num_
     memoised = (sizes <= MEMO_MAX_NODES) & (sizes > 0) if memo else np.zeros(sizes.size, bool)
     shared = (forest.node_start, forest.split_feature, forest.threshold, forest.decision_type)
     cats = (forest.cat_start, forest.cat_boundaries, forest.cat_words)
-    previous = numba.get_num_threads()
-    if n_threads is not None:
-        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
+    with numba_threads(n_threads):
         direct = ~memoised & (sizes > 0)
         if direct.any():
             _shap_direct(X, trees[direct], offsets[direct], *shared, forest.left, forest.right, forest.node_count,
@@ -391,8 +387,6 @@ def contributions(X: np.ndarray, forest: ShapForest, first: int, last: int, num_
         if memoised.any():
             _memo_blocks(X, trees[memoised], offsets[memoised], sizes[memoised], forest, out,
                          binned if binned is not None and binned.kernel == "bitvector" else None)
-    finally:
-        numba.set_num_threads(previous)
     return out
 
 

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
+
+from riskcap.stream.threads import numba_threads
 
 #: rows per block: the block's codes (block_rows x code columns) stay in L1/L2 cache while
 #: every tree visits them; a multiple of 64 keeps the SIMD loops free of remainders.
@@ -563,15 +564,10 @@ def predict_raw(X: np.ndarray, forest: CompiledForest, first: int, last: int, nu
               forest.column_start, forest.column_count, forest.search, forest.column_nan_code,
               forest.column_zero_code, forest.top_code, np.zeros(1, forest.code_dtype), forest.block_rows,
               forest.tree_start, forest.leaf_start, forest.leaf_value)
-    previous = numba.get_num_threads()
-    if n_threads is not None:
-        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
+    with numba_threads(n_threads):
         if forest.kernel == "bitvector":
             _score_bitvector(*common, forest.node_column, forest.node_threshold, forest.node_mask,
                              forest.mask_full, forest.node_table, forest.go_left, first, last, num_class, out)
         else:
             _score_path(*common, forest.node_words, forest.cat_words, first, last, num_class, out)
-    finally:
-        numba.set_num_threads(previous)
     return out

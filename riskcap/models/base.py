@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from riskcap.errors import DataError
 from riskcap.features import MODEL_FEATURES
-from riskcap.io import DataError
 
 #: Model kinds: name -> what they predict.
 KINDS: dict[str, str] = {

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskcap.errors import DataError
 from riskcap.features import COST_LABEL, MODEL_FEATURES
-from riskcap.io import DataError
 from riskcap.models.base import check_features, feature_matrix
 from riskcap.models.gbm import BASE_PARAMS, LightGBMModel, train_booster, validation_split
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskcap.errors import DataError
 from riskcap.features import LABEL, MODEL_FEATURES
-from riskcap.io import DataError, write_json
+from riskcap.io import write_json
 from riskcap.models.base import check_features, feature_matrix
 
 MODEL_TEXT = "model.txt"

@@ -33,8 +33,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from riskcap.errors import DataError
 from riskcap.features import COST_FEATURES, LABEL, MODEL_FEATURES, NO_EVENT_DAYS, WINDOW_FEATURES
-from riskcap.io import DataError, write_csv, write_json
+from riskcap.io import write_csv, write_json
 from riskcap.models.base import check_features, feature_columns, feature_matrix
 
 FORMAT = "riskcap-logistic/1"
@@ -191,9 +192,6 @@ class LogisticModel:
         n_terms = len(term_names(self.spec))
         if not (len(self.mean) == len(self.scale) == len(self.coef) == n_terms):
             raise DataError(f"logistic model: {n_terms} terms but {len(self.coef)} coefficients")
-        # each feature's terms are adjacent: contributions sum runs of terms from these starts
-        self._with_terms = np.unique(self._term_feature)
-        self._first_term = np.searchsorted(self._term_feature, self._with_terms)
         self._compiled = None  # kernel arrays, built on first use
         self.metadata = metadata or {}
 
@@ -218,11 +216,6 @@ class LogisticModel:
             params["calibration"] = calibration
         return cls(params, metadata)
 
-    def terms(self, frame: pd.DataFrame) -> np.ndarray:
-        """Standardised model terms (the centred values the coefficients multiply)."""
-        check_features(frame, self.features)
-        return (apply_transforms(feature_matrix(frame, self.features), self.spec) - self.mean) / self.scale
-
     def _kernel(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         from riskcap.models import _logistic_kernel
 
@@ -234,10 +227,6 @@ class LogisticModel:
     def raw_linear_predictor(self, frame: pd.DataFrame) -> np.ndarray:
         """The regression's log-odds, before recalibration (numba kernel, row by row)."""
         return self._kernel(frame)[0]
-
-    def raw_linear_predictor_reference(self, frame: pd.DataFrame) -> np.ndarray:
-        """The same log-odds the slow, obvious way: the term matrix, then a row sum."""
-        return (self.terms(frame) * self.coef).sum(axis=1) + self.intercept
 
     def predict_uncalibrated(self, frame: pd.DataFrame) -> np.ndarray:
         """The regression's probability: equals the scikit-learn pipeline's ``predict_proba``."""
@@ -263,13 +252,6 @@ class LogisticModel:
         factors push a person's risk up the most.)
         """
         return self._kernel(frame)[1]
-
-    def contributions_reference(self, frame: pd.DataFrame) -> np.ndarray:
-        """The same contributions from the term matrix (the kernel's reference)."""
-        out = np.zeros((len(frame), len(self.features)))
-        if len(self._with_terms):
-            out[:, self._with_terms] = np.add.reduceat(self.terms(frame) * self.coef, self._first_term, axis=1)
-        return out
 
     def predict_with_contributions(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and contributions in one pass over the rows."""

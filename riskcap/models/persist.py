@@ -17,7 +17,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from riskcap.io import DataError, sha256_file, write_json
+from riskcap.errors import DataError
+from riskcap.io import sha256_file, write_json
 
 FORMAT = "riskcap-model/1"
 METADATA_FILE = "metadata.json"

@@ -33,11 +33,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.errors import LoadRejected
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import DataError, ParquetRowsWriter, Tables
+from riskcap.io import ParquetRowsWriter, Tables
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.partitions import load_partition, plan_partitions, scans_for
+from riskcap.stream.memory import release_freed_memory
+from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
 from riskcap.validate import LoadSummary
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
@@ -94,8 +97,6 @@ def rank(scores: pd.DataFrame, kind: str, population: np.ndarray | None = None) 
     Categoricals (a few thousand distinct phrases among millions of people) with their
     phrases sorted, so the frame does not depend on how it was partitioned.
     """
-    from riskcap.stratify import assign_tiers, percentiles_among, risk_percentiles
-
     for col in ("reason_1", "reason_2", "reason_3"):  # phrase lists in a canonical (sorted) order
         if isinstance(scores[col].dtype, pd.CategoricalDtype):
             scores[col] = scores[col].cat.reorder_categories(sorted(scores[col].cat.categories))
@@ -264,8 +265,6 @@ def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
     scores = score_frame(model, frame, reasons=share >= 100)
     scores["explained"] = share >= 100
     if 0 < share < 100 and len(scores):
-        from riskcap.stratify import risk_percentiles
-
         value = scores[value_column(model.kind)].to_numpy()
         candidates = _top(risk_percentiles(value), min(100.0, share * CANDIDATE_MARGIN))
         texts = _reason_texts(scores)
@@ -333,8 +332,8 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     :func:`~riskcap.partitions.plan_partitions` (planned here when None); ``engine``: a
     :mod:`riskcap.engines` engine (local by default); ``progress(stage, done, total)`` is
     called after each partition. A partition with a data problem (reject mode) stops the
-    scoring, the rest are still checked, then DataError lists every problem (its ``summary``
-    attribute holds the LoadSummary) and nothing is written. In quarantine mode the returned
+    scoring, the rest are still checked, then :class:`~riskcap.errors.LoadRejected`
+    lists every problem and nothing is written. In quarantine mode the returned
     summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
     """
     from riskcap.engines import LocalEngine
@@ -359,9 +358,7 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
                 _tick(progress, "scoring", len(summaries), len(parts))
         summary = LoadSummary.combine(summaries)
         if summary.status == "rejected":
-            exc = DataError(summary.error_message())
-            exc.summary = summary
-            raise exc
+            raise LoadRejected(summary)
         return writer.finish(summary, engine, parts, shared, progress)
 
 
@@ -429,7 +426,7 @@ class ScoresWriter:
     def finish(self, summary: LoadSummary, engine, parts, shared: dict, progress=None) -> ScoredPopulation:
         """Rank everyone and write the file (``parts`` and ``shared``, the partitions' loading
         arguments, are for the second read of people pass one did not explain)."""
-        _release_memory()  # what the partitions freed, before the population-sized array
+        release_freed_memory()  # what the partitions freed, before the population-sized array
         population = self._sorted_values()
         found = self._second_pass(population, engine, parts, shared, progress)
         scored = ScoredPopulation(self.kind, summary)
@@ -453,8 +450,6 @@ class ScoresWriter:
         """Reasons of the (few) chosen people pass one did not explain, by partition index."""
         if not 0 < self.share < 100:
             return {}
-        from riskcap.stratify import percentiles_among
-
         tasks, where = [], []
         for i, part in enumerate(parts[:len(self)]):
             scores = self._read(i, ["person_id", self.value, "explained"])
@@ -469,20 +464,6 @@ class ScoresWriter:
             found[i] = reasons
             _tick(progress, "reasons", done, len(tasks))
         return found
-
-
-def _release_memory() -> None:
-    """Hand memory the partitions freed back to the OS before the population-wide steps
-    (arrow's pool and glibc keep freed pages otherwise, which would add to the peak)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _tick(progress, stage: str, done: int, total: int) -> None:

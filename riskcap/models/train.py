@@ -1,26 +1,21 @@
 """Training, evaluating and the data around them: fingerprints, the synthetic truth, dates.
 
-Temporal validation is the default: train at one index date (the synthetic
-``TRAIN_INDEX_DATE``, 2023-04-01) and evaluate at a later one (``EVAL_INDEX_DATE``,
-2024-04-01), so a model is always judged on a year it never saw.
+Temporal validation is the default: the commands train two years before the data's end and
+evaluate one year before it (:mod:`riskcap.data.dates`), so a model is judged on a year it
+never saw.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from riskcap.errors import DataError
 from riskcap.features import COST_LABEL, LABEL, OUTCOME_DAYS, to_date, to_day
-from riskcap.io import DataError, table_names, table_path
+from riskcap.io import table_names, table_path
 from riskcap.models.base import KINDS
-
-try:  # the synthetic calendar's default dates, when the generator is installed
-    from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE
-except ImportError:  # pragma: no cover - generator absent
-    TRAIN_INDEX_DATE, EVAL_INDEX_DATE = dt.date(2023, 4, 1), dt.date(2024, 4, 1)
 
 TRUTH_FILE = "truth.parquet"
 DEFAULT_SEED = 0

@@ -58,7 +58,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
     sections = build_sections(run)
     html = render_html(
         "Risk stratification and Year of Care capitation",
-        f"Emergency-admission risk, case-finding and capitation scenarios at {run.index_date.isoformat()}",
+        f"Emergency-admission risk, case-finding and capitation scenarios at {run.index_date_text}",
         headline(run), sections, provenance(run))
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")

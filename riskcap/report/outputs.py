@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from riskcap.data.dates import default_index_date
+from riskcap.errors import DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
-from riskcap.io import DataError, read_table, table_path
+from riskcap.io import read_table, table_path
 from riskcap.schema import CONDITIONS
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
@@ -85,7 +87,7 @@ class RunOutputs:
     """Everything the report and workbook need from a run directory (None = not run)."""
 
     run_dir: Path
-    index_date: dt.date
+    index_date: dt.date | None  # None: no output and no data to tell it from
     index_date_source: str
     population: PopulationSummary | None = None
     metrics: dict[str, dict] = field(default_factory=dict)
@@ -95,6 +97,10 @@ class RunOutputs:
     capitation: CapitationOutputs | None = None
     fingerprints: dict = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def index_date_text(self) -> str:
+        return self.index_date.isoformat() if self.index_date else "an unknown date"
 
     @property
     def primary_model(self) -> str | None:
@@ -133,7 +139,7 @@ def read_run(run_dir: str | Path) -> RunOutputs:
     capitation = _read_capitation(run_dir / "capitation")
     casefinding = read_json(run_dir / "casefinding" / "summary.json") \
         if (run_dir / "casefinding" / "summary.json").exists() else None
-    index_date, source = _index_date(metrics, capitation, casefinding)
+    index_date, source = _index_date(run_dir, metrics, capitation, casefinding)
     out = RunOutputs(run_dir, index_date, source, metrics=metrics, model_metadata=metadata,
                      casefinding=casefinding, capitation=capitation)
     data_dir = run_dir / "data"
@@ -268,7 +274,8 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
     return CapitationOutputs(summary=summary, scenarios=scenarios, **tables)
 
 
-def _index_date(metrics: dict, capitation: CapitationOutputs | None, casefinding: dict | None) -> tuple[dt.date, str]:
+def _index_date(run_dir: Path, metrics: dict, capitation: CapitationOutputs | None, casefinding: dict | None
+                ) -> tuple[dt.date | None, str]:
     for kind in MODEL_KINDS:
         value = metrics.get(kind, {}).get("evaluation_index_date")
         if value:
@@ -277,9 +284,10 @@ def _index_date(metrics: dict, capitation: CapitationOutputs | None, casefinding
         return to_date(to_day(capitation.summary["inputs"]["index_date"])), "capitation/summary.json"
     if casefinding is not None and casefinding.get("list_date"):
         return to_date(to_day(casefinding["list_date"])), "casefinding/summary.json"
-    from riskcap.models.train import EVAL_INDEX_DATE
-
-    return to_date(to_day(EVAL_INDEX_DATE)), "default (synthetic evaluation index date)"
+    if not (run_dir / "data").is_dir():
+        return None, "nothing in the run directory records it"
+    index = default_index_date("evaluate", run_dir / "data")
+    return index.date, f"data/: {index.source}"
 
 
 # --- The population ----------------------------------------------------------------

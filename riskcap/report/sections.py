@@ -98,7 +98,7 @@ def population_section(run: RunOutputs) -> Section:
     if pop is None:
         s.not_run = run.missing.get("data", "no population data")
         return s
-    date = run.index_date.isoformat()
+    date = run.index_date_text
     s.intro = (f"People registered with a practice and alive on {date} (the evaluation index date, "
                f"from {run.index_date_source}).")
     s.figures.append(Figure(
@@ -167,7 +167,7 @@ def models_section(run: RunOutputs) -> Section:
     m = run.metrics[primary]
     risk = {k: run.metrics[k] for k in RISK_KINDS if k in run.metrics}
     s.intro = (f"Probability of one or more emergency admissions in the 12 months after "
-               f"{m.get('evaluation_index_date', run.index_date.isoformat())}, for models trained at "
+               f"{m.get('evaluation_index_date', run.index_date_text)}, for models trained at "
                f"{m.get('training_index_date', '?')}"
                + (" (temporal validation: the evaluation year was never seen in training)."
                   if m.get("temporal_validation") else ".")
@@ -304,7 +304,7 @@ def risk_pyramid_section(run: RunOutputs) -> Section:
         order = top_share.sort_values(ascending=False, kind="stable").index
         overall = float(sc.tiers.loc[top_tiers, "people"].sum() / sc.people)
         lo, hi = top_share.idxmin(), top_share.idxmax()
-        s.intro = (f"Tiers of the whole scored population ({sc.people:,} people at {run.index_date.isoformat()}, "
+        s.intro = (f"Tiers of the whole scored population ({sc.people:,} people at {run.index_date_text}, "
                    f"{sc.model or 'risk'} model): each tier is a band of population risk percentiles, so practices "
                    "differ in how many of their people fall in each.")
         s.figures.append(Figure(
@@ -578,7 +578,7 @@ def build_sections(run: RunOutputs) -> list[Section]:
 
 def headline(run: RunOutputs) -> list[tuple[str, str]]:
     """Key numbers for the top of the report (label, value)."""
-    items = [("index date", run.index_date.isoformat())]
+    items = [("index date", run.index_date_text)]
     if run.population is not None:
         items.append(("people registered", f"{run.population.people:,}"))
         items.append(("practices", f"{run.population.practices:,}"))

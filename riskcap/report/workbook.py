@@ -20,7 +20,6 @@ zip entries are normalised, so the same run outputs give the same bytes.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pandas as pd
 from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
 from riskcap.io import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
+from riskcap.report.xlsx import saved_bytes
 
 PENCE = "#,##0"
 GBP = "#,##0.00"
@@ -338,7 +338,7 @@ def _assumptions_sheet(ws, run: RunOutputs) -> None:
     row += 1
     from riskcap import __version__
 
-    facts = [("index date", run.index_date.isoformat()), ("index date from", run.index_date_source),
+    facts = [("index date", run.index_date_text), ("index date from", run.index_date_source),
              ("riskcap version", __version__)]
     for kind, m in run.metrics.items():
         facts.append((f"{kind} model: trained at / evaluated at",
@@ -390,15 +390,10 @@ def _source(cap: CapitationOutputs, name: str) -> str:
 
 def workbook_bytes(run: RunOutputs) -> bytes:
     """The finance workbook as deterministic bytes."""
-    import zipfile
-
     from openpyxl import Workbook
-    from openpyxl.writer.excel import ExcelWriter
-
-    from riskcap.stratify import normalise_zip
 
     wb = Workbook()
-    stamp = dt.datetime.combine(run.index_date, dt.time())
+    stamp = dt.datetime.combine(run.index_date or dt.date(1980, 1, 1), dt.time())  # zip's earliest date
     wb.properties.creator = "riskcap"
     wb.properties.created = stamp
     wb.properties.modified = stamp
@@ -423,10 +418,7 @@ def workbook_bytes(run: RunOutputs) -> bytes:
                 freeze="C2")
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        ExcelWriter(wb, archive).save()
-    return normalise_zip(buffer.getvalue())
+    return saved_bytes(wb)
 
 
 def write_workbook(run: RunOutputs, path: str | Path) -> Path:

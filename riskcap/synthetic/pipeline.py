@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskcap.config import ConfigError, load_yaml, resolve_config
+from riskcap.config import load_yaml, resolve_config
+from riskcap.errors import ConfigError
 from riskcap.io import Tables, atomic_path, coerce, write_json
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, TABLES
 from riskcap.synthetic import calibration

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskcap.config import ConfigError
-from riskcap.io import DataError
-from riskcap.stratify import EXCLUSIONS, SelectionRule, eligibility, palliative_ids, risk_order, select
+from riskcap.casefinding.eligibility import EXCLUSIONS, eligibility, palliative_ids
+from riskcap.casefinding.selection import SelectionRule, risk_order, select
+from riskcap.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.unit
 DAY = dt.date(2024, 4, 1)

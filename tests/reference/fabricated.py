@@ -1,4 +1,4 @@
-"""Fabricated person-feature frames for tests and benchmarks of the capitation engine.
+"""Fabricated person-feature frames for the capitation engine's tests and benchmarks.
 
 Not a population model (``riskcap.synthetic`` is): just fast, seeded frames with the
 column names and types of :func:`riskcap.features.build_features` that the capitation

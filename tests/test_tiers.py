@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskcap.config import ConfigError
-from riskcap.stratify import (Pyramid, Tier, assign_tiers, load_pyramid, percentiles_among, risk_percentiles,
-                              tier_codes)
+from riskcap.errors import ConfigError
+from riskcap.tiers import Pyramid, Tier, assign_tiers, load_pyramid, percentiles_among, risk_percentiles, tier_codes
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,211 @@
+"""What case-finding reads: the scores file, and the data rows of the listed people only.
+
+A list holds a few percent of the population, so the listed people's conditions and
+activity are read with the person filter pushed down to parquet (text read
+dictionary-encoded) and checked with :mod:`riskcap.validate`'s row checks, rather than
+loading whole tables. With an engine, blocks of listed people are read and turned into
+features as separate tasks.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskcap.errors import DataError
+from riskcap.io import Tables, coerce, read_raw, read_table, table_path
+from riskcap.schema import TABLES
+
+SCORE_REQUIRED: tuple[str, ...] = ("person_id", "practice_code", "probability")
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
+    """Read and check a scores file (``riskcap score`` output, parquet or CSV).
+
+    Returns
+    -------
+    (DataFrame, pyarrow.Table)
+        The frame has ``person_id``, ``practice_code``, ``probability``, ``score`` (computed
+        as ``round(100 x probability)`` when absent) and ``tier`` / ``percentile`` /
+        ``model`` / ``index_date`` when present, plus ``_row`` (row number in the file);
+        the arrow table is the file as read (reason columns are taken from it for the
+        listed rows only).
+
+    Raises
+    ------
+    DataError
+        A required column is missing, ids are missing or repeated, a probability is not in
+        [0, 1], a score is not a whole number 0-100, or a practice code is unusable as a
+        file name.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: scores file not found")
+    table = _read_text_as_codes(path)
+    missing = [c for c in SCORE_REQUIRED if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected a `riskcap score` output "
+                        f"with {', '.join(SCORE_REQUIRED)}, score, tier, percentile, reason_1..3")
+    keep = [c for c in ("person_id", "practice_code", "probability", "score", "tier", "percentile", "model",
+                        "index_date") if c in table.column_names]
+    frame = table.select(keep).to_pandas()
+
+    def bad(column: str, mask: np.ndarray, what: str) -> None:
+        if mask.any():
+            examples = ", ".join(repr(v) for v in frame.loc[mask, column].head(5).tolist())
+            raise DataError(f"{path}: column '{column}': {int(mask.sum())} row(s) {what}; examples: {examples}")
+
+    ids = pd.to_numeric(frame["person_id"], errors="coerce")
+    bad("person_id", (ids.isna() | (ids != np.floor(ids))).to_numpy(), "are not whole numbers")
+    frame["person_id"] = ids.astype(np.int64)
+    bad("person_id", frame["person_id"].duplicated().to_numpy(), "repeat a person_id")
+    prob = pd.to_numeric(frame["probability"], errors="coerce").astype(np.float64)
+    bad("probability", (prob.isna() | (prob < 0) | (prob > 1)).to_numpy(), "are not probabilities in [0, 1]")
+    frame["probability"] = prob
+    if "score" in frame.columns:
+        score = pd.to_numeric(frame["score"], errors="coerce")
+        bad("score", (score.isna() | (score != np.floor(score)) | (score < 0) | (score > 100)).to_numpy(),
+            "are not whole numbers from 0 to 100")
+        frame["score"] = score.astype(np.int64)
+    else:
+        frame["score"] = np.round(100 * prob.to_numpy()).astype(np.int64)
+    code = frame["practice_code"].astype("string").str.strip()
+    bad("practice_code", code.isna().to_numpy(), "are empty")
+    frame["practice_code"] = code.astype(str)
+    unsafe = ~frame["practice_code"].str.match(_SAFE_CODE).to_numpy(dtype=bool)
+    bad("practice_code", unsafe, "are not ODS-style codes (letters, digits, - and _ only)")
+    if "percentile" in frame.columns:
+        pct = pd.to_numeric(frame["percentile"], errors="coerce")
+        bad("percentile", (pct.isna() | (pct < 0) | (pct > 100)).to_numpy(), "are not percentiles in [0, 100]")
+    frame["_row"] = np.arange(len(frame), dtype=np.int64)
+    return frame, table
+
+
+def _read_text_as_codes(path: Path) -> pa.Table:
+    """A parquet file with its text columns read dictionary-encoded (each distinct reason is
+    decoded once, not once a row); CSV as :func:`riskcap.io.read_raw` reads it."""
+    if path.suffix == ".csv":
+        return read_raw(path)
+    try:
+        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        return pq.read_table(path, read_dictionary=text)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]}); is the file truncated or not parquet?") from exc
+
+def read_persons(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(persons, practices) of a data folder, persons checked against the data contract
+    (DataError listing every problem)."""
+    persons = read_table(data_dir, "persons", columns=_present(data_dir, "persons", TABLES["persons"].names))
+    practices = read_table(data_dir, "practices")
+    _check("persons", persons, table_path(data_dir, "persons"),
+           practice_codes=practices["practice_code"].astype("str").tolist())
+    return persons, practices
+
+
+def _present(data_dir, name: str, wanted: list[str]) -> list[str] | None:
+    """``wanted`` columns that exist in a parquet table (CSV: None = all)."""
+    path = table_path(data_dir, name)
+    if path.suffix == ".csv":
+        return None
+    schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    return [c for c in wanted if c in schema.names]
+
+def _check(name: str, frame: pd.DataFrame, path: Path, **kwargs) -> None:
+    """Run :mod:`riskcap.validate`'s row checks of table ``name`` on ``frame``; DataError
+    listing every problem (``riskcap validate`` gives the full report)."""
+    from riskcap import validate
+
+    check = {"persons": validate.check_persons, "conditions": validate.check_conditions,
+             "activity": validate.check_activity}[name]
+    frame = frame.copy(deep=False)
+    for col in TABLES[name].columns:  # optional columns the checks look at
+        if col.name not in frame.columns:
+            frame[col.name] = 1 if col.name == "quantity" else pd.Series(None, index=frame.index, dtype="object")
+    problems = check(frame, str(path), **kwargs)
+    if problems:
+        raise DataError("\n".join([f"{path}: {len(problems)} problem(s); run `riskcap validate` for the full report:"]
+                                   + [str(p) for p in problems]))
+
+
+def read_rows_of(data_dir, name: str, person_ids, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows of contract table ``name`` belonging to ``person_ids``, with contract dtypes.
+
+    For parquet the person filter is pushed down and text columns are read
+    dictionary-encoded (decoded after filtering, so only the listed people's strings are
+    decoded). CSV tables are read whole.
+    """
+    ids = np.unique(np.asarray(person_ids, dtype=np.int64))
+    path = table_path(data_dir, name)
+    if path.suffix == ".csv":
+        frame = read_table(data_dir, name, columns=columns)
+        return frame.loc[frame["person_id"].isin(ids)].reset_index(drop=True)
+    schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    wanted = ids.tolist() if len(ids) else [int(np.iinfo(np.int64).min)]
+    try:
+        table = pq.read_table(path, columns=columns, filters=[("person_id", "in", wanted)], read_dictionary=text)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]}); is the file truncated or not parquet?") from exc
+    table = table.unify_dictionaries()
+    coded = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+    frame = coerce(table.drop_columns(coded), name, path)
+    for col in coded:  # keep codes as categories (fast downstream); clean like the contract's text
+        frame[col] = _clean_text_categories(table.column(col).to_pandas())
+    return frame[table.column_names]
+
+
+def _clean_text_categories(values: pd.Series) -> pd.Series:
+    """Categorical text with stripped categories and empty text as null (as :func:`riskcap.io.coerce`)."""
+    cats = pd.Series(values.cat.categories).astype("string").str.strip()
+    if cats.duplicated().any() or (cats == "").any() or cats.isna().any():
+        out = values.astype("string").str.strip()
+        return out.mask(out == "")
+    return values.cat.rename_categories(cats.tolist())
+
+
+def listed_features(data_dir, persons: pd.DataFrame, person_ids: np.ndarray, list_date,
+                    features_fn=None, practices: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Features at the list date for the listed people only (reads and checks only their rows)."""
+    from riskcap.validate import PersonIndex
+
+    if features_fn is None:
+        from riskcap.features import build_features as features_fn
+    ids = np.unique(person_ids)
+    subset = persons.loc[persons["person_id"].isin(ids)].reset_index(drop=True)
+    conditions = read_rows_of(data_dir, "conditions", ids)
+    activity = read_rows_of(data_dir, "activity", ids)
+    people = PersonIndex.from_persons(subset)
+    _check("conditions", conditions, table_path(data_dir, "conditions"), persons=people)
+    _check("activity", activity, table_path(data_dir, "activity"), persons=people)
+    if practices is None:
+        practices = read_table(data_dir, "practices")
+    return features_fn(Tables(practices, subset, conditions, activity), list_date)
+
+
+#: Listed people per task when an engine builds their features.
+LISTED_BLOCK = 20_000
+
+
+def _listed_block_features(block: pd.DataFrame, *, data_dir: str, list_date, practices: pd.DataFrame) -> pd.DataFrame:
+    """Partition function: :func:`listed_features` of one block of listed persons' rows."""
+    return listed_features(data_dir, block, block["person_id"].to_numpy(dtype=np.int64), list_date,
+                           practices=practices)
+
+
+def listed_features_mapped(engine, data_dir, persons: pd.DataFrame, person_ids: np.ndarray, list_date,
+                           practices: pd.DataFrame) -> pd.DataFrame:
+    """:func:`listed_features` with the reads and features done on ``engine``, in blocks of
+    :data:`LISTED_BLOCK` listed people (in persons-file order), concatenated in order: a
+    person's features depend only on their own rows, so the frame equals the one-go result.
+    This is casefind's heavy step (scanning conditions and activity for the listed people)."""
+    subset = persons.loc[persons["person_id"].isin(np.unique(person_ids))].reset_index(drop=True)
+    blocks = [subset.iloc[lo:lo + LISTED_BLOCK] for lo in range(0, max(len(subset), 1), LISTED_BLOCK)]
+    parts = list(engine.map(_listed_block_features, blocks, data_dir=str(Path(data_dir).resolve()),
+                            list_date=list_date, practices=practices))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)

@@ -1,0 +1,6 @@
+"""Streaming a population one ``person_id`` range at a time, on one machine or a Dask cluster.
+
+- :mod:`~riskcap.stream.memory`: keep freed memory while partitions stream, give it back
+  before the population-wide steps;
+- :mod:`~riskcap.stream.threads`: how many threads numba's kernels use.
+"""
