@@ -29,6 +29,8 @@ import pyarrow.compute as pc
 from numba import njit, prange
 from pandas.api.types import union_categoricals
 
+from riskcap.registrations import Periods, periods_of
+
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
 from riskcap.io import Tables, days
@@ -348,15 +350,28 @@ def _fill_runs(left, right, out):  # pragma: no cover - compiled
 
 # --- The builder ---------------------------------------------------------------------
 
-def eligible_mask(persons: pd.DataFrame, index_date) -> np.ndarray:
-    """People registered with a practice, born and alive on ``index_date``."""
+def registered_on(persons: pd.DataFrame, registrations: pd.DataFrame | None, index_date,
+                  periods: Periods | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``persons``: registered with a practice, born and alive on ``index_date``
+    (a mask), and the practice that day (an index into ``periods.practice_codes``, -1 for none).
+
+    The practice is the registration period holding the day (:mod:`riskcap.registrations`):
+    a mover's practice on that day, not their last; a person between lists is not registered.
+    """
     idx = to_day(index_date)
+    periods = periods_of(persons, registrations) if periods is None else periods
     big = np.iinfo(np.int64).max
     born = _date_days(persons["birth_date"], big)
-    reg_from = _date_days(persons["registered_from"], big)
-    reg_to = _date_days(persons["registered_to"], big)
     died = _date_days(persons["died_on"], big)
-    return (born <= idx) & (reg_from <= idx) & (idx < reg_to) & (idx < died) & persons["practice_code"].notna().to_numpy()
+    ids = persons["person_id"].to_numpy(dtype=np.int64, na_value=-1)
+    practice = periods.practice_on(ids, np.full(len(ids), idx, dtype=np.int32))
+    keep = (born <= idx) & (idx < died) & (practice >= 0)
+    return keep, np.where(keep, practice, -1)
+
+
+def eligible_mask(persons: pd.DataFrame, index_date, registrations: pd.DataFrame | None = None) -> np.ndarray:
+    """People (rows of ``persons``) registered with a practice, born and alive on ``index_date``."""
+    return registered_on(persons, registrations, index_date)[0]
 
 
 def build_features(tables: Tables, index_date) -> pd.DataFrame:
@@ -415,8 +430,10 @@ def _categorical(series: pd.Series) -> pd.Categorical:
 def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
     """:func:`build_features`' columns as arrays, text as categoricals (see :func:`_frame`)."""
     persons = tables.persons
-    keep = eligible_mask(persons, idx)
+    periods = periods_of(persons, tables.registrations)
+    keep, practice = registered_on(persons, tables.registrations, idx, periods)
     people = persons.loc[keep]
+    practice = practice[keep]
     ids = people["person_id"].to_numpy(dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     if len(ids) > 1 and (np.diff(ids[order]) == 0).any():
@@ -424,10 +441,12 @@ def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
         raise DataError(f"persons: column 'person_id': duplicate ids, e.g. {', '.join(map(str, dup))}")
     people = people.iloc[order]
     ids = ids[order]
+    practice = practice[order]
     n = len(ids)
 
     out: dict[str, object] = {"person_id": ids}
-    out["practice_code"] = _categorical(people["practice_code"])
+    # the practice on the index date (categories: the registrations' codes, so a frame's codes are its own)
+    out["practice_code"] = pd.Categorical.from_codes(practice, pd.Index(periods.practice_codes, dtype=object))
     out["sex"] = _categorical(people["sex"])
     out["male"] = np.asarray(out["sex"] == "M").astype(np.int8)
     age = age_on(people["birth_date"], idx)
@@ -442,11 +461,16 @@ def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
     out.update(_condition_features(tables.conditions, ids, idx))
     out.update(_activity_features(tables.activity, ids, idx))
 
-    reg_to = _date_days(people["registered_to"], np.iinfo(np.int64).max)
-    died = _date_days(people["died_on"], np.iinfo(np.int64).max)
-    end = np.minimum(np.minimum(reg_to, died), idx + OUTCOME_DAYS)
-    out["list_days_next_12"] = np.maximum(end - idx, 0).astype(np.int32)
+    out["list_days_next_12"] = list_days(periods, ids, idx, idx + OUTCOME_DAYS).astype(np.int32)
     return out
+
+
+def list_days(periods: Periods, ids: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Days in ``[lo, hi)`` each of ``ids`` (sorted) is registered, at any practice (deaths end periods)."""
+    at = np.searchsorted(ids, periods.person)
+    mine = at < len(ids)
+    mine[mine] = ids[at[mine]] == periods.person[mine]
+    return np.bincount(at[mine], weights=periods.days_in(lo, hi)[mine], minlength=len(ids)).astype(np.int64)
 
 
 def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
@@ -481,6 +505,7 @@ FEATURE_INPUTS: dict[str, list[str]] = {
                 "registered_to", "died_on", "care_home", "opted_out"],
     "conditions": ["person_id", "condition", "diagnosed_on"],
     "activity": ["person_id", "setting", "start_date", "end_date", "quantity", "cost_gbp", "primary_diagnosis"],
+    "registrations": ["person_id", "practice_code", "registered_from", "registered_to"],  # when present
 }
 
 
@@ -546,12 +571,14 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
     """
     import pyarrow.parquet as pq
 
-    from riskcap.io import read_table, table_path
+    from riskcap.io import read_optional_table, read_table, table_path
 
     frames = {"practices": read_table(data_dir, "practices")}
     filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
                                                  ("person_id", "<", int(person_range[1]))]
     for name, wanted in FEATURE_INPUTS.items():
+        if name == "registrations" and read_optional_table(data_dir, name, columns=[]) is None:
+            continue
         path = table_path(data_dir, name)
         if path.suffix == ".csv":  # text files: the ordinary reader
             frames[name] = read_table(data_dir, name, filters=filters)
@@ -590,7 +617,7 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
     if not is_sorted(ids):
         raise DataError("persons: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
     others = {}
-    for name in ("conditions", "activity"):
+    for name in ("conditions", "activity") + (("registrations",) if tables.registrations is not None else ()):
         pid = getattr(tables, name)["person_id"].to_numpy(dtype=np.int64)
         if not is_sorted(pid):
             raise DataError(f"{name}: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
@@ -608,6 +635,9 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
             persons=tables.persons.iloc[lo:hi],
             conditions=tables.conditions.iloc[cut["conditions"][0]:cut["conditions"][1]],
             activity=tables.activity.iloc[cut["activity"][0]:cut["activity"][1]],
+            registrations=(tables.registrations.iloc[cut["registrations"][0]:cut["registrations"][1]]
+                           if tables.registrations is not None else None),
+            practice_changes=tables.practice_changes,
         )
 
 

@@ -22,17 +22,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskcap.errors import DataError
-from riskcap.schema import TABLES
+from riskcap.schema import ALL_TABLES, TABLES
 
 
 @dataclass
 class Tables:
-    """The four contract tables of one population (or one partition of it)."""
+    """The contract tables of one population (or one partition of it).
+
+    ``registrations`` and ``practice_changes`` are the optional tables (None when the data
+    folder has none): :func:`riskcap.registrations.registrations_of` gives the registrations
+    either way.
+    """
 
     practices: pd.DataFrame
     persons: pd.DataFrame
     conditions: pd.DataFrame
     activity: pd.DataFrame
+    registrations: pd.DataFrame | None = None
+    practice_changes: pd.DataFrame | None = None
 
 
 def table_path(data_dir: str | Path, name: str) -> Path:
@@ -194,7 +201,7 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None) -> pa.T
         if path.suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            spec = TABLES.get(path.stem)
+            spec = ALL_TABLES.get(path.stem)
             text_types = {c: pa.string() for c in spec.names} if spec else {}
             convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
                                            column_types=text_types)
@@ -230,7 +237,7 @@ def coerce(table: pa.Table, name: str, path: Path | str = "") -> pd.DataFrame:
     empty text is null. Extra columns pass through unchanged. Raises DataError naming column,
     count and examples of bad values.
     """
-    spec = TABLES[name]
+    spec = ALL_TABLES[name]
     df = arrow_to_pandas(table)
     for col in spec.columns:
         if col.name not in df.columns:
@@ -349,6 +356,16 @@ def read_table(data_dir: str | Path, name: str, columns: list[str] | None = None
     """Read contract table ``name`` from ``data_dir`` with contract dtypes (no value checks)."""
     path = table_path(data_dir, name)
     return coerce(read_raw(path, columns=columns, filters=filters), name, path)
+
+
+def read_optional_table(data_dir: str | Path, name: str, columns: list[str] | None = None,
+                        filters=None) -> pd.DataFrame | None:
+    """:func:`read_table` of an optional table (``schema.OPTIONAL_TABLES``), or None when the folder has none."""
+    try:
+        table_path(data_dir, name)
+    except DataError:
+        return None
+    return read_table(data_dir, name, columns=columns, filters=filters)
 
 
 def days(dates: pd.Series) -> np.ndarray:

@@ -26,6 +26,7 @@ from riskcap.partitions import (
     INT64_MAX,
     INT64_MIN,
     PERSON_TABLES,
+    person_tables,
     PersonRange,
     StreamingFallbackWarning,
     load_partition,
@@ -99,7 +100,7 @@ def test_plan_reads_every_row_exactly_once(population, tmp_path_factory, people,
     assert parts[0].first == INT64_MIN and parts[-1].stop == INT64_MAX
     assert all(a.stop == b.first for a, b in zip(parts, parts[1:]))
     assert [p.index for p in parts] == list(range(len(parts)))
-    for name in PERSON_TABLES:
+    for name in person_tables(population):
         path = population / f"{name}.parquet"
         labels = np.concatenate([read_range(path, part, ["person_id"])[1] for part in parts])
         assert np.array_equal(np.sort(labels), np.arange(pq.ParquetFile(path).metadata.num_rows)), name
@@ -261,7 +262,7 @@ def test_streamed_quarantine_reconciles_and_rejects_the_same_rows(case, tmp_path
         for suffix in (".parquet", ".csv"):
             file = f"{name}_rejects{suffix}"
             assert (tmp_path / "streamed" / file).read_bytes() == (tmp_path / "whole" / file).read_bytes(), file
-    for name in PERSON_TABLES:  # the rows used are the same rows, partition by partition
+    for name in person_tables(data):  # the rows used are the same rows, partition by partition
         used = np.concatenate([getattr(t, name)["person_id"].to_numpy(dtype=np.int64) for t, _ in loaded])
         assert np.array_equal(used, getattr(tables, name)["person_id"].to_numpy(dtype=np.int64))
 
@@ -355,7 +356,7 @@ def test_streamed_quarantine_scores_and_rejects_match(population, models, tmp_pa
     _reference_write(score_tables(model, tables, EVAL_INDEX_DATE), tmp_path / "whole.parquet")
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", data, "--out",
                                        tmp_path / "out" / "scores.parquet", "--on-invalid", "quarantine",
-                                       "--partition-people", "800"])
+                                       "--partition-people", "800", "--index-date", EVAL_INDEX_DATE])
     assert result.exit_code == 0, result.output
     assert "7 row(s) quarantined" in result.output
     assert (tmp_path / "out" / "scores.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
@@ -387,7 +388,7 @@ def test_score_command_matches_the_committed_path_on_the_sample(models, tmp_path
         _reference_write(score_tables(load_model(models / kind), tables, EVAL_INDEX_DATE), tmp_path / "ref.parquet")
         out = tmp_path / f"{kind}.parquet"
         result = CliRunner().invoke(main, ["score", "--model", models / kind, "--data", SAMPLE, "--out", out,
-                                           "--partition-people", "6000"])
+                                           "--partition-people", "6000", "--index-date", EVAL_INDEX_DATE])
         assert result.exit_code == 0, result.output
         assert "partition(s)" in result.output
         assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes(), kind
@@ -398,7 +399,7 @@ def test_score_command_on_csv_warns_and_loads_whole(models, tmp_path):
     _reference_write(score_tables(load_model(models / "logistic"), tables, EVAL_INDEX_DATE), tmp_path / "ref.parquet")
     out = tmp_path / "scores.parquet"
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", CORPUS / "valid",
-                                       "--out", out])
+                                       "--out", out, "--index-date", EVAL_INDEX_DATE])
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "persons.csv is CSV" in result.output
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()

@@ -29,7 +29,7 @@ import yaml
 from riskcap.data.dates import default_index_date
 from riskcap.errors import DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
-from riskcap.io import read_table, table_path
+from riskcap.io import read_optional_table, read_table, table_path
 from riskcap.schema import CONDITIONS
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
@@ -305,7 +305,7 @@ def population_summary(data_dir: Path, index_date) -> PopulationSummary:
     persons = read_table(data_dir, "persons", columns=["person_id", "practice_code", "sex", "birth_date",
                                                        "registered_from", "registered_to", "died_on",
                                                        "imd_decile", "care_home"])
-    people = persons.loc[eligible_mask(persons, idx)]
+    people = persons.loc[eligible_mask(persons, idx, read_optional_table(data_dir, "registrations"))]
     ids = np.sort(people["person_id"].to_numpy(dtype=np.int64))
     order = np.argsort(people["person_id"].to_numpy(dtype=np.int64), kind="stable")
     age = age_on(people["birth_date"], idx)[order]
