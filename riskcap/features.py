@@ -369,13 +369,28 @@ def registered_on(persons: pd.DataFrame, registrations: pd.DataFrame | None, ind
     return keep, np.where(keep, practice, -1)
 
 
+def joining(persons: pd.DataFrame, periods: Periods, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``persons``: whether a registration period of theirs starts in ``(lo, hi)``
+    (alive, the period not empty), and the practice of the first such period (-1 for none)."""
+    starts = (periods.start > lo) & (periods.start < hi) & (periods.end > periods.start)
+    who, first = np.unique(periods.person[starts], return_index=True)
+    ids = persons["person_id"].to_numpy(dtype=np.int64, na_value=-1)
+    at = np.minimum(np.searchsorted(who, ids), max(len(who) - 1, 0))
+    found = (who[at] == ids) if len(who) else np.zeros(len(ids), dtype=bool)
+    return found, np.where(found, periods.practice[np.flatnonzero(starts)][first][at] if len(who) else -1, -1)
+
+
 def eligible_mask(persons: pd.DataFrame, index_date, registrations: pd.DataFrame | None = None) -> np.ndarray:
     """People (rows of ``persons``) registered with a practice, born and alive on ``index_date``."""
     return registered_on(persons, registrations, index_date)[0]
 
 
-def build_features(tables: Tables, index_date) -> pd.DataFrame:
+def build_features(tables: Tables, index_date, joining_days: int = 0) -> pd.DataFrame:
     """One row per person registered and alive at ``index_date``, sorted by ``person_id``.
+
+    ``joining_days``: also the people who first join a list in the ``joining_days`` after the
+    index date (capitation funds them from that day), with what is known at the index date
+    and the practice they join (an age of 0 for the not yet born).
 
     Parameters
     ----------
@@ -392,7 +407,7 @@ def build_features(tables: Tables, index_date) -> pd.DataFrame:
         :data:`MODEL_FEATURES` (dated strictly before the index date) and the outcome columns
         :data:`OUTCOME_COLUMNS` (dated on or after it).
     """
-    return _frame(_feature_columns(tables, to_day(index_date)))
+    return _frame(_feature_columns(tables, to_day(index_date), joining_days))
 
 
 #: Consecutive int32 columns made one pandas block, so the frame has under 100 blocks (pandas
@@ -427,11 +442,15 @@ def _categorical(series: pd.Series) -> pd.Categorical:
     return pd.Categorical(series.astype("str"))
 
 
-def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
+def _feature_columns(tables: Tables, idx: int, joining_days: int = 0) -> dict[str, object]:
     """:func:`build_features`' columns as arrays, text as categoricals (see :func:`_frame`)."""
     persons = tables.persons
     periods = periods_of(persons, tables.registrations)
     keep, practice = registered_on(persons, tables.registrations, idx, periods)
+    if joining_days:
+        joins, joined = joining(persons, periods, idx, idx + joining_days)
+        joins &= ~keep
+        keep, practice = keep | joins, np.where(joins, joined, practice)
     people = persons.loc[keep]
     practice = practice[keep]
     ids = people["person_id"].to_numpy(dtype=np.int64)
@@ -449,7 +468,7 @@ def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
     out["practice_code"] = pd.Categorical.from_codes(practice, pd.Index(periods.practice_codes, dtype=object))
     out["sex"] = _categorical(people["sex"])
     out["male"] = np.asarray(out["sex"] == "M").astype(np.int8)
-    age = age_on(people["birth_date"], idx)
+    age = np.maximum(age_on(people["birth_date"], idx), 0)
     out["age"] = age.astype(np.int32)
     out["age_band"] = pd.Categorical.from_codes(_age_band_codes(age), AGE_BANDS)
     imd = people["imd_decile"].to_numpy(dtype=np.int64)

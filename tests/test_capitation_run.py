@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.capitation.engine import evaluate
-from riskcap.capitation.population import Population, PopulationBuilder
+from riskcap.capitation.population import Population, _Spill
 from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
@@ -171,7 +171,7 @@ def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synt
     def full(self, arrays):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(PopulationBuilder, "_spill", full)
+    monkeypatch.setattr(_Spill, "_write", full)
     out = tmp_path / "o"
     result = CliRunner().invoke(main, ["capitation", "run", "baseline", "--data", str(synth_dir), "--out", str(out),
                                        "--partition-people", "1000"])

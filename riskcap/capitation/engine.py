@@ -43,6 +43,7 @@ class ScenarioResult:
             "need_groups": self.population.scheme.name,
             "settings": list(self.scenario.settings),
             "mode": b.mode_label,
+            "tariff_method": t.method,
             "people": people,
             "practices": int(len(self.population.practice_codes)),
             "gross_pence": int(b.gross_pence),
@@ -55,6 +56,13 @@ class ScenarioResult:
             "pool_threshold_pence": t.outcome_threshold_pence,
             "pool_funding_pence": int(t.pool_funding_pence),
             "pool_outturn_pence": int(self.pool_outturn_pence),
+            # every penny of in-scope outturn read, once: charged to practices (their actual plus
+            # what the pool paid for their people) + the ICB's unregistered line
+            "outturn_read_pence": int(self.population.read_pence),
+            "charged_to_practices_pence": int(self.population.outcome.sum()),
+            "unregistered_pence": int(self.population.unregistered_pence),
+            "outturn_reconciles": bool(self.population.read_pence == int(self.population.outcome.sum())
+                                       + self.population.unregistered_pence),
             "basis_pence": int(s.basis_pence.sum()),
             "actual_pence": int(s.actual_pence.sum()),
             "variance_pence": int(s.variance_pence.sum()),
@@ -72,14 +80,15 @@ class ScenarioResult:
     # --- tables ----------------------------------------------------------------------
     def tariffs_frame(self) -> pd.DataFrame:
         t, scheme = self.tariffs, self.population.scheme
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_base = np.where(t.people > 0, t.base_pence / np.maximum(t.people, 1) / 100, np.nan)
-            mean_capped = np.where(t.people > 0, t.capped_pence / np.maximum(t.people, 1) / 100, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):  # per registered year (365 registered days)
+            mean_base = np.where(t.days > 0, t.base_pence * DAYS_IN_YEAR / np.maximum(t.days, 1) / 100, np.nan)
+            mean_capped = np.where(t.days > 0, t.capped_pence * DAYS_IN_YEAR / np.maximum(t.days, 1) / 100, np.nan)
         return pd.DataFrame({
             "scenario": self.scenario.name,
             "need_group": scheme.group_ids,
             "need_group_name": [g.name for g in scheme.groups],
             "people": t.people,
+            "tariff_year_days": t.days,
             "list_days": self.population.list_days.sum(axis=0),
             "base_cost_pence": t.base_pence,
             "excess_pence": t.excess_pence,

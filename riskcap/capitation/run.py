@@ -43,7 +43,7 @@ import yaml
 
 from riskcap.capitation.engine import ScenarioResult, evaluate
 from riskcap.capitation.population import (Population, PopulationBuilder, PopulationPart, attach_scores,
-                                           population_part)
+                                           population_part, tariff_basis)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
 from riskcap.errors import ConfigError, DataError, LoadRejected
@@ -139,15 +139,48 @@ class RunPart:
         return int(self.person_id.size)
 
 
-def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.DataFrame | None = None) -> RunPart:
-    """Group one partition's people once per scheme and aggregate them once per plan key."""
+def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.DataFrame | None = None,
+                        exposure=None, tariff_features: pd.DataFrame | None = None) -> RunPart:
+    """Group one partition's people once per scheme and aggregate them once per plan key.
+
+    With an ``exposure`` and the ``tariff_features`` at T - 365 (:func:`forward_inputs`), by
+    the day with forward tariffs; without, from the features frame alone (base-year tariffs).
+    """
     groups: dict[str, np.ndarray] = {}
+    tariff_groups: dict[str, np.ndarray] = {}
     parts: dict[Key, PopulationPart] = {}
     for where, settings in plan.keys:
+        scheme = plan.schemes[where]
         if where not in groups:
-            groups[where] = assign_need_groups(features, plan.schemes[where])
-        parts[(where, settings)] = population_part(features, plan.schemes[where], settings, practices, groups[where])
+            groups[where] = assign_need_groups(features, scheme)
+            if exposure is not None:
+                tariff_groups[where] = assign_need_groups(tariff_features, scheme)
+        tariff = None if exposure is None else tariff_basis(tariff_features, exposure, scheme, settings,
+                                                            tariff_groups[where])
+        parts[(where, settings)] = population_part(features, scheme, settings, practices, groups[where],
+                                                   exposure=exposure, tariff=tariff)
     return RunPart(features["person_id"].to_numpy(dtype=np.int64, copy=True), parts)
+
+
+def forward_inputs(tables: Tables, index_date) -> tuple[pd.DataFrame, pd.DataFrame, object, np.ndarray]:
+    """What a partition's forward, by-day capitation needs: the features at T of everyone on a
+    list in the outcome year (joiners too), the features at T - 365 (the tariff year's people),
+    their :class:`~riskcap.capitation.exposure.Exposure`, and which rows of the first were
+    registered at T (the people a run also scores)."""
+    from riskcap.capitation.exposure import TARIFF_DAYS, exposure_of  # noqa: PLC0415
+    from riskcap.features import OUTCOME_DAYS, build_features, registered_on, to_day  # noqa: PLC0415
+    from riskcap.registrations import periods_of  # noqa: PLC0415
+
+    day = to_day(index_date)
+    periods = periods_of(tables.persons, tables.registrations)
+    features = build_features(tables, day, joining_days=OUTCOME_DAYS)
+    tariff_features = build_features(tables, day - TARIFF_DAYS)
+    exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64),
+                           tariff_features["person_id"].to_numpy(dtype=np.int64), periods)
+    at_t, _ = registered_on(tables.persons, tables.registrations, day, periods)
+    registered = np.isin(features["person_id"].to_numpy(dtype=np.int64),
+                         tables.persons["person_id"].to_numpy(dtype=np.int64)[at_t])
+    return features, tariff_features, exposure, registered
 
 
 def need_group_table(run_part: RunPart, plan: RunPlan, where: str) -> pa.Table:
@@ -229,11 +262,10 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
     partition's person_id range of each file is read.
     """
     summary = None
+    exposure = tariff_features = None
     if isinstance(task, pd.DataFrame):
-        features = task
+        features = registered = task
     else:
-        from riskcap.features import build_features  # noqa: PLC0415 - keeps this module light
-
         if isinstance(task, Tables):
             tables = task
         else:
@@ -243,18 +275,20 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
             if tables is None:
                 return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
         practices = tables.practices
-        features = build_features(tables, index_date)
+        features, tariff_features, exposure, at_index = forward_inputs(tables, index_date)
+        registered = features if at_index.all() else features.loc[at_index].reset_index(drop=True)
         del tables
     scored = None
     if model_files is not None:
         from riskcap.models.persist import load_model_files  # noqa: PLC0415
         from riskcap.models.score import score_candidates  # noqa: PLC0415
 
-        scored = score_candidates(load_model_files(model_files), [features], share)
+        scored = score_candidates(load_model_files(model_files), [registered], share)  # as `riskcap score`: at T
+    del registered
     first, stop = _person_range(task, features)
     for path, cost_file in scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
-    run_part = aggregate_partition(features, plan, practices)
+    run_part = aggregate_partition(features, plan, practices, exposure, tariff_features)
     run_part.summary, run_part.scores = summary, scored
     return run_part
 
