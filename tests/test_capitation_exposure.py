@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import exposure as naive
-from riskcap.capitation.exposure import N_SETTINGS, exposure_of
+from riskcap.capitation.exposure import N_SETTINGS, exposure_of, tariff_start
 from riskcap.features import build_features
 from riskcap.io import Tables
 from riskcap.schema import SETTING_CODES
@@ -73,7 +73,7 @@ def populations(draw):
 @settings(max_examples=120, deadline=None)
 def test_every_penny_of_outturn_is_charged_once_to_the_right_place(tables):
     features = build_features(tables, T, joining_days=365)
-    tariff = build_features(tables, T - 365)
+    tariff = build_features(tables, tariff_start(T))
     ex = exposure_of(tables, T, features["person_id"].to_numpy(), tariff["person_id"].to_numpy())
     charged, unregistered, read = naive.charges(tables.persons, tables.registrations, tables.activity, T)
     assert int(ex.read_pence.sum()) == read
@@ -122,13 +122,13 @@ def test_tariff_year_counts_registered_days_and_costs_of_the_people_registered_t
                                "diagnosed_on": pd.to_datetime([])})
     tables = Tables(pd.DataFrame({"practice_code": ["P1", "P2"], "icb_code": "Q", "list_size": 1}), persons,
                     conditions, activity, registrations=regs)
-    tariff = build_features(tables, T - 365)  # persons 1 and 2 (3 joins later: not priced)
+    tariff = build_features(tables, day("2023-04-01"))  # persons 1 and 2 (3 joins later: not priced)
     assert tariff["person_id"].tolist() == [1, 2]
     ex = exposure_of(tables, T, build_features(tables, T, joining_days=365)["person_id"].to_numpy(),
                      tariff["person_id"].to_numpy())
     gp, ae = SETTING_CODES.index("gp"), SETTING_CODES.index("ae")
     # person 1: the gap (June and July) is not registered, its 20.00 is not priced; days either side count
-    start = T - 365  # 2023-04-02: the tariff year is 365 days, like the outcome year
+    start = day("2023-04-01")  # a calendar year before T (366 days: it holds 29 February 2024)
     assert ex.tariff_days.tolist() == [(day("2023-06-01") - start) + (T - day("2023-08-01")),
                                        day("2023-10-01") - start]  # person 2 dies: days to death
     assert ex.tariff_pence[:, gp].tolist() == [1000, 0] and ex.tariff_pence[:, ae].tolist() == [0, 30000]

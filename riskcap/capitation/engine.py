@@ -169,6 +169,8 @@ class ScenarioResult:
         scheme, s = self.population.scheme, self.settlement
         allocated = accuracy.group_allocation(s.basis_pence, self.budgets.cell_shares)
         actual = self.actual_cells.sum(axis=0)
+        ratio = accuracy.predictive_ratio(actual, allocated)
+        rel, rel_all = accuracy.spread(*self.population.spread)
         rows = pd.DataFrame({
             "scenario": self.scenario.name,
             "level": "need_group",
@@ -176,15 +178,21 @@ class ScenarioResult:
             "people": self.population.people.sum(axis=0),
             "allocated_pence": np.rint(allocated).astype(np.int64),
             "actual_pence": actual,
-            "predictive_ratio": np.round(accuracy.predictive_ratio(actual, allocated), 6),
+            "predictive_ratio": np.round(ratio, 6),
+            "ratio_se": np.round(ratio * rel, 6),
         })
+        whole = float(s.actual_pence.sum() / s.basis_pence.sum()) if s.basis_pence.sum() else np.nan
         total = pd.DataFrame({
             "scenario": [self.scenario.name], "level": ["all"], "unit": ["all"],
             "people": [self.population.n_people], "allocated_pence": [int(s.basis_pence.sum())],
             "actual_pence": [int(s.actual_pence.sum())],
-            "predictive_ratio": [round(float(s.actual_pence.sum() / s.basis_pence.sum()), 6) if s.basis_pence.sum() else np.nan],
+            "predictive_ratio": [round(whole, 6)],
+            "ratio_se": [round(whole * rel_all, 6)],
         })
         out = pd.concat([rows, total], ignore_index=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["z"] = np.round((out["predictive_ratio"] - 1) / out["ratio_se"], 3)
+        out.insert(1, "method", self.tariffs.method)
         out["practices_within_10pct"] = np.where(out["level"] == "all", accuracy.share_within(s.actual_pence, s.basis_pence), np.nan)
         out["practice_r_squared"] = np.where(out["level"] == "all", accuracy.r_squared(s.actual_pence, s.basis_pence), np.nan)
         return out

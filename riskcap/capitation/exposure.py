@@ -2,7 +2,8 @@
 
 Capitation works on two years around the index date T:
 
-* the **tariff year** ``[T - 365, T)``: the people registered at ``T - 365`` (grouped with their
+* the **tariff year** ``[T0, T)``, ``T0`` = T less one calendar year (:func:`tariff_start`; 366
+  days when it holds a 29 February, costs being priced per day): the people registered at ``T0`` (grouped with their
   features then), their days registered anywhere in the ICB in that year and the cost of their
   activity on those days: what a group costs per registered day, looking forward;
 * the **outcome year** ``[T, T + 365)``: everyone on a list on any of its days (registered at T,
@@ -23,14 +24,18 @@ import numpy as np
 import pandas as pd
 
 from riskcap.errors import DataError
-from riskcap.features import OUTCOME_DAYS, _coded, _date_days, _numbers
+from riskcap.features import OUTCOME_DAYS, _coded, _date_days, _numbers, months_before
 from riskcap.io import Tables
 from riskcap.registrations import NOWHERE, Periods, periods_of
 from riskcap.schema import SETTING_CODES
 
-#: Days of the tariff year (the year before the index date).
-TARIFF_DAYS = OUTCOME_DAYS
 N_SETTINGS = len(SETTING_CODES)
+
+
+def tariff_start(index_day: int) -> int:
+    """The tariff year's first day: the index date less one calendar year (as the features'
+    12-month look-backs count), so grouping happens on the same calendar day as at T."""
+    return months_before(index_day, 12)
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Exposure:
     partition's people, summed straight from the rows (so the reconciliation
     ``read = stays + unregistered`` is a check, not an identity).
 
-    Tariff year, per row of the features at ``T - 365``: ``tariff_days`` registered and
+    Tariff year, per row of the features at :func:`tariff_start`: ``tariff_days`` registered and
     ``tariff_pence`` (people x settings) on those days.
     """
 
@@ -97,11 +102,11 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
 
     ``outcome_ids``: person_ids (sorted) of the features at T built with joiners
     (``build_features(tables, T, joining_days=365)``); ``tariff_ids``: those of the features at
-    ``T - 365``. Raises DataError if a person is on a list in the outcome year but not in
+    :func:`tariff_start`. Raises DataError if a person is on a list in the outcome year but not in
     ``outcome_ids`` (the features and tables disagree).
     """
     periods = periods_of(tables.persons, tables.registrations) if periods is None else periods
-    lo, hi, base = index_day, index_day + OUTCOME_DAYS, index_day - TARIFF_DAYS
+    lo, hi, base = index_day, index_day + OUTCOME_DAYS, tariff_start(index_day)
     person, start, setting, pence = _activity_arrays(tables.activity)
 
     # outcome year: stays and charges
@@ -123,7 +128,7 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
     unregistered = np.bincount(s_in[~charged], weights=p_in[~charged], minlength=N_SETTINGS)
     read = np.bincount(s_in, weights=p_in, minlength=N_SETTINGS)
 
-    # tariff year: days registered and costs on those days of the people registered at T - 365
+    # tariff year: days registered and costs on those days of the people registered at its start
     tariff_period = _rows_of(tariff_ids, periods.person)
     mine = tariff_period >= 0
     tariff_days = np.bincount(tariff_period[mine], weights=periods.days_in(base, lo)[mine],

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskcap.capitation.accuracy import spread_sums
 from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
@@ -239,6 +240,7 @@ class PopulationPart:
     tariff: TariffBasis | None = None
     unregistered_pence: int = 0
     read_pence: int = 0
+    spread: np.ndarray | None = None  # (2, groups, SPREAD_SUMS): outcome and tariff year (accuracy.spread)
 
     @property
     def n_people(self) -> int:
@@ -246,7 +248,7 @@ class PopulationPart:
 
 
 #: How the tariffs were priced (:attr:`Population.method`).
-FORWARD = "forward: costs per registered day in the year after T - 365 of the people registered then"
+FORWARD = "forward: costs per registered day in the year after T less a year, of the people registered then"
 BASE_YEAR = "base year per head: costs in the year before T of the people registered at T (features only)"
 
 
@@ -265,7 +267,7 @@ class TariffBasis:
 
 def tariff_basis(tariff_features: pd.DataFrame, exposure, scheme: NeedGroupScheme, settings,
                  groups: np.ndarray | None = None) -> TariffBasis:
-    """The forward tariff basis of one partition: people grouped at T - 365 (``tariff_features``)
+    """The forward tariff basis of one partition: people grouped a year before T (``tariff_features``)
     with their registered days and in-scope pence in the following year (``exposure``)."""
     if groups is None:
         groups = assign_need_groups(tariff_features, scheme) if len(tariff_features) else np.zeros(0, np.int16)
@@ -343,6 +345,8 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
         read, unregistered = int(outcome_sums.sum()), 0
         people = sums[0].sum(axis=0)
         tariff = TariffBasis(method=BASE_YEAR, people=people, days=people * DAYS_IN_YEAR, cost=sums[2].sum(axis=0))
+        person_days = days
+        tariff_spread = spread_sums(groups, _pounds(person_base), np.full(n, DAYS_IN_YEAR), n_groups)
     else:
         sums = np.concatenate([base_sums, np.zeros((1, n_cells), dtype=np.int64)]).reshape(5, len(practice_codes), n_groups)
         sums[1], sums[3], sums[4], person_outcome = _by_day(exposure, settings, practice_codes, groups, need, n_groups)
@@ -350,12 +354,21 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
         scope = setting_indices(settings)
         read = int(exposure.read_pence[scope].sum())
         unregistered = int(exposure.unregistered_pence[scope].sum())
+        person_days = _sum_by(exposure.stay_row, exposure.stay_days, n)
+        tariff_spread = spread_sums(tariff.person_group, _pounds(tariff.person_cost), exposure.tariff_days, n_groups)
+    outcome_spread = spread_sums(groups, _pounds(person_outcome), person_days, n_groups)
     return PopulationPart(settings=settings, n_groups=n_groups, practice_codes=practice_codes,
                           icb_codes=_icb_codes(practice_codes, practices), sums=sums,
                           person_cell=person_cell, person_base=person_base, person_outcome=person_outcome,
                           bad_base=int(bad_base), bad_outcome=int(bad_outcome), has_need=has_need,
                           need_missing=need_missing, need_negative=need_negative, tariff=tariff,
-                          unregistered_pence=unregistered, read_pence=read)
+                          unregistered_pence=unregistered, read_pence=read,
+                          spread=np.stack([outcome_spread, tariff_spread]))
+
+
+def _pounds(pence: np.ndarray) -> np.ndarray:
+    """Whole pounds (rounded) of pence, for the noise statistics."""
+    return np.rint(np.asarray(pence, dtype=np.float64) / 100).astype(np.int64)
 
 
 def _with_codes(codes: np.ndarray, index: np.ndarray, more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -439,7 +452,7 @@ class PopulationBuilder:
     """
 
     _DTYPES = (np.int32, np.int64, np.int64)  # person_cell, person_base, person_outcome
-    _TARIFF_DTYPES = (np.int64, np.int16)  # tariff-year cost and need group of the people registered at T - 365
+    _TARIFF_DTYPES = (np.int64, np.int16)  # tariff-year cost and need group of the people priced
 
     def __init__(self, scheme: NeedGroupScheme, spill_dir: str | Path | None = None):
         self.scheme = scheme
@@ -509,6 +522,7 @@ class PopulationBuilder:
             person_cell=cell, person_base=base, _outcome=sums[4], _person_outcome=outcome,
             _outcome_bad=sum(p.bad_outcome for p in parts), tariff=tariff,
             unregistered_pence=sum(p.unregistered_pence for p in parts), read_pence=sum(p.read_pence for p in parts),
+            spread=sum(p.spread for p in parts),
         )
 
 
@@ -559,6 +573,7 @@ class Population:
     tariff: TariffBasis | None = None
     unregistered_pence: int = 0
     read_pence: int = 0
+    spread: np.ndarray | None = field(default=None, repr=False)  # noise statistics (accuracy.spread)
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)
@@ -645,7 +660,7 @@ class Population:
     def cap_value(self, percentile: float) -> int:
         """Nearest-rank percentile of individual in-scope cost in the tariff year (pence).
 
-        Over the people the tariffs are priced from (forward: those registered at T - 365,
+        Over the people the tariffs are priced from (forward: those registered a year before T,
         each person's cost in the following year on the days they were registered, not
         annualised; base year: the people at T and their base-year cost). The value at rank
         ``ceil(percentile / 100 * n)`` of the sorted costs (no interpolation), so the cap is

@@ -143,7 +143,7 @@ def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.Dat
                         exposure=None, tariff_features: pd.DataFrame | None = None) -> RunPart:
     """Group one partition's people once per scheme and aggregate them once per plan key.
 
-    With an ``exposure`` and the ``tariff_features`` at T - 365 (:func:`forward_inputs`), by
+    With an ``exposure`` and the ``tariff_features`` a year before T (:func:`forward_inputs`), by
     the day with forward tariffs; without, from the features frame alone (base-year tariffs).
     """
     groups: dict[str, np.ndarray] = {}
@@ -164,17 +164,17 @@ def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.Dat
 
 def forward_inputs(tables: Tables, index_date) -> tuple[pd.DataFrame, pd.DataFrame, object, np.ndarray]:
     """What a partition's forward, by-day capitation needs: the features at T of everyone on a
-    list in the outcome year (joiners too), the features at T - 365 (the tariff year's people),
+    list in the outcome year (joiners too), the features a year before T (the tariff year's people),
     their :class:`~riskcap.capitation.exposure.Exposure`, and which rows of the first were
     registered at T (the people a run also scores)."""
-    from riskcap.capitation.exposure import TARIFF_DAYS, exposure_of  # noqa: PLC0415
+    from riskcap.capitation.exposure import exposure_of, tariff_start  # noqa: PLC0415
     from riskcap.features import OUTCOME_DAYS, build_features, registered_on, to_day  # noqa: PLC0415
     from riskcap.registrations import periods_of  # noqa: PLC0415
 
     day = to_day(index_date)
     periods = periods_of(tables.persons, tables.registrations)
     features = build_features(tables, day, joining_days=OUTCOME_DAYS)
-    tariff_features = build_features(tables, day - TARIFF_DAYS)
+    tariff_features = build_features(tables, tariff_start(day))
     exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64),
                            tariff_features["person_id"].to_numpy(dtype=np.int64), periods)
     at_t, _ = registered_on(tables.persons, tables.registrations, day, periods)

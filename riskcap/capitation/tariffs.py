@@ -1,7 +1,7 @@
 """Year of Care group tariffs, per registered day, from the tariff year's in-scope costs.
 
 For need group g, over the people the tariffs are priced from (:class:`~riskcap.capitation.
-population.TariffBasis`; forward: the people registered at T - 365, grouped then, with their
+population.TariffBasis`; forward: the people registered a year before T, grouped then, with their
 days registered anywhere in the ICB in the following year and their costs on those days):
 
 * each person's tariff-year in-scope cost ``c_i`` (pence) is optionally capped at ``K`` = the
