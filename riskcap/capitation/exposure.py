@@ -71,19 +71,21 @@ def _rows_of(ids: np.ndarray, person: np.ndarray) -> np.ndarray:
     return np.where(ids[at] == person, at, -1)
 
 
-def _activity_arrays(activity) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """person_id, start day, setting index and pence (``rint(cost_gbp x 100)``) per activity row."""
-    frames = [activity] if isinstance(activity, pd.DataFrame) else list(activity)
+def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """person_id, start day, setting index and pence (``rint(cost_gbp x 100)``) of the activity
+    rows starting in ``[lo, hi)`` (a frame, or an iterable of frames: batches of rows)."""
+    frames = [activity] if isinstance(activity, pd.DataFrame) else activity
     parts = []
     for frame in frames:
-        person = frame["person_id"].to_numpy(dtype=np.int64)
         start = _date_days(frame["start_date"], np.iinfo(np.int32).min, np.int32)
+        rows = np.flatnonzero((start >= lo) & (start < hi))
         setting, lookup = _coded(frame["setting"], SETTING_CODES, "activity", "setting")
-        cost = _numbers(frame["cost_gbp"], np.nan)
+        cost = _numbers(frame["cost_gbp"], np.nan)[rows]
         bad = ~(cost >= 0)
         if bad.any():
             raise DataError(f"activity: {int(bad.sum())} cost_gbp value(s) are missing or negative")
-        parts.append((person, start, np.asarray(lookup)[setting].astype(np.int64), np.rint(cost * 100).astype(np.int64)))
+        parts.append((frame["person_id"].to_numpy(dtype=np.int64)[rows], start[rows],
+                      np.asarray(lookup)[setting[rows]].astype(np.int64), np.rint(cost * 100).astype(np.int64)))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty.astype(np.int32), empty, empty
@@ -107,7 +109,7 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
     """
     periods = periods_of(tables.persons, tables.registrations) if periods is None else periods
     lo, hi, base = index_day, index_day + OUTCOME_DAYS, tariff_start(index_day)
-    person, start, setting, pence = _activity_arrays(tables.activity)
+    person, start, setting, pence = _activity_arrays(tables.activity, base, hi)
 
     # outcome year: stays and charges
     days = periods.days_in(lo, hi)

@@ -265,12 +265,10 @@ class TariffBasis:
     person_group: np.ndarray | None = field(default=None, repr=False)
 
 
-def tariff_basis(tariff_features: pd.DataFrame, exposure, scheme: NeedGroupScheme, settings,
-                 groups: np.ndarray | None = None) -> TariffBasis:
-    """The forward tariff basis of one partition: people grouped a year before T (``tariff_features``)
-    with their registered days and in-scope pence in the following year (``exposure``)."""
-    if groups is None:
-        groups = assign_need_groups(tariff_features, scheme) if len(tariff_features) else np.zeros(0, np.int16)
+def tariff_basis(exposure, scheme: NeedGroupScheme, settings, groups: np.ndarray) -> TariffBasis:
+    """The forward tariff basis of one partition: the people registered a year before T, by
+    their need ``groups`` then, with their registered days and in-scope pence in the following
+    year (``exposure``)."""
     n_groups = len(scheme.groups)
     person_cost = exposure.tariff_pence[:, setting_indices(settings)].sum(axis=1)
     groups = groups.astype(np.int16, copy=False)
@@ -404,11 +402,13 @@ class _Spill:
         self.dtypes, self.spill_dir = dtypes, spill_dir
         self._first: list[np.ndarray] | None = None
         self._files: list | None = None
+        self._added = 0
         self.n = 0
 
     def add(self, arrays: list[np.ndarray]) -> tuple[int, int]:
         """Append one part's arrays; returns their (start, stop) in the whole."""
-        if self.n == 0 and self._first is None:
+        self._added += 1
+        if self._added == 1:
             self._first = arrays
         else:
             if self._files is None:

@@ -140,32 +140,29 @@ class RunPart:
 
 
 def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.DataFrame | None = None,
-                        exposure=None, tariff_features: pd.DataFrame | None = None) -> RunPart:
+                        exposure=None, tariff_groups: dict[str, np.ndarray] | None = None) -> RunPart:
     """Group one partition's people once per scheme and aggregate them once per plan key.
 
-    With an ``exposure`` and the ``tariff_features`` a year before T (:func:`forward_inputs`), by
+    With an ``exposure`` and the ``tariff_groups`` a year before T (:func:`forward_inputs`), by
     the day with forward tariffs; without, from the features frame alone (base-year tariffs).
     """
     groups: dict[str, np.ndarray] = {}
-    tariff_groups: dict[str, np.ndarray] = {}
     parts: dict[Key, PopulationPart] = {}
     for where, settings in plan.keys:
         scheme = plan.schemes[where]
         if where not in groups:
             groups[where] = assign_need_groups(features, scheme)
-            if exposure is not None:
-                tariff_groups[where] = assign_need_groups(tariff_features, scheme)
-        tariff = None if exposure is None else tariff_basis(tariff_features, exposure, scheme, settings,
-                                                            tariff_groups[where])
+        tariff = None if exposure is None else tariff_basis(exposure, scheme, settings, tariff_groups[where])
         parts[(where, settings)] = population_part(features, scheme, settings, practices, groups[where],
                                                    exposure=exposure, tariff=tariff)
     return RunPart(features["person_id"].to_numpy(dtype=np.int64, copy=True), parts)
 
 
-def forward_inputs(tables: Tables, index_date) -> tuple[pd.DataFrame, pd.DataFrame, object, np.ndarray]:
+def forward_inputs(tables: Tables, index_date, plan: RunPlan) -> tuple[pd.DataFrame, dict, object, np.ndarray]:
     """What a partition's forward, by-day capitation needs: the features at T of everyone on a
-    list in the outcome year (joiners too), the features a year before T (the tariff year's people),
-    their :class:`~riskcap.capitation.exposure.Exposure`, and which rows of the first were
+    list in the outcome year (joiners too), the need groups (per scheme of ``plan``) of the
+    people registered a year before T (the tariff year's), the
+    :class:`~riskcap.capitation.exposure.Exposure`, and which rows of the features were
     registered at T (the people a run also scores)."""
     from riskcap.capitation.exposure import exposure_of, tariff_start  # noqa: PLC0415
     from riskcap.features import OUTCOME_DAYS, build_features, registered_on, to_day  # noqa: PLC0415
@@ -173,14 +170,17 @@ def forward_inputs(tables: Tables, index_date) -> tuple[pd.DataFrame, pd.DataFra
 
     day = to_day(index_date)
     periods = periods_of(tables.persons, tables.registrations)
-    features = build_features(tables, day, joining_days=OUTCOME_DAYS)
     tariff_features = build_features(tables, tariff_start(day))
-    exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64),
-                           tariff_features["person_id"].to_numpy(dtype=np.int64), periods)
+    tariff_ids = tariff_features["person_id"].to_numpy(dtype=np.int64, copy=True)
+    tariff_groups = {where: assign_need_groups(tariff_features, scheme) if len(tariff_features) else
+                     np.zeros(0, dtype=np.int16) for where, scheme in plan.schemes.items()}
+    del tariff_features  # one features frame in memory at a time
+    features = build_features(tables, day, joining_days=OUTCOME_DAYS)
+    exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64), tariff_ids, periods)
     at_t, _ = registered_on(tables.persons, tables.registrations, day, periods)
     registered = np.isin(features["person_id"].to_numpy(dtype=np.int64),
                          tables.persons["person_id"].to_numpy(dtype=np.int64)[at_t])
-    return features, tariff_features, exposure, registered
+    return features, tariff_groups, exposure, registered
 
 
 def need_group_table(run_part: RunPart, plan: RunPlan, where: str) -> pa.Table:
@@ -262,7 +262,7 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
     partition's person_id range of each file is read.
     """
     summary = None
-    exposure = tariff_features = None
+    exposure = tariff_groups = None
     if isinstance(task, pd.DataFrame):
         features = registered = task
     else:
@@ -275,7 +275,7 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
             if tables is None:
                 return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
         practices = tables.practices
-        features, tariff_features, exposure, at_index = forward_inputs(tables, index_date)
+        features, tariff_groups, exposure, at_index = forward_inputs(tables, index_date, plan)
         registered = features if at_index.all() else features.loc[at_index].reset_index(drop=True)
         del tables
     scored = None
@@ -288,7 +288,7 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
     first, stop = _person_range(task, features)
     for path, cost_file in scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
-    run_part = aggregate_partition(features, plan, practices, exposure, tariff_features)
+    run_part = aggregate_partition(features, plan, practices, exposure, tariff_groups)
     run_part.summary, run_part.scores = summary, scored
     return run_part
 
