@@ -120,9 +120,6 @@ PRACTICES = Table("practices", (
     Column("need_index", "float", required=False, nullable=True,
            doc="published weighted / registered population (about 1.0 = average need)"),
     Column("practice_name", "str", required=False, nullable=True, doc="display name"),
-    Column("opened_on", "date", required=False, nullable=True,
-           doc="the day the practice opened, when inside the data's window (null = before)"),
-    Column("pcn_code", "str", required=False, nullable=True, doc="Primary Care Network code"),
 ), doc="One row per GP practice.")
 
 PERSONS = Table("persons", (
