@@ -161,15 +161,15 @@ COMPARISON_COLUMNS = [
 
 ACCURACY_COLUMNS = [
     Column("scenario", "scenario", width=22),
-    Column("tariff method", "method", width=48),
     Column("level", "level", width=12),
     Column("need group", "unit", width=24),
-    Column("people", "people", INT, 10),
-    Column("allocated (£)", _pence_to_gbp("allocated_pence"), GBP, 16),
-    Column("actual (£)", _pence_to_gbp("actual_pence"), GBP, 16),
     Column("predictive ratio", "predictive_ratio", RATIO, 10),
     Column("ratio noise (s.e.)", "ratio_se", RATIO, 10),
     Column("z", "z", RATIO, 8),
+    Column("people", "people", INT, 10),
+    Column("allocated (£)", _pence_to_gbp("allocated_pence"), GBP, 16),
+    Column("actual (£)", _pence_to_gbp("actual_pence"), GBP, 16),
+    Column("tariff method", "method", width=48),
 ]
 
 BUDGET_COLUMNS = [
