@@ -132,3 +132,17 @@ def test_tariff_year_counts_registered_days_and_costs_of_the_people_registered_t
     assert ex.tariff_days.tolist() == [(day("2023-06-01") - start) + (T - day("2023-08-01")),
                                        day("2023-10-01") - start]  # person 2 dies: days to death
     assert ex.tariff_pence[:, gp].tolist() == [1000, 0] and ex.tariff_pence[:, ae].tolist() == [0, 30000]
+
+
+@given(st.integers(1, 6), st.lists(st.tuples(st.integers(0, 5), st.integers(0, 20_000_000), st.integers(0, 366)),
+                                   max_size=80))
+@settings(max_examples=100, deadline=None)
+def test_spread_sums_match_reference(n_groups, people):
+    """The noise statistics' one-pass kernel against numpy's add.at (exact integers)."""
+    from reference.capitation import spread_sums as slow
+    from riskcap.capitation.accuracy import spread_sums
+
+    group = np.array([min(g, n_groups - 1) for g, _, _ in people], dtype=np.int16)
+    pounds = np.array([x for _, x, _ in people], dtype=np.int64)
+    days = np.array([d for _, _, d in people], dtype=np.int64)
+    np.testing.assert_array_equal(spread_sums(group, pounds, days, n_groups), slow(group, pounds, days, n_groups))

@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 WITHIN = 0.10
@@ -58,13 +59,25 @@ def group_allocation(basis: np.ndarray, cell_shares: np.ndarray) -> np.ndarray:
 SPREAD_SUMS = 5
 
 
-def spread_sums(group: np.ndarray, pounds: np.ndarray, days: np.ndarray, n_groups: int) -> np.ndarray:
-    """(groups, :data:`SPREAD_SUMS`) exact int64 sums of x, d, x^2, x d and d^2 by group."""
-    x, d = pounds.astype(np.int64), days.astype(np.int64)
+def spread_sums(group: np.ndarray, pence: np.ndarray, days: np.ndarray, n_groups: int) -> np.ndarray:
+    """(groups, :data:`SPREAD_SUMS`) exact int64 sums of x, d, x^2, x d and d^2 by group, x being
+    each person's cost in whole pounds (pence rounded half up), d their days (one pass;
+    ``tests/reference/capitation.py`` has the numpy twin)."""
     out = np.zeros((n_groups, SPREAD_SUMS), dtype=np.int64)
-    for k, values in enumerate((x, d, x * x, x * d, d * d)):
-        np.add.at(out[:, k], group, values)
+    _spread_kernel(np.ascontiguousarray(group), np.ascontiguousarray(pence, dtype=np.int64),
+                   np.ascontiguousarray(days, dtype=np.int64), out)
     return out
+
+
+@numba.njit(cache=True)
+def _spread_kernel(group, pence, d, out):  # pragma: no cover - compiled
+    for i in range(group.shape[0]):
+        g, x = group[i], (pence[i] + 50) // 100
+        out[g, 0] += x
+        out[g, 1] += d[i]
+        out[g, 2] += x * x
+        out[g, 3] += x * d[i]
+        out[g, 4] += d[i] * d[i]
 
 
 def _variance_of_rate(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

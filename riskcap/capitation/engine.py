@@ -170,7 +170,8 @@ class ScenarioResult:
         allocated = accuracy.group_allocation(s.basis_pence, self.budgets.cell_shares)
         actual = self.actual_cells.sum(axis=0)
         ratio = accuracy.predictive_ratio(actual, allocated)
-        rel, rel_all = accuracy.spread(*self.population.spread)
+        rel, rel_all = (np.full(len(actual), np.nan), np.nan) if self.population.spread is None else \
+            accuracy.spread(*self.population.spread)
         rows = pd.DataFrame({
             "scenario": self.scenario.name,
             "level": "need_group",

@@ -343,8 +343,7 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
         read, unregistered = int(outcome_sums.sum()), 0
         people = sums[0].sum(axis=0)
         tariff = TariffBasis(method=BASE_YEAR, people=people, days=people * DAYS_IN_YEAR, cost=sums[2].sum(axis=0))
-        person_days = days
-        tariff_spread = spread_sums(groups, _pounds(person_base), np.full(n, DAYS_IN_YEAR), n_groups)
+        spread = None  # the noise is for runs priced forward from the tables (a features frame is the fast API)
     else:
         sums = np.concatenate([base_sums, np.zeros((1, n_cells), dtype=np.int64)]).reshape(5, len(practice_codes), n_groups)
         sums[1], sums[3], sums[4], person_outcome = _by_day(exposure, settings, practice_codes, groups, need, n_groups)
@@ -352,21 +351,15 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
         scope = setting_indices(settings)
         read = int(exposure.read_pence[scope].sum())
         unregistered = int(exposure.unregistered_pence[scope].sum())
-        person_days = _sum_by(exposure.stay_row, exposure.stay_days, n)
-        tariff_spread = spread_sums(tariff.person_group, _pounds(tariff.person_cost), exposure.tariff_days, n_groups)
-    outcome_spread = spread_sums(groups, _pounds(person_outcome), person_days, n_groups)
+        spread = np.stack([spread_sums(groups, person_outcome, _sum_by(exposure.stay_row, exposure.stay_days, n),
+                                       n_groups),
+                           spread_sums(tariff.person_group, tariff.person_cost, exposure.tariff_days, n_groups)])
     return PopulationPart(settings=settings, n_groups=n_groups, practice_codes=practice_codes,
                           icb_codes=_icb_codes(practice_codes, practices), sums=sums,
                           person_cell=person_cell, person_base=person_base, person_outcome=person_outcome,
                           bad_base=int(bad_base), bad_outcome=int(bad_outcome), has_need=has_need,
                           need_missing=need_missing, need_negative=need_negative, tariff=tariff,
-                          unregistered_pence=unregistered, read_pence=read,
-                          spread=np.stack([outcome_spread, tariff_spread]))
-
-
-def _pounds(pence: np.ndarray) -> np.ndarray:
-    """Whole pounds (rounded) of pence, for the noise statistics."""
-    return np.rint(np.asarray(pence, dtype=np.float64) / 100).astype(np.int64)
+                          unregistered_pence=unregistered, read_pence=read, spread=spread)
 
 
 def _with_codes(codes: np.ndarray, index: np.ndarray, more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +515,7 @@ class PopulationBuilder:
             person_cell=cell, person_base=base, _outcome=sums[4], _person_outcome=outcome,
             _outcome_bad=sum(p.bad_outcome for p in parts), tariff=tariff,
             unregistered_pence=sum(p.unregistered_pence for p in parts), read_pence=sum(p.read_pence for p in parts),
-            spread=sum(p.spread for p in parts),
+            spread=None if any(p.spread is None for p in parts) else sum(p.spread for p in parts),
         )
 
 
