@@ -684,9 +684,9 @@ def check_registrations(df: pd.DataFrame, file: str, as_of=None, persons: Person
                     "rows not sorted by person_id, then registered_from"),
         *_future(df, ["registered_from"], name, file, _as_of(as_of)),
         _before(df, "registered_to", "registered_from", name, file, "date_order"),
-        row_problem(df, after_open & ~unsorted, name, file, ["person_id", "registered_from"], "after_open_period",
+        row_problem(df, after_open & ~unsorted, name, file, ["registered_from", "person_id"], "after_open_period",
                     "the person's previous period is still open (only the last period may have no registered_to)"),
-        row_problem(df, overlap & ~unsorted, name, file, ["person_id", "registered_from"], "overlap",
+        row_problem(df, overlap & ~unsorted, name, file, ["registered_from", "person_id"], "overlap",
                     "period starts before the person's previous period ends"),
     ]
     if practice_codes is not None:
