@@ -16,6 +16,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from riskcap.io import day_numbers
 from riskcap.stream.threads import kernel_threads
 
 #: End day of an open period (still registered): after every real day.
@@ -68,14 +69,12 @@ class Periods:
 
 def periods_of(persons: pd.DataFrame, registrations: pd.DataFrame | None = None) -> Periods:
     """The registration periods of ``persons`` (see :func:`registrations_of`), cut at their deaths."""
-    from riskcap.features import _date_days  # noqa: PLC0415 - features imports this module
-
     regs = registrations_of(persons, registrations)
     person = regs["person_id"].to_numpy(dtype=np.int64)
-    start = _date_days(regs["registered_from"], OPEN, np.int32)
-    end = _date_days(regs["registered_to"], OPEN, np.int32)
+    start = day_numbers(regs["registered_from"], OPEN, np.int32)
+    end = day_numbers(regs["registered_to"], OPEN, np.int32)
     died_ids = persons["person_id"].to_numpy(dtype=np.int64)
-    died = _date_days(persons["died_on"], OPEN, np.int32)
+    died = day_numbers(persons["died_on"], OPEN, np.int32)
     if (died != OPEN).any():  # a death ends the period it falls in
         order = np.argsort(died_ids, kind="stable")
         at = np.minimum(np.searchsorted(died_ids[order], person), max(len(order) - 1, 0))

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from riskcap.errors import DataError
-from riskcap.features import OUTCOME_DAYS, _coded, _date_days, _numbers, months_before
-from riskcap.io import Tables
+from riskcap.features import OUTCOME_DAYS, _coded, _numbers, months_before
+from riskcap.io import Tables, day_numbers
 from riskcap.registrations import NOWHERE, Periods, periods_of
 from riskcap.schema import SETTING_CODES
 
@@ -77,7 +77,7 @@ def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray
     frames = [activity] if isinstance(activity, pd.DataFrame) else activity
     parts = []
     for frame in frames:
-        start = _date_days(frame["start_date"], np.iinfo(np.int32).min, np.int32)
+        start = day_numbers(frame["start_date"], np.iinfo(np.int32).min, np.int32)
         rows = np.flatnonzero((start >= lo) & (start < hi))
         setting, lookup = _coded(frame["setting"], SETTING_CODES, "activity", "setting")
         cost = _numbers(frame["cost_gbp"], np.nan)[rows]
