@@ -32,6 +32,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+INDEX_DATE = "2024-04-01"  # capitation's and scoring's index date (one year before the synthetic data's end)
+
 SEED = 20240401
 TRAIN_PEOPLE = 100_000
 ENGLAND_PEOPLE = 62_000_000
@@ -63,18 +65,24 @@ def test_bench_whole_population(benchmark, population_size, tmp_path):
         stages["generate"] = run_stage(["synth", "--out", str(data), "--people", str(population_size),
                                         "--seed", str(SEED)], tmp_path / "t2")
         stages["score_gbm"] = run_stage(["score", "--model", str(model), "--data", str(data),
-                                         "--out", str(scores)], tmp_path / "t3")
+                                         "--out", str(scores), "--index-date", INDEX_DATE], tmp_path / "t3")
         stages["budgets"] = run_stage(["capitation", "run", "baseline", "--data", str(data),
-                                       "--out", str(budgets)], tmp_path / "t4")
+                                       "--out", str(budgets), "--index-date", INDEX_DATE], tmp_path / "t4")
         stages["one_pass"] = run_stage(["capitation", "run", "baseline", "--data", str(data), "--model", str(model),
-                                        "--out", str(one_pass)], tmp_path / "t5")
+                                        "--out", str(one_pass), "--index-date", INDEX_DATE], tmp_path / "t5")
 
     benchmark.pedantic(pipeline, rounds=1, iterations=1)
 
     scored = pq.read_metadata(scores).num_rows
     summary = json.loads((budgets / "summary.json").read_text())
-    people = summary["inputs"]["people"]
+    from riskcap.features import eligible_mask  # noqa: PLC0415
+    from riskcap.io import read_optional_table, read_table  # noqa: PLC0415
+
+    persons = read_table(data, "persons", columns=["person_id", "birth_date", "died_on", "practice_code",
+                                                   "registered_from", "registered_to"])
+    people = int(eligible_mask(persons, INDEX_DATE, read_optional_table(data, "registrations")).sum())
     assert scored == people, f"{scored:,} scores for {people:,} people registered at the index date"
+    assert summary["inputs"]["people"] >= people  # budgets also cover those joining a list in the outcome year
     budget_total = int(pq.read_table(budgets / "budgets.parquet", columns=["budget_pence"])["budget_pence"]
                        .to_numpy().sum())
     assert budget_total == summary["scenarios"][0]["envelope_pence"]
