@@ -57,11 +57,11 @@ def duckdb_features(data_dir, threads: int = 2) -> pd.DataFrame:
     w12 = to_date(months_before(INDEX_DATE, 12)).isoformat()
     w36 = to_date(months_before(INDEX_DATE, 36)).isoformat()
     sql = f"""
-    WITH people AS (
-        SELECT person_id FROM read_parquet('{data_dir}/persons.parquet')
-        WHERE birth_date <= DATE '{idx}' AND registered_from <= DATE '{idx}'
-          AND (registered_to IS NULL OR registered_to > DATE '{idx}')
-          AND (died_on IS NULL OR died_on > DATE '{idx}')
+    WITH people AS (  -- on a list on the index date: a registration period holds it (contract v2)
+        SELECT p.person_id FROM read_parquet('{data_dir}/persons.parquet') p
+        JOIN read_parquet('{data_dir}/registrations.parquet') r ON r.person_id = p.person_id
+          AND r.registered_from <= DATE '{idx}' AND (r.registered_to IS NULL OR r.registered_to > DATE '{idx}')
+        WHERE p.birth_date <= DATE '{idx}' AND (p.died_on IS NULL OR p.died_on > DATE '{idx}')
     ),
     events AS (
         SELECT a.person_id,
@@ -155,7 +155,7 @@ def duckdb_all_features(data_dir, threads: int = 2):
     band = "CASE " + " ".join(f"WHEN age >= {lo} THEN '{label}'" for lo, label in
                               reversed(list(zip(AGE_BAND_LOWER, AGE_BANDS)))) + " END"
     select = {
-        "person_id": "p.person_id", "practice_code": "practice_code", "sex": "sex",
+        "person_id": "p.person_id", "practice_code": "r.practice_code", "sex": "sex",
         "male": "CASE WHEN sex = 'M' THEN 1 ELSE 0 END", "age": "age", "age_band": band,
         "imd_decile": "imd_decile", "imd_quintile": "(imd_decile + 1) // 2", "care_home": "care_home",
         "opted_out": "opted_out",
@@ -166,8 +166,7 @@ def duckdb_all_features(data_dir, threads: int = 2):
         "acs_admissions_0_12": "COALESCE(acs_admissions_0_12, 0)",
         "cost_total_0_12": "COALESCE(" + " + ".join(f"pence_{c}" for c in SETTING_CODES) + ", 0) / 100.0",
         "cost_next_12m_total": "COALESCE(" + " + ".join(f"next_{c}" for c in SETTING_CODES) + ", 0) / 100.0",
-        "list_days_next_12": f"GREATEST(LEAST(COALESCE(registered_to, {end}), COALESCE(died_on, {end}), {end}) "
-                             f"- {idx}, 0)",
+        "list_days_next_12": "d.list_days",
         "y_emergency_12m": "COALESCE(y_emergency_12m, 0)",
     }
     for c in CONDITION_CODES:
@@ -183,8 +182,16 @@ def duckdb_all_features(data_dir, threads: int = 2):
     sql = f"""
     WITH people AS (
         SELECT *, {age} AS age FROM read_parquet('{data_dir}/persons.parquet')
-        WHERE birth_date <= {idx} AND registered_from <= {idx} AND practice_code IS NOT NULL
-          AND (registered_to IS NULL OR registered_to > {idx}) AND (died_on IS NULL OR died_on > {idx})
+        WHERE birth_date <= {idx} AND (died_on IS NULL OR died_on > {idx})
+    ),
+    r AS (  -- the registration period holding the index date: its practice (contract v2)
+        SELECT person_id, practice_code FROM read_parquet('{data_dir}/registrations.parquet')
+        WHERE registered_from <= {idx} AND (registered_to IS NULL OR registered_to > {idx})
+    ),
+    d AS (  -- days on any list in the outcome year, up to death
+        SELECT person_id, CAST(SUM(GREATEST(LEAST(COALESCE(g.registered_to, {end}), COALESCE(q.died_on, {end}), {end})
+                                   - GREATEST(g.registered_from, {idx}), 0)) AS INTEGER) AS list_days
+        FROM read_parquet('{data_dir}/registrations.parquet') g JOIN people q USING (person_id) GROUP BY person_id
     ),
     totals AS (
         SELECT person_id, setting, {", ".join(stage1)}
@@ -198,7 +205,8 @@ def duckdb_all_features(data_dir, threads: int = 2):
         WHERE diagnosed_on < {idx} GROUP BY person_id
     )
     SELECT {", ".join(f"{expr} AS {name}" for name, expr in ((c, select[c]) for c in COLUMNS))}
-    FROM people p LEFT JOIN events e USING (person_id) LEFT JOIN conditions c USING (person_id)
+    FROM people p JOIN r USING (person_id) JOIN d USING (person_id)
+    LEFT JOIN events e USING (person_id) LEFT JOIN conditions c USING (person_id)
     ORDER BY p.person_id
     """
     con = duckdb.connect()

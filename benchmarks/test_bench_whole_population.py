@@ -32,6 +32,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+INDEX_DATE = "2024-04-01"  # capitation's and scoring's index date (one year before the synthetic data's end)
+
 SEED = 20240401
 TRAIN_PEOPLE = 100_000
 #: One index date for score and both capitation runs (their defaults differ: score at the data's end,
@@ -76,8 +78,14 @@ def test_bench_whole_population(benchmark, population_size, tmp_path):
 
     scored = pq.read_metadata(scores).num_rows
     summary = json.loads((budgets / "summary.json").read_text())
-    people = summary["inputs"]["people"]
+    from riskcap.features import eligible_mask  # noqa: PLC0415
+    from riskcap.io import read_optional_table, read_table  # noqa: PLC0415
+
+    persons = read_table(data, "persons", columns=["person_id", "birth_date", "died_on", "practice_code",
+                                                   "registered_from", "registered_to"])
+    people = int(eligible_mask(persons, INDEX_DATE, read_optional_table(data, "registrations")).sum())
     assert scored == people, f"{scored:,} scores for {people:,} people registered at the index date"
+    assert summary["inputs"]["people"] >= people  # budgets also cover those joining a list in the outcome year
     budget_total = int(pq.read_table(budgets / "budgets.parquet", columns=["budget_pence"])["budget_pence"]
                        .to_numpy().sum())
     assert budget_total == summary["scenarios"][0]["envelope_pence"]

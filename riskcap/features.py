@@ -29,9 +29,12 @@ import pyarrow.compute as pc
 from numba import njit, prange
 from pandas.api.types import union_categoricals
 
+from riskcap.registrations import Periods, periods_of
+
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
-from riskcap.io import Tables, days
+from riskcap.io import Tables, _date32_days, days
+from riskcap.io import day_numbers as _date_days
 from riskcap.schema import CONDITION_CODES, CONDITIONS, INPATIENT_SETTINGS, SETTING_CODES, SETTINGS, is_acs
 
 #: Look-back windows: name -> (months before the index date: near end, far end).
@@ -187,50 +190,6 @@ def months_before(index_date, months: int) -> int:
     return to_day(stamp)
 
 
-_UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000, "D": 1}
-
-
-def _date_days(series: pd.Series, missing: int, dtype=np.int64) -> np.ndarray:
-    """Dates as days since 1970-01-01 (``dtype``: int64, or int32 with an int32 ``missing``),
-    nulls replaced by ``missing``.
-
-    Datetime columns (as the readers return them) are converted in one integer pass, arrow
-    ``date32`` columns (:func:`read_feature_tables`) by a copy of their integers; anything
-    else goes through :func:`riskcap.io.days`.
-    """
-    kind = getattr(series, "dtype", None)
-    if isinstance(kind, pd.ArrowDtype) and pa.types.is_date32(kind.pyarrow_dtype):
-        return _date32_days(pa.chunked_array(series.array._pa_array), missing, dtype)
-    values = series.to_numpy() if hasattr(series, "to_numpy") else np.asarray(series)
-    if values.dtype.kind == "M":
-        unit = np.datetime_data(values.dtype)[0]
-        if unit in _UNIT_PER_DAY:
-            raw = values.view(np.int64)
-            out = np.floor_divide(raw, _UNIT_PER_DAY[unit])
-            out[raw == np.iinfo(np.int64).min] = missing  # NaT
-            return out.astype(dtype, copy=False)
-    out = days(series).astype(dtype)
-    out[out == np.iinfo(np.int32).min] = missing
-    return out
-
-
-def _date32_days(arr: pa.ChunkedArray, missing: int, dtype=np.int64) -> np.ndarray:
-    """An arrow date32 column as days (its stored integers, as ``dtype``), nulls as ``missing``."""
-    out = np.empty(len(arr), dtype=dtype)
-    fill = np.array(missing, dtype=dtype)
-    pos = 0
-    for chunk in arr.chunks:
-        n = len(chunk)
-        part = out[pos:pos + n]
-        part[:] = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n, offset=chunk.offset * 4)
-        if chunk.null_count:
-            bits = np.frombuffer(chunk.buffers()[0], dtype=np.uint8)
-            valid = np.unpackbits(bits, count=chunk.offset + n, bitorder="little")[chunk.offset:]
-            np.copyto(part, fill, where=valid == 0)
-        pos += n
-    return out
-
-
 def _codes(series: pd.Series, allowed: tuple[str, ...], table: str, column: str) -> np.ndarray:
     """Positions of ``series`` values in ``allowed`` (int8); DataError naming unknown values.
 
@@ -348,19 +307,47 @@ def _fill_runs(left, right, out):  # pragma: no cover - compiled
 
 # --- The builder ---------------------------------------------------------------------
 
-def eligible_mask(persons: pd.DataFrame, index_date) -> np.ndarray:
-    """People registered with a practice, born and alive on ``index_date``."""
+def registered_on(persons: pd.DataFrame, registrations: pd.DataFrame | None, index_date,
+                  periods: Periods | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``persons``: registered with a practice, born and alive on ``index_date``
+    (a mask), and the practice that day (an index into ``periods.practice_codes``, -1 for none).
+
+    The practice is the registration period holding the day (:mod:`riskcap.registrations`):
+    a mover's practice on that day, not their last; a person between lists is not registered.
+    """
     idx = to_day(index_date)
+    periods = periods_of(persons, registrations) if periods is None else periods
     big = np.iinfo(np.int64).max
     born = _date_days(persons["birth_date"], big)
-    reg_from = _date_days(persons["registered_from"], big)
-    reg_to = _date_days(persons["registered_to"], big)
     died = _date_days(persons["died_on"], big)
-    return (born <= idx) & (reg_from <= idx) & (idx < reg_to) & (idx < died) & persons["practice_code"].notna().to_numpy()
+    ids = persons["person_id"].to_numpy(dtype=np.int64, na_value=-1)
+    practice = periods.practice_on(ids, np.full(len(ids), idx, dtype=np.int32))
+    keep = (born <= idx) & (idx < died) & (practice >= 0)
+    return keep, np.where(keep, practice, -1)
 
 
-def build_features(tables: Tables, index_date) -> pd.DataFrame:
+def joining(persons: pd.DataFrame, periods: Periods, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``persons``: whether a registration period of theirs starts in ``(lo, hi)``
+    (alive, the period not empty), and the practice of the first such period (-1 for none)."""
+    starts = (periods.start > lo) & (periods.start < hi) & (periods.end > periods.start)
+    who, first = np.unique(periods.person[starts], return_index=True)
+    ids = persons["person_id"].to_numpy(dtype=np.int64, na_value=-1)
+    at = np.minimum(np.searchsorted(who, ids), max(len(who) - 1, 0))
+    found = (who[at] == ids) if len(who) else np.zeros(len(ids), dtype=bool)
+    return found, np.where(found, periods.practice[np.flatnonzero(starts)][first][at] if len(who) else -1, -1)
+
+
+def eligible_mask(persons: pd.DataFrame, index_date, registrations: pd.DataFrame | None = None) -> np.ndarray:
+    """People (rows of ``persons``) registered with a practice, born and alive on ``index_date``."""
+    return registered_on(persons, registrations, index_date)[0]
+
+
+def build_features(tables: Tables, index_date, joining_days: int = 0) -> pd.DataFrame:
     """One row per person registered and alive at ``index_date``, sorted by ``person_id``.
+
+    ``joining_days``: also the people who first join a list in the ``joining_days`` after the
+    index date (capitation funds them from that day), with what is known at the index date
+    and the practice they join (an age of 0 for the not yet born).
 
     Parameters
     ----------
@@ -377,7 +364,7 @@ def build_features(tables: Tables, index_date) -> pd.DataFrame:
         :data:`MODEL_FEATURES` (dated strictly before the index date) and the outcome columns
         :data:`OUTCOME_COLUMNS` (dated on or after it).
     """
-    return _frame(_feature_columns(tables, to_day(index_date)))
+    return _frame(_feature_columns(tables, to_day(index_date), joining_days))
 
 
 #: Consecutive int32 columns made one pandas block, so the frame has under 100 blocks (pandas
@@ -412,11 +399,17 @@ def _categorical(series: pd.Series) -> pd.Categorical:
     return pd.Categorical(series.astype("str"))
 
 
-def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
+def _feature_columns(tables: Tables, idx: int, joining_days: int = 0) -> dict[str, object]:
     """:func:`build_features`' columns as arrays, text as categoricals (see :func:`_frame`)."""
     persons = tables.persons
-    keep = eligible_mask(persons, idx)
+    periods = periods_of(persons, tables.registrations)
+    keep, practice = registered_on(persons, tables.registrations, idx, periods)
+    if joining_days:
+        joins, joined = joining(persons, periods, idx, idx + joining_days)
+        joins &= ~keep
+        keep, practice = keep | joins, np.where(joins, joined, practice)
     people = persons.loc[keep]
+    practice = practice[keep]
     ids = people["person_id"].to_numpy(dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     if len(ids) > 1 and (np.diff(ids[order]) == 0).any():
@@ -424,13 +417,15 @@ def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
         raise DataError(f"persons: column 'person_id': duplicate ids, e.g. {', '.join(map(str, dup))}")
     people = people.iloc[order]
     ids = ids[order]
+    practice = practice[order]
     n = len(ids)
 
     out: dict[str, object] = {"person_id": ids}
-    out["practice_code"] = _categorical(people["practice_code"])
+    # the practice on the index date (categories: the registrations' codes, so a frame's codes are its own)
+    out["practice_code"] = pd.Categorical.from_codes(practice, pd.Index(periods.practice_codes, dtype=object))
     out["sex"] = _categorical(people["sex"])
     out["male"] = np.asarray(out["sex"] == "M").astype(np.int8)
-    age = age_on(people["birth_date"], idx)
+    age = np.maximum(age_on(people["birth_date"], idx), 0)
     out["age"] = age.astype(np.int32)
     out["age_band"] = pd.Categorical.from_codes(_age_band_codes(age), AGE_BANDS)
     imd = people["imd_decile"].to_numpy(dtype=np.int64)
@@ -442,11 +437,16 @@ def _feature_columns(tables: Tables, idx: int) -> dict[str, object]:
     out.update(_condition_features(tables.conditions, ids, idx))
     out.update(_activity_features(tables.activity, ids, idx))
 
-    reg_to = _date_days(people["registered_to"], np.iinfo(np.int64).max)
-    died = _date_days(people["died_on"], np.iinfo(np.int64).max)
-    end = np.minimum(np.minimum(reg_to, died), idx + OUTCOME_DAYS)
-    out["list_days_next_12"] = np.maximum(end - idx, 0).astype(np.int32)
+    out["list_days_next_12"] = list_days(periods, ids, idx, idx + OUTCOME_DAYS).astype(np.int32)
     return out
+
+
+def list_days(periods: Periods, ids: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Days in ``[lo, hi)`` each of ``ids`` (sorted) is registered, at any practice (deaths end periods)."""
+    at = np.searchsorted(ids, periods.person)
+    mine = at < len(ids)
+    mine[mine] = ids[at[mine]] == periods.person[mine]
+    return np.bincount(at[mine], weights=periods.days_in(lo, hi)[mine], minlength=len(ids)).astype(np.int64)
 
 
 def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
@@ -481,6 +481,7 @@ FEATURE_INPUTS: dict[str, list[str]] = {
                 "registered_to", "died_on", "care_home", "opted_out"],
     "conditions": ["person_id", "condition", "diagnosed_on"],
     "activity": ["person_id", "setting", "start_date", "end_date", "quantity", "cost_gbp", "primary_diagnosis"],
+    "registrations": ["person_id", "practice_code", "registered_from", "registered_to"],  # when present
 }
 
 
@@ -546,12 +547,14 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
     """
     import pyarrow.parquet as pq
 
-    from riskcap.io import read_table, table_path
+    from riskcap.io import read_optional_table, read_table, table_path
 
     frames = {"practices": read_table(data_dir, "practices")}
     filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
                                                  ("person_id", "<", int(person_range[1]))]
     for name, wanted in FEATURE_INPUTS.items():
+        if name == "registrations" and read_optional_table(data_dir, name, columns=[]) is None:
+            continue
         path = table_path(data_dir, name)
         if path.suffix == ".csv":  # text files: the ordinary reader
             frames[name] = read_table(data_dir, name, filters=filters)
@@ -590,7 +593,7 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
     if not is_sorted(ids):
         raise DataError("persons: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
     others = {}
-    for name in ("conditions", "activity"):
+    for name in ("conditions", "activity") + (("registrations",) if tables.registrations is not None else ()):
         pid = getattr(tables, name)["person_id"].to_numpy(dtype=np.int64)
         if not is_sorted(pid):
             raise DataError(f"{name}: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
@@ -608,6 +611,9 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
             persons=tables.persons.iloc[lo:hi],
             conditions=tables.conditions.iloc[cut["conditions"][0]:cut["conditions"][1]],
             activity=tables.activity.iloc[cut["activity"][0]:cut["activity"][1]],
+            registrations=(tables.registrations.iloc[cut["registrations"][0]:cut["registrations"][1]]
+                           if tables.registrations is not None else None),
+            practice_changes=tables.practice_changes,
         )
 
 

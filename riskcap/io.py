@@ -22,17 +22,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskcap.errors import DataError
-from riskcap.schema import TABLES
+from riskcap.schema import ALL_TABLES, TABLES
 
 
 @dataclass
 class Tables:
-    """The four contract tables of one population (or one partition of it)."""
+    """The contract tables of one population (or one partition of it).
+
+    ``registrations`` and ``practice_changes`` are the optional tables (None when the data
+    folder has none): :func:`riskcap.registrations.registrations_of` gives the registrations
+    either way.
+    """
 
     practices: pd.DataFrame
     persons: pd.DataFrame
     conditions: pd.DataFrame
     activity: pd.DataFrame
+    registrations: pd.DataFrame | None = None
+    practice_changes: pd.DataFrame | None = None
 
 
 def table_path(data_dir: str | Path, name: str) -> Path:
@@ -198,7 +205,7 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None) -> pa.T
         if path.suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            spec = TABLES.get(path.stem)
+            spec = ALL_TABLES.get(path.stem)
             text_types = {c: pa.string() for c in spec.names} if spec else {}
             convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
                                            column_types=text_types)
@@ -234,7 +241,7 @@ def coerce(table: pa.Table, name: str, path: Path | str = "") -> pd.DataFrame:
     empty text is null. Extra columns pass through unchanged. Raises DataError naming column,
     count and examples of bad values.
     """
-    spec = TABLES[name]
+    spec = ALL_TABLES[name]
     df = arrow_to_pandas(table)
     for col in spec.columns:
         if col.name not in df.columns:
@@ -359,9 +366,63 @@ def read_table(data_dir: str | Path, name: str, columns: list[str] | None = None
     return coerce(read_raw(path, columns=columns, filters=filters), name, path)
 
 
+def read_optional_table(data_dir: str | Path, name: str, columns: list[str] | None = None,
+                        filters=None) -> pd.DataFrame | None:
+    """:func:`read_table` of an optional table (``schema.OPTIONAL_TABLES``), or None when the folder has none."""
+    try:
+        table_path(data_dir, name)
+    except DataError:
+        return None
+    return read_table(data_dir, name, columns=columns, filters=filters)
+
+
 def days(dates: pd.Series) -> np.ndarray:
     """Dates as int32 days since 1970-01-01 (NaT becomes INT32_MIN)."""
     values = dates.to_numpy(dtype="datetime64[D]")
     out = values.astype(np.int64)
     out[np.isnat(values)] = np.iinfo(np.int32).min
     return out.astype(np.int32)
+
+
+_UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000, "D": 1}
+
+
+def day_numbers(series: pd.Series, missing: int, dtype=np.int64) -> np.ndarray:
+    """Dates as days since 1970-01-01 (``dtype``: int64, or int32 with an int32 ``missing``),
+    nulls replaced by ``missing``.
+
+    Datetime columns (as the readers return them) are converted in one integer pass, arrow
+    ``date32`` columns (``riskcap.features.read_feature_tables``) by a copy of their integers; anything
+    else goes through :func:`days`.
+    """
+    kind = getattr(series, "dtype", None)
+    if isinstance(kind, pd.ArrowDtype) and pa.types.is_date32(kind.pyarrow_dtype):
+        return _date32_days(pa.chunked_array(series.array._pa_array), missing, dtype)
+    values = series.to_numpy() if hasattr(series, "to_numpy") else np.asarray(series)
+    if values.dtype.kind == "M":
+        unit = np.datetime_data(values.dtype)[0]
+        if unit in _UNIT_PER_DAY:
+            raw = values.view(np.int64)
+            out = np.floor_divide(raw, _UNIT_PER_DAY[unit])
+            out[raw == np.iinfo(np.int64).min] = missing  # NaT
+            return out.astype(dtype, copy=False)
+    out = days(series).astype(dtype)
+    out[out == np.iinfo(np.int32).min] = missing
+    return out
+
+
+def _date32_days(arr: pa.ChunkedArray, missing: int, dtype=np.int64) -> np.ndarray:
+    """An arrow date32 column as days (its stored integers, as ``dtype``), nulls as ``missing``."""
+    out = np.empty(len(arr), dtype=dtype)
+    fill = np.array(missing, dtype=dtype)
+    pos = 0
+    for chunk in arr.chunks:
+        n = len(chunk)
+        part = out[pos:pos + n]
+        part[:] = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n, offset=chunk.offset * 4)
+        if chunk.null_count:
+            bits = np.frombuffer(chunk.buffers()[0], dtype=np.uint8)
+            valid = np.unpackbits(bits, count=chunk.offset + n, bitorder="little")[chunk.offset:]
+            np.copyto(part, fill, where=valid == 0)
+        pos += n
+    return out

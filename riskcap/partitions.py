@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from riskcap.errors import DataError
 from riskcap.features import PARTITION_PEOPLE
 from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path
-from riskcap.schema import TABLES
+from riskcap.schema import ALL_TABLES, OPTIONAL_TABLES
 from riskcap.validate import (
     MAX_EXAMPLES,
     LoadSummary,
@@ -53,8 +53,24 @@ from riskcap.validate import (
 
 INT64_MIN = int(np.iinfo(np.int64).min)
 INT64_MAX = int(np.iinfo(np.int64).max)
-#: Tables read by person_id range (practices are small and read whole by every partition).
-PERSON_TABLES = ("persons", "conditions", "activity")
+#: Tables read by person_id range (practices and practice_changes are small and read whole by
+#: every partition); registrations is optional (:func:`person_tables`).
+PERSON_TABLES = ("persons", "conditions", "activity", "registrations")
+#: Tables every partition reads whole; their facts are the first partition's to report.
+WHOLE_TABLES = ("practices", "practice_changes")
+
+
+def person_tables(data_dir: str | Path) -> list[str]:
+    """The person tables ``data_dir`` has (the optional registrations only when present)."""
+    out = []
+    for name in PERSON_TABLES:
+        try:
+            table_path(data_dir, name)
+        except DataError:
+            if name in OPTIONAL_TABLES:
+                continue
+        out.append(name)
+    return out
 _BATCH_ROWS = 1 << 20
 _REREAD_WARN = 2.0
 
@@ -105,7 +121,7 @@ def _parquet_files(path: Path) -> list[str]:
 
 def _stream_blocker(data_dir: Path) -> str | None:
     """Why the tables cannot be read by person_id range, or None when they can."""
-    for name in PERSON_TABLES:
+    for name in person_tables(data_dir):
         try:
             path = table_path(data_dir, name)
         except DataError:
@@ -149,7 +165,7 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
     parts = [PersonRange(i, lo, hi, int(starts[i + 1] - starts[i]))
              for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
     if len(parts) > 1:
-        for name in PERSON_TABLES:
+        for name in person_tables(data_dir):
             factor = _reread_factor(table_path(data_dir, name), parts)
             if factor > _REREAD_WARN:
                 warnings.warn(f"{table_path(data_dir, name)}: its row groups each span several person_id ranges "
@@ -234,7 +250,7 @@ class TableScan:
 
 def scan_tables(data_dir: str | Path) -> dict[str, TableScan]:
     """:class:`TableScan` of each person table (parquet that :func:`plan_partitions` streams)."""
-    return {name: scan_table(table_path(data_dir, name), name) for name in PERSON_TABLES}
+    return {name: scan_table(table_path(data_dir, name), name) for name in person_tables(data_dir)}
 
 
 def scans_for(data_dir: str | Path, parts: list[PersonRange]) -> dict[str, TableScan] | None:
@@ -245,7 +261,7 @@ def scans_for(data_dir: str | Path, parts: list[PersonRange]) -> dict[str, Table
 def scan_table(path: Path, name: str) -> TableScan:
     """The file-level checks of :func:`riskcap.validate.parse_table` for a whole parquet table:
     from its schema and statistics, reading (in batches) only the columns they do not settle."""
-    spec = TABLES[name]
+    spec = ALL_TABLES[name]
     file = str(path)
     groups = list(_row_groups(path))
     schema = groups[0][1].schema_arrow
@@ -458,14 +474,15 @@ def load_partition(data_dir: str | Path, part: PersonRange, as_of=None, on_inval
         scans = scan_tables(data_dir) if scans is None else scans
 
         def read(name, path):
-            return (read_raw(path), None) if name == "practices" else read_range(path, part, codes=True)
+            return (read_raw(path), None) if name in WHOLE_TABLES else read_range(path, part, codes=True)
 
     tables, summary = check_tables(data_dir, as_of, on_invalid, read, scans)
     for p in summary.problems:  # positions in this partition's frames: of no use to the caller
         p.row_indices = None
     if not part.is_first:  # whole-table facts are the first partition's to report
-        summary.problems = [p for p in summary.problems if p.table != "practices" and p.level != "file"]
+        summary.problems = [p for p in summary.problems if p.table not in WHOLE_TABLES and p.level != "file"]
         for counts in (summary.rows_in, summary.rows_failing, summary.rows_used, summary.rows_quarantined,
                        summary.rejected_rows):
-            counts.pop("practices", None)
+            for name in WHOLE_TABLES:
+                counts.pop(name, None)
     return tables, summary

@@ -100,6 +100,7 @@ class Table:
     name: str
     columns: tuple[Column, ...] = field(default_factory=tuple)
     doc: str = ""
+    optional: bool = False  # a data folder may leave the whole table out (see ABSENT_MEANS)
 
     @property
     def required(self) -> list[str]:
@@ -155,7 +156,36 @@ ACTIVITY = Table("activity", (
            doc="ICD-10 primary diagnosis (inpatient rows), e.g. I50.0"),
 ), doc="One row per spell, attendance, contact, or month of items/hours.")
 
+REGISTRATIONS = Table("registrations", (
+    Column("person_id", "int", doc="person (in persons)"),
+    Column("practice_code", "str", doc="practice of this period (in practices)"),
+    Column("registered_from", "date", doc="first day of the period"),
+    Column("registered_to", "date", nullable=True,
+           doc="the day the period ended (exclusive, like persons); null = still registered"),
+), doc="One row per period a person was registered with a practice; sorted by person_id, registered_from.",
+    optional=True)
+
+PRACTICE_CHANGES = Table("practice_changes", (
+    Column("practice_code", "str", doc="the practice that ends (in practices; unique)"),
+    Column("change", "str", doc="merge (its list moves to another practice) or close (dispersed)"),
+    Column("effective_on", "date", doc="first day the practice no longer holds patients"),
+    Column("into_practice_code", "str", nullable=True,
+           doc="where a merged list goes (in practices, not practice_code); null for close"),
+), doc="One row per practice that merged or closed: why its list ended.", optional=True)
+
+PRACTICE_CHANGE_KINDS: tuple[str, ...] = ("merge", "close")
+
+#: The tables every data folder has.
 TABLES: dict[str, Table] = {t.name: t for t in (PRACTICES, PERSONS, CONDITIONS_TABLE, ACTIVITY)}
+#: Tables a data folder may leave out (contract v2); :data:`ABSENT_MEANS` says what that means.
+OPTIONAL_TABLES: dict[str, Table] = {t.name: t for t in (REGISTRATIONS, PRACTICE_CHANGES)}
+ALL_TABLES: dict[str, Table] = {**TABLES, **OPTIONAL_TABLES}
+#: What an optional table means when a data folder leaves it out.
+ABSENT_MEANS: dict[str, str] = {
+    "registrations": "one registration per person, from persons (practice_code, registered_from, registered_to)",
+    "practice_changes": "no practice merged or closed",
+}
+
 
 #: The most one activity row may cost, in pounds, unless ``$RISKCAP_MAX_COST_GBP`` says otherwise:
 #: well above any single NHS spell, contact or month of items (the dearest one-off treatments cost

@@ -38,7 +38,8 @@ import pyarrow as pa
 from riskcap.data.write import OWNER_ONLY, private_dir
 from riskcap.errors import DataError, LoadRejected
 from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
-from riskcap.schema import CONDITION_CODES, MAX_COST_ENV, SETTING_CODES, SEXES, TABLES, max_cost_gbp
+from riskcap.schema import (ALL_TABLES, CONDITION_CODES, MAX_COST_ENV, PRACTICE_CHANGE_KINDS, SETTING_CODES, SEXES,
+                            TABLES, max_cost_gbp)
 
 if TYPE_CHECKING:
     from riskcap.partitions import TableScan
@@ -183,7 +184,7 @@ def parse_table(raw: pa.Table, name: str, file: str | Path, index: np.ndarray | 
     (:class:`~riskcap.partitions.TableScan`): those problems are the scan's to report, and
     every problem found here is a row problem.
     """
-    spec = TABLES[name]
+    spec = ALL_TABLES[name]
     file = str(file)
     if scan is None:
         schema_problem = _schema_problem(raw.column_names, raw.num_rows, name, file)
@@ -316,12 +317,12 @@ def _text_clean_kernel(offsets, data, valid, bit):  # pragma: no cover - compile
 
 def _schema_problem(names: list[str], rows: int, name: str, file: str) -> Problem | None:
     """The file-level problem of a table's columns and size (missing required columns, no rows)."""
-    missing = [c for c in TABLES[name].required if c not in names]
+    missing = [c for c in ALL_TABLES[name].required if c not in names]
     if missing:
         return _file_problem(
             name, file, f"missing required column(s) {', '.join(missing)}; the file has: "
             f"{', '.join(names) or 'no columns'}", column=", ".join(missing), rule="missing_column")
-    if rows == 0:
+    if rows == 0 and not ALL_TABLES[name].optional:  # an optional table may list nothing (no changes)
         return _file_problem(name, file, "empty table: no rows", rule="empty_table")
     return None
 
@@ -333,7 +334,7 @@ def column_verdict(name: str, file: str, position: int, rows: int, present: int,
     ``present``: non-null raw values; ``bad``: those that do not parse; ``null``: rows null
     after parsing that were not bad; ``examples()`` gives (texts, rows) of the first bad values.
     """
-    col = TABLES[name].columns[position]
+    col = ALL_TABLES[name].columns[position]
     if bad and bad == present:
         texts, rows_ = examples()
         return _file_problem(name, file, f"wrong type: no value is a valid {_KIND_TEXT[col.kind]}", column=col.name,
@@ -637,6 +638,113 @@ def _implausible_cost(df, name, file) -> Problem | None:
                        f"if such costs are real, set ${MAX_COST_ENV} to the largest)")
 
 
+def codes_of(practices: pd.DataFrame | None):
+    """The practice codes of a parsed practices frame (None when it could not be parsed)."""
+    return None if practices is None else practices["practice_code"].dropna().unique()
+
+
+def check_practice_changes(df: pd.DataFrame, file: str, practice_codes=None,
+                           practices_file: str = "practices") -> list[Problem]:
+    """Row checks of a parsed practice_changes frame (``practice_codes`` None skips look-ups)."""
+    name = "practice_changes"
+    merge = (df["change"] == "merge").to_numpy(dtype=bool, na_value=False)
+    into = df["into_practice_code"]
+    problems = [
+        _duplicates(df, ["practice_code"], name, file, "duplicate_key", "duplicate practice_code: a practice ends once"),
+        _not_in(df, "change", PRACTICE_CHANGE_KINDS, name, file, "unknown_code",
+                f"change must be one of {', '.join(PRACTICE_CHANGE_KINDS)}"),
+        row_problem(df, merge & into.isna().to_numpy(), name, file, ["into_practice_code", "change"], "missing_value",
+                    "a merge needs into_practice_code (where the list goes)"),
+        row_problem(df, ~merge & into.notna().to_numpy(), name, file, ["into_practice_code", "change"],
+                    "not_null", "into_practice_code must be empty unless change is merge"),
+        row_problem(df, into.notna() & (into == df["practice_code"]), name, file, ["into_practice_code", "practice_code"],
+                    "self_reference", "into_practice_code is the practice itself"),
+    ]
+    if practice_codes is not None:
+        for col in ("practice_code", "into_practice_code"):
+            problems.append(_not_in(df, col, practice_codes, name, file, "unknown_key", f"{col} not in {practices_file}"))
+    return _ordered(problems, 1)
+
+
+def check_registrations(df: pd.DataFrame, file: str, as_of=None, persons: PersonIndex | None = None,
+                        persons_frame: pd.DataFrame | None = None, practice_codes=None,
+                        practice_changes: pd.DataFrame | None = None, persons_file: str = "persons",
+                        practices_file: str = "practices") -> list[Problem]:
+    """Row checks of a parsed registrations frame (contract v2).
+
+    Each row: its person and practice exist, the period starts on or after birth and not after
+    the as-of date, and ends on or after it starts. Each person's periods (in file order):
+    sorted by registered_from, not overlapping, only the last open, and agreeing with the
+    persons row (first registered_from, last registered_to and last practice_code). A period
+    at a practice that merged or closed does not run past its effective_on.
+    """
+    name = "registrations"
+    pid = df["person_id"].to_numpy(dtype=np.float64, na_value=np.nan)
+    start = df["registered_from"].to_numpy(dtype="datetime64[s]")
+    stop = df["registered_to"].to_numpy(dtype="datetime64[s]")
+    same = np.zeros(len(df), dtype=bool)
+    same[1:] = pid[1:] == pid[:-1]
+    prev_stop = np.concatenate([np.array(["NaT"], dtype="datetime64[s]"), stop[:-1]])
+    prev_start = np.concatenate([np.array(["NaT"], dtype="datetime64[s]"), start[:-1]])
+    unsorted = np.zeros(len(df), dtype=bool)
+    unsorted[1:] = (pid[1:] < pid[:-1]) | (same[1:] & (start[1:] < prev_start[1:]))
+    after_open = same & np.isnat(prev_stop)
+    overlap = same & ~np.isnat(prev_stop) & ~np.isnat(start) & (start < prev_stop)
+    problems = [
+        row_problem(df, unsorted, name, file, ["person_id", "registered_from"], "not_sorted",
+                    "rows not sorted by person_id, then registered_from"),
+        *_future(df, ["registered_from"], name, file, _as_of(as_of)),
+        _before(df, "registered_to", "registered_from", name, file, "date_order"),
+        row_problem(df, after_open & ~unsorted, name, file, ["registered_from", "person_id"], "after_open_period",
+                    "the person's previous period is still open (only the last period may have no registered_to)"),
+        row_problem(df, overlap & ~unsorted, name, file, ["registered_from", "person_id"], "overlap",
+                    "period starts before the person's previous period ends"),
+    ]
+    if practice_codes is not None:
+        problems.append(_not_in(df, "practice_code", practice_codes, name, file, "unknown_key",
+                                f"practice_code not in {practices_file}"))
+    problems += _person_checks(df, name, file, persons, ["registered_from"], persons_file)
+    if persons_frame is not None and len(df):
+        problems += _agrees_with_persons(df, persons_frame, name, file, persons_file)
+    if practice_changes is not None and len(practice_changes):
+        ends = pd.Series(practice_changes["effective_on"].to_numpy(dtype="datetime64[s]"),
+                         index=practice_changes["practice_code"].astype(object)).groupby(level=0).min()
+        limit = df["practice_code"].astype(object).map(ends).to_numpy(dtype="datetime64[s]")
+        past = ~np.isnat(limit) & (np.isnat(stop) | (stop > limit))
+        problems.append(row_problem(df, past, name, file, ["registered_to", "practice_code"], "after_practice_change",
+                                    "period runs past the day its practice merged or closed (practice_changes)"))
+    return _ordered(problems, 1)
+
+
+def _agrees_with_persons(df: pd.DataFrame, persons: pd.DataFrame, name: str, file: str,
+                         persons_file: str) -> list[Problem]:
+    """Each person's first and last period against their persons row."""
+    pid = df["person_id"]
+    first = (pid != pid.shift()).to_numpy() & pid.notna().to_numpy()
+    last = (pid != pid.shift(-1)).to_numpy() & pid.notna().to_numpy()
+    keyed = persons.dropna(subset=["person_id"]).drop_duplicates("person_id").set_index("person_id")
+
+    def person(column: str) -> np.ndarray:
+        return pid.map(keyed[column]).to_numpy()
+
+    def differs(mine: pd.Series, theirs: np.ndarray) -> np.ndarray:
+        a, b = pd.Series(mine.to_numpy(), dtype=object), pd.Series(theirs, dtype=object)
+        return (a.isna() != b.isna()).to_numpy() | (a.notna() & b.notna() & (a != b)).to_numpy()
+
+    known = pid.isin(keyed.index).to_numpy()
+    return [
+        row_problem(df, known & first & differs(df["registered_from"], person("registered_from")), name, file,
+                    ["registered_from", "person_id"], "persons_mismatch",
+                    f"the person's first registered_from differs from {persons_file}"),
+        row_problem(df, known & last & differs(df["registered_to"], person("registered_to")), name, file,
+                    ["registered_to", "person_id"], "persons_mismatch",
+                    f"the person's last registered_to differs from {persons_file}"),
+        row_problem(df, known & last & differs(df["practice_code"].astype(object), person("practice_code")), name, file,
+                    ["practice_code", "person_id"], "persons_mismatch",
+                    f"the person's last practice_code differs from {persons_file}"),
+    ]
+
+
 # --- Summary -----------------------------------------------------------------------
 
 @dataclass
@@ -688,7 +796,7 @@ class LoadSummary:
                 m.count += p.count
                 m.examples += p.examples
                 m.example_rows += p.example_rows
-        table_order = {name: i for i, name in enumerate(TABLES)}
+        table_order = {name: i for i, name in enumerate(ALL_TABLES)}
         out.problems = sorted(merged.values(), key=lambda p: (table_order[p.table], p.order))
         for p in out.problems:
             keep = np.argsort(np.asarray(p.example_rows), kind="stable")[:MAX_EXAMPLES] if p.example_rows else []
@@ -698,7 +806,7 @@ class LoadSummary:
                 any(part.status == "rejected" for part in parts):
             out.status, out.rows_used, out.rows_quarantined = "rejected", {}, {}
             return out
-        for name in TABLES:
+        for name in ALL_TABLES:
             tables = [part.rejected_rows[name] for part in parts if name in part.rejected_rows]
             if tables:
                 rows = pa.concat_tables(tables)
@@ -706,6 +814,11 @@ class LoadSummary:
                 out.rejected_rows[name] = rows.take(pa.array(order, type=pa.int64())).combine_chunks()
         out.status = "quarantined" if any(out.rows_quarantined.values()) else "clean"
         return out
+
+    @property
+    def table_names(self) -> list[str]:
+        """The contract's tables, and the optional ones this data folder has."""
+        return [name for name in ALL_TABLES if name in TABLES or name in self.files]
 
     @property
     def file_problems(self) -> list[Problem]:
@@ -719,7 +832,7 @@ class LoadSummary:
     def as_dict(self) -> dict:
         """JSON-ready summary for run manifests."""
         tables = {}
-        for name in TABLES:
+        for name in self.table_names:
             tables[name] = {
                 "file": self.files.get(name), "rows_in": self.rows_in.get(name),
                 "rows_with_problems": self.rows_failing.get(name, 0),
@@ -746,7 +859,7 @@ class LoadSummary:
         table = RichTable(title=f"{self.data_dir} (as of {self.as_of}, {self.status})")
         for header in ("table", "file", "rows in", "with problems", "used", "quarantined"):
             table.add_column(header, justify="left" if header in ("table", "file") else "right")
-        for name in TABLES:
+        for name in self.table_names:
             rows_in = self.rows_in.get(name)
             table.add_row(name, Path(self.files[name]).name if self.files.get(name) else "-",
                           "-" if rows_in is None else f"{rows_in:,}", f"{self.rows_failing.get(name, 0):,}",
@@ -758,6 +871,8 @@ class LoadSummary:
 
 _CHECKS = {"practices": check_practices, "persons": check_persons,
            "conditions": check_conditions, "activity": check_activity}
+#: Person tables checked against persons, in check order (registrations is optional).
+_EVENT_TABLES = ("conditions", "activity", "registrations")
 
 
 def validate_data(data_dir: str | Path, as_of=None, on_invalid: str = "reject",
@@ -799,9 +914,9 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
     summary = LoadSummary(str(data_dir), as_of_ts.date().isoformat(), on_invalid)
     raws: dict[str, pa.Table] = {}
     frames: dict[str, pd.DataFrame] = {}
-    problems: dict[str, list[Problem]] = {name: [] for name in TABLES}
+    problems: dict[str, list[Problem]] = {name: [] for name in ALL_TABLES}
 
-    for name in TABLES:
+    for name in ALL_TABLES:
         scan = scans.get(name) if scans else None
         if scan is not None:  # a partition: the whole file's facts come from the scan
             problems[name] += scan.problems
@@ -811,6 +926,8 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
             try:
                 path = table_path(data_dir, name)
             except DataError:
+                if ALL_TABLES[name].optional:
+                    continue  # absent: what schema.ABSENT_MEANS says
                 problems[name].append(_file_problem(
                     name, data_dir, f"table '{name}' not found: expected {name}.parquet, {name}.csv or a parquet "
                     f"dataset directory {name}/", rule="missing_file"))
@@ -830,7 +947,7 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
                 raws[name] = raw
         del raw
 
-    files = {name: summary.files.get(name, name) for name in TABLES}
+    files = {name: summary.files.get(name, name) for name in ALL_TABLES}
     if "practices" in frames:
         problems["practices"] += check_practices(frames["practices"], files["practices"], as_of_ts)
     if "persons" in frames:
@@ -842,8 +959,17 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
         if name in frames:
             problems[name] += _CHECKS[name](frames[name], files[name], as_of_ts, index,
                                             persons_file=Path(files["persons"]).name)
+    if "practice_changes" in frames:
+        problems["practice_changes"] += check_practice_changes(
+            frames["practice_changes"], files["practice_changes"], codes_of(frames.get("practices")),
+            Path(files["practices"]).name)
+    if "registrations" in frames:
+        problems["registrations"] += check_registrations(
+            frames["registrations"], files["registrations"], as_of_ts, index, frames.get("persons"),
+            codes_of(frames.get("practices")), frames.get("practice_changes"),
+            persons_file=Path(files["persons"]).name, practices_file=Path(files["practices"]).name)
 
-    summary.problems = [p for name in TABLES for p in problems[name]]
+    summary.problems = [p for name in ALL_TABLES for p in problems[name]]
     failing = {name: _failing_mask(frames[name], problems[name]) for name in frames}
     summary.rows_failing = {name: int(mask.sum()) for name, mask in failing.items()}
 
@@ -853,17 +979,17 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
 
     if on_invalid == "quarantine":
         _cascade(frames, problems, failing, files)
-        summary.problems = [p for name in TABLES for p in problems[name]]
-        for name in TABLES:
+        summary.problems = [p for name in ALL_TABLES for p in problems[name]]
+        for name in frames:
             mask = failing[name]
             summary.rows_quarantined[name] = int(mask.sum())
             summary.rejected_rows[name] = _rejects_table(raws.pop(name), frames[name], mask, problems[name])
             frames[name] = frames[name][~mask]
         summary.status = "quarantined" if any(summary.rows_quarantined.values()) else "clean"
     else:
-        summary.rows_quarantined = {name: 0 for name in TABLES}
+        summary.rows_quarantined = {name: 0 for name in frames}
 
-    for name in TABLES:
+    for name in frames:
         frames[name] = _finalise(frames[name], name)
         summary.rows_used[name] = len(frames[name])
     if not summary.reconciles():  # pragma: no cover - guards the invariant
@@ -877,12 +1003,12 @@ def write_rejects(summary: "LoadSummary", rejects_dir: str | Path) -> None:
     The rows hold identifiers, so the files are owner-only, in a folder made owner-only."""
     from riskcap.manifest import claim_file, table_with_columns
 
-    paths = {name: Path(rejects_dir) / f"{name}_rejects.parquet" for name in TABLES}
+    paths = {name: Path(rejects_dir) / f"{name}_rejects.parquet" for name in summary.table_names}
     for path in paths.values():  # only earlier rejects files are replaced (riskcap.manifest)
         for p in (path, path.with_suffix(".csv")):
             claim_file(p, table_with_columns("row", "reason"), "rejects file")
     private_dir(rejects_dir)
-    for name in TABLES:
+    for name in summary.table_names:
         table = summary.rejected_rows[name]
         path = paths[name]
         write_parquet(table, path, mode=OWNER_ONLY)
@@ -947,9 +1073,17 @@ def _cascade(frames, problems, failing, files) -> None:
             p.order = (2, 0)
             problems["persons"].append(p)
             failing["persons"][p.row_indices] = True
+    if len(practice_codes) and "registrations" in frames:
+        p = row_problem(frames["registrations"], frames["registrations"]["practice_code"].isin(practice_codes),
+                        "registrations", files["registrations"], "practice_code", "practice_quarantined",
+                        f"practice quarantined (see {Path(files['practices']).name})")
+        if p is not None:
+            p.order = (2, 0)
+            problems["registrations"].append(p)
+            failing["registrations"][p.row_indices] = True
     person_ids = dropped_keys("persons", "person_id")
     if len(person_ids):
-        for name in ("conditions", "activity"):
+        for name in (n for n in _EVENT_TABLES if n in frames):
             p = row_problem(frames[name], frames[name]["person_id"].isin(person_ids), name, files[name],
                             "person_id", "person_quarantined", "person quarantined", column="")
             if p is not None:
@@ -980,7 +1114,7 @@ def _rejects_table(raw: pa.Table, df: pd.DataFrame, mask: np.ndarray, problems: 
 def _finalise(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Contract dtypes once bad rows are gone (non-nullable ints/bools lose their NA type),
     sorted by person_id (stable) with a fresh index."""
-    for col in TABLES[name].columns:
+    for col in ALL_TABLES[name].columns:
         if col.nullable or col.name not in df.columns:
             continue
         if col.kind == "int" and df[col.name].dtype != np.int64:

@@ -10,13 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.capitation.engine import evaluate
-from riskcap.capitation.population import Population, PopulationBuilder
+from riskcap.capitation.population import Population, _Spill
 from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
 from riskcap.cli import main
 from riskcap.errors import ConfigError
+from riskcap.io import write_parquet
 from reference.fabricated import make_features
 
 SCENARIOS = ["cap_p99", "baseline", "social_care_pooled", "outcome_withhold_10", "fair_shares"]
@@ -171,7 +172,7 @@ def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synt
     def full(self, arrays):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(PopulationBuilder, "_spill", full)
+    monkeypatch.setattr(_Spill, "_write", full)
     out = tmp_path / "o"
     result = CliRunner().invoke(main, ["capitation", "run", "baseline", "--data", str(synth_dir), "--out", str(out),
                                        "--partition-people", "1000"])
@@ -179,3 +180,41 @@ def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synt
     assert "the disk is full" in result.output and "No space left on device" in result.output
     assert not out.exists() or (not any(out.rglob("*.csv")) and not any(out.rglob("*.parquet")))
     assert list(tmp_path.glob(".*.tmp")) == []
+
+
+@pytest.mark.e2e
+def test_outturn_reconciles_to_the_penny_and_every_practice_is_accounted_for(synth_dir, tmp_path):
+    """Outturn read (summed here from the activity file) = charged to practices + unregistered,
+    in summary.json and the settlement files; a practice nobody is on is listed with its reason."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from riskcap.capitation.scenario import HEALTH_SETTINGS
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    practices = pq.read_table(data / "practices.parquet").to_pandas()
+    empty = practices.iloc[[0]].assign(practice_code="Z99999", practice_name="Nobody's Surgery")
+    write_parquet(pd.concat([practices, empty], ignore_index=True), data / "practices.parquet")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["capitation", "run", "baseline", "--data", str(data), "--out", str(out),
+                                       "--index-date", "2024-04-01", "--partition-people", "700"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["scenarios"][0]
+    activity = pq.read_table(data / "activity.parquet").to_pandas()
+    start = pd.to_datetime(activity["start_date"])
+    rows = activity[(start >= "2024-04-01") & (start < "2025-04-01") & activity["setting"].isin(HEALTH_SETTINGS)]
+    read = int(np.rint(rows["cost_gbp"].to_numpy() * 100).astype(np.int64).sum())
+    assert s["outturn_read_pence"] == read
+    assert s["charged_to_practices_pence"] + s["unregistered_pence"] == read and s["outturn_reconciles"]
+    settlement = pd.read_csv(out / "settlement.csv")
+    assert int(settlement["actual_pence"].sum()) + s["pool_outturn_pence"] == s["charged_to_practices_pence"]
+    assert int(pd.read_csv(out / "budgets.csv")["budget_pence"].sum()) == s["envelope_pence"]
+    assert "forward" in s["tariff_method"] and "unregistered (ICB)" in result.output
+    without = pd.read_csv(out / "practices_without_people.csv")
+    assert without["practice_code"].tolist() == ["Z99999"]
+    assert without["reason"].tolist() == ["no one on its list in the outcome year"]
+    listed = set(settlement["practice_code"]) | set(without["practice_code"])
+    assert listed == set(practices["practice_code"]) | {"Z99999"}  # every practice, once

@@ -232,17 +232,20 @@ def tables():
 
 
 def test_partitions_of_tables_equal_features_of_everyone(tables):
-    """Features built per partition of the tables (as the engine's tasks do) and combined equal the
-    Population of the whole features frame."""
+    """Populations built per partition of the tables (as the engine's tasks do: features, the
+    tariff year and the by-day exposure of each) and combined equal the whole tables' one."""
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99", "social_care_pooled")]
-    features = build_features(tables, INDEX_DATE)
     plan = plan_run(scenarios)
+    whole, _ = stream_populations(LocalEngine(), [tables], plan, index_date=INDEX_DATE)
     populations, summary = stream_populations(LocalEngine(), list(iter_partitions(tables, 3000)), plan,
                                               index_date=INDEX_DATE)
     assert summary is None
-    for where, setting in plan.keys:
-        assert_same_population(Population.from_features(features, SCHEME, setting, tables.practices),
-                               populations[(where, setting)])
+    for key in plan.keys:
+        a, b = whole[key], populations[key]
+        assert_same_population(a, b)
+        assert a.forward and (a.unregistered_pence, a.read_pence) == (b.unregistered_pence, b.read_pence)
+        for name in ("people", "days", "cost", "person_cost", "person_group"):
+            assert np.array_equal(getattr(a.tariff, name), getattr(b.tariff, name)), name
 
 
 def test_scores_are_read_by_person_range(tmp_path, tables):
@@ -271,24 +274,21 @@ def run_cli(args) -> None:
 
 
 def reference_run(out: Path, scenarios, scores=(), on_invalid="reject", data=DATA) -> None:
-    """The whole-table path (load everything, one features frame): what the command did before streaming."""
-    from riskcap.capitation.population import attach_scores
-    from riskcap.io import read_raw
-
+    """The whole-table path (load everything, one partition of all the tables): what the command
+    did before streaming."""
     tables, _ = load_tables(data, on_invalid=on_invalid,
                             rejects_dir=out / "rejects" if on_invalid == "quarantine" else None)
-    features = build_features(tables, pd.Timestamp(INDEX_DATE).date())
-    for path in scores:
-        features = attach_scores(features, read_raw(path).to_pandas(), source=str(path))
-    run = run_scenarios(features, tables.practices, [load_scenario(s) for s in scenarios])
+    run = run_scenarios_streamed(LocalEngine(), [tables], [load_scenario(s) for s in scenarios],
+                                 need_groups_dir=out / "need_groups", index_date=pd.Timestamp(INDEX_DATE).date(),
+                                 scores=[(str(p), scores_are_cost(p)) for p in scores])
     write_run(run, out, {"data": str(data), "index_date": INDEX_DATE, "index_date_source": "given",
                          "scores": [str(p) for p in scores],
-                         "people": len(features)})
+                         "people": len(build_features(tables, INDEX_DATE, joining_days=365))})
 
 
 @pytest.mark.integration
 def test_cli_run_is_byte_identical_to_the_whole_table_run(tmp_path, tables):
-    features = build_features(tables, INDEX_DATE)
+    features = build_features(tables, INDEX_DATE, joining_days=365)
     cost = pd.DataFrame({"person_id": features["person_id"],
                          "expected_cost_gbp": np.round(features["cost_total_0_12"] * 1.1 + 50, 2), "model": "cost"})
     write_parquet(cost, tmp_path / "cost.parquet", row_group_size=2000)

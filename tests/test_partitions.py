@@ -26,6 +26,7 @@ from riskcap.partitions import (
     INT64_MAX,
     INT64_MIN,
     PERSON_TABLES,
+    person_tables,
     PersonRange,
     StreamingFallbackWarning,
     load_partition,
@@ -99,7 +100,7 @@ def test_plan_reads_every_row_exactly_once(population, tmp_path_factory, people,
     assert parts[0].first == INT64_MIN and parts[-1].stop == INT64_MAX
     assert all(a.stop == b.first for a, b in zip(parts, parts[1:]))
     assert [p.index for p in parts] == list(range(len(parts)))
-    for name in PERSON_TABLES:
+    for name in person_tables(population):
         path = population / f"{name}.parquet"
         labels = np.concatenate([read_range(path, part, ["person_id"])[1] for part in parts])
         assert np.array_equal(np.sort(labels), np.arange(pq.ParquetFile(path).metadata.num_rows)), name
@@ -261,7 +262,7 @@ def test_streamed_quarantine_reconciles_and_rejects_the_same_rows(case, tmp_path
         for suffix in (".parquet", ".csv"):
             file = f"{name}_rejects{suffix}"
             assert (tmp_path / "streamed" / file).read_bytes() == (tmp_path / "whole" / file).read_bytes(), file
-    for name in PERSON_TABLES:  # the rows used are the same rows, partition by partition
+    for name in person_tables(data):  # the rows used are the same rows, partition by partition
         used = np.concatenate([getattr(t, name)["person_id"].to_numpy(dtype=np.int64) for t, _ in loaded])
         assert np.array_equal(used, getattr(tables, name)["person_id"].to_numpy(dtype=np.int64))
 

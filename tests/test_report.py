@@ -273,7 +273,7 @@ def test_workbook_reads_back_with_budgets_that_add_up(built):
 
     run_dir, files = built
     wb = load_workbook(files.workbook)
-    assert wb.sheetnames == ["Comparison", *SCENARIOS, "Tariffs", "Settlement", "Assumptions"]
+    assert wb.sheetnames == ["Comparison", *SCENARIOS, "Tariffs", "Settlement", "Accuracy", "Assumptions"]
     summary = json.loads((run_dir / "capitation" / "summary.json").read_text())
     budgets = pd.read_csv(run_dir / "capitation" / "budgets.csv", dtype={"practice_code": str})
     for s in summary["scenarios"]:

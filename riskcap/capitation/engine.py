@@ -43,6 +43,7 @@ class ScenarioResult:
             "need_groups": self.population.scheme.name,
             "settings": list(self.scenario.settings),
             "mode": b.mode_label,
+            "tariff_method": t.method,
             "people": people,
             "practices": int(len(self.population.practice_codes)),
             "gross_pence": int(b.gross_pence),
@@ -55,6 +56,13 @@ class ScenarioResult:
             "pool_threshold_pence": t.outcome_threshold_pence,
             "pool_funding_pence": int(t.pool_funding_pence),
             "pool_outturn_pence": int(self.pool_outturn_pence),
+            # every penny of in-scope outturn read, once: charged to practices (their actual plus
+            # what the pool paid for their people) + the ICB's unregistered line
+            "outturn_read_pence": int(self.population.read_pence),
+            "charged_to_practices_pence": int(self.population.outcome.sum()),
+            "unregistered_pence": int(self.population.unregistered_pence),
+            "outturn_reconciles": bool(self.population.read_pence == int(self.population.outcome.sum())
+                                       + self.population.unregistered_pence),
             "basis_pence": int(s.basis_pence.sum()),
             "actual_pence": int(s.actual_pence.sum()),
             "variance_pence": int(s.variance_pence.sum()),
@@ -72,14 +80,15 @@ class ScenarioResult:
     # --- tables ----------------------------------------------------------------------
     def tariffs_frame(self) -> pd.DataFrame:
         t, scheme = self.tariffs, self.population.scheme
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_base = np.where(t.people > 0, t.base_pence / np.maximum(t.people, 1) / 100, np.nan)
-            mean_capped = np.where(t.people > 0, t.capped_pence / np.maximum(t.people, 1) / 100, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):  # per registered year (365 registered days)
+            mean_base = np.where(t.days > 0, t.base_pence * DAYS_IN_YEAR / np.maximum(t.days, 1) / 100, np.nan)
+            mean_capped = np.where(t.days > 0, t.capped_pence * DAYS_IN_YEAR / np.maximum(t.days, 1) / 100, np.nan)
         return pd.DataFrame({
             "scenario": self.scenario.name,
             "need_group": scheme.group_ids,
             "need_group_name": [g.name for g in scheme.groups],
             "people": t.people,
+            "tariff_year_days": t.days,
             "list_days": self.population.list_days.sum(axis=0),
             "base_cost_pence": t.base_pence,
             "excess_pence": t.excess_pence,
@@ -160,6 +169,9 @@ class ScenarioResult:
         scheme, s = self.population.scheme, self.settlement
         allocated = accuracy.group_allocation(s.basis_pence, self.budgets.cell_shares)
         actual = self.actual_cells.sum(axis=0)
+        ratio = accuracy.predictive_ratio(actual, allocated)
+        rel, rel_all = (np.full(len(actual), np.nan), np.nan) if self.population.spread is None else \
+            accuracy.spread(*self.population.spread)
         rows = pd.DataFrame({
             "scenario": self.scenario.name,
             "level": "need_group",
@@ -167,15 +179,21 @@ class ScenarioResult:
             "people": self.population.people.sum(axis=0),
             "allocated_pence": np.rint(allocated).astype(np.int64),
             "actual_pence": actual,
-            "predictive_ratio": np.round(accuracy.predictive_ratio(actual, allocated), 6),
+            "predictive_ratio": np.round(ratio, 6),
+            "ratio_se": np.round(ratio * rel, 6),
         })
+        whole = float(s.actual_pence.sum() / s.basis_pence.sum()) if s.basis_pence.sum() else np.nan
         total = pd.DataFrame({
             "scenario": [self.scenario.name], "level": ["all"], "unit": ["all"],
             "people": [self.population.n_people], "allocated_pence": [int(s.basis_pence.sum())],
             "actual_pence": [int(s.actual_pence.sum())],
-            "predictive_ratio": [round(float(s.actual_pence.sum() / s.basis_pence.sum()), 6) if s.basis_pence.sum() else np.nan],
+            "predictive_ratio": [round(whole, 6)],
+            "ratio_se": [round(whole * rel_all, 6)],
         })
         out = pd.concat([rows, total], ignore_index=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["z"] = np.round((out["predictive_ratio"] - 1) / out["ratio_se"], 3)
+        out.insert(1, "method", self.tariffs.method)
         out["practices_within_10pct"] = np.where(out["level"] == "all", accuracy.share_within(s.actual_pence, s.basis_pence), np.nan)
         out["practice_r_squared"] = np.where(out["level"] == "all", accuracy.r_squared(s.actual_pence, s.basis_pence), np.nan)
         return out

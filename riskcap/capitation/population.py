@@ -28,9 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskcap.capitation.money import MAX_PENCE, MAX_PRODUCT, check_pence
+from riskcap.capitation.accuracy import spread_sums
 from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
+from riskcap.schema import SETTING_CODES
 
 #: Column with a person's predicted next-year cost (GBP) in a scores file, for fair shares.
 PREDICTED_COST = "predicted_cost_gbp"
@@ -237,17 +239,68 @@ class PopulationPart:
     has_need: bool = False
     need_missing: int = 0
     need_negative: int = 0
+    tariff: TariffBasis | None = None
+    unregistered_pence: int = 0
+    read_pence: int = 0
+    spread: np.ndarray | None = None  # (2, groups, SPREAD_SUMS): outcome and tariff year (accuracy.spread)
 
     @property
     def n_people(self) -> int:
         return int(self.person_cell.size)
 
 
+#: How the tariffs were priced (:attr:`Population.method`).
+FORWARD = "forward: costs per registered day in the year after T less a year, of the people registered then"
+BASE_YEAR = "base year per head: costs in the year before T of the people registered at T (features only)"
+
+
+@dataclass
+class TariffBasis:
+    """What the tariffs are priced from, per need group: people, registered days and their
+    in-scope cost (pence) in the tariff year; per person (for the cap): their cost and group."""
+
+    method: str
+    people: np.ndarray
+    days: np.ndarray
+    cost: np.ndarray
+    person_cost: np.ndarray | None = field(default=None, repr=False)
+    person_group: np.ndarray | None = field(default=None, repr=False)
+
+
+def tariff_basis(exposure, scheme: NeedGroupScheme, settings, groups: np.ndarray) -> TariffBasis:
+    """The forward tariff basis of one partition: the people registered a year before T, by
+    their need ``groups`` then, with their registered days and in-scope pence in the following
+    year (``exposure``)."""
+    n_groups = len(scheme.groups)
+    person_cost = exposure.tariff_pence[:, setting_indices(settings)].sum(axis=1)
+    groups = groups.astype(np.int16, copy=False)
+    return TariffBasis(method=FORWARD, people=np.bincount(groups, minlength=n_groups).astype(np.int64),
+                       days=_sum_by(groups, exposure.tariff_days, n_groups),
+                       cost=_sum_by(groups, person_cost, n_groups),
+                       person_cost=person_cost, person_group=groups)
+
+
+def _sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` by ``index`` (float64 sums of whole pence are exact below 2**53)."""
+    return np.rint(np.bincount(index, weights=values, minlength=n)).astype(np.int64)
+
+
+def setting_indices(settings) -> np.ndarray:
+    """Positions of ``settings`` in :data:`riskcap.schema.SETTING_CODES`."""
+    return np.array([SETTING_CODES.index(s) for s in settings], dtype=np.int64)
+
+
 def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,
-                    groups: np.ndarray | None = None) -> PopulationPart:
+                    groups: np.ndarray | None = None, exposure=None, tariff: TariffBasis | None = None
+                    ) -> PopulationPart:
     """Group (unless ``groups`` is given) and aggregate one partition's features.
 
-    Arguments are as for :meth:`Population.from_features`. Raises
+    Arguments are as for :meth:`Population.from_features`. With an ``exposure``
+    (:func:`riskcap.capitation.exposure.exposure_of`) and its ``tariff``
+    (:func:`tariff_basis`), list days and outcome-year costs are by the day, per registration
+    period's practice, with the unregistered line (the features then hold everyone on a list
+    in the outcome year); without them, from the features' columns at each person's practice,
+    and the tariffs are priced per head from the base year (:data:`BASE_YEAR`). Raises
     DataError for missing columns or bad list days; bad costs and predictions are counted
     and raised by :meth:`Population.combine`.
     """
@@ -260,6 +313,8 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
     if groups is None:
         groups = assign_need_groups(features, scheme)
     practice_index, practice_codes = practice_index_of(features["practice_code"])
+    if exposure is not None:  # practices holding a stay in the outcome year count too (openers, merged lists)
+        practice_codes, practice_index = _with_codes(practice_codes, practice_index, exposure.stay_practice)
     days = features[LIST_DAYS].to_numpy()
     if days.dtype.kind == "f" and np.isnan(days).any():
         raise DataError(f"features column '{LIST_DAYS}' has missing values")
@@ -284,37 +339,127 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
         base_sums, bad_base = _aggregate_base(practice_index, groups.astype(np.int16, copy=False), n_groups, n_cells,
                                               days, _float_list(features, base_names), need,
                                               numba.get_num_threads(), person_base, person_cell)
-        outcome_sums, bad_outcome = _aggregate_costs(person_cell, n_cells, _float_list(features, outcome_names),
-                                                     numba.get_num_threads(), person_outcome)
+        if exposure is None:
+            outcome_sums, bad_outcome = _aggregate_costs(person_cell, n_cells, _float_list(features, outcome_names),
+                                                         numba.get_num_threads(), person_outcome)
+    if exposure is None:
+        sums = np.concatenate([base_sums, outcome_sums[None, :]]).reshape(5, len(practice_codes), n_groups)
+        read, unregistered = int(outcome_sums.sum()), 0
+        people = sums[0].sum(axis=0)
+        tariff = TariffBasis(method=BASE_YEAR, people=people, days=people * DAYS_IN_YEAR, cost=sums[2].sum(axis=0))
+        spread = None  # the noise is for runs priced forward from the tables (a features frame is the fast API)
+    else:
+        sums = np.concatenate([base_sums, np.zeros((1, n_cells), dtype=np.int64)]).reshape(5, len(practice_codes), n_groups)
+        sums[1], sums[3], sums[4], person_outcome = _by_day(exposure, settings, practice_codes, groups, need, n_groups)
+        bad_outcome = 0
+        scope = setting_indices(settings)
+        read = int(exposure.read_pence[scope].sum())
+        unregistered = int(exposure.unregistered_pence[scope].sum())
+        spread = np.stack([spread_sums(groups, person_outcome, _sum_by(exposure.stay_row, exposure.stay_days, n),
+                                       n_groups),
+                           spread_sums(tariff.person_group, tariff.person_cost, exposure.tariff_days, n_groups)])
     check_pence(person_base, f"base-year costs in {', '.join(base_names)}")
     check_pence(person_outcome, f"outcome-year costs in {', '.join(outcome_names)}")
-    sums = np.concatenate([base_sums, outcome_sums[None, :]]).reshape(5, len(practice_codes), n_groups)
     return PopulationPart(settings=settings, n_groups=n_groups, practice_codes=practice_codes,
                           icb_codes=_icb_codes(practice_codes, practices), sums=sums,
                           person_cell=person_cell, person_base=person_base, person_outcome=person_outcome,
                           bad_base=int(bad_base), bad_outcome=int(bad_outcome), has_need=has_need,
-                          need_missing=need_missing, need_negative=need_negative)
+                          need_missing=need_missing, need_negative=need_negative, tariff=tariff,
+                          unregistered_pence=unregistered, read_pence=read, spread=spread)
+
+
+def _with_codes(codes: np.ndarray, index: np.ndarray, more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted union of practice ``codes`` and ``more``, and ``index`` (into ``codes``) renumbered to it."""
+    union = np.asarray(sorted(set(codes.tolist()) | set(np.asarray(more, dtype=object).tolist())), dtype=object)
+    if len(union) == len(codes):
+        return codes, index
+    return union, np.searchsorted(union, codes).astype(np.int32)[index]
+
+
+def _by_day(exposure, settings, practice_codes: np.ndarray, groups: np.ndarray, need: np.ndarray, n_groups: int):
+    """(list days, need pence x days, outcome pence) per (practice, group) cell from the stays
+    of the outcome year, and each person's outcome pence (charged to practices, all stays)."""
+    n_cells = len(practice_codes) * n_groups
+    group = groups.astype(np.int64)[exposure.stay_row]
+    cell = np.searchsorted(practice_codes, exposure.stay_practice).astype(np.int64) * n_groups + group
+    pence = exposure.stay_pence[:, setting_indices(settings)].sum(axis=1)
+    shape = (len(practice_codes), n_groups)
+    days = np.bincount(cell, weights=exposure.stay_days, minlength=n_cells).astype(np.int64).reshape(shape)
+    need_days = np.zeros(shape, dtype=np.int64)
+    if need.size:
+        need_days = _sum_by(cell, np.rint(need[exposure.stay_row] * 100.0) * exposure.stay_days, n_cells).reshape(shape)
+    outcome = _sum_by(cell, pence, n_cells).reshape(shape)
+    person = _sum_by(exposure.stay_row, pence, len(groups))
+    return days, need_days, outcome, person
+
+
+class _Spill:
+    """Per-person arrays of several parts, concatenated: the first part's kept as they are, from
+    the second on written to unnamed temporary files in ``spill_dir`` and read back once."""
+
+    def __init__(self, dtypes: tuple, spill_dir: str | Path | None):
+        self.dtypes, self.spill_dir = dtypes, spill_dir
+        self._first: list[np.ndarray] | None = None
+        self._files: list | None = None
+        self._added = 0
+        self.n = 0
+
+    def add(self, arrays: list[np.ndarray]) -> tuple[int, int]:
+        """Append one part's arrays; returns their (start, stop) in the whole."""
+        self._added += 1
+        if self._added == 1:
+            self._first = arrays
+        else:
+            if self._files is None:
+                self._files = [tempfile.TemporaryFile(dir=self.spill_dir) for _ in self.dtypes]
+                self._write(self._first)
+                self._first = None
+            self._write(arrays)
+        n, m = self.n, arrays[0].size
+        self.n = n + m
+        return n, n + m
+
+    def _write(self, arrays: list[np.ndarray]) -> None:
+        for file, dtype, a in zip(self._files, self.dtypes, arrays):
+            file.write(np.ascontiguousarray(a, dtype=dtype).data)
+
+    def everyone(self) -> list[np.ndarray]:
+        """Everyone's arrays: the first part's, or read back from the files (closed)."""
+        if self._files is None:
+            return self._first
+        out = []
+        for file, dtype in zip(self._files, self.dtypes):
+            a = np.empty(self.n, dtype=dtype)
+            file.seek(0)
+            if file.readinto(a.data.cast("B")) != a.nbytes:  # pragma: no cover - a failing disk
+                raise OSError(f"temporary file of per-person costs in {self.spill_dir or tempfile.gettempdir()} "
+                              f"came back short")
+            file.close()
+            out.append(a)
+        self._files = self._first = None
+        return out
 
 
 class PopulationBuilder:
     """Adds :class:`PopulationPart` s in order and builds the :class:`Population` of them all.
 
     A single part's per-person arrays are used as they are. From the second part on, the
-    per-person arrays (20 bytes a person) go to unnamed temporary files in ``spill_dir`` (the
-    system's temporary folder by default), read back once by :meth:`build`: while partitions
-    stream, memory holds one part's people, not everyone's (1.26 GB at England's 63M).
+    per-person arrays (20 bytes a person, and 10 per person of the tariff year) go to unnamed
+    temporary files in ``spill_dir`` (the system's temporary folder by default), read back
+    once by :meth:`build`: while partitions stream, memory holds one part's people, not
+    everyone's (1.26 GB at England's 63M).
     """
 
     _DTYPES = (np.int32, np.int64, np.int64)  # person_cell, person_base, person_outcome
+    _TARIFF_DTYPES = (np.int64, np.int16)  # tariff-year cost and need group of the people priced
 
     def __init__(self, scheme: NeedGroupScheme, spill_dir: str | Path | None = None):
         self.scheme = scheme
         self.spill_dir = spill_dir
         self._parts: list[PopulationPart] = []  # with their per-person arrays dropped
         self._bounds: list[tuple[int, int]] = []
-        self._first: list[np.ndarray] | None = None  # the first part's arrays, until a second arrives
-        self._files: list | None = None
-        self._n = 0
+        self._people = _Spill(self._DTYPES, spill_dir)
+        self._tariff = _Spill(self._TARIFF_DTYPES, spill_dir)
 
     def add(self, part: PopulationPart) -> None:
         """Append one part (parts must come in person order: the order of the per-person arrays)."""
@@ -323,38 +468,15 @@ class PopulationBuilder:
                              f"{len(self.scheme.groups)}")
         if self._parts and part.settings != self._parts[0].settings:
             raise ValueError(f"parts costed over different settings: {self._parts[0].settings} and {part.settings}")
-        arrays = [part.person_cell, part.person_base, part.person_outcome]
-        if not self._parts:
-            self._first = arrays
-        else:
-            if self._files is None:
-                self._files = [tempfile.TemporaryFile(dir=self.spill_dir) for _ in self._DTYPES]
-                self._spill(self._first)
-                self._first = None
-            self._spill(arrays)
-        n, m = self._n, arrays[0].size
-        self._parts.append(replace(part, person_cell=None, person_base=None, person_outcome=None))
-        self._bounds.append((n, n + m))
-        self._n = n + m
-
-    def _spill(self, arrays: list[np.ndarray]) -> None:
-        for file, dtype, a in zip(self._files, self._DTYPES, arrays):
-            file.write(np.ascontiguousarray(a, dtype=dtype).data)
-
-    def _everyone(self) -> list[np.ndarray]:
-        """Everyone's per-person arrays: the first part's, or read back from the files (closed)."""
-        if self._files is None:
-            return self._first
-        out = []
-        for file, dtype in zip(self._files, self._DTYPES):
-            a = np.empty(self._n, dtype=dtype)
-            file.seek(0)
-            if file.readinto(a.data.cast("B")) != a.nbytes:  # pragma: no cover - a failing disk
-                raise OSError(f"temporary file of per-person costs in {self.spill_dir or tempfile.gettempdir()} "
-                              f"came back short")
-            file.close()
-            out.append(a)
-        return out
+        forward = part.tariff.method == FORWARD
+        if self._parts and part.tariff.method != self._parts[0].tariff.method:
+            raise ValueError("parts priced by different tariff methods")
+        self._bounds.append(self._people.add([part.person_cell, part.person_base, part.person_outcome]))
+        tariff = part.tariff
+        if forward:
+            self._tariff.add([tariff.person_cost, tariff.person_group])
+            tariff = replace(tariff, person_cost=None, person_group=None)
+        self._parts.append(replace(part, person_cell=None, person_base=None, person_outcome=None, tariff=tariff))
 
     def build(self) -> "Population":
         """The combined Population (practice codes sorted, cells renumbered); the builder is spent."""
@@ -367,7 +489,7 @@ class PopulationBuilder:
                                      MAX_PRODUCT), (4, "outcome-year costs", MAX_PENCE)):
             check_pence([p.sums[measure].sum(dtype=np.float64) for p in parts], what, limit)  # before adding
         sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
-        cell, base, outcome = self._everyone()
+        cell, base, outcome = self._people.everyone()
         for part, (lo, hi) in zip(parts, self._bounds):
             rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
             sums[:, rows, :] += part.sums
@@ -376,8 +498,14 @@ class PopulationBuilder:
                 for start in range(lo, hi, _REMAP_CHUNK):
                     stop = min(hi, start + _REMAP_CHUNK)
                     cell[start:stop] = lut[cell[start:stop]]
-        self._parts, self._first, self._files = [], None, None
+        self._parts = []
         settings = parts[0].settings
+        method = parts[0].tariff.method
+        tariff = TariffBasis(method=method, people=sum(p.tariff.people for p in parts),
+                             days=sum(p.tariff.days for p in parts), cost=sum(p.tariff.cost for p in parts))
+        if method == FORWARD:
+            tariff.person_cost, tariff.person_group = self._tariff.everyone() if self._tariff.n else \
+                (np.zeros(0, np.int64), np.zeros(0, np.int16))
         if all(p.has_need for p in parts) and not sum(p.need_missing for p in parts):
             negative = sum(p.need_negative for p in parts)
             if negative:
@@ -395,7 +523,9 @@ class PopulationBuilder:
             icb_codes=np.asarray([icb[c] for c in codes], dtype=object),
             people=sums[0], list_days=sums[1], base=sums[2], need_days=need_days,
             person_cell=cell, person_base=base, _outcome=sums[4], _person_outcome=outcome,
-            _outcome_bad=sum(p.bad_outcome for p in parts),
+            _outcome_bad=sum(p.bad_outcome for p in parts), tariff=tariff,
+            unregistered_pence=sum(p.unregistered_pence for p in parts), read_pence=sum(p.read_pence for p in parts),
+            spread=None if any(p.spread is None for p in parts) else sum(p.spread for p in parts),
         )
 
 
@@ -414,14 +544,20 @@ class Population:
         Practices with at least one person, sorted by practice_code (the row order of
         every per-practice array and the tie-break order of pence allocation).
     people, list_days, base, need_days
-        (practices, groups) arrays: people registered at the index date; their days on the
-        list in the outcome year; base-year in-scope cost (pence); sum of predicted cost
-        (pence) x list days (None without predictions).
+        (practices, groups) arrays: people at the index date (with an exposure: and those
+        joining a list in the outcome year) at their practice then; days on each practice's
+        list in the outcome year; base-year in-scope cost (pence) of the people; sum of
+        predicted cost (pence) x list days (None without predictions).
     person_cell, person_base
         Per person: cell (practice x n_groups + group, int32) and base-year pence (int64).
     outcome, person_outcome
-        Outcome-year in-scope cost (pence) per cell and per person; a missing or negative
-        outcome-year cost is raised on first use (budgets do not need it; settlement does).
+        Outcome-year in-scope cost (pence) charged to each cell's practice and per person; a
+        missing or negative outcome-year cost is raised on first use (settlement needs it).
+    tariff
+        The :class:`TariffBasis` the tariffs are priced from (``tariff.method`` names how).
+    unregistered_pence, read_pence
+        Outcome-year in-scope cost on days the person was on no list (the ICB's unregistered
+        line), and all outcome-year in-scope cost read: ``read = outcome.sum() + unregistered``.
     """
 
     scheme: NeedGroupScheme
@@ -437,6 +573,10 @@ class Population:
     _outcome: np.ndarray = field(default=None, repr=False)
     _person_outcome: np.ndarray = field(default=None, repr=False)
     _outcome_bad: int = field(default=0, repr=False)
+    tariff: TariffBasis | None = None
+    unregistered_pence: int = 0
+    read_pence: int = 0
+    spread: np.ndarray | None = field(default=None, repr=False)  # noise statistics (accuracy.spread)
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)
@@ -501,6 +641,19 @@ class Population:
         """Let go of the per-person arrays (20 bytes a person) once every scenario is evaluated;
         aggregates and the caps and excesses already computed stay, new ones then raise."""
         self.person_cell = self.person_base = self._person_outcome = None
+        if self.tariff is not None:
+            self.tariff.person_cost = self.tariff.person_group = None
+
+    @property
+    def forward(self) -> bool:
+        """Whether the tariffs are priced forward per registered day (:data:`FORWARD`)."""
+        return self.tariff is not None and self.tariff.method == FORWARD
+
+    def _tariff_people(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per person of the tariff year: cost (pence) and cell (group, or practice x group)."""
+        if self.forward:
+            return self._people(self.tariff.person_cost), self.tariff.person_group
+        return self._people(self.person_base), self.person_cell
 
     def _people(self, values: np.ndarray | None) -> np.ndarray:
         if values is None:
@@ -509,46 +662,58 @@ class Population:
 
     # --- the individual cost cap -----------------------------------------------------
     def cap_value(self, percentile: float) -> int:
-        """Nearest-rank percentile of individual base-year in-scope cost (pence).
+        """Nearest-rank percentile of individual in-scope cost in the tariff year (pence).
 
-        The value at rank ``ceil(percentile / 100 * n)`` of the sorted costs (no
-        interpolation), so the cap is always one person's actual cost.
+        Over the people the tariffs are priced from (forward: those registered a year before T,
+        each person's cost in the following year on the days they were registered, not
+        annualised; base year: the people at T and their base-year cost). The value at rank
+        ``ceil(percentile / 100 * n)`` of the sorted costs (no interpolation), so the cap is
+        always one person's actual cost.
         """
         if percentile not in self._caps:
-            n = self._people(self.person_base).size
+            values, cells = self._tariff_people()
+            n = values.size
             k = int(min(max(1, -(-Fraction(str(percentile)) * n // 100)), n))  # ceil
-            tail = self._tails.get("base")
+            tail = self._tails.get("tariff")
             if tail is not None and k > n - tail[2].size:  # the answer is in the people already gathered
                 rank = k - (n - tail[2].size) - 1
                 self._caps[percentile] = int(np.partition(tail[2], rank)[rank])
                 return self._caps[percentile]
-            value, tail = select_tail(self.person_base, k, self.person_cell)
-            if tail is not None and ("base" not in self._tails or tail[0] < self._tails["base"][0]):
-                self._tails["base"] = tail  # the people above the cap: excess("base", cap) reuses them
+            value, tail = select_tail(values, k, cells)
+            if tail is not None and ("tariff" not in self._tails or tail[0] < self._tails["tariff"][0]):
+                self._tails["tariff"] = tail  # the people above the cap: excess("tariff", cap) reuses them
             self._caps[percentile] = value
         return self._caps[percentile]
 
     def excess(self, which: str, threshold: int) -> np.ndarray:
         """(practices, groups) sums of each person's cost above ``threshold`` pence.
 
-        ``which`` is "base" (base-year cost) or "outcome" (outcome-year cost). People above
-        the lowest threshold asked for so far are kept, so later calls only touch them.
+        ``which`` is "base" (base-year cost), "outcome" (outcome-year cost) or "tariff"
+        (tariff-year cost of the people the tariffs are priced from: a (groups,) array). People
+        above the lowest threshold asked for so far are kept, so later calls only touch them.
         """
         key = (which, int(threshold))
         if key in self._excess:
             return self._excess[key]
-        values = self._people(self.person_base if which == "base" else self.person_outcome)
+        if which == "tariff":
+            values, all_cells = self._tariff_people()
+        else:
+            values = self._people(self.person_base if which == "base" else self.person_outcome)
+            all_cells = self.person_cell
         tail = self._tails.get(which)
         if tail is None or threshold < tail[0]:
-            amounts, cells, _ = values_between(values, int(threshold) + 1, np.iinfo(np.int64).max, self.person_cell)
+            amounts, cells, _ = values_between(values, int(threshold) + 1, np.iinfo(np.int64).max, all_cells)
             tail = (int(threshold), cells, amounts)
             self._tails[which] = tail
         _, cells, amounts = tail
         over = amounts - threshold
         keep = over > 0
+        n_groups = self.shape[1]
+        size = n_groups if which == "tariff" and self.forward else self.people.size
         # float64 sums of whole pence are exact below 2**53 pence (GBP 90 trillion)
-        sums = np.bincount(cells[keep], weights=over[keep], minlength=self.people.size)
-        out = np.rint(sums).astype(np.int64).reshape(self.shape)
+        sums = np.bincount(cells[keep], weights=over[keep], minlength=size)
+        out = np.rint(sums).astype(np.int64)
+        out = out.reshape(-1, n_groups).sum(axis=0) if which == "tariff" else out.reshape(self.shape)
         self._excess[key] = out
         return out
 

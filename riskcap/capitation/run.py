@@ -14,6 +14,7 @@ Output folder layout::
     OUT/settlement.parquet|csv  per-practice settlement; settlement_icb.csv per ICB
     OUT/accuracy.csv            predictive ratios by need group and overall
     OUT/pace_path.csv           budgets year by year for scenarios with a pace of change
+    OUT/practices_without_people.csv  practices with no one on their list in the outcome year, and why
     OUT/scenarios/<name>/       the same tables for one scenario, its summary.json and scenario.yaml
     OUT/need_groups/<scheme>.parquet  each person's need group (person_id, practice_code, need_group)
 
@@ -43,7 +44,7 @@ import yaml
 
 from riskcap.capitation.engine import ScenarioResult, evaluate
 from riskcap.capitation.population import (Population, PopulationBuilder, PopulationPart, attach_scores,
-                                           population_part)
+                                           population_part, tariff_basis)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
 from riskcap.data.write import OWNER_ONLY
@@ -68,6 +69,9 @@ class RunResult:
     person_groups: dict[str, pa.Table] = field(default_factory=dict)  # by scheme name; {} when streamed to files
     load_summary: LoadSummary | None = None  # of every partition loaded from files (streamed runs)
     scored: object = None  # the ScoredPopulation a run that also scored wrote (riskcap.models.score)
+    #: practices of the practices table with no one on their list in the outcome year, and why
+    practices_without_people: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["practice_code", "icb_code", "reason"]))
 
     def summary(self, inputs: dict | None = None) -> dict:
         return {
@@ -75,6 +79,7 @@ class RunResult:
             "inputs": inputs or {},
             "scenarios": [r.summary() for r in self.results],
             "comparison": _records(self.comparison),
+            "practices_without_people": _records(self.practices_without_people),
         }
 
 
@@ -132,6 +137,8 @@ class RunPart:
     person_id: np.ndarray
     parts: dict[Key, PopulationPart]
     summary: LoadSummary | None = None
+    #: each practice's list changes in the window (:func:`practice_notes`; the same in every partition)
+    notes: pd.DataFrame | None = None
     #: the partition's unranked scores, when the run also scores (:class:`~riskcap.models.score.ScoresWriter`)
     scores: pd.DataFrame | None = None
 
@@ -140,15 +147,48 @@ class RunPart:
         return int(self.person_id.size)
 
 
-def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.DataFrame | None = None) -> RunPart:
-    """Group one partition's people once per scheme and aggregate them once per plan key."""
+def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.DataFrame | None = None,
+                        exposure=None, tariff_groups: dict[str, np.ndarray] | None = None) -> RunPart:
+    """Group one partition's people once per scheme and aggregate them once per plan key.
+
+    With an ``exposure`` and the ``tariff_groups`` a year before T (:func:`forward_inputs`), by
+    the day with forward tariffs; without, from the features frame alone (base-year tariffs).
+    """
     groups: dict[str, np.ndarray] = {}
     parts: dict[Key, PopulationPart] = {}
     for where, settings in plan.keys:
+        scheme = plan.schemes[where]
         if where not in groups:
-            groups[where] = assign_need_groups(features, plan.schemes[where])
-        parts[(where, settings)] = population_part(features, plan.schemes[where], settings, practices, groups[where])
+            groups[where] = assign_need_groups(features, scheme)
+        tariff = None if exposure is None else tariff_basis(exposure, scheme, settings, tariff_groups[where])
+        parts[(where, settings)] = population_part(features, scheme, settings, practices, groups[where],
+                                                   exposure=exposure, tariff=tariff)
     return RunPart(features["person_id"].to_numpy(dtype=np.int64, copy=True), parts)
+
+
+def forward_inputs(tables: Tables, index_date, plan: RunPlan) -> tuple[pd.DataFrame, dict, object, np.ndarray]:
+    """What a partition's forward, by-day capitation needs: the features at T of everyone on a
+    list in the outcome year (joiners too), the need groups (per scheme of ``plan``) of the
+    people registered a year before T (the tariff year's), the
+    :class:`~riskcap.capitation.exposure.Exposure`, and which rows of the features were
+    registered at T (the people a run also scores)."""
+    from riskcap.capitation.exposure import exposure_of, tariff_start  # noqa: PLC0415
+    from riskcap.features import OUTCOME_DAYS, build_features, registered_on, to_day  # noqa: PLC0415
+    from riskcap.registrations import periods_of  # noqa: PLC0415
+
+    day = to_day(index_date)
+    periods = periods_of(tables.persons, tables.registrations)
+    tariff_features = build_features(tables, tariff_start(day))
+    tariff_ids = tariff_features["person_id"].to_numpy(dtype=np.int64, copy=True)
+    tariff_groups = {where: assign_need_groups(tariff_features, scheme) if len(tariff_features) else
+                     np.zeros(0, dtype=np.int16) for where, scheme in plan.schemes.items()}
+    del tariff_features  # one features frame in memory at a time
+    features = build_features(tables, day, joining_days=OUTCOME_DAYS)
+    exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64), tariff_ids, periods)
+    at_t, _ = registered_on(tables.persons, tables.registrations, day, periods)
+    registered = np.isin(features["person_id"].to_numpy(dtype=np.int64),
+                         tables.persons["person_id"].to_numpy(dtype=np.int64)[at_t])
+    return features, tariff_groups, exposure, registered
 
 
 def need_group_table(run_part: RunPart, plan: RunPlan, where: str) -> pa.Table:
@@ -230,11 +270,11 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
     partition's person_id range of each file is read.
     """
     summary = None
+    exposure = tariff_groups = None
+    notes = None if practices is None else practice_notes(practices, None, index_date)
     if isinstance(task, pd.DataFrame):
-        features = task
+        features = registered = task
     else:
-        from riskcap.features import build_features  # noqa: PLC0415 - keeps this module light
-
         if isinstance(task, Tables):
             tables = task
         else:
@@ -244,20 +284,48 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
             if tables is None:
                 return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
         practices = tables.practices
-        features = build_features(tables, index_date)
+        notes = practice_notes(practices, tables.practice_changes, index_date)
+        features, tariff_groups, exposure, at_index = forward_inputs(tables, index_date, plan)
+        registered = features if at_index.all() else features.loc[at_index].reset_index(drop=True)
         del tables
     scored = None
     if model_files is not None:
         from riskcap.models.persist import load_model_files  # noqa: PLC0415
         from riskcap.models.score import score_candidates  # noqa: PLC0415
 
-        scored = score_candidates(load_model_files(model_files), [features], share)
+        scored = score_candidates(load_model_files(model_files), [registered], share)  # as `riskcap score`: at T
+    del registered
     first, stop = _person_range(task, features)
     for path, cost_file in scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
-    run_part = aggregate_partition(features, plan, practices)
-    run_part.summary, run_part.scores = summary, scored
+    run_part = aggregate_partition(features, plan, practices, exposure, tariff_groups)
+    run_part.summary, run_part.scores, run_part.notes = summary, scored, notes
     return run_part
+
+
+def practice_notes(practices: pd.DataFrame, changes: pd.DataFrame | None, index_date=None) -> pd.DataFrame:
+    """Per practice of the practices table: practice_code, icb_code and ``list_change``, what
+    happened to its list around the outcome year (opened, merged into another, closed), from
+    ``practices.opened_on`` and the ``practice_changes`` table; empty text when nothing did."""
+    from riskcap.features import OUTCOME_DAYS, to_date, to_day  # noqa: PLC0415
+
+    codes = practices["practice_code"].astype(str).to_numpy()
+    icb = practices["icb_code"].astype(str).to_numpy() if "icb_code" in practices.columns else np.full(len(codes), "UNKNOWN")
+    text = dict.fromkeys(codes.tolist(), "")
+    if index_date is not None and "opened_on" in practices.columns:
+        lo = to_day(index_date)
+        for code, opened in zip(codes, practices["opened_on"]):
+            if not pd.isna(opened):
+                day = to_day(opened)
+                text[code] = f"opened {to_date(day).isoformat()}" + (" (after the outcome year)" if day >= lo + OUTCOME_DAYS
+                                                                      else "")
+    if changes is not None:
+        for code, kind, on, into in changes[["practice_code", "change", "effective_on",
+                                             "into_practice_code"]].itertuples(index=False):
+            what = f"merged into {into}" if kind == "merge" else "closed (list dispersed)"
+            text[str(code)] = "; ".join(t for t in (text.get(str(code), ""), f"{what} {pd.Timestamp(on).date()}") if t)
+    return pd.DataFrame({"practice_code": codes, "icb_code": icb, "list_change": [text[c] for c in codes]}
+                        ).sort_values("practice_code", kind="stable").reset_index(drop=True)
 
 
 def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], None]],
@@ -272,11 +340,14 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     """
     builders = {key: PopulationBuilder(plan.schemes[key[0]], spill_dir) for key in plan.keys}
     summaries: list[LoadSummary] = []
+    notes = None
     people = 0
     scoring = {} if scores_to is None else scores_to.shared
     for result in engine.map(capitation_partition, tasks, plan=plan, **scoring, **shared):
         if result.summary is not None:
             summaries.append(result.summary)
+        if notes is None and result.notes is not None:
+            notes = result.notes
         if result.parts and not any(s.status == "rejected" for s in summaries):
             for key, part in result.parts.items():
                 builders[key].add(part)
@@ -293,7 +364,7 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
         raise LoadRejected(summary)
     if not people:
         raise DataError(_NOBODY)
-    return {key: builder.build() for key, builder in builders.items()}, summary
+    return {key: builder.build() for key, builder in builders.items()}, summary, notes
 
 
 def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[RunPart], None] | None = None,
@@ -306,7 +377,7 @@ def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[Run
     :class:`~riskcap.capitation.population.PopulationBuilder`). ``shared`` are
     :func:`capitation_partition`'s keyword arguments (data_dir, index_date, ...).
     """
-    return _stream(engine, tasks, plan, {}, on_result, shared, spill_dir=spill_dir)
+    return _stream(engine, tasks, plan, {}, on_result, shared, spill_dir=spill_dir)[:2]
 
 
 def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_groups_dir: str | Path | None = None,
@@ -328,8 +399,8 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
             where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet",
                                                          mode=OWNER_ONLY)).write
             for where, scheme in plan.schemes.items()}
-        populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to, spill_dir)
-        run = _tabulate(plan, scenarios, populations)
+        populations, summary, notes = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to, spill_dir)
+        run = _tabulate(plan, scenarios, populations, notes)
         if scores_to is not None:
             for population in populations.values():  # ranking and re-reads need the room
                 population.release_people()
@@ -351,21 +422,33 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
     if len(features) == 0:
         raise DataError(_NOBODY)
     tables: dict[str, list[pa.Table]] = {where: [] for where in plan.schemes}
-    populations, _ = _stream(LocalEngine(), [features], plan, {w: t.append for w, t in tables.items()}, None,
-                             {"practices": practices})
-    run = _tabulate(plan, scenarios, populations)
+    populations, _, notes = _stream(LocalEngine(), [features], plan, {w: t.append for w, t in tables.items()}, None,
+                                    {"practices": practices})
+    run = _tabulate(plan, scenarios, populations, notes)
     run.person_groups = {plan.schemes[w].name: pa.concat_tables(t) for w, t in tables.items()}
     return run
 
 
-def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population]) -> RunResult:
-    """Evaluate every scenario on its population and build the comparison tables."""
+def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population],
+              notes: pd.DataFrame | None = None) -> RunResult:
+    """Evaluate every scenario on its population and build the comparison tables (``notes``:
+    :func:`practice_notes`, for the practices' list changes and those without people)."""
     names = [s.name for s in scenarios]
     results = [evaluate(populations[(s.scheme_location, s.settings)], s) for s in scenarios]
     baseline = "baseline" if "baseline" in names else names[0]
     base = next(r for r in results if r.scenario.name == baseline)
 
     budgets = pd.concat([r.budgets_frame() for r in results], ignore_index=True)
+    without = pd.DataFrame(columns=["practice_code", "icb_code", "reason"])
+    if notes is not None:
+        change = dict(zip(notes["practice_code"], notes["list_change"]))
+        budgets.insert(3, "list_change", budgets["practice_code"].map(change).fillna("").astype("str"))
+        listed = set().union(*(p.practice_codes.astype(str).tolist() for p in populations.values()))
+        missing = notes[~notes["practice_code"].isin(listed)]
+        without = pd.DataFrame({"practice_code": missing["practice_code"], "icb_code": missing["icb_code"],
+                                "reason": [f"{c}: no one on its list in the outcome year" if c else
+                                           "no one on its list in the outcome year" for c in missing["list_change"]]}
+                               ).reset_index(drop=True)
     ref = base.budgets_frame().set_index("practice_code")["budget_pence"]
     budgets["baseline_budget_pence"] = budgets["practice_code"].map(ref).astype("Int64")
     budgets["change_vs_baseline_pence"] = (budgets["budget_pence"] - budgets["baseline_budget_pence"]).astype("Int64")
@@ -398,7 +481,7 @@ def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, P
         accuracy=pd.concat([r.accuracy_frame() for r in results], ignore_index=True),
         pace_path=pd.concat([r.pace_path_frame() for r in results if r.budgets.pace_path is not None]
                             or [results[0].pace_path_frame()], ignore_index=True),
-        comparison=comparison,
+        comparison=comparison, practices_without_people=without,
     )
 
 
@@ -412,6 +495,7 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
     write_csv(run.settlement_icb, out / "settlement_icb.csv")
     write_csv(run.accuracy, out / "accuracy.csv")
     write_csv(run.comparison, out / "comparison.csv")
+    write_csv(run.practices_without_people, out / "practices_without_people.csv")
     if len(run.pace_path):
         write_csv(run.pace_path, out / "pace_path.csv")
     write_json(run.summary(inputs), out / "summary.json")

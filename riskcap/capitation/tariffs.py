@@ -1,13 +1,18 @@
-"""Year of Care group tariffs from base-year in-scope costs.
+"""Year of Care group tariffs, per registered day, from the tariff year's in-scope costs.
 
-For need group g with ``n_g`` members (people registered and alive at the index date):
+For need group g, over the people the tariffs are priced from (:class:`~riskcap.capitation.
+population.TariffBasis`; forward: the people registered a year before T, grouped then, with their
+days registered anywhere in the ICB in the following year and their costs on those days):
 
-* each person's base-year in-scope cost ``c_i`` (pence; the 12 months before the index date,
-  settings chosen by the scenario) is optionally capped at ``K`` = the scenario's
-  nearest-rank percentile of all people's ``c_i``; the excess ``max(c_i - K, 0)`` is funded
-  by a commissioner-held high-cost pool (``excess: pool``) or not at all (``excess: drop``);
-* ``tariff_g = round_half_up(sum_i min(c_i, K) / n_g x U)`` whole pence, with the uplift
-  ``U = (1 + demographic growth) x (1 + cost uplift) x (1 - efficiency)`` applied exactly;
+* each person's tariff-year in-scope cost ``c_i`` (pence) is optionally capped at ``K`` = the
+  scenario's nearest-rank percentile of all ``c_i`` (:meth:`Population.cap_value`); the
+  excess ``max(c_i - K, 0)`` is funded by a commissioner-held high-cost pool (``excess:
+  pool``) or not at all (``excess: drop``);
+* ``tariff_g = round_half_up(sum_i min(c_i, K) x 365 / days_g x U)`` whole pence per
+  registered year (a registered day costs ``tariff_g / 365``), with the uplift
+  ``U = (1 + demographic growth) x (1 + cost uplift) x (1 - efficiency)`` applied exactly.
+  With the base-year basis (a features frame only) ``days_g = 365 x people_g``: the old per
+  head tariff;
 * the pool is funded with ``round_half_up(sum_i max(c_i - K, 0) x U)`` pence, and in the
   outcome year pays each person's in-scope cost above ``K x (1 + cost uplift)`` (the cap in
   outcome-year prices), which practices then do not carry.
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from riskcap.capitation.money import PPM, check_pence, div_round_half_up
-from riskcap.capitation.population import Population
+from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import Scenario
 
 
@@ -27,15 +32,16 @@ from riskcap.capitation.scenario import Scenario
 class Tariffs:
     """Group tariffs of one scenario; arrays are per need group, in scheme order (pence)."""
 
-    people: np.ndarray
-    base_pence: np.ndarray  # sum of uncapped base-year in-scope cost
+    method: str  # how the tariffs were priced (population.FORWARD or BASE_YEAR)
+    people: np.ndarray  # people the tariffs are priced from
+    days: np.ndarray  # their registered days in the tariff year
+    base_pence: np.ndarray  # sum of uncapped tariff-year in-scope cost
     capped_pence: np.ndarray  # sum after the individual cap
     excess_pence: np.ndarray  # sum above the cap
-    tariff_pence: np.ndarray  # uplifted annual tariff per person
-    cap_pence: int | None  # the individual cap (base-year prices)
+    tariff_pence: np.ndarray  # uplifted tariff per registered year (365 registered days)
+    cap_pence: int | None  # the individual cap (tariff-year prices)
     outcome_threshold_pence: int | None  # the pool threshold in outcome-year prices (pool only)
     pool_funding_pence: int
-    excess_cells: np.ndarray | None  # (practices, groups) base-year excess, or None without a cap
 
 
 def compute_outcome_threshold(cap_pence: int, scenario: Scenario) -> int:
@@ -45,26 +51,24 @@ def compute_outcome_threshold(cap_pence: int, scenario: Scenario) -> int:
 
 def compute_tariffs(population: Population, scenario: Scenario) -> Tariffs:
     """Group tariffs (and high-cost pool) for ``scenario`` on a grouped population."""
-    people = population.people.sum(axis=0)
-    base = population.base.sum(axis=0)
+    basis = population.tariff
+    base, days = basis.cost, basis.days
     cap = threshold = None
-    excess_cells = None
     excess = np.zeros_like(base)
-    if scenario.cap_percentile is not None and population.person_base.size:
+    if scenario.cap_percentile is not None and basis.people.sum():
         cap = population.cap_value(scenario.cap_percentile)
-        excess_cells = population.excess("base", cap)
-        excess = excess_cells.sum(axis=0)
+        excess = population.excess("tariff", cap)
         if scenario.excess == "pool":
             threshold = compute_outcome_threshold(cap, scenario)
     capped = base - excess
     uplift = scenario.uplift
-    tariff = [div_round_half_up(int(total) * uplift.numerator, int(n) * uplift.denominator) if n else 0
-              for total, n in zip(capped.tolist(), people.tolist())]
+    tariff = [div_round_half_up(int(total) * DAYS_IN_YEAR * uplift.numerator, int(d) * uplift.denominator) if d else 0
+              for total, d in zip(capped.tolist(), days.tolist())]
     check_pence(np.array(tariff, dtype=np.float64), f"scenario '{scenario.name}': group tariffs (uplifted)")
     tariff = np.array(tariff, dtype=np.int64)
     pool = div_round_half_up(int(excess.sum()) * uplift.numerator, uplift.denominator) \
         if threshold is not None else 0
     check_pence(pool, f"scenario '{scenario.name}': high-cost pool funding (uplifted)")
-    return Tariffs(people=people, base_pence=base, capped_pence=capped, excess_pence=excess, tariff_pence=tariff,
-                   cap_pence=cap, outcome_threshold_pence=threshold, pool_funding_pence=pool,
-                   excess_cells=excess_cells)
+    return Tariffs(method=basis.method, people=basis.people, days=days, base_pence=base, capped_pence=capped,
+                   excess_pence=excess, tariff_pence=tariff, cap_pence=cap, outcome_threshold_pence=threshold,
+                   pool_funding_pence=pool)

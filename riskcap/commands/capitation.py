@@ -166,6 +166,15 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     for r in result.results:
         if "fallback" in r.budgets.mode_label:
             console.print(f"[yellow]{r.scenario.name}: {r.budgets.mode_label}[/yellow]")
+    first = result.results[0].summary()
+    console.print(f"Outturn read {gbp(first['outturn_read_pence'] / 100)} = charged to practices "
+                  f"{gbp(first['charged_to_practices_pence'] / 100)} + unregistered (ICB) "
+                  f"{gbp(first['unregistered_pence'] / 100)}; tariffs: {first['tariff_method']}")
+    without = result.practices_without_people
+    if len(without):
+        console.print(f"[yellow]{len(without)} practice(s) with no one on their list in the outcome year "
+                      f"(e.g. {without['practice_code'].iloc[0]}: {without['reason'].iloc[0]}): "
+                      f"{out_dir / 'practices_without_people.csv'}[/yellow]")
     console.print(f"{len(loaded)} scenario(s) in {time.perf_counter() - started:.1f} s -> {out_dir}")
 
 

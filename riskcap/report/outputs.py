@@ -31,7 +31,7 @@ from riskcap.data.dates import default_index_date
 from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
-from riskcap.io import read_table, table_path
+from riskcap.io import read_optional_table, read_table, table_path
 from riskcap.names import is_safe_name
 from riskcap.schema import CONDITIONS
 from riskcap.untrusted import read_output
@@ -312,7 +312,7 @@ def population_summary(data_dir: Path, index_date) -> PopulationSummary:
     persons = read_table(data_dir, "persons", columns=["person_id", "practice_code", "sex", "birth_date",
                                                        "registered_from", "registered_to", "died_on",
                                                        "imd_decile", "care_home"])
-    people = persons.loc[eligible_mask(persons, idx)]
+    people = persons.loc[eligible_mask(persons, idx, read_optional_table(data_dir, "registrations"))]
     ids = np.sort(people["person_id"].to_numpy(dtype=np.int64))
     order = np.argsort(people["person_id"].to_numpy(dtype=np.int64), kind="stable")
     age = age_on(people["birth_date"], idx)[order]

@@ -545,6 +545,11 @@ def accuracy_section(run: RunOutputs) -> Section:
                + (f"; {cap.baseline}: {describe(cap.baseline)}." if best != cap.baseline else "."))
     s.intro = ("Predictive ratio = actual / budget (incl. withhold earned); 1 is a perfect match, above 1 the "
                "budget was too small. R² is over practices.")
+    base = cap.scenarios.get(cap.baseline, {}).get("summary", {})
+    if "tariff_method" in base:
+        s.intro += (f" Tariffs: {base['tariff_method']}. Outturn read £{base['outturn_read_pence'] / 100:,.2f} = "
+                    f"charged to practices £{base['charged_to_practices_pence'] / 100:,.2f} + unregistered (ICB) "
+                    f"£{base['unregistered_pence'] / 100:,.2f}.")
     s.figures.append(Figure("accuracy-scatter", "Budget against outturn per practice",
                             plots.accuracy_scatter(series, BAND), reading))
     acc = cap.accuracy

@@ -9,7 +9,9 @@ Sheets, in order:
   row, the scenario's envelope and a check that the budgets add up to it to the penny (a
   stored value, and an Excel formula that re-checks the listed budgets if anyone edits them);
 - ``Tariffs``: each scenario's need-group tariffs;
-- ``Settlement``: each scenario's per-practice settlement;
+- ``Settlement``: each scenario's per-practice settlement (predictive ratio per practice);
+- ``Accuracy``: each scenario's predictive ratio by need group and overall, with its noise
+  and the tariff method that priced it;
 - ``Assumptions``: every scenario parameter (dotted keys, defaults filled in) side by side,
   the run's dates and the SHA-256 of every data and model file.
 
@@ -39,7 +41,7 @@ PCT = "0.0%"
 PCT2 = "0.00%"
 RATIO = "0.000"
 INT = "#,##0"
-FIXED_SHEETS = ("Comparison", "Tariffs", "Settlement", "Assumptions")
+FIXED_SHEETS = ("Comparison", "Tariffs", "Settlement", "Accuracy", "Assumptions")
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 _ABSENT = object()
 
@@ -151,6 +153,23 @@ COMPARISON_COLUMNS = [
     Column("practices within ±10%", "practices_within_10pct", PCT, 10),
     Column("practice R²", "r_squared", RATIO, 10),
     Column("mean |distance from target|", "mean_abs_distance_from_target", PCT, 12),
+    Column("outturn read (£)", _pence_to_gbp("outturn_read_pence"), GBP, 16),
+    Column("charged to practices (£)", _pence_to_gbp("charged_to_practices_pence"), GBP, 16),
+    Column("unregistered, ICB (£)", _pence_to_gbp("unregistered_pence"), GBP, 14),
+    Column("tariff method", "tariff_method", width=48),
+]
+
+ACCURACY_COLUMNS = [
+    Column("scenario", "scenario", width=22),
+    Column("level", "level", width=12),
+    Column("need group", "unit", width=24),
+    Column("predictive ratio", "predictive_ratio", RATIO, 10),
+    Column("ratio noise (s.e.)", "ratio_se", RATIO, 10),
+    Column("z", "z", RATIO, 8),
+    Column("people", "people", INT, 10),
+    Column("allocated (£)", _pence_to_gbp("allocated_pence"), GBP, 16),
+    Column("actual (£)", _pence_to_gbp("actual_pence"), GBP, 16),
+    Column("tariff method", "method", width=48),
 ]
 
 BUDGET_COLUMNS = [
@@ -418,6 +437,9 @@ def workbook_bytes(run: RunOutputs) -> bytes:
         settlement = wb.create_sheet("Settlement")
         _finish(settlement, len(SETTLEMENT_COLUMNS), _write_table(settlement, cap.settlement, SETTLEMENT_COLUMNS),
                 freeze="C2")
+        accuracy = wb.create_sheet("Accuracy")
+        columns = [c for c in ACCURACY_COLUMNS if callable(c.source) or c.source in cap.accuracy]
+        _finish(accuracy, len(columns), _write_table(accuracy, cap.accuracy, columns), freeze="D2")
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
     return saved_bytes(wb)

@@ -128,6 +128,13 @@ def parquet_dataset(table: str, changes: dict[int, dict[str, str]]):
     return mutate
 
 
+def add_table(table: str, header: list[str], rows: list[list[str]]):
+    """Add an optional table (contract v2) as CSV."""
+    def mutate(folder: Path) -> None:
+        write(folder, table, header, [dict(zip(header, r)) for r in rows])
+    return mutate
+
+
 def no_change(folder: Path) -> None:
     """The valid data, checked with a stricter --as-of (see cases.yaml)."""
 
@@ -179,6 +186,13 @@ CASES = {
     # more than five failing rows, a parquet dataset, and several problems at once
     "many_bad_rows": edit("activity", {i: {"setting": "gp_visit"} for i in range(1, 8)}),
     "parquet_dataset_bad_row": parquet_dataset("activity", {20: {"cost_gbp": "-42.00"}}),
+    # contract v2's optional tables
+    "registrations_overlap": add_table("registrations", ["person_id", "practice_code", "registered_from", "registered_to"], [
+        ["1", "A81001", "1990-01-15", "2000-01-01"], ["1", "A81001", "1999-06-01", ""],
+        ["2", "Z99999", "1995-06-01", ""]]),
+    "practice_changes_merge_without_target": add_table(
+        "practice_changes", ["practice_code", "change", "effective_on", "into_practice_code"],
+        [["A81002", "merge", "2024-01-01", ""], ["B82005", "split", "2024-01-01", ""]]),
     "several_problems": chain(
         edit("persons", {1: {"nhs_number": "4820096754"}, 7: {"sex": "U"}}),
         edit("conditions", {5: {"condition": "diabetes_type2"}}),

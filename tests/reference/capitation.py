@@ -127,3 +127,13 @@ def tariff_budgets(features: pd.DataFrame, scheme: NeedGroupScheme, scenario: Sc
         "budgets": pd.DataFrame({"practice_code": weights.index.to_numpy(), "budget_pence": budgets}),
         "gross": gross, "contingency": contingency, "withhold": withhold,
     }
+
+
+def spread_sums(group: np.ndarray, pence: np.ndarray, days: np.ndarray, n_groups: int) -> np.ndarray:
+    """:func:`riskcap.capitation.accuracy.spread_sums` with ``numpy.add.at`` per statistic."""
+    x = np.array([(int(p) + 50) // 100 for p in pence], dtype=np.int64)
+    d = np.asarray(days, dtype=np.int64)
+    out = np.zeros((n_groups, 5), dtype=np.int64)
+    for k, values in enumerate((x, d, x * x, x * d, d * d)):
+        np.add.at(out[:, k], group, values)
+    return out

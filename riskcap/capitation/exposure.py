@@ -1,0 +1,147 @@
+"""Days on the lists and costs charged by the day, for one partition (issue 18).
+
+Capitation works on two years around the index date T:
+
+* the **tariff year** ``[T0, T)``, ``T0`` = T less one calendar year (:func:`tariff_start`; 366
+  days when it holds a 29 February, costs being priced per day): the people registered at ``T0`` (grouped with their
+  features then), their days registered anywhere in the ICB in that year and the cost of their
+  activity on those days: what a group costs per registered day, looking forward;
+* the **outcome year** ``[T, T + 365)``: everyone on a list on any of its days (registered at T,
+  or joining later), grouped at T. Each registration period's days go to its practice (budgets
+  are pro-rated by them), and each activity row's cost to the practice the person was
+  registered with on the row's start day, or to the ICB's **unregistered** line when they were
+  on no list that day (between lists, after leaving, before registering).
+
+:func:`exposure_of` finds all of it with :meth:`riskcap.registrations.Periods.on`; it does not
+depend on the need-group scheme or the in-scope settings (costs are kept per setting), so one
+exposure serves every (scheme, settings) of a run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from riskcap.errors import DataError
+from riskcap.features import OUTCOME_DAYS, _coded, _numbers, months_before
+from riskcap.io import Tables, day_numbers
+from riskcap.registrations import NOWHERE, Periods, periods_of
+from riskcap.schema import SETTING_CODES
+
+N_SETTINGS = len(SETTING_CODES)
+
+
+def tariff_start(index_day: int) -> int:
+    """The tariff year's first day: the index date less one calendar year (as the features'
+    12-month look-backs count), so grouping happens on the same calendar day as at T."""
+    return months_before(index_day, 12)
+
+
+@dataclass
+class Exposure:
+    """One partition's list days and by-day costs (pence, per setting in :data:`SETTING_CODES` order).
+
+    Outcome year, per *stay* (a registration period's part inside the year): ``stay_row`` (row
+    of the features at T), ``stay_practice`` (code), ``stay_days`` and ``stay_pence`` (stays x
+    settings: costs charged to that stay's practice). ``unregistered_pence`` (settings): costs on
+    days on no list; ``read_pence`` (settings): every outcome-year activity row of the
+    partition's people, summed straight from the rows (so the reconciliation
+    ``read = stays + unregistered`` is a check, not an identity).
+
+    Tariff year, per row of the features at :func:`tariff_start`: ``tariff_days`` registered and
+    ``tariff_pence`` (people x settings) on those days.
+    """
+
+    stay_row: np.ndarray
+    stay_practice: np.ndarray
+    stay_days: np.ndarray
+    stay_pence: np.ndarray
+    unregistered_pence: np.ndarray
+    read_pence: np.ndarray
+    tariff_days: np.ndarray
+    tariff_pence: np.ndarray
+
+
+def _rows_of(ids: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Position of each ``person`` in sorted ``ids``, -1 where absent."""
+    if not len(ids):
+        return np.full(len(person), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(ids, person), len(ids) - 1)
+    return np.where(ids[at] == person, at, -1)
+
+
+def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """person_id, start day, setting index and pence (``rint(cost_gbp x 100)``) of the activity
+    rows starting in ``[lo, hi)`` (a frame, or an iterable of frames: batches of rows)."""
+    frames = [activity] if isinstance(activity, pd.DataFrame) else activity
+    parts = []
+    for frame in frames:
+        start = day_numbers(frame["start_date"], np.iinfo(np.int32).min, np.int32)
+        rows = np.flatnonzero((start >= lo) & (start < hi))
+        setting, lookup = _coded(frame["setting"], SETTING_CODES, "activity", "setting")
+        cost = _numbers(frame["cost_gbp"], np.nan)[rows]
+        bad = ~(cost >= 0)
+        if bad.any():
+            raise DataError(f"activity: {int(bad.sum())} cost_gbp value(s) are missing or negative")
+        parts.append((frame["person_id"].to_numpy(dtype=np.int64)[rows], start[rows],
+                      np.asarray(lookup)[setting[rows]].astype(np.int64), np.rint(cost * 100).astype(np.int64)))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.astype(np.int32), empty, empty
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+
+
+def _per_setting(index: np.ndarray, setting: np.ndarray, pence: np.ndarray, n: int) -> np.ndarray:
+    """(n, settings) sums of ``pence`` by (index, setting); float64 sums of whole pence are exact below 2**53."""
+    sums = np.bincount(index * N_SETTINGS + setting, weights=pence, minlength=n * N_SETTINGS)
+    return np.rint(sums).astype(np.int64).reshape(n, N_SETTINGS)
+
+
+def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_ids: np.ndarray,
+                periods: Periods | None = None) -> Exposure:
+    """The :class:`Exposure` of a partition at index day T.
+
+    ``outcome_ids``: person_ids (sorted) of the features at T built with joiners
+    (``build_features(tables, T, joining_days=365)``); ``tariff_ids``: those of the features at
+    :func:`tariff_start`. Raises DataError if a person is on a list in the outcome year but not in
+    ``outcome_ids`` (the features and tables disagree).
+    """
+    periods = periods_of(tables.persons, tables.registrations) if periods is None else periods
+    lo, hi, base = index_day, index_day + OUTCOME_DAYS, tariff_start(index_day)
+    person, start, setting, pence = _activity_arrays(tables.activity, base, hi)
+
+    # outcome year: stays and charges
+    days = periods.days_in(lo, hi)
+    stays = np.flatnonzero(days > 0)
+    stay_row = _rows_of(outcome_ids, periods.person[stays])
+    if (stay_row < 0).any():
+        missing = np.unique(periods.person[stays][stay_row < 0])[:5]
+        raise DataError(f"people on a list in the outcome year are missing from the features: "
+                        f"{', '.join(map(str, missing))}")
+    stay_of_period = np.full(len(periods), -1, dtype=np.int64)
+    stay_of_period[stays] = np.arange(len(stays))
+    inside = (start >= lo) & (start < hi)
+    period = periods.on(person[inside], start[inside])
+    stay = np.where(period >= 0, stay_of_period[np.maximum(period, 0)], -1)
+    charged = stay >= 0
+    s_in, p_in = setting[inside], pence[inside]
+    stay_pence = _per_setting(stay[charged], s_in[charged], p_in[charged], len(stays))
+    unregistered = np.bincount(s_in[~charged], weights=p_in[~charged], minlength=N_SETTINGS)
+    read = np.bincount(s_in, weights=p_in, minlength=N_SETTINGS)
+
+    # tariff year: days registered and costs on those days of the people registered at its start
+    tariff_period = _rows_of(tariff_ids, periods.person)
+    mine = tariff_period >= 0
+    tariff_days = np.bincount(tariff_period[mine], weights=periods.days_in(base, lo)[mine],
+                              minlength=len(tariff_ids)).astype(np.int64)
+    before = (start >= base) & (start < lo)
+    row = _rows_of(tariff_ids, person[before])
+    on_list = periods.on(person[before], start[before]) != NOWHERE
+    keep = on_list & (row >= 0)
+    tariff_pence = _per_setting(row[keep], setting[before][keep], pence[before][keep], len(tariff_ids))
+
+    return Exposure(stay_row=stay_row, stay_practice=periods.practice_codes[periods.practice[stays]],
+                    stay_days=days[stays].astype(np.int64), stay_pence=stay_pence,
+                    unregistered_pence=np.rint(unregistered).astype(np.int64), read_pence=np.rint(read).astype(np.int64),
+                    tariff_days=tariff_days, tariff_pence=tariff_pence)
