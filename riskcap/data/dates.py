@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskcap.errors import DataError
-from riskcap.io import parse_series, read_raw, table_path
+from riskcap.io import parse_series, read_raw, table_path, write_json
 
 #: The file a data folder may declare its extract date in, and the key.
 EXTRACT_FILE = "extract.json"
@@ -86,6 +86,12 @@ def index_date_for(stage: str, data_dir: str | Path, given: dt.date | None = Non
 def years_before(date: dt.date, years: int) -> dt.date:
     """The same calendar day ``years`` years earlier (29 February becomes the 28th)."""
     return (pd.Timestamp(date) - pd.DateOffset(years=years)).date()
+
+
+def declare_extract_date(data_dir: str | Path, date: dt.date) -> Path:
+    """Write ``date`` as the extract date of ``data_dir`` (:data:`EXTRACT_FILE`), where
+    :func:`data_end` reads it: a writer that knows when its data were extracted says so."""
+    return write_json({EXTRACT_KEY: date.isoformat()}, Path(data_dir) / EXTRACT_FILE)
 
 
 def _extract_date(path: Path) -> dt.date:

@@ -1,0 +1,38 @@
+"""Community, mental health and social care extracts to contract activity.
+
+Community services (CSDS) and mental health (MHSDS) contacts become one activity row each
+(``contacts`` in the row as its quantity); adult social care (client level data) is summed per
+person and calendar month (hours as the quantity), as the contract keeps it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from riskcap.ingest.activity import ActivityRows, monthly
+from riskcap.ingest.costs import Pricing
+from riskcap.ingest.gp import People
+from riskcap.ingest.rows import Rows
+
+
+def contacts(rows: Rows, people: People, pricing: Pricing, last_day: int, setting: str) -> ActivityRows:
+    """Community or mental health contacts (``setting``): one activity row per extract row."""
+    pos, birth = people.match(rows)
+    day = rows.dates_in_window("contact_date", birth, last_day)
+    count = rows.not_negative("contacts")
+    cost = rows.not_negative("cost_gbp")
+    keep = rows.keep
+    quantity = np.where(count.null[keep], 1, count.values[keep])
+    pence = pricing.pence(cost.values[keep], cost.null[keep], setting, quantity)
+    return ActivityRows.point(people.ids[pos[keep]], setting, day.values[keep], quantity, pence)
+
+
+def social_care(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
+    """Social care hours and cost summed per person and calendar month."""
+    pos, birth = people.match(rows)
+    day = rows.dates_in_window("period_start", birth, last_day)
+    hours = rows.not_negative("hours")
+    cost = rows.not_negative("cost_gbp")
+    keep = rows.keep
+    pence = pricing.pence(cost.values[keep], cost.null[keep], "social_care", hours.values[keep])
+    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], hours.values[keep], pence)
+    return ActivityRows.point(person, "social_care", start, quantity, pence)
