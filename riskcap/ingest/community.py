@@ -27,12 +27,13 @@ def contacts(rows: Rows, people: People, pricing: Pricing, last_day: int, settin
 
 
 def social_care(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
-    """Social care hours and cost summed per person and calendar month."""
+    """Social care hours and cost summed per person, calendar month and registration period."""
     pos, birth = people.match(rows)
     day = rows.dates_in_window("period_start", birth, last_day)
     hours = rows.not_negative("hours")
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep
     pence = pricing.pence(cost.values[keep], cost.null[keep], "social_care", hours.values[keep])
-    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], hours.values[keep], pence)
+    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], hours.values[keep], pence,
+                                             people.period_of(pos[keep], day.values[keep]))
     return ActivityRows.point(person, "social_care", start, quantity, pence)

@@ -18,7 +18,6 @@ order): the test of the import (tests/test_import_roundtrip.py).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import pyarrow.parquet as pq
 from riskcap.ingest.codelists import Codelists, load_codelists
 from riskcap.ingest.costs import UnitCosts, load_unit_costs
 from riskcap.ingest.hospital import ELECTIVE, EMERGENCY
+from riskcap.data.write import OWNER_ONLY
 from riskcap.errors import ConfigError, DataError
 from riskcap.io import ParquetRowsWriter, days, read_raw, read_table, table_path, write_parquet
 from riskcap.schema import CONDITION_CODES
@@ -408,7 +408,8 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
     registrations = _optional(data_dir, "registrations")
     rows = dict.fromkeys(SCHEMAS, 0)
     with contextlib.ExitStack() as stack:
-        writers = {key: stack.enter_context(ParquetRowsWriter(out_dir / f"{key}.parquet")) for key in SCHEMAS}
+        writers = {key: stack.enter_context(ParquetRowsWriter(out_dir / f"{key}.parquet", mode=OWNER_ONLY))
+                   for key in SCHEMAS}
         for part in plan_partitions(data_dir, partition_people):
             tables, _ = load_partition(data_dir, part, as_of=as_of)
             frames = {"persons": tables.persons, "conditions": tables.conditions, "activity": tables.activity}
@@ -417,8 +418,6 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
             for key, frame in contract_to_extracts(frames, codelists, costs, seed, end).items():
                 writers[key].write(to_arrow(frame, SCHEMAS[key]))
                 rows[key] += len(frame)
-    for key in SCHEMAS:
-        os.chmod(out_dir / f"{key}.parquet", 0o600)
     write_parquet(read_raw(table_path(data_dir, "practices")), out_dir / "gp" / "practices.parquet")
     changes = _optional(data_dir, "practice_changes")
     if changes is not None:

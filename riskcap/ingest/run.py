@@ -35,7 +35,9 @@ from riskcap.ingest.extracts import EXTRACTS, SOURCES, Source, extracts_of, loca
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
 from riskcap.data.dates import declare_extract_date
+from riskcap.data.write import OWNER_ONLY
 from riskcap.errors import ConfigError, DataError
+from riskcap.manifest import MANIFEST
 from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
 from riskcap.validate import ON_INVALID, Problem
@@ -43,7 +45,6 @@ from riskcap.validate import ON_INVALID, Problem
 PARTITION_PEOPLE = 100_000
 REPORT = "import_report.json"
 REPORT_TEXT = "import_report.txt"
-OWNER_ONLY = 0o600
 #: Output files that hold person-level rows (and the report, whose problem examples quote rows).
 PERSON_LEVEL = ("persons.parquet", "registrations.parquet", "conditions.parquet", "activity.parquet", REPORT,
                 REPORT_TEXT)
@@ -184,7 +185,8 @@ class Staging:
         if not self.created:
             if not self.out.is_dir():
                 raise DataError(f"{self.out}: --out exists and is not a folder")
-            entries = [p for p in self.out.iterdir() if not p.name.startswith(".import-")]
+            # the run's own manifest.json (riskcap.manifest) marks the folder claimed while it runs
+            entries = [p for p in self.out.iterdir() if not p.name.startswith(".import-") and p.name != MANIFEST]
             if entries and not (self.out / REPORT).exists():
                 raise DataError(f"{self.out}: --out holds files that are not an earlier riskcap import "
                                 f"({', '.join(sorted(p.name for p in entries)[:5])}); give an empty or new folder")
@@ -471,19 +473,9 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
                               "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
         path = staging.path(f"rejects/{name}_rejects.parquet")
         write_parquet(table, path)
-        write_csv(_formula_safe(table.to_pandas()), path.with_suffix(".csv"))
+        write_csv(table.to_pandas(), path.with_suffix(".csv"))  # no formula a spreadsheet would run
         out[key] = {"rows": table.num_rows, "file": f"rejects/{name}_rejects.parquet"}
     return out
-
-
-def _formula_safe(frame):
-    """Text a spreadsheet would run as a formula (= + - @, tab, carriage return first) behind a '."""
-    for column in frame.columns:
-        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
-            text = frame[column].astype("string")
-            risky = text.str.match(r"^[=+\-@\t\r]").fillna(False)
-            frame[column] = text.where(~risky, "'" + text)
-    return frame
 
 
 def _check(folder: Path, last_day: int, people: int) -> None:
