@@ -1,7 +1,7 @@
 """The generator's numba kernels agree with their slow references."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
@@ -136,6 +136,7 @@ def _registration_inputs(seed, n, years, m, events):
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(0, 60), years=st.integers(1, 5), m=st.integers(1, 7),
        events=st.booleans())
+@example(seed=221, n=22, years=1, m=5, events=True)  # dispersed into a gap, back, then its own leaving day
 def test_registration_segments_match_reference(seed, n, years, m, events):
     args = _registration_inputs(seed, n, years, m, events)
     fast = registration_segments(*args)

@@ -176,7 +176,7 @@ def registration_segments(entry, home, leave_rate, u, u_tail, year_starts, dest:
                         state = "gone"
                     elif forced == 1 and u[i, t, 9] < dispersal_gap_share:
                         ret = (day + 1 + math.floor(-dispersal_gap_mean * math.log(1 - u[i, t, 10])), False, ua, ub)
-                        state = "gap"
+                        state, own = "gap", None  # a gap ends the year's own deregistration, whatever began it
                     else:
                         p = q
                     continue
