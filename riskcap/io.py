@@ -142,6 +142,26 @@ def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Pa
     return Path(path)
 
 
+def inert_text(values: np.ndarray) -> np.ndarray:
+    """Text from an input file made safe for spreadsheets: a value starting with = + - @, tab or
+    carriage return (a formula to Excel) gets a leading apostrophe, so it is shown, never run."""
+    out = values.copy()
+    for i, v in enumerate(values.tolist()):
+        if isinstance(v, str) and v and v[0] in "=+-@\t\r":
+            out[i] = "'" + v
+    return out
+
+
+def inert_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text column :func:`inert_text` (rows quoted from input files, for CSV)."""
+    out = df.copy()
+    for column in out.columns:
+        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
+            text = out[column].astype(object).where(out[column].notna(), None).to_numpy(dtype=object)
+            out[column] = pd.Series(inert_text(text), index=out.index, dtype=out[column].dtype)
+    return out
+
+
 def write_json(obj, path: str | Path, mode: int | None = None) -> Path:
     """Write JSON atomically with sorted keys, so equal content gives equal bytes."""
     with atomic_path(path, mode) as tmp:

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from riskcap.errors import DataError, LoadRejected
-from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
+from riskcap.io import Tables, arrow_to_pandas, inert_frame, parse_series, read_raw, table_path, write_csv, write_parquet
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, SEXES, TABLES
 
 if TYPE_CHECKING:
@@ -868,7 +868,7 @@ def write_rejects(summary: "LoadSummary", rejects_dir: str | Path) -> None:
         table = summary.rejected_rows[name]
         path = Path(rejects_dir) / f"{name}_rejects.parquet"
         write_parquet(table, path)
-        write_csv(table.to_pandas(), path.with_suffix(".csv"))
+        write_csv(inert_frame(table.to_pandas()), path.with_suffix(".csv"))
         summary.rejects[name] = str(path)
 
 

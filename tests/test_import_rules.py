@@ -373,9 +373,9 @@ def test_docs_describe_every_extract_column():
 def test_rejects_csv_is_formula_safe():
     import pandas as pd
 
-    from riskcap.ingest.run import _formula_safe
+    from riskcap.io import inert_frame
 
-    frame = _formula_safe(pd.DataFrame({"practice_code": ["=HYPERLINK(\"x\")", "A81001", "+1", "@SUM(A1)", None],
+    frame = inert_frame(pd.DataFrame({"practice_code": ["=HYPERLINK(\"x\")", "A81001", "+1", "@SUM(A1)", None],
                                         "row": [1, 2, 3, 4, 5]}))
     assert frame["practice_code"].tolist()[:4] == ["'=HYPERLINK(\"x\")", "A81001", "'+1", "'@SUM(A1)"]
     assert frame["row"].tolist() == [1, 2, 3, 4, 5]

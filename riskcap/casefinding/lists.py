@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from riskcap.errors import ConfigError, DataError
+from riskcap.io import inert_text
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey, pseudonymise
 from riskcap.schema import CONDITION_CODES, CONDITIONS
 
@@ -121,7 +122,7 @@ def build_lists(listed: pd.DataFrame, features: pd.DataFrame, key: PseudonymKey,
     out["tier"] = listed["tier"].astype("str").to_numpy(dtype=object)
     out["change"] = ""
     for col in REASON_COLUMNS:
-        out[col] = (_inert_text(listed[col].astype("string").fillna("").to_numpy(dtype=object))
+        out[col] = (inert_text(listed[col].astype("string").fillna("").to_numpy(dtype=object))
                     if col in listed.columns else np.full(len(out), "", dtype=object))
     out["long_term_conditions"] = ltc_text(feat)
     out["ltc_count"] = feat["ltc_count"].to_numpy(dtype=np.int64)
@@ -132,16 +133,6 @@ def build_lists(listed: pd.DataFrame, features: pd.DataFrame, key: PseudonymKey,
     if dup.any():  # 64-bit pseudonyms: practically impossible, but never merge two people
         raise DataError(f"{int(dup.sum())} pseudo_id collision(s) within a practice; use a different key")
     return out[["practice_code"] + list_columns(reidentify=reidentify)]
-
-
-def _inert_text(values: np.ndarray) -> np.ndarray:
-    """Text from an input file made safe for spreadsheets: a value starting with = + - @ (a
-    formula to Excel) gets a leading apostrophe, so it is shown, never run."""
-    out = values.copy()
-    for i, v in enumerate(values.tolist()):
-        if v and v[0] in "=+-@\t\r":
-            out[i] = "'" + v
-    return out
 
 def check_reasons(lists: pd.DataFrame, features: pd.DataFrame, person_ids: np.ndarray) -> dict:
     """Check that each listed reason still describes the person's own data.

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -36,7 +35,7 @@ from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
 from riskcap.data.dates import declare_extract_date
 from riskcap.errors import ConfigError, DataError
-from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
+from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, inert_frame, write_csv, write_json, write_parquet
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
 from riskcap.validate import ON_INVALID, Problem
 
@@ -471,19 +470,9 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
                               "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
         path = staging.path(f"rejects/{name}_rejects.parquet")
         write_parquet(table, path)
-        write_csv(_formula_safe(table.to_pandas()), path.with_suffix(".csv"))
+        write_csv(inert_frame(table.to_pandas()), path.with_suffix(".csv"))
         out[key] = {"rows": table.num_rows, "file": f"rejects/{name}_rejects.parquet"}
     return out
-
-
-def _formula_safe(frame):
-    """Text a spreadsheet would run as a formula (= + - @, tab, carriage return first) behind a '."""
-    for column in frame.columns:
-        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
-            text = frame[column].astype("string")
-            risky = text.str.match(r"^[=+\-@\t\r]").fillna(False)
-            frame[column] = text.where(~risky, "'" + text)
-    return frame
 
 
 def _check(folder: Path, last_day: int, people: int) -> None:
