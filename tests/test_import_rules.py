@@ -218,6 +218,7 @@ def test_activity_table_order_does_not_depend_on_input_order():
     ("I50.0", "I50.0"), ("I500", "I50.0"), ("i50.0", "I50.0"), (" I50.0 ", "I50.0"), ("I10", "I10"),
     ("I10X", "I10"), ("I10-", "I10"), ("I10.X", "I10"), ("J441", "J44.1"), ("M1700", "M17.0"), ("G401D", "G40.1"),
     ("I5O.0", None), ("17.1M", None), ("I5", None), ("I5000X", None), ("", None), ("I10D", None), ("XX", None),
+    ("G01*", "G01"), ("A17\u2020", "A17"), ("A17.0\u2020", "A17.0"), ("G01D", None),
 ])
 def test_icd10_forms(text, want):
     assert normalise_icd10(text) == want
