@@ -481,13 +481,19 @@ def appointments(rows: Rows, people: People, pricing: Pricing, last_day: int) ->
 
 
 def prescriptions(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
-    """Prescribing: items and cost summed per person and calendar month (one activity row each,
-    dated on the month's first issue)."""
+    """Prescribing: items and cost summed per person and calendar month."""
+    return monthly_totals(rows, people, pricing, last_day, "issue_date", "items", "prescribing")
+
+
+def monthly_totals(rows: Rows, people: People, pricing: Pricing, last_day: int, date: str, amount: str,
+                   setting: str) -> ActivityRows:
+    """``amount`` (the quantity) and cost summed per person and calendar month: one activity row
+    each, dated on the month's first row (the contract keeps prescribing and social care so)."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("issue_date", birth, last_day)
-    items = rows.not_negative("items")
+    day = rows.dates_in_window(date, birth, last_day)
+    units = rows.not_negative(amount)
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep
-    pence = pricing.pence(cost.values[keep], cost.null[keep], "prescribing", items.values[keep])
-    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], items.values[keep], pence)
-    return ActivityRows.point(person, "prescribing", start, quantity, pence)
+    pence = pricing.pence(cost.values[keep], cost.null[keep], setting, units.values[keep])
+    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], units.values[keep], pence)
+    return ActivityRows.point(person, setting, start, quantity, pence)

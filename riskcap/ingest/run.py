@@ -36,7 +36,7 @@ from riskcap.ingest.rows import Rows, Tally, merge_problems
 from riskcap.data.dates import declare_extract_date
 from riskcap.errors import ConfigError, DataError
 from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, inert_frame, write_csv, write_json, write_parquet
-from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
+from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files
 from riskcap.validate import ON_INVALID, Problem
 
 PARTITION_PEOPLE = 100_000
@@ -126,7 +126,7 @@ def latest_date(sources: dict[str, Source]) -> tuple[int | None, str]:
 
 def _column_max(src: Source, column: str) -> int | None:
     if src.by_range:
-        files = [str(src.path)] if src.path.is_file() else list(pq.ParquetDataset(src.path).files)
+        files = parquet_files(src.path)
         best = None
         for file in files:
             meta = pq.ParquetFile(file).metadata
@@ -156,8 +156,7 @@ def _max_day(parsed) -> int | None:
 def plan(registrations: Source, people: int) -> list[PersonRange]:
     """Ranges of about ``people`` persons each, from the registrations' person_id column."""
     if registrations.by_range:
-        files = [str(registrations.path)] if registrations.path.is_file() else \
-            list(pq.ParquetDataset(registrations.path).files)
+        files = parquet_files(registrations.path)
         ids = np.concatenate([pq.read_table(f, columns=["person_id"]).column(0).drop_null().to_numpy()
                               for f in files]).astype(np.int64)
     else:
