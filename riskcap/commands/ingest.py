@@ -69,12 +69,14 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
                               partition_people=partition_people)
     manifest = RunManifest(out_dir)
     started = time.perf_counter()
-    with Progress(TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[people]:,} people"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("import", total=None, people=0)
+    with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("partitions, {task.fields[people]:,} people"), TimeElapsedColumn(), console=console) as bar:
+        tasks = {}
 
         def progress(info):
-            bar.update(task, total=info.partitions, completed=info.done, people=info.people)
+            if info.stage not in tasks:
+                tasks[info.stage] = bar.add_task(info.stage, total=info.partitions, stage=info.stage, people=0)
+            bar.update(tasks[info.stage], total=info.partitions, completed=info.done, people=info.people)
 
         report = import_extracts(settings, check=not no_check, progress=progress)
     out = Console(soft_wrap=False)
@@ -82,10 +84,11 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
         console.print(f"[yellow]warning: {warning}[/yellow]")
     for table in report.tables():
         out.print(table)
-    for name, folder in (("gp", gp_dir), ("hospital", hospital_dir), ("community", community_dir),
-                         ("codelists", codelists_dir)):
-        if folder is not None:
-            manifest.add_input(name, folder)
+    with console.status("fingerprinting the extracts for the manifest"):
+        for name, folder in (("gp", gp_dir), ("hospital", hospital_dir), ("community", community_dir),
+                             ("codelists", codelists_dir)):
+            if folder is not None:
+                manifest.add_input(name, folder)
     manifest.add_config("codelists", report.codelists)
     manifest.add_config("unit_costs", report.unit_costs)
     manifest.add_config("import", {"extract_date": report.extract_date, "extract_date_from": report.extract_date_from,

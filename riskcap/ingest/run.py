@@ -239,11 +239,13 @@ class Staging:
 
 @dataclass
 class Progress:
-    """What a caller may show while the import runs."""
+    """What a caller may show while the import runs: the stage ("importing", then "checking"
+    the written folder), and its partitions done of all."""
 
     partitions: int = 0
     done: int = 0
     people: int = 0
+    stage: str = "importing"
 
 
 @dataclass
@@ -306,7 +308,7 @@ def import_extracts(settings: ImportSettings, check: bool = True,
         if quarantine:
             report.rejects = _write_rejects(state.rejects, staging, sources)
         if check:
-            _check(staging.dir, last_day, settings.partition_people)
+            _check(staging.dir, last_day, settings.partition_people, progress)
         declare_extract_date(staging.dir, np.datetime64(last_day + 1, "D").item())
         report.outputs = staging.files() + [REPORT, REPORT_TEXT]
         write_json(report.as_dict(), staging.path(REPORT))
@@ -343,6 +345,8 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
         changes = gp.practice_changes(change_rows, {c for c, s in known.items() if s == 0})
     parts = plan(sources["gp/registrations"], settings.partition_people)
     info = Progress(len(parts))
+    if progress is not None:
+        progress(info)  # the bar shows from the start, not after the first range
     pricing = Pricing(unit_costs)
     reg_stats, register_stats, hospital_stats = gp.RegistrationStats(), gp.RegisterStats(), hospital.HospitalStats()
     prevalence: Counter = Counter()
@@ -474,7 +478,7 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
     return out
 
 
-def _check(folder: Path, last_day: int, people: int) -> None:
+def _check(folder: Path, last_day: int, people: int, progress=None) -> None:
     """Read the written folder back through the contract's checks (streamed, by person range)."""
     import warnings
 
@@ -486,9 +490,16 @@ def _check(folder: Path, last_day: int, people: int) -> None:
         warnings.simplefilter("ignore")
         parts = plan_partitions(folder, people)
     summaries = []
+    info = Progress(len(parts), stage="checking")
+    if progress is not None:
+        progress(info)
     for part in parts:
         _, summary = load_partition(folder, part, as_of=as_of)
         summaries.append(summary)
+        info.done += 1
+        info.people += summary.rows_in.get("persons", 0)
+        if progress is not None:
+            progress(info)
     summary = LoadSummary.combine(summaries)
     if summary.problems:
         raise RuntimeError("riskcap import wrote data that fail the contract's checks (a bug: please report it):\n"
