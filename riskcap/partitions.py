@@ -142,12 +142,7 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
                       f"partitions); convert them to parquet with an integer person_id to stream",
                       StreamingFallbackWarning, stacklevel=2)
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
-    ids = _sorted_person_ids(table_path(data_dir, "persons"))
-    cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
-    bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
-    starts = [*np.searchsorted(ids, bounds[:-1]), len(ids)]
-    parts = [PersonRange(i, lo, hi, int(starts[i + 1] - starts[i]))
-             for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    parts = person_ranges(sorted_person_ids(table_path(data_dir, "persons")), people)
     if len(parts) > 1:
         for name in PERSON_TABLES:
             factor = _reread_factor(table_path(data_dir, name), parts)
@@ -160,7 +155,16 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
     return parts
 
 
-def _sorted_person_ids(path: Path) -> np.ndarray:
+def person_ranges(ids: np.ndarray, people: int) -> list[PersonRange]:
+    """Ranges of about ``people`` of the sorted ``ids`` each (an id never split between two)."""
+    cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
+    bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
+    starts = [*np.searchsorted(ids, bounds[:-1]), len(ids)]
+    return [PersonRange(i, lo, hi, int(starts[i + 1] - starts[i]))
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+
+def sorted_person_ids(path: Path) -> np.ndarray:
     """The persons' non-null person_ids, sorted: read in batches into one int64 array (8 bytes a
     row, the planning's only population-sized memory), sorted in place unless already in order."""
     files = parquet_files(path)

@@ -70,7 +70,8 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
     manifest = RunManifest(out_dir)
     started = time.perf_counter()
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("partitions, {task.fields[people]:,} people"), TimeElapsedColumn(), console=console) as bar:
+                  TextColumn("partitions, {task.fields[people]:,} people"), TimeElapsedColumn(),
+                  console=console) as bar:
         tasks = {}
 
         def progress(info):

@@ -36,7 +36,7 @@ from riskcap.ingest.rows import Rows, Tally, merge_problems
 from riskcap.data.dates import declare_extract_date
 from riskcap.errors import ConfigError, DataError
 from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, inert_frame, write_csv, write_json, write_parquet
-from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files
+from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files, person_ranges, sorted_person_ids
 from riskcap.validate import ON_INVALID, Problem
 
 PARTITION_PEOPLE = 100_000
@@ -154,19 +154,11 @@ def _max_day(parsed) -> int | None:
 
 
 def plan(registrations: Source, people: int) -> list[PersonRange]:
-    """Ranges of about ``people`` persons each, from the registrations' person_id column."""
-    if registrations.by_range:
-        files = parquet_files(registrations.path)
-        ids = np.concatenate([pq.read_table(f, columns=["person_id"]).column(0).drop_null().to_numpy()
-                              for f in files]).astype(np.int64)
-    else:
+    """Ranges of about ``people`` persons each, from the registrations' person_id column (one
+    range of everyone when the registrations are not read by range)."""
+    if not registrations.by_range:
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
-    ids = np.unique(ids)
-    if len(ids) <= people:
-        return [PersonRange(0, INT64_MIN, INT64_MAX, len(ids))]
-    cuts = ids[people::people]
-    bounds = [INT64_MIN, *(int(c) for c in cuts), INT64_MAX]
-    return [PersonRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return person_ranges(np.unique(sorted_person_ids(registrations.path)), people)
 
 
 # --- the staging folder ------------------------------------------------------------------------
