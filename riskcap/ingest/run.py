@@ -37,6 +37,7 @@ from riskcap.data.dates import declare_extract_date
 from riskcap.errors import ConfigError, DataError
 from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, inert_frame, write_csv, write_json, write_parquet
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files, person_ranges, sorted_person_ids
+from riskcap.stream.memory import keep_freed_memory
 from riskcap.validate import ON_INVALID, Problem
 
 PARTITION_PEOPLE = 100_000
@@ -323,6 +324,7 @@ _ACTIVITY = ("gp/appointments", "gp/prescriptions", "hospital/apc", "hospital/ou
 
 def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[str, Source], last_day: int,
          quarantine: bool, staging: Staging, state: _State, progress) -> ImportReport:
+    keep_freed_memory()  # each range allocates and frees the same blocks: keep them (riskcap.stream.memory)
     whole = PersonRange(0, INT64_MIN, INT64_MAX)
     practice_rows = Rows(sources["gp/practices"], *sources["gp/practices"].read(whole))
     codes = gp.practices(practice_rows)
