@@ -105,7 +105,7 @@ def test_case_quarantined_with_its_reason(case, tmp_path):
 def _reshaped(valid: Path, out: Path) -> None:
     """The valid extracts as other systems write them: a byte-order mark (Excel's "CSV UTF-8"),
     headers in other case and spacing, UK day-first dates, birth months as MM/YYYY, A&E arrival
-    times with a UTC offset, ICD-10 codes without the dot in lower case."""
+    times with a UTC offset, ICD-10 codes without the dot in lower case, NHS numbers spaced 3-3-4."""
     for path in sorted(valid.rglob("*.csv")):
         with open(path, newline="", encoding="utf-8") as fh:
             header, *rows = list(csv.reader(fh))
@@ -113,6 +113,8 @@ def _reshaped(valid: Path, out: Path) -> None:
             for k, value in enumerate(row):
                 if header[k] == "arrival_date" and value:
                     row[k] = f"{value}T23:30:00+01:00"
+                elif header[k] == "nhs_number" and value:
+                    row[k] = f"{value[:3]} {value[3:6]} {value[6:]}"
                 elif header[k] == "primary_diagnosis":
                     row[k] = value.replace(".", "").lower()
                 elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):

@@ -92,7 +92,7 @@ EXTRACTS: dict[str, Extract] = {e.key: e for e in (
         Field("died_on", "date", required=False, nullable=True, doc="date of death; empty = alive"),
         Field("care_home", "bool", doc="lives in a care home"),
         Field("opted_out", "bool", doc="national data opt-out"),
-        Field("nhs_number", "code", required=False, nullable=True, doc="10-digit NHS number (optional)"),
+        Field("nhs_number", "code", required=False, nullable=True, doc="10-digit NHS number (spaces are fine)"),
     ), "One row per registration period (a move between practices is two rows).", required=True),
     Extract("gp", "events", (
         PERSON,
