@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -139,3 +140,18 @@ def test_other_shapes_of_the_same_extracts_import_the_same(tmp_path):
     assert len(written) >= 5
     for rel in [*written, Path("extract.json")]:
         assert (tmp_path / "out-valid" / rel).read_bytes() == (tmp_path / "out-reshaped" / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("day, ok", [(LAST_DAY, True), (EXTRACT_DATE, False)])
+def test_the_extract_date_is_the_first_day_not_covered(tmp_path, day, ok):
+    """As in extract.json (riskcap.data.dates): an event on the day before the extract date is
+    imported, one on the extract date itself is an error."""
+    shutil.copytree(CORPUS / "valid", tmp_path / "in")
+    events = tmp_path / "in" / "gp" / "events.csv"
+    text = events.read_text(encoding="utf-8").splitlines()
+    text[1] = ",".join(text[1].split(",")[:2] + [day])
+    events.write_text("\n".join(text) + "\n", encoding="utf-8")
+    result = _import(tmp_path / "in", tmp_path / "out")
+    assert (result.exit_code == 0) == ok, result.output
+    if not ok:
+        assert f"row 1: '{day}'" in result.output and f"on or after the extract date {EXTRACT_DATE}" in result.output
