@@ -37,8 +37,9 @@ COMMANDS: list[tuple[str, str, str, str]] = [
 
 class RiskcapGroup(click.Group):
     """Imports a command's module only when that command runs (so ``--help`` starts fast), and
-    turns every :class:`~riskcap.errors.RiskcapError` (a full disk included) into one red line
-    and its exit code; anything else is a bug and keeps its traceback."""
+    turns every :class:`~riskcap.errors.RiskcapError` (a full disk or an unusable path included)
+    into one red line and its exit code; anything else is a bug and keeps its traceback. A run
+    that failed gives up its claim on its --out folder."""
 
     def list_commands(self, ctx):
         return [name for name, *_ in COMMANDS] + sorted(set(self.commands) - {name for name, *_ in COMMANDS})
@@ -68,6 +69,10 @@ class RiskcapGroup(click.Group):
                 raise
             click.secho(f"error: {error}", fg="red", err=True)
             sys.exit(error.exit_code)
+        finally:
+            manifest = sys.modules.get("riskcap.manifest")  # only a command that imported it claimed a folder
+            if manifest is not None:
+                manifest.abandon_unfinished()  # a failed run's claim on its --out
 
 
 @click.group(cls=RiskcapGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

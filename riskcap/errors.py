@@ -10,6 +10,9 @@ how to fix it, so the command line prints it in one line (no traceback) and exit
 - :class:`EngineError`: a run could not be done on its engine (no scheduler, dying workers);
   :class:`EngineUnavailable` when the engine's optional extra is not installed.
 - :class:`DiskFull`: the disk or quota ran out while writing (:func:`as_riskcap_error`).
+- :class:`UnusablePath`: a path cannot be used as given (permissions, a read-only disk, a file
+  in the way, no such place; :func:`as_riskcap_error`), or an output place riskcap refuses to
+  write into because it holds what riskcap did not write (``docs/security.md``).
 """
 from __future__ import annotations
 
@@ -55,8 +58,15 @@ class DiskFull(RiskcapError):
     """The disk (or the user's quota) filled up while writing."""
 
 
+class UnusablePath(RiskcapError):
+    """A path cannot be used: the message names it, says why and what to do instead."""
+
+
 #: errno values of a full disk or an exhausted quota (EDQUOT is missing on some platforms).
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: errno values of a path that cannot be used (permissions, a read-only disk, a file in the way, no such place).
+_NOT_USABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+               errno.ENOENT, errno.ELOOP}
 
 
 def as_riskcap_error(exc: BaseException) -> RiskcapError | None:
@@ -66,4 +76,7 @@ def as_riskcap_error(exc: BaseException) -> RiskcapError | None:
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
         return DiskFull(f"the disk is full ({exc}). Free some space, or write --out to another disk "
                         f"(streamed runs keep their temporary files beside it), and run again.")
+    if isinstance(exc, OSError) and exc.errno in _NOT_USABLE and exc.filename:
+        return UnusablePath(f"{exc.filename}: {exc.strerror}. Check the path: inputs must exist and be "
+                            f"readable, and --out must be somewhere you can write.")
     return None

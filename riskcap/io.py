@@ -79,11 +79,12 @@ ROW_GROUP_ROWS = 1024 * 1024
 class ParquetRowsWriter:
     """Write arrow tables to one parquet file as they come, with the bytes
     :func:`write_parquet` gives their concatenation (rows are buffered into whole
-    row groups). The file appears, atomically, only when the ``with`` block exits cleanly.
+    row groups). The file appears, atomically, only when the ``with`` block exits cleanly,
+    with file ``mode`` if given (as :func:`atomic_path`).
     """
 
-    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS):
-        self.path, self.row_group_size = Path(path), int(row_group_size)
+    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS, mode: int | None = None):
+        self.path, self.row_group_size, self.mode = Path(path), int(row_group_size), mode
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
@@ -91,7 +92,7 @@ class ParquetRowsWriter:
 
     def __enter__(self) -> "ParquetRowsWriter":
         new = [d for d in self.path.parents if not d.exists()]  # removed again if the run fails
-        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        self._tmp = self._stack.enter_context(atomic_path(self.path, self.mode))
         self._new_dirs = new
         return self
 
@@ -136,30 +137,13 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size:
 
 
 def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Path:
-    """Write a frame to CSV atomically (UTF-8, no index)."""
+    """Write a frame to CSV atomically (UTF-8, no index), no text a spreadsheet would run as
+    a formula (:func:`riskcap.data.write.csv_frame`)."""
+    from riskcap.data.write import csv_frame
+
     with atomic_path(path, mode) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n")
+        csv_frame(df).to_csv(tmp, index=False, lineterminator="\n")
     return Path(path)
-
-
-def inert_text(values: np.ndarray) -> np.ndarray:
-    """Text from an input file made safe for spreadsheets: a value starting with = + - @, tab or
-    carriage return (a formula to Excel) gets a leading apostrophe, so it is shown, never run."""
-    out = values.copy()
-    for i, v in enumerate(values.tolist()):
-        if isinstance(v, str) and v and v[0] in "=+-@\t\r":
-            out[i] = "'" + v
-    return out
-
-
-def inert_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with every text column :func:`inert_text` (rows quoted from input files, for CSV)."""
-    out = df.copy()
-    for column in out.columns:
-        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
-            text = out[column].astype(object).where(out[column].notna(), None).to_numpy(dtype=object)
-            out[column] = pd.Series(inert_text(text), index=out.index, dtype=out[column].dtype)
-    return out
 
 
 def write_json(obj, path: str | Path, mode: int | None = None) -> Path:
@@ -327,12 +311,16 @@ def parse_series(s: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
         out = out.str.strip()
         return out.mask(out == ""), no_bad
     if kind == "int":
-        if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype):
+        unsigned = s.dtype.kind == "u"  # values past int64 would wrap: parsed below, and refused
+        if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype) and not unsigned:
             return (s.astype("int64") if not s.isna().any() else s.astype("Int64")), no_bad
         num = pd.to_numeric(s, errors="coerce")
         if pd.api.types.is_bool_dtype(num.dtype):
             num = num.astype("float64")
-        bad = ((num.isna() & s.notna()) | (num.notna() & (num != np.floor(num)))).to_numpy(dtype=bool)
+        if num.dtype.kind == "u":  # some value passes int64: refused below, the rest kept exact
+            num = num.astype("UInt64").mask(num > np.iinfo(np.int64).max).astype("Int64")
+        bad = ((num.isna() & s.notna()) | (num.notna() & (num != np.floor(num)))
+               | (num.notna() & (num.abs() >= 2**63))).to_numpy(dtype=bool)  # beyond int64: not wrapped
         num = num.mask(bad)
         return (num.astype("Int64") if num.isna().any() else num.astype("int64")), bad
     if kind == "float":

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from riskcap.errors import ConfigError
+from riskcap.untrusted import Refused, read_regular
 
 #: Environment variable holding the pseudonymisation key.
 KEY_ENV = "RISKCAP_PSEUDONYM_KEY"
@@ -81,9 +82,9 @@ def load_key(key_file: str | Path | None = None, *, allow_random: bool = True,
     if key_file is not None:
         path = Path(key_file)
         try:
-            secret = path.read_bytes().strip()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the pseudonymisation key file ({exc.strerror})") from exc
+            secret = read_regular(path, 1 << 16).strip()  # a key is bytes, not a device or a pipe
+        except Refused as exc:
+            raise ConfigError(f"{path}: cannot read the pseudonymisation key file ({exc.reason})") from None
         _check_length(secret, str(path))
         return PseudonymKey(secret, "file", str(path))
     value = env.get(KEY_ENV, "")

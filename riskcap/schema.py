@@ -6,6 +6,7 @@ See ``docs/data-contract.md`` for the prose version.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 # --- Code sets -----------------------------------------------------------------
@@ -155,6 +156,31 @@ ACTIVITY = Table("activity", (
 ), doc="One row per spell, attendance, contact, or month of items/hours.")
 
 TABLES: dict[str, Table] = {t.name: t for t in (PRACTICES, PERSONS, CONDITIONS_TABLE, ACTIVITY)}
+
+#: The most one activity row may cost, in pounds, unless ``$RISKCAP_MAX_COST_GBP`` says otherwise:
+#: well above any single NHS spell, contact or month of items (the dearest one-off treatments cost
+#: about £2 million), so a larger value is a data error (e.g. pence in the pounds column).
+MAX_COST_GBP = 10_000_000
+MAX_COST_ENV = "RISKCAP_MAX_COST_GBP"
+#: The largest value ``$RISKCAP_MAX_COST_GBP`` may set (pence sums stay exact far beyond it).
+MAX_COST_LIMIT_GBP = 10**12
+
+
+def max_cost_gbp() -> float:
+    """The plausible maximum cost of one activity row (:data:`MAX_COST_GBP`, or ``$RISKCAP_MAX_COST_GBP``)."""
+    text = os.environ.get(MAX_COST_ENV, "").strip()
+    if not text:
+        return float(MAX_COST_GBP)
+    try:
+        value = float(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_COST_LIMIT_GBP:
+        from riskcap.errors import ConfigError
+
+        raise ConfigError(f"${MAX_COST_ENV}={text!r}: expected the most one activity row may cost, in pounds, "
+                          f"above 0 and at most {MAX_COST_LIMIT_GBP:,} (default {MAX_COST_GBP:,})")
+    return value
 
 
 def nhs_number_valid(number: str) -> bool:

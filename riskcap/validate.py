@@ -35,9 +35,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.data.write import OWNER_ONLY, private_dir
 from riskcap.errors import DataError, LoadRejected
-from riskcap.io import Tables, arrow_to_pandas, inert_frame, parse_series, read_raw, table_path, write_csv, write_parquet
-from riskcap.schema import CONDITION_CODES, SETTING_CODES, SEXES, TABLES
+from riskcap.io import Tables, arrow_to_pandas, parse_series, read_raw, table_path, write_csv, write_parquet
+from riskcap.schema import CONDITION_CODES, MAX_COST_ENV, SETTING_CODES, SEXES, TABLES, max_cost_gbp
 
 if TYPE_CHECKING:
     from riskcap.partitions import TableScan
@@ -621,10 +622,19 @@ def check_activity(df: pd.DataFrame, file: str, as_of=None, persons: PersonIndex
         row_problem(df, df["end_date"] < df["start_date"], name, file, ["end_date", "start_date"],
                     "date_order", "end_date is before start_date (negative length of stay)"),
         row_problem(df, df["cost_gbp"] < 0, name, file, "cost_gbp", "negative", "negative cost"),
+        _implausible_cost(df, name, file),
         row_problem(df, df["quantity"] < 0, name, file, "quantity", "negative", "negative quantity"),
         *_person_checks(df, name, file, persons, ["start_date"], persons_file),
     ]
     return _ordered(problems, 1)
+
+
+def _implausible_cost(df, name, file) -> Problem | None:
+    """Rows costing more than the contract's plausible maximum (riskcap.schema.max_cost_gbp)."""
+    limit = max_cost_gbp()
+    return row_problem(df, df["cost_gbp"] > limit, name, file, "cost_gbp", "implausible",
+                       f"cost above the plausible maximum of £{limit:,.0f} a row (pence in the pounds column? "
+                       f"if such costs are real, set ${MAX_COST_ENV} to the largest)")
 
 
 # --- Summary -----------------------------------------------------------------------
@@ -863,12 +873,20 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
 
 def write_rejects(summary: "LoadSummary", rejects_dir: str | Path) -> None:
     """Write every table's quarantined rows (``summary.rejected_rows``) to ``rejects_dir``,
-    as ``<table>_rejects.parquet`` and ``.csv``, and record the paths in ``summary.rejects``."""
+    as ``<table>_rejects.parquet`` and ``.csv``, and record the paths in ``summary.rejects``.
+    The rows hold identifiers, so the files are owner-only, in a folder made owner-only."""
+    from riskcap.manifest import claim_file, table_with_columns
+
+    paths = {name: Path(rejects_dir) / f"{name}_rejects.parquet" for name in TABLES}
+    for path in paths.values():  # only earlier rejects files are replaced (riskcap.manifest)
+        for p in (path, path.with_suffix(".csv")):
+            claim_file(p, table_with_columns("row", "reason"), "rejects file")
+    private_dir(rejects_dir)
     for name in TABLES:
         table = summary.rejected_rows[name]
-        path = Path(rejects_dir) / f"{name}_rejects.parquet"
-        write_parquet(table, path)
-        write_csv(inert_frame(table.to_pandas()), path.with_suffix(".csv"))
+        path = paths[name]
+        write_parquet(table, path, mode=OWNER_ONLY)
+        write_csv(table.to_pandas(), path.with_suffix(".csv"), mode=OWNER_ONLY)
         summary.rejects[name] = str(path)
 
 

@@ -323,13 +323,27 @@ def corridors(draw):
 @settings(max_examples=200, deadline=None)
 @given(corridors(), st.lists(st.tuples(st.integers(0, 10**10), st.integers(0, 10**10)), min_size=1, max_size=20))
 def test_settlement_matches_the_step_by_step_reference(corridor, practices):
+    s, basis, actual = _settled_as_the_reference(corridor, practices)
+    assert (s.payer_share_pence + s.provider_share_pence == actual - basis).all()
+
+
+def _settled_as_the_reference(corridor, practices):
+    """settle() of (basis, actual) pence pairs, checked against settle_reference pair by pair."""
     basis = np.array([p[0] for p in practices], dtype=np.int64)
     actual = np.array([p[1] for p in practices], dtype=np.int64)
     s = settle(basis, actual, corridor)
-    assert (s.payer_share_pence + s.provider_share_pence == actual - basis).all()
     for b, a, payer, provider in zip(basis.tolist(), actual.tolist(), s.payer_share_pence.tolist(),
                                      s.provider_share_pence.tolist()):
         assert (payer, provider) == settle_reference(b, a, corridor)
+    return s, basis, actual
+
+
+@settings(max_examples=100, deadline=None)
+@given(corridors(), st.lists(st.tuples(st.integers(0, 2**49), st.integers(0, 2**49)), min_size=1, max_size=8))
+def test_settlement_of_huge_budgets_is_exact_not_wrapped(corridor, practices):
+    """Pence x parts per million pass int64 for budgets of billions of pounds: still exact (issue 23)."""
+    s, _, _ = _settled_as_the_reference(corridor, practices)
+    assert s.payer_share_pence.dtype == np.int64
 
 
 # --- accuracy --------------------------------------------------------------------------

@@ -526,7 +526,7 @@ def test_custom_pyramid_recomputes_tiers(population, tmp_path):
     (lambda s: s.assign(probability=s["probability"].where(s.index != 3, 1.5)), "not probabilities"),
     (lambda s: pd.concat([s, s.iloc[:2]]), "repeat a person_id"),
     (lambda s: s.assign(score=s["score"].where(s.index != 0, 101)), "0 to 100"),
-    (lambda s: s.assign(practice_code=s["practice_code"].where(s.index != 0, "../etc")), "ODS-style"),
+    (lambda s: s.assign(practice_code=s["practice_code"].where(s.index != 0, "../etc")), "cannot name a practice's list files"),
     (lambda s: s.assign(tier="urgent"), "not in the pyramid"),
 ])
 def test_bad_scores_file_is_a_clear_error(population, tmp_path, change, message):
@@ -616,14 +616,22 @@ def test_csv_and_dataset_folders_give_the_same_lists(population, default_run, tm
         assert again.summary == default_run.summary
 
 
-def test_rerun_into_the_same_folder_removes_stale_practice_files(population, tmp_path):
+def test_rerun_into_the_same_folder_removes_stale_practice_files(population, tmp_path, monkeypatch):
+    """The earlier run's lists of a practice no longer scored go (its manifest proves they are
+    riskcap's); a file someone else put there stays, and is not certified."""
+    monkeypatch.setenv(KEY_ENV, "k" * 32)
     out = tmp_path / "same"
-    casefind(population["dir"] / "scores.parquet", population["dir"], out, key=KEY)
+    args = ["casefind", "--data", str(population["dir"]), "--out", str(out)]
+    assert CliRunner().invoke(main, [*args, "--scores", str(population["dir"] / "scores.parquet")]).exit_code == 0
     scores = population["scores"]
     write_parquet(scores[scores["practice_code"] != "B82003"], tmp_path / "two.parquet")
-    result = casefind(tmp_path / "two.parquet", population["dir"], out, key=KEY)
+    (out / "practices" / "notes.csv").write_text("mine\n")
+    result = CliRunner().invoke(main, [*args, "--scores", str(tmp_path / "two.parquet")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
     assert sorted(p.name for p in (out / "practices").iterdir()) == sorted(
-        f"{c}.{ext}" for c in result.summary["practices"] for ext in ("csv", "xlsx"))
+        [f"{c}.{ext}" for c in summary["practices"] for ext in ("csv", "xlsx")] + ["notes.csv"])
+    assert verify_run(out) == ["practices/notes.csv: not produced by the run (not in the manifest)"]
 
 
 def test_formula_like_reasons_are_never_run_by_excel(population, tmp_path):
@@ -633,9 +641,10 @@ def test_formula_like_reasons_are_never_run_by_excel(population, tmp_path):
     scores["reason_1"] = '=HYPERLINK("http://example.com","click")'
     scores["reason_2"] = "-1 emergency admissions"
     write_parquet(scores, tmp_path / "evil.parquet")
-    result = casefind(tmp_path / "evil.parquet", population["dir"], tmp_path / "e", key=KEY)
-    assert set(result.lists["reason_1"]) == {'\'=HYPERLINK("http://example.com","click")'}
-    assert set(result.lists["reason_2"]) == {"'-1 emergency admissions"}
+    casefind(tmp_path / "evil.parquet", population["dir"], tmp_path / "e", key=KEY)
+    listed = pd.read_csv(tmp_path / "e" / "practices" / f"{PRACTICES[0]}.csv")  # as a spreadsheet reads it
+    assert set(listed["reason_1"]) == {'\'=HYPERLINK("http://example.com","click")'}
+    assert set(listed["reason_2"]) == {"'-1 emergency admissions"}
     ws = load_workbook(tmp_path / "e" / "practices" / f"{PRACTICES[0]}.xlsx")["List"]
     cell = ws.cell(row=2, column=list_columns().index("reason_1") + 1)
     assert cell.data_type == "s" and cell.value.startswith("'=")

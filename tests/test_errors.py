@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from riskcap import cli
 from riskcap.errors import (ConfigError, DataError, DiskFull, EngineError, EngineUnavailable, LoadRejected,
-                            RiskcapError, as_riskcap_error)
+                            RiskcapError, UnusablePath, as_riskcap_error)
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +20,7 @@ class _Summary:
 
 
 def test_every_error_is_a_riskcap_error_of_its_own_kind():
-    for kind in (DataError, ConfigError, EngineError, DiskFull):
+    for kind in (DataError, ConfigError, EngineError, DiskFull, UnusablePath):
         assert issubclass(kind, RiskcapError) and kind.exit_code == 2
     assert not issubclass(EngineError, ConfigError) and not issubclass(ConfigError, DataError)
     assert issubclass(EngineUnavailable, EngineError) and issubclass(EngineUnavailable, ImportError)
@@ -32,11 +32,13 @@ def test_a_rejected_load_carries_its_summary():
     assert isinstance(exc, DataError) and exc.summary is summary and str(exc) == "data: 1 problem(s) found"
 
 
-def test_a_full_disk_is_a_riskcap_error_and_other_os_errors_are_bugs():
+def test_a_full_disk_and_an_unusable_path_are_riskcap_errors_and_other_os_errors_are_bugs():
     full = as_riskcap_error(OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(full, DiskFull) and "the disk is full" in str(full)
     assert as_riskcap_error(OSError(errno.EACCES, "Permission denied")) is None
     assert as_riskcap_error(ValueError("a bug")) is None
+    unusable = as_riskcap_error(PermissionError(errno.EACCES, "Permission denied", "/out/x.csv"))
+    assert isinstance(unusable, UnusablePath) and str(unusable).startswith("/out/x.csv: Permission denied.")
     error = ConfigError("x")
     assert as_riskcap_error(error) is error
 

@@ -155,3 +155,18 @@ def test_the_extract_date_is_the_first_day_not_covered(tmp_path, day, ok):
     assert (result.exit_code == 0) == ok, result.output
     if not ok:
         assert f"row 1: '{day}'" in result.output and f"on or after the extract date {EXTRACT_DATE}" in result.output
+
+
+def test_quarantined_rows_are_formula_safe_in_the_rejects_csv(tmp_path):
+    """A value from an extract that a spreadsheet would run is written behind a ' (riskcap.data.write)."""
+    shutil.copytree(CORPUS / "valid", tmp_path / "in")
+    registrations = tmp_path / "in" / "gp" / "registrations.csv"
+    lines = registrations.read_text(encoding="utf-8").splitlines()
+    fields = lines[1].split(",")
+    fields[1] = "=1+1"  # practice_code: not a practice, so the row is quarantined
+    lines[1] = ",".join(fields)
+    registrations.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = _import(tmp_path / "in", tmp_path / "out", "--on-invalid", "quarantine")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "rejects" / "gp_registrations_rejects.csv").read_text(encoding="utf-8")
+    assert "'=1+1" in text and ",=1+1" not in text

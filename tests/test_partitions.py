@@ -355,7 +355,7 @@ def test_streamed_quarantine_scores_and_rejects_match(population, models, tmp_pa
     _reference_write(score_tables(model, tables, EVAL_INDEX_DATE), tmp_path / "whole.parquet")
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", data, "--out",
                                        tmp_path / "out" / "scores.parquet", "--on-invalid", "quarantine",
-                                       "--partition-people", "800"])
+                                       "--partition-people", "800", "--index-date", EVAL_INDEX_DATE])
     assert result.exit_code == 0, result.output
     assert "7 row(s) quarantined" in result.output
     assert (tmp_path / "out" / "scores.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
@@ -387,7 +387,7 @@ def test_score_command_matches_the_committed_path_on_the_sample(models, tmp_path
         _reference_write(score_tables(load_model(models / kind), tables, EVAL_INDEX_DATE), tmp_path / "ref.parquet")
         out = tmp_path / f"{kind}.parquet"
         result = CliRunner().invoke(main, ["score", "--model", models / kind, "--data", SAMPLE, "--out", out,
-                                           "--partition-people", "6000"])
+                                           "--partition-people", "6000", "--index-date", EVAL_INDEX_DATE])
         assert result.exit_code == 0, result.output
         assert "partition(s)" in result.output
         assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes(), kind
@@ -398,7 +398,7 @@ def test_score_command_on_csv_warns_and_loads_whole(models, tmp_path):
     _reference_write(score_tables(load_model(models / "logistic"), tables, EVAL_INDEX_DATE), tmp_path / "ref.parquet")
     out = tmp_path / "scores.parquet"
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", CORPUS / "valid",
-                                       "--out", out])
+                                       "--out", out, "--index-date", EVAL_INDEX_DATE])
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "persons.csv is CSV" in result.output
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()

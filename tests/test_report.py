@@ -374,8 +374,9 @@ def test_scenario_parameters_fill_defaults():
 def test_cli_report_and_verify(built, tmp_path):
     run_dir, _ = built
     run = tmp_path / "run"
-    shutil.copytree(run_dir, run)
-    RunManifest(run).write()  # as `riskcap demo` does, after writing the report
+    manifest = RunManifest(run)  # claims the folder before the outputs are written, as `riskcap demo` does
+    shutil.copytree(run_dir, run, dirs_exist_ok=True)
+    manifest.write()
     runner = CliRunner()
     # rebuilding the report from the same outputs keeps the run verified (byte-identical files)
     result = runner.invoke(main, ["report", str(run)])

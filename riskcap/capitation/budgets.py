@@ -30,13 +30,12 @@ from math import gcd
 
 import numpy as np
 
-from riskcap.capitation.money import PPM, allocate_largest_remainder, div_round_half_up
+from riskcap.capitation.money import PPM, allocate_largest_remainder, check_pence, checked_product, div_round_half_up
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import PaceOfChange, Scenario
 from riskcap.capitation.tariffs import Tariffs
 from riskcap.errors import ConfigError, DataError
 
-_SAFE = 2**61
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,7 @@ class Budgets:
 
 
 def _check_weights(weights: np.ndarray, what: str) -> None:
-    if weights.size and float(weights.astype(np.float64).sum()) >= _SAFE:
-        raise OverflowError(f"{what} too large for exact pence arithmetic")
+    check_pence(weights, what, 2**61)
 
 
 def _need_cells(population: Population, scenario: Scenario, tariff_cells: np.ndarray) -> tuple[np.ndarray, str]:
@@ -98,7 +96,7 @@ def _row_shares(cells: np.ndarray) -> np.ndarray:
 
 def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs) -> Budgets:
     """Practice budgets for ``scenario`` from its tariffs (see the module docstring)."""
-    tariff_cells = population.list_days * tariffs.tariff_pence[None, :]
+    tariff_cells = checked_product(population.list_days, tariffs.tariff_pence[None, :], "tariffs x list days")
     _check_weights(tariff_cells.sum(axis=1), "tariff x list days")
     tariff_w = tariff_cells.sum(axis=1)
     tariff_gross = div_round_half_up(int(tariff_w.sum()), DAYS_IN_YEAR)
@@ -106,6 +104,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         gross, label = tariff_gross, "tariff"
     else:
         gross = scenario.envelope_pence if scenario.envelope_pence is not None else tariff_gross
+    check_pence(gross, f"scenario '{scenario.name}': the gross envelope")
     contingency = div_round_half_up(gross * scenario.contingency_ppm, PPM)
     withhold = div_round_half_up(gross * scenario.outcome_withhold_ppm, PPM)
     envelope = gross - contingency - withhold
@@ -126,7 +125,8 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
             g = gcd(a, PPM - a) or 1
             wa, wb = a // g, (PPM - a) // g
             by_tariff = _share(envelope, tariff_w, scenario, "tariff x list days")
-            weights = wa * by_tariff + wb * fair
+            weights = (checked_product(by_tariff, wa, "blend weights", 2**61)
+                       + checked_product(fair, wb, "blend weights", 2**61))
             _check_weights(weights, "blend weights")
             target = allocate_largest_remainder(envelope, weights)
             alpha = a / PPM
@@ -195,6 +195,6 @@ def apply_pace_of_change(current: np.ndarray, target: np.ndarray, envelope: int,
         else:
             k_hi = mid
     amounts = np.clip(paced * k_hi, lo, hi)
+    _check_weights(amounts * 1000, "pace-of-change amounts")  # before the cast to int64 could wrap
     weights = np.rint(amounts * 1000).astype(np.int64)  # milli-pence
-    _check_weights(weights, "pace-of-change amounts")
     return allocate_largest_remainder(envelope, weights)

@@ -19,9 +19,47 @@ from fractions import Fraction
 
 import numpy as np
 
+from riskcap.errors import DataError
+
 PPM = 1_000_000  #: parts per million in one whole (a rate of 1.0)
 _MAX_EXACT = 2**53  # integers below this are exact in float64
 _MAX_WEIGHT_TOTAL = 2**62
+#: The largest amount of money riskcap computes with, in pence (about GBP 90 trillion): any
+#: total below it is exact in float64, and its products with days (365) or uplifts fit int64.
+MAX_PENCE = 2**53
+#: The largest product (pence x days, pence x parts per million, weights) held in int64.
+MAX_PRODUCT = 2**62
+
+
+class PenceOverflow(DataError, OverflowError):
+    """An amount too large for exact whole-pence arithmetic: refused, never wrapped."""
+
+
+def _gbp(pence: float) -> str:
+    return f"GBP {pence / 100:,.0f}"
+
+
+def check_pence(amounts, what: str, limit: int = MAX_PENCE) -> None:
+    """PenceOverflow naming ``what`` when the sum of ``amounts`` (absolute values) reaches ``limit``.
+
+    The check is on float64 values, whose relative error is far below the margin between
+    ``limit`` and int64's largest value, so nothing that passes can have wrapped.
+    """
+    values = np.abs(np.asarray(amounts, dtype=np.float64))
+    total = float(values.sum()) if values.size else 0.0
+    if not total < limit:  # NaN and infinity included
+        amount = f"{total:,.0f}" if total < 1e21 else f"{total:.3g}"
+        raise PenceOverflow(f"{what} reach {amount}, beyond riskcap's exact whole-pence arithmetic "
+                            f"(below {limit:,}; {_gbp(MAX_PENCE)} as money): check the costs in the data "
+                            "(activity cost_gbp, predicted_cost_gbp) and the scenario's envelope and rates")
+
+
+def checked_product(a: np.ndarray, b, what: str, limit: int = MAX_PRODUCT) -> np.ndarray:
+    """``a * b`` in int64 (non-negative integer arrays or scalars), PenceOverflow when the sum of
+    the products would reach ``limit`` (so neither a product nor a sum of them can wrap)."""
+    a = np.asarray(a, dtype=np.int64)
+    check_pence(np.abs(a.astype(np.float64)) * np.abs(np.asarray(b, dtype=np.float64)), what, limit)
+    return a * np.asarray(b, dtype=np.int64)
 
 
 def div_round_half_up(numerator: int, denominator: int) -> int:
@@ -37,8 +75,11 @@ def div_round_half_up(numerator: int, denominator: int) -> int:
 
 
 def div_round_half_up_array(numerator: np.ndarray, denominator: int) -> np.ndarray:
-    """Element-wise :func:`div_round_half_up` for int64 arrays (|numerator| < 2**62)."""
-    numerator = np.asarray(numerator, dtype=np.int64)
+    """Element-wise :func:`div_round_half_up` for int64 arrays (|numerator| < 2**62), or for
+    object arrays of Python integers of any size whose quotients fit int64."""
+    numerator = np.asarray(numerator)
+    if numerator.dtype != object:
+        numerator = numerator.astype(np.int64)
     denominator = int(denominator)
     if denominator <= 0:
         raise ValueError("denominator must be positive")
@@ -58,12 +99,13 @@ def muldiv(a: np.ndarray, b: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray
     b = np.atleast_1d(np.asarray(b, dtype=np.int64))
     c = int(c)
     if not 0 < c < _MAX_WEIGHT_TOTAL:
-        raise OverflowError(f"divisor {c} out of range for exact pence arithmetic")
+        raise PenceOverflow(f"divisor {c} out of range for exact pence arithmetic")
     if (a < 0).any() or (b < 0).any():
         raise ValueError("muldiv needs non-negative integers")
     estimate = np.floor(a.astype(np.float64) * (b.astype(np.float64) / float(c)))
     if estimate.size and estimate.max() >= _MAX_EXACT:
-        raise OverflowError("amount too large for exact pence arithmetic (over 2**53 pence)")
+        raise PenceOverflow("amount too large for exact pence arithmetic (over 2**53 pence, "
+                            f"{_gbp(MAX_PENCE)})")
     q = estimate.astype(np.int64)
     with np.errstate(over="ignore"):
         r = (a.astype(np.uint64) * b.astype(np.uint64) - q.astype(np.uint64) * np.uint64(c)).view(np.int64)
@@ -109,14 +151,14 @@ def allocate_largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     if (weights < 0).any():
         raise ValueError("weights must be non-negative")
     if weights.size and float(weights.sum(dtype=np.float64)) >= 2**61:
-        raise OverflowError("weights too large for exact allocation")
+        raise PenceOverflow("weights too large for exact allocation")
     weight_total = int(weights.sum())  # exact: below 2**61 by the check above
     if weight_total == 0:
         if total == 0:
             return np.zeros(weights.shape, dtype=np.int64)
         raise ValueError(f"cannot allocate {total} pence: every weight is zero")
     if weight_total >= _MAX_WEIGHT_TOTAL:
-        raise OverflowError(f"weights sum to {weight_total}, too large for exact allocation")
+        raise PenceOverflow(f"weights sum to {weight_total}, too large for exact allocation")
     floors, remainders = muldiv(np.full(weights.shape, total, dtype=np.int64), weights, weight_total)
     left_over = total - int(floors.sum())
     if left_over:

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskcap.capitation.money import MAX_PENCE, MAX_PRODUCT, check_pence
 from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
@@ -48,6 +49,7 @@ def outcome_cost_column(setting: str) -> str:
 
 
 _BLOCK = 16384  # people per block: the block's pence stay in cache between passes
+_MAX_GBP = MAX_PENCE / 100  # a cost at or above this (in one setting) cannot be held in pence
 
 
 @numba.njit(inline="always", cache=True)
@@ -63,9 +65,9 @@ def _block_pence(cols, start, stop, out):  # pragma: no cover - compiled
         col = cols[s][start:stop]
         for i in range(o.shape[0]):
             x = col[i]
-            if x >= 0.0:
+            if x >= 0.0 and x < _MAX_GBP:
                 o[i] += np.int64(np.rint(x * 100.0))
-            else:  # negative or NaN
+            else:  # negative, NaN or too large to hold in pence
                 bad += 1
     return bad
 
@@ -271,6 +273,8 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
     need_negative = int((need < 0).sum())
     if need_missing:
         need = np.empty(0, dtype=np.float64)  # incomplete predictions: fair shares will refuse
+    elif need.size:
+        check_pence(np.rint(np.abs(need) * 100) * days, f"'{PREDICTED_COST}' x list days", MAX_PRODUCT)
     n, n_groups = len(features), len(scheme.groups)
     n_cells = len(practice_codes) * n_groups
     person_base = np.empty(n, dtype=np.int64)
@@ -282,6 +286,8 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
                                               numba.get_num_threads(), person_base, person_cell)
         outcome_sums, bad_outcome = _aggregate_costs(person_cell, n_cells, _float_list(features, outcome_names),
                                                      numba.get_num_threads(), person_outcome)
+    check_pence(person_base, f"base-year costs in {', '.join(base_names)}")
+    check_pence(person_outcome, f"outcome-year costs in {', '.join(outcome_names)}")
     sums = np.concatenate([base_sums, outcome_sums[None, :]]).reshape(5, len(practice_codes), n_groups)
     return PopulationPart(settings=settings, n_groups=n_groups, practice_codes=practice_codes,
                           icb_codes=_icb_codes(practice_codes, practices), sums=sums,
@@ -357,6 +363,9 @@ class PopulationBuilder:
         parts, n_groups = self._parts, len(self.scheme.groups)
         icb = {code: i for p in parts for code, i in zip(p.practice_codes.tolist(), p.icb_codes.tolist())}
         codes = np.asarray(sorted(icb), dtype=object)
+        for measure, what, limit in ((2, "base-year costs", MAX_PENCE), (3, f"'{PREDICTED_COST}' x list days",
+                                     MAX_PRODUCT), (4, "outcome-year costs", MAX_PENCE)):
+            check_pence([p.sums[measure].sum(dtype=np.float64) for p in parts], what, limit)  # before adding
         sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
         cell, base, outcome = self._everyone()
         for part, (lo, hi) in zip(parts, self._bounds):
@@ -379,7 +388,8 @@ class PopulationBuilder:
         bad = sum(p.bad_base for p in parts)
         if bad:
             raise DataError(f"features: {bad} base-year cost value(s) in "
-                            f"{', '.join(base_cost_column(s) for s in settings)} are missing or negative")
+                            f"{', '.join(base_cost_column(s) for s in settings)} are missing, negative or "
+                            f"too large (GBP {_MAX_GBP:,.0f} or more)")
         return Population(
             scheme=self.scheme, settings=settings, practice_codes=codes,
             icb_codes=np.asarray([icb[c] for c in codes], dtype=object),
@@ -452,7 +462,8 @@ class Population:
     def _check_outcome(self) -> None:
         if self._outcome_bad:
             raise DataError(f"features: {self._outcome_bad} outcome-year cost value(s) in "
-                            f"{', '.join(outcome_cost_column(s) for s in self.settings)} are missing or negative")
+                            f"{', '.join(outcome_cost_column(s) for s in self.settings)} are missing, negative "
+                            f"or too large (GBP {_MAX_GBP:,.0f} or more)")
 
     @classmethod
     def from_features(cls, features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,

@@ -46,6 +46,7 @@ from riskcap.capitation.population import (Population, PopulationBuilder, Popula
                                            population_part)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
+from riskcap.data.write import OWNER_ONLY
 from riskcap.errors import ConfigError, DataError, LoadRejected
 from riskcap.io import ParquetRowsWriter, Tables, atomic_path, read_raw, write_csv, write_json, write_parquet
 from riskcap.validate import LoadSummary
@@ -324,7 +325,8 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
     plan, tasks = plan_run(scenarios), list(tasks)
     with contextlib.ExitStack() as stack:
         sinks = {} if need_groups_dir is None else {
-            where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet")).write
+            where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet",
+                                                         mode=OWNER_ONLY)).write
             for where, scheme in plan.schemes.items()}
         populations, summary = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to, spill_dir)
         run = _tabulate(plan, scenarios, populations)
@@ -430,5 +432,5 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             tmp.write_text(f"# resolved from {result.scenario.source}\n"
                            + yaml.safe_dump(result.scenario.raw, sort_keys=False), encoding="utf-8")
     for scheme_name, frame in run.person_groups.items():
-        write_parquet(frame, out / "need_groups" / f"{scheme_name}.parquet")
+        write_parquet(frame, out / "need_groups" / f"{scheme_name}.parquet", mode=OWNER_ONLY)
     return out

@@ -16,6 +16,8 @@ from pathlib import Path
 from riskcap.capitation.money import PPM, gbp_to_pence
 from riskcap.config import load_yaml, resolve_config
 from riskcap.errors import ConfigError
+from riskcap.names import ALLOWED as SAFE_NAME
+from riskcap.names import is_safe_name
 from riskcap.schema import SETTING_CODES
 
 #: Settings in scope unless a scenario says otherwise: all NHS settings (no social care).
@@ -233,8 +235,8 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     r = _Reader(source)
     top = r.section(data, "", DEFAULTS)
     name = r.text(top, "name", "name", required=True)
-    if not all(ch.isalnum() or ch in "_-." for ch in name):
-        r.fail("name", f"{name!r}: use letters, digits, '_', '-' or '.' (it names the output folder)")
+    if not is_safe_name(name):
+        r.fail("name", f"{name!r} cannot name the scenario's output folder; allowed: {SAFE_NAME}")
     need_groups = r.text(top, "need_groups", "need_groups", DEFAULTS["need_groups"], required=True)
 
     settings = top.get("settings", DEFAULTS["settings"])
@@ -263,6 +265,9 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     if envelope_gbp is not None and mode == "tariff":
         r.fail("budget.envelope_gbp", "only applies to modes fair_shares and blend (in tariff mode the envelope "
                                       "is tariffs x registered people); remove it or change budget.mode")
+    if envelope_gbp is not None and gbp_to_pence(envelope_gbp) == 0:
+        r.fail("budget.envelope_gbp", f"{envelope_gbp!r} rounds to 0 pence; allowed: at least 0.005 (half a penny), "
+                                      "in pounds")
     need = r.choice(b, "need", "budget.need", NEEDS, "auto")
     tariff_weight = r.pct(b, "tariff_weight_pct", "budget.tariff_weight_pct", 0, 100, 50)
     pace = None

@@ -30,12 +30,13 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
-import yaml
 
 from riskcap.capitation.coverage import TooComplex, ValueSet, intersect_boxes, uncovered
-from riskcap.stream.threads import kernel_threads
-from riskcap.config import load_yaml, resolve_config
+from riskcap.config import load_yaml, parse_yaml, resolve_config
 from riskcap.errors import ConfigError, DataError
+from riskcap.names import ALLOWED as SAFE_NAME
+from riskcap.names import is_safe_name
+from riskcap.stream.threads import kernel_threads
 from riskcap.schema import CONDITION_CODES, SETTING_CODES
 
 #: Comparison operators a condition may use, in op-code order.
@@ -201,8 +202,8 @@ def parse_scheme(data: dict, source: str = "<scheme>") -> NeedGroupScheme:
     for key in ("name", "groups"):
         if key not in data:
             fail(f"missing key '{key}'")
-    if not isinstance(data["name"], str) or not data["name"].strip():
-        fail("key 'name': expected a non-empty string")
+    if not is_safe_name(data["name"]):
+        fail(f"key 'name': {data['name']!r} cannot name the scheme's output file; allowed: {SAFE_NAME}")
     groups_raw = data["groups"]
     if not isinstance(groups_raw, list) or not groups_raw:
         fail("key 'groups': expected a non-empty list of groups (each with id, name and rules)")
@@ -260,8 +261,8 @@ def _parse_condition(raw, source: str, where: str) -> Condition:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         fail(f"unknown feature '{feature}' in '{raw}'{hint} (allowed features: see docs/capitation.md)")
     try:
-        value = yaml.safe_load(m["value"])
-    except yaml.YAMLError:
+        value = parse_yaml(m["value"])
+    except ConfigError:
         fail(f"cannot read the value in '{raw}'")
     if op in ("in", "not in"):
         if not isinstance(value, list) or not value:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from riskcap.capitation.money import PPM, div_round_half_up_array
+from riskcap.capitation.money import MAX_PRODUCT, PPM, check_pence, div_round_half_up_array
 from riskcap.capitation.scenario import Corridor, CorridorTier
 
 
@@ -49,9 +49,19 @@ def _tiered(x: np.ndarray, basis: np.ndarray, tiers: tuple[CorridorTier, ...]) -
 
 
 def settle(basis: np.ndarray, actual: np.ndarray, corridor: Corridor) -> Settlement:
-    """Share each practice's variance between payer (commissioner) and provider."""
+    """Share each practice's variance between payer (commissioner) and provider.
+
+    Products of pence and parts per million are exact: when they could pass int64 (budgets of
+    billions of pounds with tiers up to 1,000 %), the sums are done in Python integers.
+    """
     basis = np.asarray(basis, dtype=np.int64)
     actual = np.asarray(actual, dtype=np.int64)
+    check_pence(basis, "budgets (with the withhold earned)")
+    check_pence(actual, "outcome-year costs")
+    biggest = max(float(np.abs(basis.astype(np.float64)).max(initial=0)),
+                  float(np.abs(actual.astype(np.float64)).max(initial=0)))
+    if 2 * biggest * _largest_ppm(corridor) >= MAX_PRODUCT:
+        basis, actual = basis.astype(object), actual.astype(object)
     variance = actual - basis
     x = np.abs(variance)
     over = variance > 0
@@ -67,4 +77,15 @@ def settle(basis: np.ndarray, actual: np.ndarray, corridor: Corridor) -> Settlem
         shift = np.where(over, np.maximum(payer - basis * corridor.payer_exposure_cap_ppm // PPM, 0), 0)
         provider, payer = provider + shift, payer - shift
     sign = np.where(variance < 0, -1, 1)
-    return Settlement(basis, actual, variance, sign * payer, sign * provider)
+    as_int = [np.asarray(a, dtype=np.int64) for a in (basis, actual, variance, sign * payer, sign * provider)]
+    return Settlement(*as_int)
+
+
+def _largest_ppm(corridor: Corridor) -> int:
+    """The largest rate (parts per million) settlement multiplies an amount by."""
+    rates = [PPM]
+    for tier in (*corridor.overspend, *corridor.underspend):
+        rates += [tier.from_ppm, tier.to_ppm or 0, tier.payer_share_ppm]
+    rates += [c or 0 for c in (corridor.provider_loss_cap_ppm, corridor.provider_gain_cap_ppm,
+                                corridor.payer_exposure_cap_ppm)]
+    return max(rates)

@@ -19,16 +19,18 @@ import itertools
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import Population
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.tariffs import compute_outcome_threshold
-from riskcap.config import load_yaml, resolve_config
+from riskcap.config import load_yaml, parse_yaml, resolve_config
 from riskcap.errors import ConfigError
 
 FIXED_KEYS = ("name", "need_groups", "settings")
+#: Most combinations a sweep runs (and most values one axis takes): each is a scenario evaluated
+#: in turn, so a bigger grid would run for hours and hold every variant in memory.
+MAX_COMBINATIONS = 100_000
 SUMMARY_COLUMNS = (
     "gross_pence", "contingency_pence", "withhold_pence", "envelope_pence", "envelope_per_head_gbp", "cap_pence",
     "pool_funding_pence", "pool_outturn_pence", "actual_pence", "variance_pence", "payer_share_pence",
@@ -54,21 +56,42 @@ def parse_axis(spec: str) -> tuple[str, list]:
             start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
         except ValueError:
             raise ConfigError(f"--vary '{spec}': a range is start:stop:count, e.g. 0:5:11") from None
-        if count < 1:
-            raise ConfigError(f"--vary '{spec}': count must be at least 1")
+        if not 1 <= count <= MAX_COMBINATIONS:
+            raise ConfigError(f"--vary '{spec}': count must be from 1 to {MAX_COMBINATIONS:,}")
         values = [round(float(v), 4) for v in np.linspace(start, stop, count)]
         return key, [int(v) if v.is_integer() else v for v in values]
+    items = text.split(",")
+    if len(items) > MAX_COMBINATIONS:
+        raise ConfigError(f"--vary '{key}=...': {len(items):,} values; at most {MAX_COMBINATIONS:,} are allowed")
     values = []
-    for item in text.split(","):
+    for item in items:
         item = item.strip()
         if item.startswith("@"):
             values.append(item)
             continue
         try:
-            values.append(yaml.safe_load(item))
-        except yaml.YAMLError:
+            values.append(parse_yaml(item))
+        except ConfigError:
             raise ConfigError(f"--vary '{spec}': cannot read value '{item}'") from None
     return key, values
+
+
+def parse_axes(specs) -> list[tuple[str, list]]:
+    """Every ``--vary`` axis (:func:`parse_axis`), the grid they make checked (:func:`check_grid`)."""
+    axes = [parse_axis(spec) for spec in specs]
+    check_grid(axes)
+    return axes
+
+
+def check_grid(axes: list[tuple[str, list]]) -> None:
+    """ConfigError when the axes make more than :data:`MAX_COMBINATIONS` combinations."""
+    combinations = 1
+    for _, values in axes:
+        combinations *= len(values)
+    if combinations > MAX_COMBINATIONS:
+        sizes = " x ".join(f"{len(v):,}" for _, v in axes)
+        raise ConfigError(f"--vary: the grid has {sizes} = {combinations:,} combinations; at most "
+                          f"{MAX_COMBINATIONS:,} are allowed: use fewer values, or run several sweeps")
 
 
 def _get_dotted(raw, key: str):
@@ -113,6 +136,7 @@ def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"--vary: key '{next(k for k in keys if keys.count(k) > 1)}' is given twice")
+    check_grid(axes)
     resolved = [[_resolve(k, v) for v in values] for k, values in axes]
     combos = list(itertools.product(*(range(len(v)) for _, v in axes)))
     scenarios = [base.with_overrides({k: resolved[a][j] for a, (k, j) in enumerate(zip(keys, combo))},

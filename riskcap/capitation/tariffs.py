@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from riskcap.capitation.money import PPM, div_round_half_up
+from riskcap.capitation.money import PPM, check_pence, div_round_half_up
 from riskcap.capitation.population import Population
 from riskcap.capitation.scenario import Scenario
 
@@ -58,12 +58,13 @@ def compute_tariffs(population: Population, scenario: Scenario) -> Tariffs:
             threshold = compute_outcome_threshold(cap, scenario)
     capped = base - excess
     uplift = scenario.uplift
-    tariff = np.array([
-        div_round_half_up(int(total) * uplift.numerator, int(n) * uplift.denominator) if n else 0
-        for total, n in zip(capped.tolist(), people.tolist())
-    ], dtype=np.int64)
+    tariff = [div_round_half_up(int(total) * uplift.numerator, int(n) * uplift.denominator) if n else 0
+              for total, n in zip(capped.tolist(), people.tolist())]
+    check_pence(np.array(tariff, dtype=np.float64), f"scenario '{scenario.name}': group tariffs (uplifted)")
+    tariff = np.array(tariff, dtype=np.int64)
     pool = div_round_half_up(int(excess.sum()) * uplift.numerator, uplift.denominator) \
         if threshold is not None else 0
+    check_pence(pool, f"scenario '{scenario.name}': high-cost pool funding (uplifted)")
     return Tariffs(people=people, base_pence=base, capped_pence=capped, excess_pence=excess, tariff_pence=tariff,
                    cap_pence=cap, outcome_threshold_pence=threshold, pool_funding_pence=pool,
                    excess_cells=excess_cells)

@@ -1,19 +1,23 @@
 """A case-finding output folder: one CSV and one XLSX per practice, ``index.csv``, ``summary.json``.
 
-The lists hold person-level rows, so the folder and every file in it are readable by their
-owner only (0o700 and 0o600), and each file is written atomically. Each practice's workbook
-has a Notes sheet saying what the list is, how it was made and what each column means.
+The lists hold person-level rows, so every file is readable by its owner only (0o600), the
+folders this writes are created owner-only (0o700), and each file is written atomically.
+Writing never follows a symbolic link, and never deletes or changes the permissions of
+anything it did not create (an earlier run's lists of practices no longer scored are
+removed by the run's manifest, which can prove they are its own: riskcap.manifest).
+Each practice's workbook has a Notes sheet saying what the list is, how it was made and
+what each column means.
 """
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.lists import LIST_COLUMNS
+from riskcap.data.write import OWNER_ONLY, private_dir
 from riskcap.io import atomic_path, write_csv, write_json
 from riskcap.report.xlsx import xlsx_bytes
 from riskcap.tiers import Pyramid
@@ -28,21 +32,9 @@ _WIDTHS = {"rank": 6, "pseudo_id": 18, "nhs_number": 12, "age": 5, "sex": 5, "sc
            "long_term_conditions": 50, "ltc_count": 6, "impactable": 10}
 
 
-def make_private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) readable by the owner only (mode 0o700)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
-
-
-#: Case-finding files are readable by their owner only.
-PRIVATE_FILE_MODE = 0o600
-
-
 def _write_private_bytes(data: bytes, path: Path) -> Path:
-    """Write bytes atomically; the file is created with mode 0o600 (owner only)."""
-    with atomic_path(path, PRIVATE_FILE_MODE) as tmp:
+    """Write bytes atomically; the file is created owner-only."""
+    with atomic_path(path, OWNER_ONLY) as tmp:
         tmp.write_bytes(data)
     return path
 
@@ -84,8 +76,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
                 practice_names: dict[str, str] | None = None, progress=None) -> list[Path]:
     """Write each practice's CSV and XLSX, ``index.csv`` and ``summary.json`` under ``out_dir``.
 
-    Every practice in ``summary["practices"]`` gets both files, even with nobody listed;
-    list files of other practices left in ``practices/`` by an earlier run are removed.
+    Every practice in ``summary["practices"]`` gets both files, even with nobody listed.
     Directories are created with mode 0o700 and files with 0o600, each written atomically.
     ``progress(done, total, practice_code)`` is called after each practice.
 
@@ -95,8 +86,8 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         The files written.
     """
     out_dir = Path(out_dir)
-    make_private_dir(out_dir)
-    practice_dir = make_private_dir(out_dir / PRACTICE_DIR)
+    private_dir(out_dir)
+    practice_dir = private_dir(out_dir / PRACTICE_DIR)
     names = practice_names or {}
     columns = [c for c in lists.columns if c != "practice_code"]
     created = dt.datetime.combine(dt.date.fromisoformat(summary["list_date"]), dt.time())
@@ -109,7 +100,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         frame = lists.iloc[rows][columns].reset_index(drop=True)
         csv_path = practice_dir / f"{code}.csv"
         xlsx_path = practice_dir / f"{code}.xlsx"
-        written.append(write_csv(frame, csv_path, mode=PRIVATE_FILE_MODE))
+        written.append(write_csv(frame, csv_path, mode=OWNER_ONLY))
         notes = practice_notes(code, names.get(code, ""), summary, pyramid, columns)
         written.append(_write_private_bytes(xlsx_bytes(frame, notes, widths=_WIDTHS, created=created), xlsx_path))
         p = summary["practices"][code]
@@ -123,10 +114,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         index_rows.append(row)
         if progress is not None:
             progress(done, len(codes), code)
-    for stale in sorted(practice_dir.glob("*.csv")) + sorted(practice_dir.glob("*.xlsx")):
-        if stale.stem not in summary["practices"]:  # a practice from an earlier run into the same folder
-            stale.unlink()
     index = pd.DataFrame(index_rows)
-    written.append(write_csv(index, out_dir / INDEX_FILE, mode=PRIVATE_FILE_MODE))
-    written.append(write_json(summary, out_dir / SUMMARY_FILE, mode=PRIVATE_FILE_MODE))
+    written.append(write_csv(index, out_dir / INDEX_FILE, mode=OWNER_ONLY))
+    written.append(write_json(summary, out_dir / SUMMARY_FILE, mode=OWNER_ONLY))
     return written

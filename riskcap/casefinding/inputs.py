@@ -8,7 +8,6 @@ features as separate tasks.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,11 @@ import pyarrow.parquet as pq
 
 from riskcap.errors import DataError
 from riskcap.io import Tables, coerce, read_raw, read_table, table_path
+from riskcap.names import ALLOWED as SAFE_NAME
+from riskcap.names import is_safe_name
 from riskcap.schema import TABLES
 
 SCORE_REQUIRED: tuple[str, ...] = ("person_id", "practice_code", "probability")
-_SAFE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
@@ -77,8 +77,8 @@ def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
     code = frame["practice_code"].astype("string").str.strip()
     bad("practice_code", code.isna().to_numpy(), "are empty")
     frame["practice_code"] = code.astype(str)
-    unsafe = ~frame["practice_code"].str.match(_SAFE_CODE).to_numpy(dtype=bool)
-    bad("practice_code", unsafe, "are not ODS-style codes (letters, digits, - and _ only)")
+    unsafe = ~frame["practice_code"].map(is_safe_name).to_numpy(dtype=bool)
+    bad("practice_code", unsafe, f"cannot name a practice's list files (allowed: {SAFE_NAME})")
     if "percentile" in frame.columns:
         pct = pd.to_numeric(frame["percentile"], errors="coerce")
         bad("percentile", (pct.isna() | (pct < 0) | (pct > 100)).to_numpy(), "are not percentiles in [0, 100]")
@@ -101,11 +101,21 @@ def _read_text_as_codes(path: Path) -> pa.Table:
 def read_persons(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(persons, practices) of a data folder, persons checked against the data contract
     (DataError listing every problem)."""
-    persons = read_table(data_dir, "persons", columns=_present(data_dir, "persons", TABLES["persons"].names))
-    practices = read_table(data_dir, "practices")
+    persons = _required(read_table(data_dir, "persons", columns=_present(data_dir, "persons", TABLES["persons"].names)),
+                        data_dir, "persons")  # e.g. without opted_out nobody could be listed safely
+    practices = _required(read_table(data_dir, "practices"), data_dir, "practices")
     _check("persons", persons, table_path(data_dir, "persons"),
            practice_codes=practices["practice_code"].astype("str").tolist())
     return persons, practices
+
+
+def _required(frame: pd.DataFrame, data_dir, name: str) -> pd.DataFrame:
+    """``frame`` when it has every required column of table ``name``; DataError naming them otherwise."""
+    missing = [c for c in TABLES[name].required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{table_path(data_dir, name)}: missing required column(s) {', '.join(missing)}; the file "
+                        f"has: {', '.join(frame.columns) or 'no columns'} (run `riskcap validate` for the full report)")
+    return frame
 
 
 def _present(data_dir, name: str, wanted: list[str]) -> list[str] | None:

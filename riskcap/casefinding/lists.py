@@ -1,8 +1,8 @@
 """The rows of a case-finding list: what an MDT reads about each listed person.
 
 :data:`LIST_COLUMNS` names and explains every column (the notes sheet and the docs show
-these words). People appear by pseudonym; text from input files is made inert for
-spreadsheets; :func:`check_reasons` confirms each reason from the scores file still
+these words). People appear by pseudonym (text that a spreadsheet would run is neutralised
+where it is written, ``riskcap.data.write``); :func:`check_reasons` confirms each reason from the scores file still
 describes the person's own data at the list date.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from riskcap.errors import ConfigError, DataError
-from riskcap.io import inert_text
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey, pseudonymise
 from riskcap.schema import CONDITION_CODES, CONDITIONS
 
@@ -122,7 +121,7 @@ def build_lists(listed: pd.DataFrame, features: pd.DataFrame, key: PseudonymKey,
     out["tier"] = listed["tier"].astype("str").to_numpy(dtype=object)
     out["change"] = ""
     for col in REASON_COLUMNS:
-        out[col] = (inert_text(listed[col].astype("string").fillna("").to_numpy(dtype=object))
+        out[col] = (listed[col].astype("string").fillna("").to_numpy(dtype=object)
                     if col in listed.columns else np.full(len(out), "", dtype=object))
     out["long_term_conditions"] = ltc_text(feat)
     out["ltc_count"] = feat["ltc_count"].to_numpy(dtype=np.int64)
@@ -133,6 +132,8 @@ def build_lists(listed: pd.DataFrame, features: pd.DataFrame, key: PseudonymKey,
     if dup.any():  # 64-bit pseudonyms: practically impossible, but never merge two people
         raise DataError(f"{int(dup.sum())} pseudo_id collision(s) within a practice; use a different key")
     return out[["practice_code"] + list_columns(reidentify=reidentify)]
+
+
 
 def check_reasons(lists: pd.DataFrame, features: pd.DataFrame, person_ids: np.ndarray) -> dict:
     """Check that each listed reason still describes the person's own data.

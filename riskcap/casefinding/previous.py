@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.files import PRACTICE_DIR, SUMMARY_FILE
+from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
+from riskcap.names import is_safe_name
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid
 
@@ -46,12 +48,16 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
     if fingerprint != key.fingerprint:
         raise ConfigError(f"{summary_path}: the previous list was made with a different pseudonymisation key "
                           f"(fingerprint {fingerprint}, now {key.fingerprint}); pseudonyms cannot be compared")
+    unsafe = [c for c in codes if not is_safe_name(c)]
+    if unsafe:  # a code is never joined to a path as given (riskcap.names)
+        raise DataError(f"{summary_path}: not a riskcap casefind summary (practice code {unsafe[0]!r})")
     out: dict[str, pd.DataFrame] = {}
     for code in codes:
         path = previous_dir / PRACTICE_DIR / f"{code}.csv"
         if not path.exists():
             raise DataError(f"{path}: listed in {summary_path} but missing")
-        frame = pd.read_csv(path, usecols=lambda c: c in ("pseudo_id", "rank", "tier"), dtype={"pseudo_id": str, "tier": str})
+        frame = frame_from_csv(pd.read_csv(path, usecols=lambda c: c in ("pseudo_id", "rank", "tier"),
+                                           dtype={"pseudo_id": str, "tier": str}))
         missing = {"pseudo_id", "rank", "tier"} - set(frame.columns)
         if missing:
             raise DataError(f"{path}: column(s) {sorted(missing)} missing")

@@ -42,6 +42,10 @@ def bench(people, threads, repeats, json_path):
     """
     from riskcap.bench import run_bench
     from riskcap.io import write_json
+    from riskcap.manifest import claim_file, json_with_keys
+
+    if json_path is not None:  # replaces only an earlier bench's results, checked before the work
+        claim_file(json_path, json_with_keys("stages", "threads"), "bench results file")
 
     err = Console(stderr=True)
     results = run_bench(people=people, threads=threads, repeats=repeats,

@@ -22,7 +22,7 @@ def _common(f):
     f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
     f = click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder.")(f)
+                     help="Output folder: new, empty, or an earlier riskcap run's (docs/security.md).")(f)
     f = click.option("--on-invalid", type=click.Choice(["reject", "quarantine"]), default="reject", show_default=True,
                      help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects).")(f)
     return f
@@ -210,7 +210,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     People are grouped and costed once, one partition at a time; each combination works on
     per-practice x need-group aggregates. Writes sweep.parquet and sweep.csv (one row per combination: the varied
     values, envelope, pool, settlement shares, practices within ±10%, R-squared, tariffs)
-    and summary.json.
+    and summary.json. At most 100,000 combinations.
 
     \b
     Example (1,000 combinations):
@@ -221,13 +221,13 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     """
     from riskcap.capitation.run import plan_run, stream_populations
     from riskcap.capitation.scenario import load_scenario
-    from riskcap.capitation.sweep import parse_axis, run_sweep
+    from riskcap.capitation.sweep import parse_axes, run_sweep
     from riskcap.io import write_csv, write_json, write_parquet
     from riskcap.manifest import RunManifest
 
     console = Console(width=max(Console().width, 100))
     base = load_scenario(scenario)
-    parsed = [parse_axis(a) for a in axes]
+    parsed = parse_axes(axes)  # every axis and the grid's size, before any data are read
     manifest = RunManifest(out_dir)
     index = chosen_index_date("capitation", data_dir, index_date, console)
     manifest.add_index_date("capitation", index)

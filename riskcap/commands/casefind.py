@@ -9,10 +9,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from riskcap.casefinding.eligibility import EXCLUSIONS
-from riskcap.casefinding.files import PRIVATE_FILE_MODE
 from riskcap.casefinding.run import casefind as run_casefind
 from riskcap.casefinding.selection import SelectionRule
 from riskcap.commands._partitions import index_date_option
+from riskcap.data.write import OWNER_ONLY
 from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
@@ -24,7 +24,7 @@ from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Data folder the scores were made from (persons, conditions, activity, practices).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder (created readable by you only).")
+              help="Output folder: new, empty, or an earlier casefind run's (created readable by you only).")
 @click.option("--top", default=None, metavar="PERCENT",
               help="List the top PERCENT of each practice's eligible list, e.g. 2% or 0.5% (default 2%).")
 @click.option("--top-n", type=int, default=None, metavar="N", help="List the top N of each practice's eligible list.")
@@ -70,7 +70,7 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
     elif key.source == "file" and not key_file_is_private(key_file):
         console.print(f"[yellow]Warning: key file {key_file} is readable by others; chmod 600 it.[/yellow]")
 
-    manifest = RunManifest(Path(out_dir))
+    manifest = RunManifest(Path(out_dir), private=True)
     with Progress(TextColumn("[bold]writing lists"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("", total=None)
@@ -92,7 +92,7 @@ def casefind(scores_path, data_dir, out_dir, top, top_n, min_score, within, prev
         manifest.add_input("previous", previous_dir)
     manifest.add_config("pyramid", result.summary["pyramid"])
     manifest.add_config("selection", result.summary["selection"])
-    manifest.write(mode=PRIVATE_FILE_MODE)
+    manifest.write(mode=OWNER_ONLY)
     s = result.summary
     table = Table(title=f"Case-finding lists at {s['list_date']}: {s['selection']['description']}")
     table.add_column("practices", justify="right")

@@ -6,7 +6,9 @@ from pathlib import Path
 import click
 
 from riskcap.commands._partitions import DATE
+from riskcap.data.write import OWNER_ONLY
 from riskcap.io import write_json
+from riskcap.manifest import claim_file, json_with_keys
 from riskcap.validate import ON_INVALID, validate_data
 
 
@@ -37,6 +39,8 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
     from rich.text import Text
 
     console = Console(soft_wrap=True)
+    if summary_path is not None:
+        claim_file(summary_path, json_with_keys("data_dir", "as_of", "status", "tables", "problems"), "validate summary")
     tables, summary = validate_data(data_dir, as_of=as_of, on_invalid=on_invalid,
                                     rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
     console.print(summary.rows_table())
@@ -45,7 +49,7 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
         for problem in summary.problems:
             console.print(Text(f"  - {problem}"))
     if summary_path is not None:
-        write_json(summary.as_dict(), summary_path)
+        write_json(summary.as_dict(), summary_path, OWNER_ONLY)  # examples of bad values: identifiers
     if tables is None:
         console.print(Text(summary.error_message().splitlines()[0], style="red"))
         raise SystemExit(2)

@@ -9,7 +9,7 @@ import click
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="demo-run", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Run directory to write.")
+              type=click.Path(file_okay=False, path_type=Path), help="Run directory to write: new, empty, or an earlier riskcap run's.")
 @click.option("--people", type=click.IntRange(min=2000), default=None,
               help="People in the synthetic ICB [default: 300,000 across 35 practices].")
 @click.option("--seed", type=int, default=None, help="Random seed of the synthetic population [default: the preset's].")

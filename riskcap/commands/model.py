@@ -57,7 +57,8 @@ def _features(tables, index_date, people: int):
 @click.option("--model", "kind", type=click.Choice(["logistic", "gbm", "cost"]), required=True,
               help="logistic: CPM-style regression; gbm: LightGBM (calibrated); cost: next-year cost (Tweedie).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Model directory to write (metadata.json plus model.json or model.txt).")
+              help="Model directory to write (metadata.json plus model.json or model.txt): new, empty, or an "
+                   "earlier riskcap run's.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the validation split and LightGBM.")
 @_on_invalid_option
 @_partition_option
@@ -129,7 +130,7 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
 @_data_option
 @index_date_option("evaluate")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for metrics.json.")
+              help="Folder for metrics.json: new, empty, or an earlier riskcap run's.")
 @_on_invalid_option
 @_partition_option
 def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int):
@@ -182,7 +183,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 @_data_option
 @index_date_option("score")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Scores file to write (parquet).")
+              help="Scores file to write (parquet); an existing file is replaced only if it is a riskcap scores file.")
 @reasons_for_option
 @_on_invalid_option
 @click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
@@ -210,11 +211,13 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
 
     from riskcap.commands._partitions import plan, scored_table, write_quarantined
     from riskcap.engines import get_engine
+    from riskcap.manifest import claim_file, table_with_columns
     from riskcap.models.persist import read_model_files
     from riskcap.models.score import score_population
 
     console = Console(stderr=True)
     started = time.perf_counter()
+    claim_file(out_path, table_with_columns("person_id", "practice_code", "model"), "scores file")
     model_files = read_model_files(model_dir)
     index = chosen_index_date("score", data_dir, index_date, console)
     parts = plan(data_dir, partition_people, console)

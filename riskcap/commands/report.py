@@ -46,16 +46,21 @@ def verify(run_dir: Path):
     """Check a run's outputs against its manifest.json: verified, or every problem.
 
     Re-hashes every output file recorded in RUN_DIR/manifest.json and reports files that
-    are missing, changed (SHA-256 differs) or not produced by the run. Exit code 0 when
+    are missing, changed (size or SHA-256 differs) or not produced by the run, and runs that
+    did not finish. Only regular files inside RUN_DIR are checked. Exit code 0 when
     verified, 2 when there is any problem.
 
     \b
     Example:
         riskcap verify demo-run
     """
-    from riskcap.manifest import verify_run
+    from riskcap.manifest import leftovers, verify_run
 
     problems = verify_run(run_dir)
+    left = leftovers(run_dir)
+    if left:
+        click.echo(f"note: {len(left)} temporary file(s) left by interrupted writes (not outputs; safe to delete): "
+                   f"{', '.join(left[:5])}", err=True)
     if not problems:
         click.echo(f"verified: every output in {run_dir} matches its manifest")
         return

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from riskcap.manifest import RunManifest
 from riskcap.synthetic import DEFAULT_SEED, SynthConfig, write_population
 
 #: Calibration results shown in the summary (all are in calibration.json).
@@ -19,7 +21,8 @@ KEY_TARGETS = (
 
 
 @click.command("synth")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, empty, or an earlier riskcap run's (docs/security.md).")
 @click.option("--people", type=click.IntRange(min=1), default=None,
               help="People registered at the start (default 100,000; with --practices: scale the real list sizes to this total).")
 @click.option("--practices", "practices_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -37,13 +40,18 @@ KEY_TARGETS = (
                    "reads them back; docs/import.md). Needs --codelists.")
 @click.option("--codelists", "codelists_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="With --extracts: the OpenCodelists CSVs the journal codes are drawn from.")
-def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_people, extracts_dir, codelists_dir):
+@click.option("--coding-up", "coding_up_practices", type=click.IntRange(min=0), default=None,
+              help="How many practices code up: from the start of the second-last year their registers grow "
+                   "faster than their patients' morbidity (calibration.json and practice_truth.parquet say which).")
+def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_people, coding_up_practices,
+          extracts_dir, codelists_dir):
     """Generate a synthetic registered population with known true risks.
 
-    Writes practices, persons, conditions and activity (the data contract) as parquet,
-    truth.parquet (each person's true probability of an emergency admission in each year,
-    for oracle evaluation only) and calibration.json (every realism target with the
-    achieved value). The same arguments and seed give byte-identical files.
+    Writes practices, persons, conditions, activity, registrations and practice_changes (the
+    data contract) as parquet, truth.parquet and practice_truth.parquet (each person's true
+    probability of an emergency admission in each year, each practice's hidden effects: for
+    evaluation only) and calibration.json (every realism target with the achieved value). The
+    same arguments and seed give byte-identical files, whatever --partition-people.
 
     \b
     Example:
@@ -51,13 +59,16 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
         riskcap synth --out icb --preset default_icb
         riskcap synth --out lsc --practices nhse_practice_weighted_populations_2024_25.csv --icb QE1
         riskcap synth --out synth --people 20000 --extracts extracts --codelists codelists
+        riskcap synth --out coded --people 200000 --coding-up 3
     """
     if (extracts_dir is None) != (codelists_dir is None):
         raise click.UsageError("--extracts and --codelists go together")
     overrides = dict(people=people, practices_file=practices_file, icb=icb, seed=seed, years=years,
-                     partition_people=partition_people)
+                     partition_people=partition_people, coding_up_practices=coding_up_practices)
     config = SynthConfig.from_preset(preset, **overrides) if preset else SynthConfig(
         **{k: v for k, v in overrides.items() if v is not None})
+    # a run folder (new, empty or an earlier run's): a synthetic population never replaces real data
+    manifest = RunManifest(Path(out_dir), seed=config.seed)
     console = Console(stderr=True)
     started = time.perf_counter()
     with Progress(TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[people]:,} people"),
@@ -69,6 +80,9 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
             progress.update(task, total=total, advance=1, people=hi - 1)
 
         summary = write_population(out_dir, config, progress=on_partition)
+    manifest.add_config("synth", {"preset": preset, **{k: str(v) if isinstance(v, Path) else v
+                                                       for k, v in overrides.items()}})
+    manifest.write()
     elapsed = time.perf_counter() - started
     out = Console()
     table = Table(title=f"Synthetic population in {summary.out_dir}")

@@ -52,24 +52,15 @@ class ActivityRows:
         return len(self.person)
 
 
-def months(day: np.ndarray) -> np.ndarray:
-    """Calendar month numbers (months since 1970-01) of int32 days, by a table over their range."""
-    lo, hi = int(day.min()), int(day.max())
-    table = np.arange(lo, hi + 1).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    return table[day - lo]
-
-
-def monthly(person: np.ndarray, day: np.ndarray, quantity: np.ndarray, pence: np.ndarray):
-    """Rows summed per (person, calendar month): (person, first day with a row in the month,
-    quantity, pence), sorted by person and month."""
+def daily(person: np.ndarray, day: np.ndarray, quantity: np.ndarray, pence: np.ndarray):
+    """Rows summed per (person, day): (person, day, quantity, pence), sorted by person and day."""
     if len(person) == 0:
         return person, day, quantity, pence
-    month = months(day)
     in_order = bool(((person[1:] > person[:-1]) | ((person[1:] == person[:-1]) & (day[1:] >= day[:-1]))).all())
-    order = np.arange(len(person)) if in_order else np.lexsort((day, month, person))  # extracts come sorted
-    p, m = person[order], month[order]
+    order = np.arange(len(person)) if in_order else np.lexsort((day, person))  # extracts come sorted
+    p, d = person[order], day[order]
     first = np.ones(len(p), dtype=bool)
-    first[1:] = (p[1:] != p[:-1]) | (m[1:] != m[:-1])
+    first[1:] = (p[1:] != p[:-1]) | (d[1:] != d[:-1])
     starts = np.flatnonzero(first)
     return (p[starts], day[order][starts], np.add.reduceat(quantity[order], starts),
             np.add.reduceat(pence[order], starts))

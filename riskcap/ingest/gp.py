@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.ingest.activity import ActivityRows, date_array, monthly
+from riskcap.ingest.activity import ActivityRows, daily, date_array
 from riskcap.ingest.codelists import Codelists
 from riskcap.ingest.costs import Pricing
 from riskcap.ingest.extracts import INT32_NULL, Parsed
@@ -125,8 +125,8 @@ def practices_table(rows: Rows, list_sizes: Counter | None) -> pa.Table:
         columns["list_size"] = pa.array(rows.col("list_size").values[keep], pa.int64())
     else:
         columns["list_size"] = pa.array([int(list_sizes.get(c, 0)) for c in codes], pa.int64())
-    for name, kind in (("need_index", pa.float64()), ("practice_name", pa.string()), ("pcn_code", pa.string()),
-                       ("opened_on", pa.date32())):
+    for name, kind in (("need_index", pa.float64()), ("practice_name", pa.string()), ("opened_on", pa.date32()),
+                       ("pcn_code", pa.string())):
         if not rows.has(name):
             continue
         col = rows.col(name)
@@ -492,19 +492,19 @@ def appointments(rows: Rows, people: People, pricing: Pricing, last_day: int) ->
 
 
 def prescriptions(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
-    """Prescribing: items and cost summed per person and calendar month."""
-    return monthly_totals(rows, people, pricing, last_day, "issue_date", "items", "prescribing")
+    """Prescribing: items and cost summed per person and issue day."""
+    return daily_totals(rows, people, pricing, last_day, "issue_date", "items", "prescribing")
 
 
-def monthly_totals(rows: Rows, people: People, pricing: Pricing, last_day: int, date: str, amount: str,
-                   setting: str) -> ActivityRows:
-    """``amount`` (the quantity) and cost summed per person and calendar month: one activity row
-    each, dated on the month's first row (the contract keeps prescribing and social care so)."""
+def daily_totals(rows: Rows, people: People, pricing: Pricing, last_day: int, date: str, amount: str,
+                 setting: str) -> ActivityRows:
+    """``amount`` (the quantity) and cost summed per person and day: one activity row each (an
+    extract of one row per item issued, or per care visit, gives one row per day)."""
     pos, birth = people.match(rows)
     day = rows.dates_in_window(date, birth, last_day)
     units = rows.not_negative(amount)
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep
     pence = pricing.pence(cost.values[keep], cost.null[keep], setting, units.values[keep])
-    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], units.values[keep], pence)
+    person, start, quantity, pence = daily(people.ids[pos[keep]], day.values[keep], units.values[keep], pence)
     return ActivityRows.point(person, setting, start, quantity, pence)

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from riskcap.ingest.codelists import Codelists, load_codelists
 from riskcap.ingest.costs import UnitCosts, load_unit_costs
 from riskcap.ingest.hospital import ELECTIVE, EMERGENCY
+from riskcap.data.write import OWNER_ONLY
 from riskcap.errors import ConfigError, DataError
 from riskcap.io import ParquetRowsWriter, days, read_raw, read_table, table_path, write_parquet
 from riskcap.schema import CONDITION_CODES
@@ -423,7 +424,7 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
             if progress is not None:
                 progress(done, len(parts))
     for key in SCHEMAS:
-        os.chmod(out_dir / f"{key}.parquet", 0o600)
+        os.chmod(out_dir / f"{key}.parquet", OWNER_ONLY)
     write_parquet(read_raw(table_path(data_dir, "practices")), out_dir / "gp" / "practices.parquet")
     changes = _optional(data_dir, "practice_changes")
     if changes is not None:

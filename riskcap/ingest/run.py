@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import tempfile
@@ -26,6 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.data.dates import declare_extract_date
+from riskcap.data.write import OWNER_ONLY, OWNER_ONLY_DIR, private_dir
+from riskcap.errors import ConfigError, DataError
 from riskcap.ingest import community, gp, hospital
 from riskcap.ingest.activity import activity_table
 from riskcap.ingest.codelists import Codelists, load_codelists
@@ -33,9 +35,8 @@ from riskcap.ingest.costs import Pricing, UnitCosts, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, SOURCES, Source, extracts_of, locate, open_source, parse
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
-from riskcap.data.dates import declare_extract_date
-from riskcap.errors import ConfigError, DataError
-from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, inert_frame, write_csv, write_json, write_parquet
+from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
+from riskcap.manifest import RunManifest
 from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files, person_ranges, sorted_person_ids
 from riskcap.stream.memory import keep_freed_memory
 from riskcap.validate import ON_INVALID, Problem
@@ -43,7 +44,6 @@ from riskcap.validate import ON_INVALID, Problem
 PARTITION_PEOPLE = 100_000
 REPORT = "import_report.json"
 REPORT_TEXT = "import_report.txt"
-OWNER_ONLY = 0o600
 #: Output files that hold person-level rows (and the report, whose problem examples quote rows).
 PERSON_LEVEL = ("persons.parquet", "registrations.parquet", "conditions.parquet", "activity.parquet", REPORT,
                 REPORT_TEXT)
@@ -67,7 +67,8 @@ class ImportSettings:
     partition_people: int = PARTITION_PEOPLE
 
     def folder(self, source: str) -> Path | None:
-        return {"gp": self.gp, "hospital": self.hospital, "community": self.community}[source]
+        return {"gp": self.gp, "hospital": self.hospital, "community": self.community,
+                "codelists": self.codelists}[source]
 
 
 # --- finding the extracts ----------------------------------------------------------------------
@@ -165,23 +166,13 @@ def plan(registrations: Source, people: int) -> list[PersonRange]:
 # --- the staging folder ------------------------------------------------------------------------
 
 class Staging:
-    """A private folder inside ``out`` to write into; :meth:`commit` moves its files into ``out``
-    (replacing an earlier import's files, removing those it no longer writes); on failure the
-    folder is removed (and ``out`` too, when this run created it)."""
+    """A private folder inside ``out`` (claimed by the run's manifest) to write into;
+    :meth:`commit` moves its files into ``out``, :meth:`abort` removes it."""
 
     def __init__(self, out: Path):
         self.out = Path(out)
-        self.created = not self.out.exists()
-        if not self.created:
-            if not self.out.is_dir():
-                raise DataError(f"{self.out}: --out exists and is not a folder")
-            entries = [p for p in self.out.iterdir() if not p.name.startswith(".import-")]
-            if entries and not (self.out / REPORT).exists():
-                raise DataError(f"{self.out}: --out holds files that are not an earlier riskcap import "
-                                f"({', '.join(sorted(p.name for p in entries)[:5])}); give an empty or new folder")
-        self.out.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=".import-", dir=self.out))
-        os.chmod(self.dir, 0o700)
+        os.chmod(self.dir, OWNER_ONLY_DIR)
 
     def path(self, relative: str) -> Path:
         path = self.dir / relative
@@ -192,40 +183,22 @@ class Staging:
         return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*") if p.is_file())
 
     def commit(self) -> list[str]:
+        """Move the files into ``out``, person-level ones owner-only (the manifest then removes
+        an earlier run's outputs this one did not write again)."""
         written = self.files()
-        previous = []
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            previous = json.loads((self.out / REPORT).read_text())["outputs"]
-        for folder in {(self.out / relative).parent for relative in written}:  # all checked before any move
-            if folder.exists() and not self._inside(folder):
-                raise DataError(f"{folder}: a link out of --out {self.out}; remove it and run again")
         for relative in written:
             source = self.dir / relative
             if relative in PERSON_LEVEL or relative.startswith("rejects/"):
                 os.chmod(source, OWNER_ONLY)
             target = self.out / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.exists():
+                private_dir(target.parent) if relative.startswith("rejects/") else target.parent.mkdir(parents=True)
             os.replace(source, target)
-        if (self.out / "rejects").is_dir():
-            os.chmod(self.out / "rejects", 0o700)
-        for relative in previous:  # an earlier import's files this one did not write
-            stale = self.out / str(relative)
-            if relative not in written and self._inside(stale.parent) and stale.parent != self.dir:
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                    stale.unlink()
         shutil.rmtree(self.dir, ignore_errors=True)
         return written
 
-    def _inside(self, folder: Path) -> bool:
-        """Whether ``folder`` is ``out`` or below it once links are followed."""
-        root = self.out.resolve()
-        return folder.resolve() == root or root in folder.resolve().parents
-
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.created:
-            with contextlib.suppress(OSError):
-                self.out.rmdir()
 
 
 # --- the import ------------------------------------------------------------------------------
@@ -285,6 +258,11 @@ def import_extracts(settings: ImportSettings, check: bool = True,
             raise DataError(f"{settings.gp}: no dates in the extracts; give --extract-date")
         date_from = f"the day after the latest date in the extracts ({date_from})"
     state = _State()
+    manifest = RunManifest(settings.out)  # new, empty or an earlier run's folder (riskcap.manifest)
+    for name in ("gp", "hospital", "community", "codelists"):
+        folder = settings.folder(name)
+        if folder is not None:
+            manifest.add_input(name, folder)  # fingerprinted while the import runs
     staging = Staging(settings.out)
     try:
         report = _run(settings, codelists, unit_costs, sources, last_day, quarantine, staging, state, progress)
@@ -307,9 +285,15 @@ def import_extracts(settings: ImportSettings, check: bool = True,
         write_json(report.as_dict(), staging.path(REPORT))
         staging.path(REPORT_TEXT).write_text(report.text(), encoding="utf-8")
         staging.commit()
+        manifest.add_config("codelists", report.codelists)
+        manifest.add_config("unit_costs", report.unit_costs)
+        manifest.add_config("import", {"extract_date": report.extract_date,
+                                       "extract_date_from": report.extract_date_from, "on_invalid": settings.on_invalid})
+        manifest.write()
         return report
     except BaseException:
         staging.abort()
+        manifest.abandon()  # the folder as it was: the earlier run's manifest back, or no folder
         raise
 
 
@@ -467,7 +451,7 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
                               "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
         path = staging.path(f"rejects/{name}_rejects.parquet")
         write_parquet(table, path)
-        write_csv(inert_frame(table.to_pandas()), path.with_suffix(".csv"))
+        write_csv(table.to_pandas(), path.with_suffix(".csv"))  # formula-safe (riskcap.data.write)
         out[key] = {"rows": table.num_rows, "file": f"rejects/{name}_rejects.parquet"}
     return out
 

@@ -7,6 +7,8 @@ reasons) and ``save(model_dir)``. :mod:`riskcap.models.persist` loads them back.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -62,3 +64,22 @@ def feature_columns(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
 def feature_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
     """The model inputs as a C-ordered float64 (n, len(features)) matrix (NaN kept)."""
     return np.ascontiguousarray(feature_columns(frame, features).T)
+
+
+def finite_json(data: bytes | str, where) -> object:
+    """Parse JSON whose numbers are all finite: ``NaN``, ``Infinity`` and numbers too large for
+    a float (``1e999``) are refused with a DataError naming ``where``, as is invalid JSON."""
+    def refuse(token):
+        raise ValueError(f"{token} is not a finite number")
+
+    def number(text: str) -> float:
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            refuse(text)
+        return value
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=refuse, parse_float=number)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(f"{where}: not valid JSON ({exc})") from None

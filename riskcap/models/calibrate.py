@@ -106,6 +106,25 @@ def fit_recalibration(lp, y, knot_quantiles=KNOT_QUANTILES, fitted_on: str = "",
             "hinges": [float(c) for c in coef[2:]], "fitted_on": fitted_on, "rows": int(len(lp))}
 
 
+def check_recalibration(calibration: dict, where: str) -> None:
+    """DataError unless ``calibration`` is a recalibration map of finite numbers (as read from a file)."""
+    from riskcap.errors import DataError
+
+    def numbers(key: str) -> list:
+        value = calibration.get(key)
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
+            raise DataError(f"{where}: calibration key '{key}' must hold finite numbers, not {value!r}")
+        return values
+
+    if calibration.get("method") != METHOD:
+        raise DataError(f"{where}: unknown calibration method {calibration.get('method')!r} (expected {METHOD})")
+    numbers("intercept"), numbers("slope")
+    if len(numbers("knots")) != len(numbers("hinges")):
+        raise DataError(f"{where}: the calibration has {len(calibration['knots'])} knots but "
+                        f"{len(calibration['hinges'])} hinges")
+
+
 def apply_recalibration(lp, calibration: dict) -> np.ndarray:
     """Recalibrated log-odds."""
     if calibration.get("method") != METHOD:

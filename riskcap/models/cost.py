@@ -7,7 +7,6 @@ who die or leave during the year keep their (partial) cost; budgets pro-rate by 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,10 +27,6 @@ class CostModel(LightGBMModel):
     def from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Expected next-12-month cost in pounds."""
         return np.exp(raw)
-
-    @classmethod
-    def load(cls, model_dir: str | Path, metadata: dict) -> "CostModel":
-        return cls(cls.read_text(model_dir), metadata)
 
 
 def fit_cost(frame: pd.DataFrame, seed: int = 0, params: dict | None = None,

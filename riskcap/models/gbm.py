@@ -14,7 +14,6 @@ contributions for reasons (TreeSHAP, in log-odds) use riskcap's numba tree score
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 from riskcap.errors import DataError
 from riskcap.features import LABEL, MODEL_FEATURES
 from riskcap.io import write_json
-from riskcap.models.base import check_features, feature_matrix
+from riskcap.models.base import check_features, feature_matrix, finite_json
 
 MODEL_TEXT = "model.txt"
 CALIBRATION_FILE = "calibration.json"
@@ -163,12 +162,17 @@ class LightGBMModel:
         return [path]
 
     @staticmethod
-    def read_text(model_dir: str | Path) -> str:
-        path = Path(model_dir) / MODEL_TEXT
+    def text_of(files: dict[str, bytes], origin: Path) -> str:
+        """The LightGBM model text of a model folder's checked file bytes."""
         try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: cannot read the LightGBM model text ({exc})") from exc
+            return files[MODEL_TEXT].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{Path(origin) / MODEL_TEXT}: cannot read the LightGBM model text ({exc})") from None
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], metadata: dict, origin: Path) -> "LightGBMModel":
+        """The model from a model folder's checked file bytes (:mod:`riskcap.models.persist`)."""
+        return cls(cls.text_of(files, origin), metadata)
 
 
 class GBMModel(LightGBMModel):
@@ -184,8 +188,12 @@ class GBMModel(LightGBMModel):
         from riskcap.models.calibrate import METHOD
 
         super().__init__(model_text, metadata)
-        if calibration.get("method") != METHOD:
-            raise DataError(f"gbm model: unknown calibration {calibration.get('method')!r} (expected {METHOD!r})")
+        from riskcap.models.calibrate import check_recalibration
+
+        if not isinstance(calibration, dict) or calibration.get("method") != METHOD:
+            method = calibration.get("method") if isinstance(calibration, dict) else calibration
+            raise DataError(f"gbm model: unknown calibration {method!r} (expected {METHOD!r})")
+        check_recalibration(calibration, "gbm model")
         self.calibration = calibration
 
     def from_raw(self, raw: np.ndarray) -> np.ndarray:
@@ -200,13 +208,9 @@ class GBMModel(LightGBMModel):
         return super().save(model_dir) + [write_json(self.calibration, Path(model_dir) / CALIBRATION_FILE)]
 
     @classmethod
-    def load(cls, model_dir: str | Path, metadata: dict) -> "GBMModel":
-        path = Path(model_dir) / CALIBRATION_FILE
-        try:
-            calibration = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read the calibration ({exc})") from exc
-        return cls(cls.read_text(model_dir), calibration, metadata)
+    def from_files(cls, files: dict[str, bytes], metadata: dict, origin: Path) -> "GBMModel":
+        calibration = finite_json(files[CALIBRATION_FILE], Path(origin) / CALIBRATION_FILE)
+        return cls(cls.text_of(files, origin), calibration, metadata)
 
 
 def fit_gbm(frame: pd.DataFrame, seed: int = 0, params: dict | None = None,

@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from riskcap.errors import DataError
 from riskcap.features import COST_FEATURES, LABEL, MODEL_FEATURES, NO_EVENT_DAYS, WINDOW_FEATURES
 from riskcap.io import write_csv, write_json
-from riskcap.models.base import check_features, feature_columns, feature_matrix
+from riskcap.models.base import check_features, feature_columns, feature_matrix, finite_json
 
 FORMAT = "riskcap-logistic/1"
 MODEL_FILE = "model.json"
@@ -192,6 +192,14 @@ class LogisticModel:
         n_terms = len(term_names(self.spec))
         if not (len(self.mean) == len(self.scale) == len(self.coef) == n_terms):
             raise DataError(f"logistic model: {n_terms} terms but {len(self.coef)} coefficients")
+        numbers = np.concatenate([self.mean, self.scale, self.coef, [self.intercept]])
+        if not np.isfinite(numbers).all() or (self.scale <= 0).any():
+            raise DataError("logistic model: its means, scales, coefficients and intercept must be finite numbers "
+                            "(and scales positive)")
+        if self.calibration is not None:
+            from riskcap.models.calibrate import check_recalibration
+
+            check_recalibration(self.calibration, "logistic model")
         self._compiled = None  # kernel arrays, built on first use
         self.metadata = metadata or {}
 
@@ -277,14 +285,11 @@ class LogisticModel:
                 write_csv(self.coefficients(), Path(model_dir) / COEFFICIENTS_FILE)]
 
     @classmethod
-    def load(cls, model_dir: str | Path, metadata: dict) -> "LogisticModel":
-        import json
-
-        path = Path(model_dir) / MODEL_FILE
-        try:
-            params = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read the logistic model ({exc})") from exc
+    def from_files(cls, files: dict[str, bytes], metadata: dict, origin: Path) -> "LogisticModel":
+        """The model from a model folder's checked file bytes (:mod:`riskcap.models.persist`)."""
+        params = finite_json(files[MODEL_FILE], Path(origin) / MODEL_FILE)
+        if not isinstance(params, dict):
+            raise DataError(f"{Path(origin) / MODEL_FILE}: expected a JSON object")
         return cls(params, metadata)
 
 

@@ -5,23 +5,40 @@ A model directory holds
 - ``metadata.json``: format, kind, the input features in order, the training index date,
   the data fingerprint, training details and metrics, package versions, and the SHA-256
   of every model file (checked on load);
-- ``model.json`` (logistic: transform spec, standardisation and coefficients), or
-  ``model.txt`` (LightGBM's text format) plus ``calibration.json`` for gbm.
+- ``model.json`` (logistic: transform spec, standardisation and coefficients, plus
+  ``coefficients.csv`` for people to read), or ``model.txt`` (LightGBM's text format) plus
+  ``calibration.json`` for gbm.
 
-Nothing is pickled: files are parsed as JSON or LightGBM text.
+Nothing is pickled: files are parsed as JSON or LightGBM text, straight from their bytes.
+Loading only reads, and only the files its kind has (:data:`MODEL_FILES`) that
+``metadata.json`` lists: each must be a regular file directly in the folder (never a
+symbolic link, directory, device or pipe) of at most :data:`MAX_FILE_BYTES`. Numbers must be
+finite (a NaN or infinity in a model file is refused). Every problem is a DataError naming
+the folder and file.
 """
 from __future__ import annotations
 
 import hashlib
-import json
-import tempfile
+import os
 from pathlib import Path
 
 from riskcap.errors import DataError
 from riskcap.io import sha256_file, write_json
+from riskcap.models.base import finite_json
+from riskcap.untrusted import Refused, read_regular
 
 FORMAT = "riskcap-model/1"
 METADATA_FILE = "metadata.json"
+#: The files a model of each kind may list in ``metadata.json`` (the first is required).
+MODEL_FILES: dict[str, tuple[str, ...]] = {
+    "logistic": ("model.json", "coefficients.csv"),
+    "gbm": ("model.txt", "calibration.json"),
+    "cost": ("model.txt",),
+}
+#: Required files beyond the first, per kind.
+_ALSO_REQUIRED = {"gbm": ("calibration.json",)}
+#: Largest model file read: LightGBM text of thousands of trees is tens of megabytes.
+MAX_FILE_BYTES = 256 * 2**20
 
 
 def _classes():
@@ -45,45 +62,100 @@ def save_model(model, model_dir: str | Path) -> Path:
 
 def read_metadata(model_dir: str | Path) -> dict:
     """The parsed ``metadata.json`` of a model directory; DataError when absent or invalid."""
-    path = Path(model_dir) / METADATA_FILE
-    if not path.exists():
-        raise DataError(f"{model_dir}: not a riskcap model directory (no {METADATA_FILE}); "
-                        "create one with 'riskcap train'")
-    return _parse_metadata(path.read_bytes(), path)
+    model_dir = Path(model_dir)
+    with _Folder(model_dir) as folder:
+        return _parse_metadata(folder.read(METADATA_FILE), model_dir / METADATA_FILE)
 
 
 def _parse_metadata(data: bytes, path) -> dict:
-    try:
-        metadata = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    metadata = finite_json(data, path)
+    if not isinstance(metadata, dict):
+        raise DataError(f"{path}: expected a JSON object")
     if metadata.get("format") != FORMAT:
         raise DataError(f"{path}: unknown model format {metadata.get('format')!r} (expected {FORMAT})")
     return metadata
+
+
+def _listed(metadata: dict, origin: Path) -> dict[str, str]:
+    """The model files ``metadata.json`` lists (name -> SHA-256), checked against the kind's own files."""
+    where = origin / METADATA_FILE
+    classes = _classes()
+    kind = metadata.get("kind")
+    if kind not in classes:
+        raise DataError(f"{where}: unknown model kind {kind!r} (expected one of {', '.join(classes)})")
+    files = metadata.get("files")
+    if not isinstance(files, dict) or not all(isinstance(n, str) and isinstance(d, str) for n, d in files.items()):
+        raise DataError(f"{where}: key 'files' must map file names to their SHA-256")
+    allowed = MODEL_FILES[kind]
+    for name in files:
+        if name not in allowed:
+            raise DataError(f"{where}: lists {name!r}, which is not a file of a {kind} model "
+                            f"(allowed: {', '.join(allowed)}); a model folder names only its own files")
+    for name in (allowed[0], *_ALSO_REQUIRED.get(kind, ())):
+        if name not in files:
+            raise DataError(f"{where}: does not list {name!r}, which a {kind} model needs")
+    return files
+
+
+class _Folder:
+    """A model folder opened once: its files are read relative to it, never through a link."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> "_Folder":
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: not a riskcap model directory (it does not exist); "
+                            "create one with 'riskcap train'") from None
+        except NotADirectoryError:
+            raise DataError(f"{self.path}: not a riskcap model directory (not a folder)") from None
+        except PermissionError as exc:
+            raise DataError(f"{self.path}: cannot open the model folder ({exc.strerror})") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of regular file ``name`` directly in the folder (no link, device, pipe or folder)."""
+        try:
+            return read_regular(name, MAX_FILE_BYTES, follow_links=False, dir_fd=self.fd)
+        except Refused as exc:
+            if exc.reason == "missing" and name == METADATA_FILE:
+                raise DataError(f"{self.path}: not a riskcap model directory (no {METADATA_FILE}); "
+                                "create one with 'riskcap train'") from None
+            if exc.reason == "missing":
+                raise DataError(f"{self.path / name}: missing model file") from None
+            raise DataError(f"{self.path / name}: cannot read the model file: {exc.reason}; a model folder holds "
+                            "plain files only") from None
 
 
 def read_model_files(model_dir: str | Path) -> dict[str, bytes]:
     """A model directory's ``metadata.json`` and model files as bytes, checked (SHA-256).
 
     This is how a model reaches partition workers (:func:`load_model_files` parses it
-    there): plain file bytes, never a pickle of compiled objects.
+    there): plain file bytes, never a pickle of compiled objects. Only the files the
+    metadata lists are read, each as described in the module docstring, and they are
+    parsed once here, so a bad model is refused (naming ``model_dir``) before any work.
     """
     model_dir = Path(model_dir)
-    metadata = read_metadata(model_dir)
-    files = {METADATA_FILE: (model_dir / METADATA_FILE).read_bytes()}
-    files.update({name: (model_dir / name).read_bytes() for name in metadata.get("files", {})
-                  if (model_dir / name).exists()})
-    _check_files(files, metadata, model_dir)  # a missing file is named there
+    with _Folder(model_dir) as folder:
+        files = {METADATA_FILE: folder.read(METADATA_FILE)}
+        metadata = _parse_metadata(files[METADATA_FILE], model_dir / METADATA_FILE)
+        files.update({name: folder.read(name) for name in _listed(metadata, model_dir)})
+    load_model_files(files, model_dir)
     return files
 
 
 def _check_files(files: dict[str, bytes], metadata: dict, origin: Path) -> None:
-    """DataError unless the kind is known and every file listed in the metadata has its SHA-256."""
-    classes = _classes()
-    kind = metadata.get("kind")
-    if kind not in classes:
-        raise DataError(f"{origin / METADATA_FILE}: unknown model kind {kind!r} (expected one of {', '.join(classes)})")
-    for name, digest in metadata.get("files", {}).items():
+    """DataError unless the kind is known, its files are the listed ones and each has its SHA-256."""
+    listed = _listed(metadata, origin)
+    extra = sorted(set(files) - set(listed) - {METADATA_FILE})
+    if extra:
+        raise DataError(f"{origin / extra[0]}: not listed in {METADATA_FILE}")
+    for name, digest in listed.items():
         if name not in files:
             raise DataError(f"{origin / name}: missing model file")
         if hashlib.sha256(files[name]).hexdigest() != digest:
@@ -91,9 +163,17 @@ def _check_files(files: dict[str, bytes], metadata: dict, origin: Path) -> None:
                             f"(SHA-256 differs from {METADATA_FILE})")
 
 
-def _build(metadata: dict, model_dir: Path, origin: Path):
-    """The model class's own loader on checked files in ``model_dir``, features cross-checked."""
-    model = _classes()[metadata["kind"]].load(model_dir, metadata)
+def _build(metadata: dict, files: dict[str, bytes], origin: Path):
+    """The model class's own parser on checked file bytes, features cross-checked."""
+    kind = metadata["kind"]
+    try:
+        model = _classes()[kind].from_files(files, metadata, origin)
+    except DataError as exc:
+        if str(origin) in str(exc):
+            raise
+        raise DataError(f"{origin}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as exc:
+        raise DataError(f"{origin}: the {kind} model's files are not valid ({type(exc).__name__}: {exc})") from None
     if list(model.features) != list(metadata.get("features", [])):
         ours, theirs = list(model.features), list(metadata.get("features", []))
         diff = sorted(set(ours) ^ set(theirs)) or ["(same names, different order)"]
@@ -109,7 +189,7 @@ def load_model(model_dir: str | Path):
     """
     model_dir = Path(model_dir)
     files = read_model_files(model_dir)
-    return _build(_parse_metadata(files[METADATA_FILE], model_dir / METADATA_FILE), model_dir, model_dir)
+    return _build(_parse_metadata(files[METADATA_FILE], model_dir / METADATA_FILE), files, model_dir)
 
 
 _LOADED: dict[str, object] = {}
@@ -120,6 +200,7 @@ def load_model_files(files: dict[str, bytes], origin: str | Path = "model"):
     """Load a model from :func:`read_model_files`' bytes, with the same checks as :func:`load_model`.
 
     Parsed once per process: later calls with the same bytes return the same model object.
+    Nothing is written anywhere: the files are parsed from the bytes.
     """
     digest = hashlib.sha256()
     for name in sorted(files):
@@ -132,10 +213,7 @@ def load_model_files(files: dict[str, bytes], origin: str | Path = "model"):
         raise DataError(f"{origin}: not a riskcap model (no {METADATA_FILE})")
     metadata = _parse_metadata(files[METADATA_FILE], origin / METADATA_FILE)
     _check_files(files, metadata, origin)
-    with tempfile.TemporaryDirectory(prefix="riskcap-model-") as tmp:
-        for name, data in files.items():
-            (Path(tmp) / name).write_bytes(data)
-        model = _build(metadata, Path(tmp), origin)
+    model = _build(metadata, files, origin)
     if len(_LOADED) >= _LOADED_MAX:
         _LOADED.pop(next(iter(_LOADED)))
     _LOADED[key] = model

@@ -25,6 +25,8 @@ top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a second r
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.data.write import OWNER_ONLY
 from riskcap.errors import LoadRejected
 from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
 from riskcap.io import ParquetRowsWriter, Tables
@@ -206,7 +209,7 @@ def write_scores(scores: pd.DataFrame, path: str | Path) -> Path:
     text of ten million people's reasons never sits in memory at once; the bytes are those of
     ``pyarrow.parquet.write_table`` with that row group size.
     """
-    with ParquetRowsWriter(path, SCORES_ROW_GROUP) as writer:
+    with ParquetRowsWriter(path, SCORES_ROW_GROUP, mode=OWNER_ONLY) as writer:
         for lo in range(0, max(len(scores), 1), SCORES_ROW_GROUP):
             writer.write(_scores_arrow(scores.iloc[lo:lo + SCORES_ROW_GROUP]))
     return Path(path)
@@ -366,8 +369,9 @@ class ScoresWriter:
     """Writes a population's scores file from its partitions' unranked scores (:func:`score_partition`
     or any partition function that scores with :func:`score_candidates`), in partition order.
 
-    Partitions' scores wait on disk (arrow files in a private folder beside ``out_path``,
-    removed at the end) until everyone has been scored; :meth:`finish` then reads everyone's
+    Partitions' scores wait on disk (arrow files one after another in one unnamed temporary
+    file beside ``out_path``, :class:`_Spill`: nothing person-level is left behind even if
+    the process is killed) until everyone has been scored; :meth:`finish` then reads everyone's
     value back into one sorted array (the only population-sized memory: 8 bytes a person) for
     the percentiles, reads the reasons the first pass missed (a second read of those people's
     partitions) and ranks and writes the partitions one by one. ``out_path`` appears only when
@@ -385,9 +389,8 @@ class ScoresWriter:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "ScoresWriter":
-        self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP))
-        self._folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(
-            prefix=f".{self.out_path.name}.", suffix=".parts", dir=self.out_path.parent)))
+        self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP, mode=OWNER_ONLY))
+        self._spill = self._stack.enter_context(_Spill(self.out_path.parent))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -396,20 +399,13 @@ class ScoresWriter:
     def __len__(self) -> int:
         return len(self.sizes)
 
-    def _file(self, i: int) -> Path:
-        return self._folder / f"{i:06d}.arrow"
-
     def add(self, scores: pd.DataFrame) -> None:
         """Keep the next partition's unranked scores (on disk)."""
-        import pyarrow.feather as feather
-
-        feather.write_feather(scores, self._file(len(self.sizes)), compression="uncompressed")
+        self._spill.append(scores)
         self.sizes.append(len(scores))
 
     def _read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
-        import pyarrow.feather as feather
-
-        return feather.read_table(self._file(i), columns=columns, memory_map=False).to_pandas()
+        return self._spill.read(i, columns)
 
     def _sorted_values(self) -> np.ndarray:
         """Everyone's ranked value, sorted."""
@@ -464,6 +460,80 @@ class ScoresWriter:
             found[i] = reasons
             _tick(progress, "reasons", done, len(tasks))
         return found
+
+
+class _Spill:
+    """Frames kept on disk as arrow (feather) files one after another in one unnamed temporary
+    file in ``folder``: it has no name, so it disappears when closed, or if the process dies."""
+
+    def __init__(self, folder: Path):
+        self._file = tempfile.TemporaryFile(dir=folder)
+        self._spans: list[tuple[int, int]] = []
+
+    def __enter__(self) -> "_Spill":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def append(self, frame: pd.DataFrame) -> None:
+        import pyarrow.feather as feather
+
+        start = self._file.seek(0, 2)
+        feather.write_feather(frame, pa.PythonFile(_Appender(self._file), mode="w"), compression="uncompressed")
+        self._file.flush()
+        self._spans.append((start, self._file.tell() - start))
+
+    def read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
+        import pyarrow.feather as feather
+
+        window = pa.PythonFile(_Window(self._file.fileno(), *self._spans[i]), mode="r")
+        return feather.read_table(window, columns=columns, memory_map=False).to_pandas()
+
+
+class _Appender(io.RawIOBase):
+    """Writes go to the end of a file that stays open when arrow closes its writer."""
+
+    def __init__(self, file):
+        self._target = file
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._target.write(data)
+
+    def tell(self) -> int:
+        return self._target.tell()
+
+    def close(self) -> None:
+        pass
+
+
+class _Window(io.RawIOBase):
+    """A read-only view of ``size`` bytes of file descriptor ``fd`` from offset ``start``."""
+
+    def __init__(self, fd: int, start: int, size: int):
+        self._fd, self._start, self._size, self._pos = fd, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = (offset, self._pos + offset, self._size + offset)[whence]
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        data = os.pread(self._fd, max(0, min(len(buffer), self._size - self._pos)), self._start + self._pos)
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def _tick(progress, stage: str, done: int, total: int) -> None:

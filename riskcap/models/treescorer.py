@@ -168,6 +168,10 @@ def _check_tree(where: str, tree: _Tree, num_cat: int, feature_names: list[str])
                                        f"to bitset {threshold}, but the tree has num_cat={num_cat}")
         elif math.isnan(threshold):
             raise ModelFormatError(f"{where} node {node} (feature {name!r}) has threshold NaN")
+    bad_leaf = ~np.isfinite(tree.leaf_value)
+    if bad_leaf.any():
+        raise ModelFormatError(f"{where} leaf {int(np.flatnonzero(bad_leaf)[0])} has value "
+                               f"{tree.leaf_value[bad_leaf][0]}, not a finite number")
     if num_cat:
         b = tree.cat_boundaries
         if b[0] != 0 or np.any(np.diff(b) < 0) or b[-1] != tree.cat_threshold.size:

@@ -42,19 +42,22 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
 
     Raises
     ------
-    riskcap.io.DataError
+    riskcap.errors.DataError
         When ``run_dir`` is not a directory or a part that is present cannot be read.
     """
     from riskcap.io import atomic_path
+    from riskcap.manifest import claim_file
     from riskcap.report.html import render_html
     from riskcap.report.outputs import read_run
     from riskcap.report.sections import build_sections, headline, provenance
     from riskcap.report.workbook import write_workbook
 
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
     out = Path(out) if out is not None else run_dir / REPORT_FILE
     workbook = Path(workbook) if workbook is not None else out.parent / WORKBOOK_FILE
+    claim_file(out, _is_report, "report")  # replace only riskcap's own report and workbook
+    claim_file(workbook, _is_workbook, "workbook")
+    run = read_run(run_dir)
     sections = build_sections(run)
     html = render_html(
         "Risk stratification and Year of Care capitation",
@@ -64,3 +67,20 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
         tmp.write_text(html, encoding="utf-8")
     write_workbook(run, workbook)
     return ReportFiles(out, workbook, tuple(s.id for s in sections if s.not_run))
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a report this module wrote (its "About this report" section)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+        fh.seek(max(0, path.stat().st_size - (1 << 16)))
+        tail = fh.read()
+    return head.startswith(b"<!DOCTYPE html>") and b'<section id="about"' in tail
+
+
+def _is_workbook(path: Path) -> bool:
+    """Whether ``path`` is a workbook riskcap wrote (an XLSX whose creator is riskcap)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return b"<dc:creator>riskcap</dc:creator>" in archive.read("docProps/core.xml")

@@ -24,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from riskcap.config import parse_yaml, read_text_file
 from riskcap.data.dates import default_index_date
-from riskcap.errors import DataError
+from riskcap.data.write import frame_from_csv
+from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.io import read_table, table_path
+from riskcap.names import is_safe_name
 from riskcap.schema import CONDITIONS
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
@@ -117,8 +119,9 @@ def read_json(path: Path) -> dict:
 
 
 def _csv(path: Path) -> pd.DataFrame:
+    """A CSV riskcap wrote, its text as it was (riskcap.data.write)."""
     try:
-        return pd.read_csv(path, keep_default_na=True)
+        return frame_from_csv(pd.read_csv(path, keep_default_na=True))
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot read CSV ({exc})") from exc
 
@@ -263,13 +266,15 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
     scenarios = {}
     for s in summary["scenarios"]:
         name = s["scenario"]
+        if not is_safe_name(name):  # a name is never joined to a path as given (riskcap.names)
+            raise DataError(f"{folder / 'summary.json'}: scenario name {name!r} is not a riskcap scenario name")
         raw_path = folder / "scenarios" / name / "scenario.yaml"
         raw = {}
         if raw_path.exists():
             try:
-                raw = yaml.safe_load(raw_path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as exc:
-                raise DataError(f"{raw_path}: not valid YAML ({exc})") from exc
+                raw = parse_yaml(read_text_file(raw_path), str(raw_path)) or {}
+            except ConfigError as exc:
+                raise DataError(str(exc)) from exc
         scenarios[name] = {"summary": s, "raw": raw}
     return CapitationOutputs(summary=summary, scenarios=scenarios, **tables)
 

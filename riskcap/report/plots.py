@@ -3,7 +3,8 @@
 Every function takes plain numbers and returns PNG bytes. Figures are drawn on the Agg
 canvas without pyplot (no global state), under a fixed style (:data:`STYLE`: DejaVu Sans,
 which matplotlib ships, fixed dpi and sizes), and saved without the "Software" metadata, so
-the same numbers give the same bytes with the same matplotlib.
+the same numbers give the same bytes with the same matplotlib. Labels come from data and
+configs, so the style turns mathtext off: a ``$`` is drawn as a dollar sign.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ STYLE = {
     "savefig.dpi": DPI,
     "path.simplify": False,
     "svg.hashsalt": "riskcap",
+    # labels are data (practice codes, scenario and group names): "$...$" is text, never mathtext
+    "text.parse_math": False,
 }
 #: Colours (colour-blind safe, Okabe-Ito).
 BLUE, ORANGE, GREEN, RED, PURPLE, GREY, SKY, YELLOW = (

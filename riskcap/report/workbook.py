@@ -31,7 +31,7 @@ import pandas as pd
 from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
 from riskcap.io import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
-from riskcap.report.xlsx import saved_bytes
+from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes
 
 PENCE = "#,##0"
 GBP = "#,##0.00"
@@ -67,7 +67,7 @@ def _values(frame: pd.DataFrame, col: Column) -> list:
         elif isinstance(v, (float, np.floating)):
             out.append(float(v))
         else:
-            out.append(str(v))
+            out.append(cell_text(str(v)))
     return out
 
 
@@ -109,7 +109,7 @@ def sheet_names(scenarios: list[str]) -> dict[str, str]:
     taken = {s.lower() for s in FIXED_SHEETS}
     out = {}
     for name in scenarios:
-        base = _SHEET_BAD.sub("_", name)[:31] or "scenario"
+        base = _SHEET_BAD.sub("_", _xml_text(name))[:31] or "scenario"
         candidate, k = base, 2
         while candidate.lower() in taken:
             suffix = f" ({k})"
@@ -287,6 +287,8 @@ def _assumptions_sheet(ws, run: RunOutputs) -> None:
             return
         if isinstance(value, (list, dict)):
             value = str(value)
+        if isinstance(value, str):
+            value = cell_text(value)  # text from a config: no NUL reaches the XML, no formula runs
         cell = ws.cell(row=r, column=c, value=value)
         if isinstance(value, str):
             cell.data_type = "s"

@@ -27,14 +27,13 @@ def xlsx_bytes(frame: pd.DataFrame, notes: list[tuple[str, str]], *, sheet: str 
     The list sheet has a bold, frozen header row, an auto-filter and set column widths;
     the notes sheet has two columns (item, explanation). Document dates and zip entry
     times are fixed, so equal input gives equal bytes. Cells hold whole numbers or text
-    (text is always text, never a formula; characters XML cannot hold are dropped).
+    (text is always text, never a formula: :func:`cell_text`).
 
     openpyxl builds the workbook. With ``fast`` (default) it writes only the header row and
     :func:`_rows_xml` writes the data rows' XML directly, exactly as openpyxl's write-only
     mode would (tests compare the bytes with ``fast=False``).
     """
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
 
@@ -53,7 +52,7 @@ def xlsx_bytes(frame: pd.DataFrame, notes: list[tuple[str, str]], *, sheet: str 
     bold = Font(bold=True)
     header = []
     for col in frame.columns:
-        cell = WriteOnlyCell(ws, value=_xml_text(str(col)))
+        cell = _text_cell(ws, str(col))
         cell.font = bold
         header.append(cell)
     ws.append(header)
@@ -70,10 +69,10 @@ def xlsx_bytes(frame: pd.DataFrame, notes: list[tuple[str, str]], *, sheet: str 
     notes_ws.column_dimensions["B"].width = 110
     wrap = Alignment(wrap_text=True, vertical="top")
     for item, text in notes:
-        a = WriteOnlyCell(notes_ws, value=_xml_text(item))
+        a = _text_cell(notes_ws, item)
         a.font = bold
         a.alignment = wrap
-        b = WriteOnlyCell(notes_ws, value=_xml_text(text))
+        b = _text_cell(notes_ws, text)
         b.alignment = wrap
         notes_ws.append([a, b])
 
@@ -91,10 +90,11 @@ def saved_bytes(wb, splice: dict[str, str] | None = None) -> bytes:
 
 
 def _text_cell(ws, text: str):
-    """A write-only cell that holds ``text`` as text (openpyxl would make "=..." a formula)."""
+    """A write-only cell that holds ``text`` as text (:func:`cell_text`), never a formula
+    (openpyxl would make "=..." one)."""
     from openpyxl.cell import WriteOnlyCell
 
-    cell = WriteOnlyCell(ws, value=text)
+    cell = WriteOnlyCell(ws, value=cell_text(text))
     cell.data_type = "s"
     return cell
 
@@ -105,6 +105,15 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 def _xml_text(text: str) -> str:
     """Text without the control characters XML (and so Excel) cannot hold."""
     return _XML_ILLEGAL.sub("", text)
+
+
+def cell_text(text: str) -> str:
+    """``text`` as a workbook's text cell holds it: without the characters XML cannot hold,
+    and with a ``'`` in front if a spreadsheet would run it (:func:`riskcap.data.write.to_cell`),
+    so editing the cell cannot turn it into a formula either."""
+    from riskcap.data.write import to_cell
+
+    return to_cell(_xml_text(text))
 
 
 def _cell_values(values: pd.Series) -> list:
@@ -118,7 +127,7 @@ def _cell_values(values: pd.Series) -> list:
         elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
             out.append(int(v))
         else:
-            out.append(_xml_text(str(v)))
+            out.append(cell_text(str(v)))
     return out
 
 

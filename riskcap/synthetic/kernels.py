@@ -44,36 +44,45 @@ def nhs_numbers(person_id: np.ndarray) -> np.ndarray:
 
 #: Kinds of social care in ``emit_activity``'s ``care_kind``.
 CARE_NONE, CARE_HOME, CARE_RESIDENTIAL = 0, 1, 2
+NEVER_DAY = np.iinfo(np.int32).max
+N_SETTINGS = 10
 
 
-def emit_activity(counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost, pe_diag, pe_via, via_cost,
-                  rx_q, rx_mu, rx_unit, care_kind, care_hours, month_u, month_starts, point_setting, setting_rank,
-                  rx_setting, care_setting, ae_setting, home_hour_pence, residential_day_pence):
-    """Activity rows of a practice, sorted by (person, start day, setting rank).
+def emit_activity(seg_offset, seg_registered, counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost, pe_diag,
+                  pe_via, via_cost, rx_meds, rx_interval, rx_offset, rx_acute, rx_unit, care_kind, care_hours, month_u,
+                  month_starts, point_setting, setting_rank, rx_setting, care_setting, ae_setting, home_hour_pence,
+                  residential_day_pence):
+    """Activity rows of a practice's people, sorted by (person, start day, setting rank).
 
-    Point events (spells, attendances, contacts) are laid out by the caller in traversal
-    order: person, year, setting, event; per-setting arrays (``pe_*``, starting at
-    ``pe_offset[k]``) give each event's date uniform, length of stay (-1: no end date),
-    cost (pence) and diagnosis (-1: none). Emergency events flagged in ``pe_via`` also get
-    an A&E row the same day costing ``via_cost``. Monthly rows: a prescribing row in each
-    month of the registration window where ``month_u[..., 0] < rx_q`` with
-    ``Poisson(rx_mu)`` items (at least 1) by inversion of ``month_u[..., 1]``, and social
-    care rows in every month of the window for people with ``care_kind`` home (hours
-    ``care_hours * (0.75 + 0.5 u)``) or residential (days in the month).
+    A person's history is a run of segments (``seg_offset[i]`` to ``seg_offset[i + 1]``, in time
+    order, not overlapping): periods at a practice (``seg_registered``), gaps between lists and
+    the time after leaving. ``win_a``/``win_b`` is each segment's window in each year.
+
+    Point events (spells, attendances, contacts) are laid out by the caller in traversal order:
+    segment, year, setting, event; per-setting arrays (``pe_*``, starting at ``pe_offset[k]``)
+    give each event's date uniform, length of stay (-1: no end date), cost (pence) and diagnosis
+    (-1: none). Emergency events flagged in ``pe_via`` also get an A&E row the same day costing
+    ``via_cost``.
+
+    Monthly rows, in registered segments only, one per month (or part of a month) of the window:
+    prescribing with ``rx_meds`` regular medicines dispensed every ``rx_interval`` days (on days
+    congruent to ``rx_offset``) plus acute items ~ Poisson(``rx_acute`` a year x the part of the
+    year) by inversion of ``month_u[..., 0]``, when there is at least one item, costing
+    ``rx_unit`` pence an item; social care for people with ``care_kind`` home (hours
+    ``care_hours`` x the part of the month x ``(0.75 + 0.5 u)``, at least 1) or residential
+    (days in the window).
 
     Returns
     -------
     tuple of arrays
         person (local index), setting (index in schema.SETTING_CODES), start, end (int32 days;
-        ``NEVER`` = null), quantity, cost_pence, diagnosis (-1 = null), and each person's
-        cost in pence in the last year.
+        ``NEVER`` = null), quantity, cost_pence, diagnosis (-1 = null); and each person's cost in
+        pence and quantity per setting (n, 10) in the last year.
     """
-    return _emit_activity(counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost, pe_diag, pe_via, via_cost,
-                          rx_q, rx_mu, rx_unit, care_kind, care_hours, month_u, month_starts, point_setting,
-                          setting_rank, rx_setting, care_setting, ae_setting, home_hour_pence, residential_day_pence)
-
-
-NEVER_DAY = np.iinfo(np.int32).max
+    return _emit_activity(seg_offset, seg_registered, counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost,
+                          pe_diag, pe_via, via_cost, rx_meds, rx_interval, rx_offset, rx_acute, rx_unit, care_kind,
+                          care_hours, month_u, month_starts, point_setting, setting_rank, rx_setting, care_setting,
+                          ae_setting, home_hour_pence, residential_day_pence)
 
 
 @njit(cache=True)
@@ -89,100 +98,121 @@ def _poisson_inverse(mu, u):
 
 
 @njit(cache=True)
-def _person_rows(i, counts, win_a, win_b, last_day, cursor, pe_u, pe_los, pe_cost, pe_diag, pe_via, via_cost,
-                 rx_q, rx_mu, rx_unit, care_kind, care_hours, month_u, month_starts, point_setting,
-                 rx_setting, care_setting, ae_setting, home_hour_pence, residential_day_pence,
-                 b_set, b_start, b_end, b_qty, b_cost, b_diag, b_year, write):
+def poisson_quantiles(mu, u):
+    """The Poisson(mu) quantile of each u (element-wise, by inversion; at most 1000)."""
+    out = np.empty(mu.size, dtype=np.int64)
+    flat_mu = mu.ravel()
+    flat_u = u.ravel()
+    for j in range(mu.size):
+        out[j] = _poisson_inverse(flat_mu[j], flat_u[j])
+    return out.reshape(mu.shape)
+
+
+@njit(cache=True)
+def _dispensings(lo, hi, interval, offset):
+    """Days d in [lo, hi) with d = offset (mod interval)."""
+    o = offset % interval
+    return (hi - 1 - o) // interval - (lo - 1 - o) // interval
+
+
+@njit(cache=True)
+def _person_rows(i, seg_offset, seg_registered, counts, win_a, win_b, last_day, cursor, pe_u, pe_los, pe_cost, pe_diag,
+                 pe_via, via_cost, rx_meds, rx_interval, rx_offset, rx_acute, rx_unit, care_kind, care_hours, month_u,
+                 month_starts, point_setting, rx_setting, care_setting, ae_setting, home_hour_pence,
+                 residential_day_pence, b_set, b_start, b_end, b_qty, b_cost, b_diag, b_year, write):
     """Rows of person ``i`` into the buffers (or only count them when ``write`` is False)."""
     T = counts.shape[1]
     S = counts.shape[2]
     r = 0
-    for t in range(T):
-        a = win_a[i, t]
-        b = win_b[i, t]
-        for k in range(S):
-            for _ in range(counts[i, t, k]):
-                j = cursor[k]
-                cursor[k] += 1
-                if write:
-                    day = a + np.int64(np.floor(pe_u[j] * (b - a)))
-                    b_set[r] = point_setting[k]
-                    b_start[r] = day
-                    if pe_los[j] >= 0:
-                        b_end[r] = min(day + pe_los[j], last_day[i])
-                    else:
-                        b_end[r] = NEVER_DAY
-                    b_qty[r] = 1
-                    b_cost[r] = pe_cost[j]
-                    b_diag[r] = pe_diag[j]
-                    b_year[r] = t
-                r += 1
-                if k == 0 and pe_via[j]:
+    for s in range(seg_offset[i], seg_offset[i + 1]):
+        for t in range(T):
+            a = win_a[s, t]
+            b = win_b[s, t]
+            for k in range(S):
+                for _ in range(counts[s, t, k]):
+                    j = cursor[k]
+                    cursor[k] += 1
                     if write:
-                        b_set[r] = ae_setting
-                        b_start[r] = b_start[r - 1]
-                        b_end[r] = NEVER_DAY
+                        day = a + np.int64(np.floor(pe_u[j] * (b - a)))
+                        b_set[r] = point_setting[k]
+                        b_start[r] = day
+                        if pe_los[j] >= 0:
+                            b_end[r] = min(day + pe_los[j], last_day[i])
+                        else:
+                            b_end[r] = NEVER_DAY
                         b_qty[r] = 1
-                        b_cost[r] = via_cost[j]
+                        b_cost[r] = pe_cost[j]
+                        b_diag[r] = pe_diag[j]
+                        b_year[r] = t
+                    r += 1
+                    if k == 0 and pe_via[j]:
+                        if write:
+                            b_set[r] = ae_setting
+                            b_start[r] = b_start[r - 1]
+                            b_end[r] = NEVER_DAY
+                            b_qty[r] = 1
+                            b_cost[r] = via_cost[j]
+                            b_diag[r] = -1
+                            b_year[r] = t
+                        r += 1
+            if a >= b or not seg_registered[s]:
+                continue
+            for m in range(12):
+                ms = month_starts[t, m]
+                me = month_starts[t, m + 1]
+                lo = max(ms, a)
+                hi = min(me, b)
+                if lo >= hi:
+                    continue
+                acute = _poisson_inverse(rx_acute[s, t] * (hi - lo) / 365.25, month_u[s, t, m, 0])
+                items = rx_meds[i, t] * _dispensings(lo, hi, rx_interval[s, t], rx_offset[i]) + acute
+                if items > 0:
+                    if write:
+                        b_set[r] = rx_setting
+                        b_start[r] = lo
+                        b_end[r] = NEVER_DAY
+                        b_qty[r] = items
+                        b_cost[r] = np.int64(np.round(items * rx_unit[s]))
                         b_diag[r] = -1
                         b_year[r] = t
                     r += 1
-        if a >= b:
-            continue
-        for m in range(12):
-            ms = month_starts[t, m]
-            me = month_starts[t, m + 1]
-            if ms >= b or me <= a:
-                continue
-            day = max(ms, a)
-            if month_u[i, t, m, 0] < rx_q[i, t]:
-                if write:
-                    items = max(_poisson_inverse(rx_mu[i, t], month_u[i, t, m, 1]), 1)
-                    b_set[r] = rx_setting
-                    b_start[r] = day
-                    b_end[r] = NEVER_DAY
-                    b_qty[r] = items
-                    b_cost[r] = np.int64(np.round(items * rx_unit[i]))
-                    b_diag[r] = -1
-                    b_year[r] = t
-                r += 1
-            kind = care_kind[i, t]
-            if kind != 0:
-                if write:
-                    if kind == 1:
-                        qty = max(np.int64(np.floor(care_hours[i, t] * (0.75 + 0.5 * month_u[i, t, m, 2]))), 1)
-                        cost = qty * home_hour_pence
-                    else:
-                        qty = min(me, b) - day
-                        cost = qty * residential_day_pence
-                    b_set[r] = care_setting
-                    b_start[r] = day
-                    b_end[r] = NEVER_DAY
-                    b_qty[r] = qty
-                    b_cost[r] = cost
-                    b_diag[r] = -1
-                    b_year[r] = t
-                r += 1
+                kind = care_kind[i, t]
+                if kind != 0:
+                    if write:
+                        if kind == 1:
+                            part = (hi - lo) / (me - ms)
+                            qty = max(np.int64(np.floor(care_hours[i, t] * part * (0.75 + 0.5 * month_u[s, t, m, 1]))), 1)
+                            cost = qty * home_hour_pence
+                        else:
+                            qty = hi - lo
+                            cost = qty * residential_day_pence
+                        b_set[r] = care_setting
+                        b_start[r] = lo
+                        b_end[r] = NEVER_DAY
+                        b_qty[r] = qty
+                        b_cost[r] = cost
+                        b_diag[r] = -1
+                        b_year[r] = t
+                    r += 1
     return r
 
 
 @njit(cache=True, nogil=True)
-def _emit_activity(counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost, pe_diag, pe_via, via_cost,
-                   rx_q, rx_mu, rx_unit, care_kind, care_hours, month_u, month_starts, point_setting, setting_rank,
-                   rx_setting, care_setting, ae_setting, home_hour_pence, residential_day_pence):
-    n = counts.shape[0]
+def _emit_activity(seg_offset, seg_registered, counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_cost,
+                   pe_diag, pe_via, via_cost, rx_meds, rx_interval, rx_offset, rx_acute, rx_unit, care_kind,
+                   care_hours, month_u, month_starts, point_setting, setting_rank, rx_setting, care_setting, ae_setting,
+                   home_hour_pence, residential_day_pence):
+    n = len(seg_offset) - 1
     T = counts.shape[1]
-    dummy_i = np.zeros(1, dtype=np.int64)
-    dummy_f = np.zeros(1, dtype=np.int64)
-    # pass 1: rows per person
+    dummy = np.zeros(1, dtype=np.int64)
     cursor = pe_offset.copy()
     per_person = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        per_person[i] = _person_rows(i, counts, win_a, win_b, last_day, cursor, pe_u, pe_los, pe_cost, pe_diag, pe_via,
-                                     via_cost, rx_q, rx_mu, rx_unit, care_kind, care_hours, month_u, month_starts,
-                                     point_setting, rx_setting, care_setting, ae_setting, home_hour_pence,
-                                     residential_day_pence, dummy_i, dummy_i, dummy_i, dummy_i, dummy_f, dummy_i,
-                                     dummy_i, False)
+    for i in range(n):  # pass 1: rows per person
+        per_person[i] = _person_rows(i, seg_offset, seg_registered, counts, win_a, win_b, last_day, cursor, pe_u,
+                                     pe_los, pe_cost, pe_diag, pe_via, via_cost, rx_meds, rx_interval, rx_offset,
+                                     rx_acute, rx_unit, care_kind, care_hours, month_u, month_starts, point_setting,
+                                     rx_setting, care_setting, ae_setting, home_hour_pence, residential_day_pence,
+                                     dummy, dummy, dummy, dummy, dummy, dummy, dummy, False)
     total = per_person.sum()
     width = max(per_person.max(), 1) if n > 0 else 1
     out_person = np.empty(total, dtype=np.int32)
@@ -193,6 +223,7 @@ def _emit_activity(counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_c
     out_cost = np.empty(total, dtype=np.int64)
     out_diag = np.empty(total, dtype=np.int16)
     last_cost = np.zeros(n, dtype=np.int64)
+    last_qty = np.zeros((n, N_SETTINGS), dtype=np.int64)
     b_set = np.empty(width, dtype=np.int64)
     b_start = np.empty(width, dtype=np.int64)
     b_end = np.empty(width, dtype=np.int64)
@@ -205,18 +236,23 @@ def _emit_activity(counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_c
     cursor = pe_offset.copy()
     pos = 0
     for i in range(n):
-        r = _person_rows(i, counts, win_a, win_b, last_day, cursor, pe_u, pe_los, pe_cost, pe_diag, pe_via, via_cost,
-                         rx_q, rx_mu, rx_unit, care_kind, care_hours, month_u, month_starts, point_setting,
-                         rx_setting, care_setting, ae_setting, home_hour_pence, residential_day_pence,
-                         b_set, b_start, b_end, b_qty, b_cost, b_diag, b_year, True)
-        for j in range(r):  # stable insertion sort of the person's rows by (start, setting rank)
+        r = _person_rows(i, seg_offset, seg_registered, counts, win_a, win_b, last_day, cursor, pe_u, pe_los, pe_cost,
+                         pe_diag, pe_via, via_cost, rx_meds, rx_interval, rx_offset, rx_acute, rx_unit, care_kind,
+                         care_hours, month_u, month_starts, point_setting, rx_setting, care_setting, ae_setting,
+                         home_hour_pence, residential_day_pence, b_set, b_start, b_end, b_qty, b_cost, b_diag, b_year,
+                         True)
+        for j in range(r):  # the person's rows in (start, setting rank) order, stably
             keys[j] = b_start[j] * 16 + setting_rank[b_set[j]]
-            cur = j
-            m = j - 1
-            while m >= 0 and keys[idx[m]] > keys[cur]:
-                idx[m + 1] = idx[m]
-                m -= 1
-            idx[m + 1] = cur
+        if r > 128:  # insertion sort is quicker for the few rows most people have
+            idx[:r] = np.argsort(keys[:r], kind="mergesort")
+        else:
+            for j in range(r):  # insertion sort
+                cur = j
+                m = j - 1
+                while m >= 0 and keys[idx[m]] > keys[cur]:
+                    idx[m + 1] = idx[m]
+                    m -= 1
+                idx[m + 1] = cur
         for j in range(r):
             s = idx[j]
             out_person[pos] = i
@@ -228,5 +264,6 @@ def _emit_activity(counts, win_a, win_b, last_day, pe_offset, pe_u, pe_los, pe_c
             out_diag[pos] = b_diag[s]
             if b_year[s] == T - 1:
                 last_cost[i] += b_cost[s]
+                last_qty[i, b_set[s]] += b_qty[s]
             pos += 1
-    return out_person, out_set, out_start, out_end, out_qty, out_cost, out_diag, last_cost
+    return out_person, out_set, out_start, out_end, out_qty, out_cost, out_diag, last_cost, last_qty

@@ -26,16 +26,22 @@ from riskcap.errors import ConfigError
 from riskcap.io import Tables, atomic_path, coerce, write_json
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, TABLES
 from riskcap.synthetic import calibration
+from riskcap.synthetic import params as P
 from riskcap.synthetic.calendar import DEFAULT_YEARS, Calendar
 from riskcap.synthetic.kernels import nhs_numbers
-from riskcap.synthetic.population import DIAGNOSIS_CODES, NEVER, PracticeSpec, simulate_practice
+from riskcap.synthetic.plan import PracticePlan, build_plan
+from riskcap.synthetic.population import DIAGNOSIS_CODES, NEVER, simulate_practice
 from riskcap.synthetic.practices import read_nhse_practices, synthetic_practices
 
 DEFAULT_PEOPLE = 100_000
 DEFAULT_SEED = 20240401
 DEFAULT_PARTITION_PEOPLE = 100_000
 TRUTH_COLUMNS = ("person_id", "year_start", "p_emergency", "frailty", "state", "expected_admissions")
-OUTPUT_TABLES = ("practices", "persons", "conditions", "activity", "truth")
+#: Tables written partition by partition (one row group each).
+OUTPUT_TABLES = ("practices", "persons", "conditions", "activity", "registrations", "truth")
+#: Tables about the practices, written whole: practice_changes (contract, optional table) and
+#: practice_truth (what no model may see: each practice's effects and coding).
+PRACTICE_TABLES = ("practice_changes", "practice_truth")
 #: Parquet dictionary encoding: everywhere except truth's floats (random, so it only costs time).
 DICTIONARY_COLUMNS = {"truth": ["year_start"]}
 
@@ -63,6 +69,10 @@ class SynthConfig:
         Random seed.
     partition_people : int
         Practices are batched into partitions of about this many people.
+    coding_up_practices : int
+        How many practices code up: from the start of the second-last year their register
+        entries grow by ``coding_up_uplift`` (a share of their recorded entries) more than
+        their patients' morbidity (calibration.json and practice_truth.parquet say which).
     """
 
     people: int | None = None
@@ -74,6 +84,8 @@ class SynthConfig:
     years: int = DEFAULT_YEARS
     seed: int = DEFAULT_SEED
     partition_people: int = DEFAULT_PARTITION_PEOPLE
+    coding_up_practices: int = 0
+    coding_up_uplift: float = P.CODING_UP_UPLIFT
 
     def __post_init__(self):
         if self.people is not None and int(self.people) < 1:
@@ -84,6 +96,10 @@ class SynthConfig:
             raise ConfigError(f"years must be between 1 and 30, got {self.years}")
         if int(self.partition_people) < 1:
             raise ConfigError(f"partition_people must be at least 1, got {self.partition_people}")
+        if int(self.coding_up_practices) < 0:
+            raise ConfigError(f"coding_up_practices must be 0 or more, got {self.coding_up_practices}")
+        if not 0 < float(self.coding_up_uplift) <= 1:
+            raise ConfigError(f"coding_up_uplift must be above 0 and at most 1, got {self.coding_up_uplift}")
 
     @classmethod
     def from_preset(cls, name_or_path: str | Path, **overrides) -> "SynthConfig":
@@ -99,7 +115,7 @@ class SynthConfig:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
         values = {k: v for k, v in data.items() if k in allowed}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("people", "n_practices", "years", "seed", "partition_people"):
+        for key in ("people", "n_practices", "years", "seed", "partition_people", "coding_up_practices"):
             if values.get(key) is not None and not isinstance(values[key], int):
                 raise ConfigError(f"{path}: '{key}' must be an integer, got {values[key]!r}")
         return cls(**values)
@@ -108,18 +124,27 @@ class SynthConfig:
     def calendar(self) -> Calendar:
         return Calendar(int(self.years))
 
-    def practices(self) -> pd.DataFrame:
-        """The practices table of this population, sorted by practice_code."""
+    def practices(self, extras: bool = False) -> pd.DataFrame:
+        """The practices this population is drawn for, sorted by practice_code (with ``extras``,
+        the NHS England file's PCN, position and component indices where it has them)."""
         if self.practices_file is not None:
-            return read_nhse_practices(self.practices_file, icb=self.icb, people=self.people)
+            return read_nhse_practices(self.practices_file, icb=self.icb, people=self.people, extras=extras)
         people = DEFAULT_PEOPLE if self.people is None else int(self.people)
         return synthetic_practices(people, self.seed, n_practices=self.n_practices,
                                    icb_code=self.icb_code, icb_name=self.icb_name)
 
+    def plan(self, practices: pd.DataFrame | None = None) -> PracticePlan:
+        """Everything decided about the practices (:func:`riskcap.synthetic.plan.build_plan`)."""
+        practices = self.practices(extras=True) if practices is None else practices
+        # the real list sizes stay as they are; otherwise the start total is what was asked for
+        people = self.people if self.people is not None or self.practices_file else int(practices["list_size"].sum())
+        return build_plan(practices, self.calendar, self.seed, people=people,
+                          coding_up_practices=int(self.coding_up_practices), coding_up_uplift=float(self.coding_up_uplift))
+
 
 @dataclass
 class Partition:
-    """One batch of whole practices: arrow tables for the contract tables and truth.
+    """One batch of whole practices: arrow tables for the contract tables, registrations and truth.
 
     ``person_id_range`` is ``(first, last + 1)``; ``stats`` are calibration counters.
     """
@@ -133,11 +158,23 @@ class Partition:
         """The four contract tables as pandas frames with the contract's dtypes."""
         return Tables(**{name: coerce(self.arrow[name], name) for name in TABLES})
 
+    def registrations(self) -> pd.DataFrame:
+        """registrations rows: person_id, practice_code, registered_from, registered_to."""
+        return _frame_with_dates(self.arrow["registrations"])
+
     def truth(self) -> pd.DataFrame:
         """truth rows: person_id, year_start, p_emergency and the latent state."""
-        df = self.arrow["truth"].to_pandas()
-        df["year_start"] = df["year_start"].astype("datetime64[s]")
-        return df
+        return _frame_with_dates(self.arrow["truth"])
+
+
+def _frame_with_dates(table: pa.Table) -> pd.DataFrame:
+    df = table.to_pandas()
+    for fld in table.schema:
+        if pa.types.is_date32(fld.type):
+            df[fld.name] = df[fld.name].astype("datetime64[s]")
+        elif pa.types.is_dictionary(fld.type):
+            df[fld.name] = df[fld.name].astype("string")
+    return df
 
 
 def practice_seed(seed: int, practice_code: str) -> np.random.SeedSequence:
@@ -158,7 +195,8 @@ def partition_bounds(list_sizes: np.ndarray, partition_people: int) -> list[tupl
     return bounds
 
 
-def generate(config: SynthConfig, practices: pd.DataFrame | None = None, jobs: int = 1) -> Iterator[Partition]:
+def generate(config: SynthConfig, practices: pd.DataFrame | None = None, jobs: int = 1,
+             plan: PracticePlan | None = None) -> Iterator[Partition]:
     """Yield the population one partition (batch of practices) at a time, in person_id order.
 
     Parameters
@@ -166,14 +204,14 @@ def generate(config: SynthConfig, practices: pd.DataFrame | None = None, jobs: i
     config : SynthConfig
         What to generate.
     practices : pandas.DataFrame, optional
-        The practices table (default ``config.practices()``).
+        The practices table (default ``config.practices()``); or give the ``plan`` itself.
     jobs : int
         Worker processes simulating partitions ahead (1 = in this process). The output
         does not depend on ``jobs``.
     """
-    practices = config.practices() if practices is None else practices
-    batches = [practices.iloc[lo:hi] for lo, hi in partition_bounds(practices["list_size"].to_numpy(), config.partition_people)]
-    tasks = [(config, batch, index) for index, batch in enumerate(batches)]
+    plan = plan if plan is not None else config.plan(practices)
+    sizes = plan.frame["nominal_size"].to_numpy()
+    tasks = [(config, plan, lo, hi, index) for index, (lo, hi) in enumerate(partition_bounds(sizes, config.partition_people))]
     next_id = 1
     for partition in _run(tasks, jobs):
         partition = _with_person_ids(partition, next_id)
@@ -206,17 +244,20 @@ def _run(tasks, jobs: int) -> Iterator[Partition]:
             yield partition
 
 
-def simulate_partition(config: SynthConfig, batch: pd.DataFrame, index: int) -> Partition:
-    """Simulate one batch of practices; person ids start at 0 (see :func:`generate`)."""
+def simulate_partition(config: SynthConfig, plan: PracticePlan, lo: int, hi: int, index: int) -> Partition:
+    """Simulate the practices ``lo:hi`` of the plan; person ids start at 0 (see :func:`generate`)."""
     results, stats = [], {}
-    for row in batch.itertuples(index=False):
-        need = float(row.need_index) if pd.notna(row.need_index) else float("nan")
-        spec = PracticeSpec(str(row.practice_code), int(row.list_size), need)
-        result = simulate_practice(spec, config.calendar, practice_seed(config.seed, spec.practice_code))
+    icb_codes = plan.frame["icb_code"].astype(str).to_numpy()
+    for row in range(lo, hi):
+        spec = plan.spec(row)
+        icb = plan.icb(icb_codes[row])
+        result = simulate_practice(spec, icb, config.calendar, practice_seed(config.seed, spec.practice_code))
+        result.persons["practice"] = icb.rows[result.persons["practice"]]
+        result.segments["practice"] = icb.rows[result.segments["practice"]]
         calibration.merge_stats(stats, result.stats)  # merged at once: per-practice histograms are large
         result.stats = {}
         results.append(result)
-    partition = _assemble(index, batch, results, config.calendar)
+    partition = _assemble(index, plan, lo, hi, results, config.calendar)
     partition.stats = stats
     return partition
 
@@ -225,7 +266,7 @@ def _with_person_ids(partition: Partition, first_id: int) -> Partition:
     """Shift a partition's person ids to start at ``first_id`` and fill in NHS numbers."""
     lo, hi = partition.person_id_range
     arrow = dict(partition.arrow)
-    for name in ("persons", "conditions", "activity", "truth"):
+    for name in ("persons", "conditions", "activity", "registrations", "truth"):
         table = arrow[name]
         shifted = pc.add(table.column("person_id"), pa.scalar(first_id - lo, pa.int64()))
         arrow[name] = table.set_column(0, "person_id", shifted)
@@ -268,39 +309,48 @@ _DIAGNOSES = pa.array(list(DIAGNOSIS_CODES), type=pa.string())
 _SEXES = pa.array(["F", "M"], type=pa.string())
 
 
+_DICT = pa.dictionary(pa.int32(), pa.string())
 SCHEMAS = {
     "practices": pa.schema([("practice_code", pa.string()), ("icb_code", pa.string()), ("list_size", pa.int64()),
-                            ("need_index", pa.float64()), ("practice_name", pa.string())]),
-    "persons": pa.schema([("person_id", pa.int64()), ("nhs_number", pa.string()),
-                          ("practice_code", pa.dictionary(pa.int32(), pa.string())),
-                          ("sex", pa.dictionary(pa.int32(), pa.string())), ("birth_date", pa.date32()),
+                            ("need_index", pa.float64()), ("practice_name", pa.string()), ("opened_on", pa.date32()),
+                            ("pcn_code", pa.string())]),
+    "persons": pa.schema([("person_id", pa.int64()), ("nhs_number", pa.string()), ("practice_code", _DICT),
+                          ("sex", _DICT), ("birth_date", pa.date32()),
                           ("imd_decile", pa.int64()), ("registered_from", pa.date32()), ("registered_to", pa.date32()),
                           ("died_on", pa.date32()), ("care_home", pa.bool_()), ("opted_out", pa.bool_())]),
-    "conditions": pa.schema([("person_id", pa.int64()), ("condition", pa.dictionary(pa.int32(), pa.string())),
-                             ("diagnosed_on", pa.date32())]),
-    "activity": pa.schema([("person_id", pa.int64()), ("setting", pa.dictionary(pa.int32(), pa.string())),
+    "conditions": pa.schema([("person_id", pa.int64()), ("condition", _DICT), ("diagnosed_on", pa.date32())]),
+    "activity": pa.schema([("person_id", pa.int64()), ("setting", _DICT),
                            ("start_date", pa.date32()), ("end_date", pa.date32()), ("quantity", pa.int64()),
-                           ("cost_gbp", pa.float64()), ("primary_diagnosis", pa.dictionary(pa.int32(), pa.string()))]),
+                           ("cost_gbp", pa.float64()), ("primary_diagnosis", _DICT)]),
+    "registrations": pa.schema([("person_id", pa.int64()), ("practice_code", _DICT), ("registered_from", pa.date32()),
+                                ("registered_to", pa.date32())]),
     "truth": pa.schema([("person_id", pa.int64()), ("year_start", pa.date32()), ("p_emergency", pa.float64()),
                         ("frailty", pa.float64()), ("state", pa.float64()), ("expected_admissions", pa.float64())]),
+    "practice_changes": pa.schema([("practice_code", pa.string()), ("change", pa.string()),
+                                   ("effective_on", pa.date32()), ("into_practice_code", pa.string())]),
 }
 
 
-def _assemble(index: int, batch: pd.DataFrame, results, calendar: Calendar) -> Partition:
+def _assemble(index: int, plan: PracticePlan, lo: int, hi: int, results, calendar: Calendar) -> Partition:
     """Arrow tables of a partition: one record batch per practice (no copies of big columns)."""
-    codes = pa.array([str(c) for c in batch["practice_code"]], type=pa.string())
+    codes = pa.array(plan.frame["practice_code"].astype(str).tolist(), type=pa.string())
     year_days = calendar.year_starts
     batches = {name: [] for name in OUTPUT_TABLES if name != "practices"}
     base = 0
-    for k, r in enumerate(results):
+    for r in results:
         person_id = np.arange(base, base + r.n_persons, dtype=np.int64)
         p = r.persons
         batches["persons"].append(pa.record_batch([
             pa.array(person_id), pa.nulls(r.n_persons, pa.string()),  # NHS numbers follow the final ids
-            _dictionary(np.full(r.n_persons, k), codes), _dictionary(p["male"].astype(np.int32), _SEXES),
+            _dictionary(p["practice"], codes), _dictionary(p["male"].astype(np.int32), _SEXES),
             _dates(p["birth"]), pa.array(p["imd"].astype(np.int64)), _dates(p["reg_from"]), _dates(p["reg_to"]),
             _dates(p["died_on"]), pa.array(p["care_home"]), pa.array(p["opted_out"]),
         ], schema=SCHEMAS["persons"]))
+        g = r.segments
+        batches["registrations"].append(pa.record_batch([
+            pa.array(g["person"].astype(np.int64) + base), _dictionary(g["practice"], codes), _dates(g["start"]),
+            _dates(np.minimum(g["stop"], NEVER)),
+        ], schema=SCHEMAS["registrations"]))
         c = r.conditions
         batches["conditions"].append(pa.record_batch([
             pa.array(c["person"].astype(np.int64) + base), _dictionary(c["condition"], _CONDITIONS), _dates(c["diagnosed_on"]),
@@ -319,7 +369,8 @@ def _assemble(index: int, batch: pd.DataFrame, results, calendar: Calendar) -> P
         ], schema=SCHEMAS["truth"]))
         base += r.n_persons
     arrow = {name: pa.Table.from_batches(b, schema=SCHEMAS[name]) for name, b in batches.items()}
-    arrow["practices"] = pa.Table.from_pandas(batch.reset_index(drop=True), schema=SCHEMAS["practices"], preserve_index=False)
+    arrow["practices"] = pa.Table.from_pandas(plan.practices.iloc[lo:hi].reset_index(drop=True),
+                                              schema=SCHEMAS["practices"], preserve_index=False)
     return Partition(index, (0, int(base)), arrow)
 
 
@@ -341,8 +392,9 @@ def write_population(out_dir: str | Path, config: SynthConfig,
                      progress: Callable[[Partition, int], None] | None = None, jobs: int | None = None) -> WriteSummary:
     """Generate and write the population to ``out_dir``, one partition at a time.
 
-    Writes ``practices``, ``persons``, ``conditions``, ``activity`` and ``truth`` as parquet
-    (each partition one row group) and ``calibration.json``. Files appear only when complete
+    Writes ``practices``, ``persons``, ``conditions``, ``activity``, ``registrations`` and
+    ``truth`` as parquet (each partition one row group), ``practice_changes`` and
+    ``practice_truth`` (whole), and ``calibration.json``. Files appear only when complete
     (written to temporary files and renamed).
 
     Parameters
@@ -358,10 +410,11 @@ def write_population(out_dir: str | Path, config: SynthConfig,
         thread writes). Output files do not depend on it.
     """
     out_dir = Path(out_dir)
+    plan = config.plan()  # a bad config fails here, before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    practices = config.practices()
-    n_parts = len(partition_bounds(practices["list_size"].to_numpy(), config.partition_people))
-    rows = dict.fromkeys(OUTPUT_TABLES, 0)
+    practices = plan.practices
+    n_parts = len(partition_bounds(plan.frame["nominal_size"].to_numpy(), config.partition_people))
+    rows = dict.fromkeys(OUTPUT_TABLES + PRACTICE_TABLES, 0)
     stats: dict = {}
     if jobs is None:
         jobs = 1
@@ -384,14 +437,25 @@ def write_population(out_dir: str | Path, config: SynthConfig,
 
         # a writer thread encodes partition k while partition k + 1 is simulated (pyarrow
         # and the numba kernels release the GIL, so the two overlap on two cores)
-        _pipeline(generate(config, practices, jobs=jobs), write)
+        _pipeline(generate(config, jobs=jobs, plan=plan), write)
         for writer in writers.values():
             writer.close()
-    report = calibration.summarise(stats, config.years)
+        for name, frame in (("practice_changes", plan.changes), ("practice_truth", plan.truth)):
+            table = pa.Table.from_pandas(frame, schema=SCHEMAS.get(name), preserve_index=False)
+            pq.write_table(table, stack.enter_context(atomic_path(out_dir / f"{name}.parquet")), compression="zstd",
+                           store_schema=False)
+            rows[name] = len(table)
+    report = calibration.summarise(stats, config.years, practices=plan.frame)
+    changes = plan.changes
+    report["practice_changes"] = {
+        "opened": int(practices["opened_on"].notna().sum()), "closed": int((changes["change"] == "close").sum()),
+        "merged": int((changes["change"] == "merge").sum()),
+    }
     report["config"] = {
         "people": int(practices["list_size"].sum()), "practices": len(practices),
         "practices_file": Path(config.practices_file).name if config.practices_file else None,
         "icb": config.icb, "years": config.years, "seed": config.seed,
+        "coding_up_practices": int(config.coding_up_practices), "coding_up_uplift": float(config.coding_up_uplift),
         "year_starts": [d.isoformat() for d in config.calendar.year_start_dates],
     }
     report["rows"] = rows

@@ -15,13 +15,19 @@ from riskcap.synthetic import params as P
 
 #: Columns needed from NHS England's practice-level weighted populations file.
 NHSE_COLUMNS = ("Practice_Code", "ICS22", "ICS22name", "pop 2022/23", "Final WP")
+#: Optional columns of that file that shape each practice: column -> name in the plan (component
+#: weighted populations become indices, weighted / registered population).
+NHSE_COMPONENTS = {"CS WP": "community", "Health Ineq WP": "health_inequalities", "MH WP": "mental_health",
+                   "Mat WP": "maternity"}
+#: Extra columns :func:`read_nhse_practices` returns with ``extras=True``.
+EXTRA_COLUMNS = ("pcn_code", "latitude", "longitude", *NHSE_COMPONENTS.values())
 SYNTHETIC_ICB_CODE = "QSY"
 SYNTHETIC_ICB_NAME = "Synthetic ICB"
 #: Synthetic England is split into ICBs of about this many people.
 PEOPLE_PER_SYNTHETIC_ICB = 1_500_000
 
 
-def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
     """Non-negative integers proportional to ``weights`` that add up to ``total`` exactly."""
     weights = np.asarray(weights, dtype=float)
     if total <= 0 or weights.sum() <= 0:
@@ -70,7 +76,7 @@ def synthetic_practices(people: int, seed: int, n_practices: int | None = None,
     else:
         n_practices = int(max(1, min(n_practices, people)))
         weights = np.clip(rng.lognormal(np.log(P.LIST_SIZE_MEDIAN), P.LIST_SIZE_SIGMA, n_practices), P.LIST_SIZE_MIN, P.LIST_SIZE_MAX)
-    list_size = _largest_remainder(weights, people)
+    list_size = largest_remainder(weights, people)
     # need indices at evenly spaced normal quantiles (shuffled), centred so that the
     # population-weighted mean log need is 0: a synthetic ICB is England-average overall
     z = ndtri((rng.permutation(n_practices) + 0.5) / n_practices)
@@ -91,7 +97,8 @@ def synthetic_practices(people: int, seed: int, n_practices: int | None = None,
     })
 
 
-def read_nhse_practices(path: str | Path, icb: str | None = None, people: int | None = None) -> pd.DataFrame:
+def read_nhse_practices(path: str | Path, icb: str | None = None, people: int | None = None,
+                        extras: bool = False) -> pd.DataFrame:
     """Practices from NHS England's practice-level weighted populations file (or a ``practices`` table).
 
     Parameters
@@ -104,6 +111,11 @@ def read_nhse_practices(path: str | Path, icb: str | None = None, people: int | 
         Cumbria"), case-insensitive; a unique part of the name is enough.
     people : int, optional
         Scale list sizes to add up to this many people; by default the real sizes, rounded.
+    extras : bool
+        Also return :data:`EXTRA_COLUMNS` (null where the file has none): ``pcn_code``
+        (``PCN_Code``), ``latitude``, ``longitude`` and the component need indices (``CS WP``,
+        ``Health Ineq WP``, ``MH WP``, ``Mat WP`` over ``pop 2022/23``), which shape the
+        synthetic population.
 
     Returns
     -------
@@ -135,13 +147,19 @@ def read_nhse_practices(path: str | Path, icb: str | None = None, people: int | 
             "need_index": need.to_numpy(dtype=float),
             "practice_name": raw["GP_Practice_Name"].astype("string") if "GP_Practice_Name" in raw else pd.NA,
         })
+        df["pcn_code"] = raw["PCN_Code"].astype("string").str.strip() if "PCN_Code" in raw else pd.NA
+        for column, name in (("Latitude", "latitude"), ("Longitude", "longitude")):
+            df[name] = pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=float) if column in raw else np.nan
+        for column, name in NHSE_COMPONENTS.items():
+            wp = pd.to_numeric(raw[column], errors="coerce") if column in raw else pd.Series(np.nan, index=raw.index)
+            df[name] = (wp / pop).where((pop >= 1) & (wp > 0)).to_numpy(dtype=float)
         icb_names = raw["ICS22name"].astype("string").str.strip()
     elif all(c in raw.columns for c in PRACTICES.required):
         df = coerce(read_raw(path), "practices", path)
         df["list_size"] = df["list_size"].astype(float)
-        for col in ("need_index", "practice_name"):
+        for col in ("need_index", "practice_name", *EXTRA_COLUMNS):
             if col not in df.columns:
-                df[col] = np.nan if col == "need_index" else pd.NA
+                df[col] = pd.NA if col in ("practice_name", "pcn_code") else np.nan
         icb_names = df["icb_code"]
     else:
         missing = [c for c in NHSE_COLUMNS if c not in raw.columns]
@@ -157,11 +175,12 @@ def read_nhse_practices(path: str | Path, icb: str | None = None, people: int | 
         keep = _select_icb(icb, df["icb_code"], icb_names, path)
         df = df[keep.to_numpy()]
     if people is not None:
-        df["list_size"] = _largest_remainder(df["list_size"].to_numpy(dtype=float), int(people))
+        df["list_size"] = largest_remainder(df["list_size"].to_numpy(dtype=float), int(people))
     else:
         df["list_size"] = np.round(df["list_size"].to_numpy(dtype=float)).astype(np.int64)
     df = df.sort_values("practice_code", kind="stable").reset_index(drop=True)
-    return df[PRACTICES.names].astype({"list_size": np.int64, "need_index": float})
+    columns = PRACTICES.names + (list(EXTRA_COLUMNS) if extras else [])
+    return df[columns].astype({"list_size": np.int64, "need_index": float})
 
 
 def _select_icb(query: str, codes: pd.Series, names: pd.Series, path) -> pd.Series:

@@ -1,0 +1,137 @@
+"""What every file riskcap writes for people to open must respect (``docs/security.md``).
+
+**Owner-only.** A file holding person-level rows (scores, need groups per person, quarantined
+rows, ``validate --summary``, case-finding lists) is created readable by its owner only,
+:data:`OWNER_ONLY`, and the folders made for such files :data:`OWNER_ONLY_DIR`
+(:func:`private_dir`). Files are created with that mode (``riskcap.io.atomic_path`` starts
+from a new ``0600`` file), never opened to others and closed down after.
+
+**No formulas.** Text a spreadsheet would run as a formula (first character, after any
+blanks and invisible characters, ``=``, ``+``, ``-``, ``@``, their full-width and small forms
+or the minus sign U+2212, or a value starting with a tab or a carriage return) is written
+with a ``'`` in front, which spreadsheets read as "this is text", in CSV files and workbooks
+alike (:func:`to_cell`). Text that is a plain decimal number (``-5``, ``+44``, ``-0.5``,
+``1e3``) is a number to a spreadsheet, not a formula, and is written as it is. Such text
+that already starts with ``'`` gets one more, so :func:`from_cell` reads riskcap's own CSVs
+back exactly. In a CSV file a carriage return inside text is written as a line feed, which
+is quoted (Python's CSV writer leaves a lone CR unquoted, and a spreadsheet would start a
+new row, and maybe a formula, after it); column names are treated like values. In a
+workbook every text cell is also a text cell (``riskcap.report.xlsx``).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+#: Mode of every file holding person-level rows: readable and writable by its owner only.
+OWNER_ONLY = 0o600
+#: Mode of the folders riskcap creates for such files.
+OWNER_ONLY_DIR = 0o700
+
+#: Characters that make a spreadsheet read a cell as a formula: = + - @ and their full-width
+#: (U+FF1D, U+FF0B, U+FF0D, U+FF20) and small (U+FE66, U+FE62, U+FE63, U+FE6B) forms, and
+#: the minus sign U+2212.
+FORMULA_STARTS = "=+-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b\u2212"
+#: Text that starts a formula: a tab or carriage return first, or a formula character after
+#: any blanks, line breaks, control or invisible (zero-width, byte-order mark) characters.
+_FORMULA = re.compile("[\t\r]|[\\s\x00-\x1f\x7f\u200b-\u200f\u2060\ufeff]*[" + re.escape(FORMULA_STARTS) + "]")
+#: A plain decimal number, as a spreadsheet reads one (ASCII digits only).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: What marks a cell as text to a spreadsheet.
+TEXT_MARK = "'"
+
+
+def is_formula(text: str) -> bool:
+    """Whether a spreadsheet would run ``text`` as a formula."""
+    return bool(_FORMULA.match(text)) and not _NUMBER.fullmatch(text)
+
+
+def to_cell(text: str) -> str:
+    """``text`` as a spreadsheet cell no spreadsheet runs: ``'`` in front of a formula, also
+    of one behind ``'`` already (so :func:`from_cell` gives ``text`` back)."""
+    return TEXT_MARK + text if is_formula(text.lstrip(TEXT_MARK)) else text
+
+
+def from_cell(text: str) -> str:
+    """The text :func:`to_cell` was given (for reading riskcap's own CSVs back)."""
+    return text[len(TEXT_MARK):] if text.startswith(TEXT_MARK) and is_formula(text.lstrip(TEXT_MARK)) else text
+
+
+def _csv_text(text: str) -> str:
+    return to_cell(text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _is_text_column(values: pd.Series) -> bool:
+    return (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)
+            or isinstance(values.dtype, pd.CategoricalDtype))
+
+
+def _rewrite(values: pd.Series, needs, rewrite) -> pd.Series | None:
+    """``values`` with ``rewrite`` applied to the text values ``needs`` picks (vectorised over
+    str methods), or None when there are none."""
+    values = values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
+    is_text = values.map(lambda v: isinstance(v, str), na_action="ignore").fillna(False).astype(bool)
+    if not is_text.any():
+        return None
+    text = values[is_text]
+    picked = needs(text)
+    if not picked.any():
+        return None
+    return values.where(~is_text.index.isin(text.index[picked]), text[picked].map(rewrite))
+
+
+def _csv_needs(text: pd.Series) -> pd.Series:
+    core = text.str.lstrip(TEXT_MARK)
+    return (core.str.match(_FORMULA) & ~core.str.fullmatch(_NUMBER)) | text.str.contains("\r", regex=False)
+
+
+def _own_needs(text: pd.Series) -> pd.Series:
+    core = text.str.lstrip(TEXT_MARK)
+    return text.str.startswith(TEXT_MARK) & core.str.match(_FORMULA) & ~core.str.fullmatch(_NUMBER)
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text value and column name as a CSV cell no spreadsheet runs
+    (numbers, dates and missing values untouched; the caller's frame is not changed)."""
+    renamed = {c: _csv_text(c) for c in frame.columns if isinstance(c, str) and _csv_text(c) != c}
+    changed = {}
+    for name in frame.columns:
+        if _is_text_column(frame[name]):
+            rewritten = _rewrite(frame[name], _csv_needs, _csv_text)
+            if rewritten is not None:
+                changed[name] = rewritten
+    out = frame.assign(**changed) if changed else frame
+    return out.rename(columns=renamed) if renamed else out
+
+
+def frame_from_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame read from a CSV riskcap wrote, with its text as it was before :func:`csv_frame`."""
+    out = frame.rename(columns={c: from_cell(c) for c in frame.columns if isinstance(c, str)})
+    for name in out.columns:
+        if _is_text_column(out[name]):
+            rewritten = _rewrite(out[name], _own_needs, from_cell)
+            if rewritten is not None:
+                out[name] = rewritten
+    return out
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create folder ``path`` (and parents) owner-only (:data:`OWNER_ONLY_DIR`); a folder that
+    already exists is used as it is (never re-permissioned); a symbolic link or a file in the
+    way is refused (:class:`~riskcap.errors.UnusablePath`)."""
+    from riskcap.errors import UnusablePath
+
+    path = Path(path)
+    if path.is_symlink():
+        raise UnusablePath(f"{path}: is a symbolic link; riskcap does not write patient-level files through links "
+                           "(remove it, or choose another --out)")
+    if path.exists():
+        if not path.is_dir():
+            raise UnusablePath(f"{path}: exists and is not a folder; choose another --out")
+        return path
+    path.mkdir(parents=True, mode=OWNER_ONLY_DIR)
+    os.chmod(path, OWNER_ONLY_DIR)  # a umask could only have removed the owner's bits: restore exactly 0700
+    return path

@@ -1,0 +1,45 @@
+"""Reading files someone else may control (model folders, configs, manifests, inputs to hash):
+regular files only, opened without blocking (a pipe never hangs the run), optionally never
+through a symbolic link, and never more bytes than the caller allows."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+
+class Refused(Exception):
+    """``path`` was not read; ``reason`` says why: "missing", "a symbolic link", "not a regular
+    file", "larger than N bytes", or the system's reason (e.g. "Permission denied")."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def open_regular(path: str | Path, *, follow_links: bool = True, dir_fd: int | None = None) -> int:
+    """A read-only file descriptor of regular file ``path`` (relative to ``dir_fd`` if given)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise Refused(path, "missing") from None
+    except OSError as exc:
+        raise Refused(path, "a symbolic link" if exc.errno == errno.ELOOP and not follow_links
+                      else exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Refused(path, "not a regular file")
+    return fd
+
+
+def read_regular(path: str | Path, limit: int, *, follow_links: bool = True, dir_fd: int | None = None) -> bytes:
+    """The bytes of regular file ``path`` (as :func:`open_regular`), at most ``limit`` of them."""
+    fd = open_regular(path, follow_links=follow_links, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = b"" if size > limit else fh.read(limit + 1)
+    if size > limit or len(data) > limit:
+        raise Refused(path, f"{max(size, len(data)):,} bytes, larger than {limit:,}")
+    return data
