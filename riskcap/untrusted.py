@@ -43,3 +43,19 @@ def read_regular(path: str | Path, limit: int, *, follow_links: bool = True, dir
     if size > limit or len(data) > limit:
         raise Refused(path, f"{max(size, len(data)):,} bytes, larger than {limit:,}")
     return data
+
+
+#: Largest output file of an earlier run that riskcap reads back (lists, budgets, summaries).
+MAX_OUTPUT_BYTES = 1 << 30
+
+
+def read_output(path: str | Path, limit: int = MAX_OUTPUT_BYTES) -> bytes:
+    """The bytes of an earlier run's output file (``report``'s run folder, ``casefind --previous``):
+    a regular file of at most ``limit`` bytes, else a DataError saying why (a pipe, a device or a
+    link to one would hang or never end)."""
+    from riskcap.errors import DataError
+
+    try:
+        return read_regular(path, limit)
+    except Refused as exc:
+        raise DataError(f"{path}: cannot read: {exc.reason}; riskcap reads back regular files it wrote") from None

@@ -208,13 +208,18 @@ def test_no_workers_left_fails_clearly_instead_of_waiting_for_ever():
 
 
 def test_own_local_cluster_is_closed_with_the_engine():
+    """...and the folder its workers spill person-level partitions to is owner-only, then removed."""
+    import os
+    import stat
+
     pytest.importorskip("distributed")
     from riskcap.engines.dask import DaskEngine
 
     with DaskEngine(n_workers=1) as one:
-        cluster = one.cluster
+        cluster, scratch = one.cluster, one._scratch
+        assert stat.S_IMODE(os.stat(scratch).st_mode) == 0o700 and os.listdir(scratch)  # the workers' folders
         _same(list(one.map(work, [1, 2])), list(LocalEngine().map(work, [1, 2])))
-    assert one.client is None and cluster.status.name == "closed"
+    assert one.client is None and cluster.status.name == "closed" and not os.path.exists(scratch)
     with pytest.raises(EngineError, match="closed"):
         list(one.map(work, [1]))
 

@@ -58,8 +58,15 @@ def outputs(tmp_path_factory):
 
         # practice names and ICB codes hostile; practice codes stay file-name safe for casefind
         named = _copy(clean, root / "named")
-        _table(named, "practices", lambda f: f.assign(practice_name=[s for s, _ in zip(cycle(texts), f.index)],
-                                                      icb_code=[s for s, _ in zip(cycle(FORMULAS), f.index)]))
+        # every string on a practice that holds people at the end (a practice that closed has no list)
+        listed = set(pd.read_parquet(clean / "persons.parquet").query("registered_to.isna()")["practice_code"])
+
+        def rename(frame):
+            order = sorted(frame.index, key=lambda i: frame.at[i, "practice_code"] not in listed)
+            names = dict(zip(order, cycle(texts)))
+            return frame.assign(practice_name=[names[i] for i in frame.index],
+                                icb_code=[s for s, _ in zip(cycle(FORMULAS), frame.index)])
+        _table(named, "practices", rename)
         # practice codes hostile (text is stripped on reading, so unique after stripping)
         codes = list(dict.fromkeys(s.strip() for s in texts))
         coded = _copy(clean, root / "coded")

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from riskcap.errors import ConfigError, DataError
 from riskcap.ingest import gp, hospital
-from riskcap.ingest.activity import ActivityRows, activity_table, daily
+from riskcap.ingest.activity import ActivityRows, activity_table, monthly
+from riskcap.ingest.gp import People
 from riskcap.ingest.codelists import load_codelists, normalise_icd10, read_mapping
 from riskcap.ingest.costs import Pricing, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, INT32_NULL, Source
@@ -179,19 +180,29 @@ def test_persons_from_registrations_match_the_reference(history):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 120), st.integers(0, 9), st.integers(0, 5000)),
-                max_size=40))
-def test_daily_totals_match_the_reference(rows):
+                max_size=40),
+       st.lists(st.tuples(st.integers(1, 4), st.integers(0, 120)), max_size=6))
+def test_monthly_totals_match_the_reference(rows, moves):
+    """Summed per person, calendar month and registration period (a move splits the month)."""
     person = np.array([r[0] for r in rows], np.int64)
     day = np.array([DAY0 + r[1] for r in rows], np.int32)
     quantity = np.array([r[2] for r in rows], np.int64)
     pence = np.array([r[3] for r in rows], np.int64)
-    want = defaultdict(lambda: [0, 0])
+    starts = sorted({(p, DAY0 + d) for p, d in moves})  # each person's later periods start on these days
+    people = People(np.arange(1, 5, dtype=np.int64), np.zeros(4, np.int32), np.zeros(4, np.int8),
+                    period_pos=np.array([p - 1 for p, _ in starts], np.int64),
+                    period_from=np.array([d for _, d in starts], np.int64))
+    want = defaultdict(lambda: [None, 0, 0])
     for p, d, q, c in zip(person, day, quantity, pence):
-        want[(int(p), int(d))][0] += int(q)
-        want[(int(p), int(d))][1] += int(c)
-    got = daily(person, day, quantity, pence)
+        month = str(np.datetime64(int(d), "D"))[:7]
+        period = sum(1 for sp, sd in starts if sp == p and sd <= d)
+        entry = want[(int(p), month, period)]
+        entry[0] = int(d) if entry[0] is None else min(entry[0], int(d))
+        entry[1] += int(q)
+        entry[2] += int(c)
+    got = monthly(person, day, quantity, pence, people.period_of(person - 1, day))
     assert [(int(p), int(d), int(q), int(c)) for p, d, q, c in zip(*got)] == \
-        [(p, d, v[0], v[1]) for (p, d), v in sorted(want.items())]
+        sorted((p, v[0], v[1], v[2]) for (p, _, _), v in want.items())
 
 
 def test_activity_table_order_does_not_depend_on_input_order():
@@ -366,6 +377,30 @@ def test_docs_describe_every_extract_column():
         assert f"`{extract.name}`" in docs, extract.key
         for f in extract.fields:
             assert f"`{f.name}`" in docs, f"{extract.key}.{f.name}"
+
+
+def test_rejects_csv_is_formula_safe(tmp_path):
+    """Quarantined rows are written through riskcap.io.write_csv: values a spreadsheet would run
+    get a ' in front, numbers stay numbers, and the parquet keeps the text as read."""
+    import csv
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from riskcap.ingest.run import Staging, _write_rejects
+
+    source = SimpleNamespace(columns=["practice_code"])  # only its columns are read, for an empty extract
+    table = pa.table({"practice_code": ["=HYPERLINK(\"x\")", "A81001", "+1", "@SUM(A1)", None],
+                      "row": [1, 2, 3, 4, 5], "reason": ["r"] * 5})
+    (tmp_path / "out").mkdir()  # claimed by the run's manifest before the import stages into it
+    staging = Staging(tmp_path / "out")
+    _write_rejects({"gp/practices": [table]}, staging, {"gp/practices": source})
+    written = staging.dir / "rejects" / "gp_practices_rejects"
+    with open(written.with_suffix(".csv"), encoding="utf-8", newline="") as fh:
+        codes = [row["practice_code"] for row in csv.DictReader(fh)]
+    assert codes[:4] == ["'=HYPERLINK(\"x\")", "A81001", "+1", "'@SUM(A1)"]
+    assert pq.read_table(written.with_suffix(".parquet")).column("practice_code").to_pylist()[0] == "=HYPERLINK(\"x\")"
 
 
 @settings(max_examples=100, deadline=None)

@@ -6,6 +6,7 @@ the same key made both lists, so a different or one-off key is refused.
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from riskcap.errors import ConfigError, DataError
 from riskcap.names import is_safe_name
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid
+from riskcap.untrusted import read_output
 
 CHANGES: tuple[str, ...] = ("new", "up", "down", "unchanged")
 
@@ -40,7 +42,7 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
     if not summary_path.exists():
         raise DataError(f"{previous_dir}: not a riskcap casefind output (no {SUMMARY_FILE})")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = json.loads(read_output(summary_path).decode("utf-8"))
         fingerprint = summary["pseudonym_key"]["fingerprint"]
         codes = list(summary["practices"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -56,8 +58,8 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
         path = previous_dir / PRACTICE_DIR / f"{code}.csv"
         if not path.exists():
             raise DataError(f"{path}: listed in {summary_path} but missing")
-        frame = frame_from_csv(pd.read_csv(path, usecols=lambda c: c in ("pseudo_id", "rank", "tier"),
-                                           dtype={"pseudo_id": str, "tier": str}))
+        frame = frame_from_csv(pd.read_csv(io.BytesIO(read_output(path)), dtype={"pseudo_id": str, "tier": str},
+                                           usecols=lambda c: c in ("pseudo_id", "rank", "tier")))
         missing = {"pseudo_id", "rank", "tier"} - set(frame.columns)
         if missing:
             raise DataError(f"{path}: column(s) {sorted(missing)} missing")

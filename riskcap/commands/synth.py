@@ -67,8 +67,9 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
                      partition_people=partition_people, coding_up_practices=coding_up_practices)
     config = SynthConfig.from_preset(preset, **overrides) if preset else SynthConfig(
         **{k: v for k, v in overrides.items() if v is not None})
-    # a run folder (new, empty or an earlier run's): a synthetic population never replaces real data
+    # run folders (new, empty or an earlier run's): a synthetic population never replaces real data
     manifest = RunManifest(Path(out_dir), seed=config.seed)
+    extracts_manifest = None if extracts_dir is None else RunManifest(Path(extracts_dir), seed=config.seed)
     console = Console(stderr=True)
     started = time.perf_counter()
     with Progress(TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[people]:,} people"),
@@ -113,4 +114,6 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
             task = progress.add_task("extracts", total=None)
             rows = write_extracts(summary.out_dir, extracts_dir, codelists_dir, seed=config.seed,
                                   progress=lambda done, total: progress.update(task, total=total, completed=done))
+        extracts_manifest.add_input("population", summary.out_dir)
+        extracts_manifest.write()
         out.print(f"Wrote extracts to {extracts_dir}: " + ", ".join(f"{k} {n:,}" for k, n in rows.items()))

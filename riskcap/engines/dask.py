@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -100,10 +102,15 @@ class DaskEngine:
         self.cluster = None
         self.client = None
         self._scattered: dict[str, Any] = {}  # content token -> future of a shared value
+        self._scratch = None
         try:
             if scheduler is None:
+                # workers spill partitions (person-level rows) to disk: an owner-only folder (mkdtemp
+                # makes it 0700), removed on close, not the shared dask-scratch-space
+                self._scratch = tempfile.mkdtemp(prefix="riskcap-dask-")
                 with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
                     self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                                local_directory=self._scratch,
                                                 host="127.0.0.1", dashboard_address=None,
                                                 scheduler_kwargs={"dashboard_address": ":0"},  # any free port
                                                 silence_logs=logging.ERROR, env=WORKER_ENV)
@@ -251,6 +258,9 @@ class DaskEngine:
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def __enter__(self):
         return self

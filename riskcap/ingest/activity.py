@@ -52,15 +52,28 @@ class ActivityRows:
         return len(self.person)
 
 
-def daily(person: np.ndarray, day: np.ndarray, quantity: np.ndarray, pence: np.ndarray):
-    """Rows summed per (person, day): (person, day, quantity, pence), sorted by person and day."""
+def months(day: np.ndarray) -> np.ndarray:
+    """Calendar month numbers (months since 1970-01) of int32 days, by a table over their range."""
+    lo, hi = int(day.min()), int(day.max())
+    table = np.arange(lo, hi + 1).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return table[day - lo]
+
+
+def monthly(person: np.ndarray, day: np.ndarray, quantity: np.ndarray, pence: np.ndarray,
+            period: np.ndarray | None = None):
+    """Rows summed per (person, calendar month, registration period): (person, first day with a
+    row in the group, quantity, pence), sorted by person and day. ``period`` numbers each row's
+    registration period (:meth:`riskcap.ingest.gp.People.period_of`), so a month in which a person
+    moves practice gives one row at each practice and every pound stays on the day's practice."""
     if len(person) == 0:
         return person, day, quantity, pence
+    month = months(day)
+    period = np.zeros(len(person), dtype=np.int64) if period is None else period
     in_order = bool(((person[1:] > person[:-1]) | ((person[1:] == person[:-1]) & (day[1:] >= day[:-1]))).all())
     order = np.arange(len(person)) if in_order else np.lexsort((day, person))  # extracts come sorted
-    p, d = person[order], day[order]
+    p, m, g = person[order], month[order], period[order]
     first = np.ones(len(p), dtype=bool)
-    first[1:] = (p[1:] != p[:-1]) | (d[1:] != d[:-1])
+    first[1:] = (p[1:] != p[:-1]) | (m[1:] != m[:-1]) | (g[1:] != g[:-1])
     starts = np.flatnonzero(first)
     return (p[starts], day[order][starts], np.add.reduceat(quantity[order], starts),
             np.add.reduceat(pence[order], starts))

@@ -2,7 +2,7 @@
 
 Community services (CSDS) and mental health (MHSDS) contacts become one activity row each
 (``contacts`` in the row as its quantity); adult social care (client level data) is summed per
-person and day (hours as the quantity).
+person, calendar month and registration period (hours as the quantity), as the contract keeps it.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from riskcap.ingest.activity import ActivityRows
 from riskcap.ingest.costs import Pricing
-from riskcap.ingest.gp import People, daily_totals
+from riskcap.ingest.gp import People, monthly_totals
 from riskcap.ingest.rows import Rows
 
 
@@ -27,5 +27,5 @@ def contacts(rows: Rows, people: People, pricing: Pricing, last_day: int, settin
 
 
 def social_care(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
-    """Social care hours and cost summed per person and day."""
-    return daily_totals(rows, people, pricing, last_day, "period_start", "hours", "social_care")
+    """Social care hours and cost summed per person, calendar month and registration period."""
+    return monthly_totals(rows, people, pricing, last_day, "period_start", "hours", "social_care")

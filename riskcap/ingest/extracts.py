@@ -110,7 +110,7 @@ EXTRACTS: dict[str, Extract] = {e.key: e for e in (
         Field("issue_date", "date"),
         Field("items", "int", doc="prescription items issued"),
         _cost(),
-    ), "Prescribing: one row per item or issue; imported as totals per person and day."),
+    ), "Prescribing: one row per issue (or per month); imported as monthly totals."),
     Extract("gp", "practice_changes", (
         Field("practice_code", "code"),
         Field("change", "code", doc="merge or close"),
@@ -161,7 +161,7 @@ EXTRACTS: dict[str, Extract] = {e.key: e for e in (
         Field("period_start", "date", doc="first day of the period the hours and cost cover"),
         Field("hours", "int", doc="hours of care (or units)"),
         _cost(),
-    ), "Adult social care (client level data): imported as totals per person and day."),
+    ), "Adult social care (client level data): imported as monthly totals."),
 )}
 
 SOURCES = ("gp", "hospital", "community")

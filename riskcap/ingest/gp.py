@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.ingest.activity import ActivityRows, daily, date_array
+from riskcap.ingest.activity import ActivityRows, date_array, monthly
 from riskcap.ingest.codelists import Codelists
 from riskcap.ingest.costs import Pricing
 from riskcap.ingest.extracts import INT32_NULL, Parsed
@@ -52,6 +52,8 @@ class People:
     birth: np.ndarray
     state: np.ndarray
     written: np.ndarray | None = None  # in the persons table (reject mode leaves out people with problems)
+    period_pos: np.ndarray | None = None  # each registration period's person (position in ids), sorted
+    period_from: np.ndarray | None = None  # ... and its registered_from day, sorted within the person
     _table: np.ndarray | None = field(default=None, repr=False)  # position by id - ids[0], when dense
 
     def __post_init__(self):
@@ -71,6 +73,17 @@ class People:
             return self._table[offset]
         pos = np.searchsorted(self.ids, person_id).clip(max=len(self.ids) - 1)
         return np.where(present & (self.ids[pos] == person_id), pos, -1)
+
+    def period_of(self, pos: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """For each (person position, day): how many of the person's registration periods start
+        on or before the day, so rows of one person on either side of a move differ."""
+        if self.period_pos is None or len(self.period_pos) == 0 or len(pos) == 0:
+            return np.zeros(len(pos), dtype=np.int64)
+        lo = min(int(self.period_from.min()), int(day.min()))
+        span = max(int(self.period_from.max()), int(day.max())) - lo + 1
+        periods = self.period_pos.astype(np.int64) * span + (self.period_from.astype(np.int64) - lo)
+        rows = pos.astype(np.int64) * span + (day.astype(np.int64) - lo)
+        return np.searchsorted(periods, rows, side="right") - np.searchsorted(periods, pos.astype(np.int64) * span)
 
     def match(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
         """Look up each row's person: (position in ``ids`` or -1, birth day or INT32_NULL).
@@ -312,6 +325,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], la
     kp = pid.values[k]
     stats = RegistrationStats()
     people.written = np.isin(ids, kp)
+    people.period_pos, people.period_from = np.searchsorted(ids, kp), rf.values[k].astype(np.int64)
     if len(k) == 0:
         return people, _persons_table(empty=True), _registrations_empty(), stats
     starts = np.ones(len(k), dtype=bool)
@@ -492,19 +506,21 @@ def appointments(rows: Rows, people: People, pricing: Pricing, last_day: int) ->
 
 
 def prescriptions(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
-    """Prescribing: items and cost summed per person and issue day."""
-    return daily_totals(rows, people, pricing, last_day, "issue_date", "items", "prescribing")
+    """Prescribing: items and cost summed per person, calendar month and registration period."""
+    return monthly_totals(rows, people, pricing, last_day, "issue_date", "items", "prescribing")
 
 
-def daily_totals(rows: Rows, people: People, pricing: Pricing, last_day: int, date: str, amount: str,
-                 setting: str) -> ActivityRows:
-    """``amount`` (the quantity) and cost summed per person and day: one activity row each (an
-    extract of one row per item issued, or per care visit, gives one row per day)."""
+def monthly_totals(rows: Rows, people: People, pricing: Pricing, last_day: int, date: str, amount: str,
+                   setting: str) -> ActivityRows:
+    """``amount`` (the quantity) and cost summed per person, calendar month and registration
+    period: one activity row each, dated on its first row (a move splits the month, so every
+    pound stays on the day's practice)."""
     pos, birth = people.match(rows)
     day = rows.dates_in_window(date, birth, last_day)
     units = rows.not_negative(amount)
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep
     pence = pricing.pence(cost.values[keep], cost.null[keep], setting, units.values[keep])
-    person, start, quantity, pence = daily(people.ids[pos[keep]], day.values[keep], units.values[keep], pence)
+    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], units.values[keep], pence,
+                                             people.period_of(pos[keep], day.values[keep]))
     return ActivityRows.point(person, setting, start, quantity, pence)

@@ -18,7 +18,6 @@ order): the test of the import (tests/test_import_roundtrip.py).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -411,7 +410,8 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
     registrations = _optional(data_dir, "registrations")
     rows = dict.fromkeys(SCHEMAS, 0)
     with contextlib.ExitStack() as stack:
-        writers = {key: stack.enter_context(ParquetRowsWriter(out_dir / f"{key}.parquet")) for key in SCHEMAS}
+        writers = {key: stack.enter_context(ParquetRowsWriter(out_dir / f"{key}.parquet", mode=OWNER_ONLY))
+                   for key in SCHEMAS}
         parts = plan_partitions(data_dir, partition_people)
         for done, part in enumerate(parts, start=1):
             tables, _ = load_partition(data_dir, part, as_of=as_of)
@@ -423,8 +423,6 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
                 rows[key] += len(frame)
             if progress is not None:
                 progress(done, len(parts))
-    for key in SCHEMAS:
-        os.chmod(out_dir / f"{key}.parquet", OWNER_ONLY)
     write_parquet(read_raw(table_path(data_dir, "practices")), out_dir / "gp" / "practices.parquet")
     changes = _optional(data_dir, "practice_changes")
     if changes is not None:

@@ -18,6 +18,7 @@ then fail); fingerprints are taken from the data and model files themselves.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.io import read_table, table_path
 from riskcap.names import is_safe_name
 from riskcap.schema import CONDITIONS
+from riskcap.untrusted import read_output
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
 MODEL_KINDS = ("gbm", "logistic", "cost")
@@ -113,7 +115,7 @@ class RunOutputs:
 def read_json(path: Path) -> dict:
     """Parse a JSON file; DataError naming the file when it is not valid JSON."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(read_output(path).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
 
@@ -121,7 +123,7 @@ def read_json(path: Path) -> dict:
 def _csv(path: Path) -> pd.DataFrame:
     """A CSV riskcap wrote, its text as it was (riskcap.data.write)."""
     try:
-        return frame_from_csv(pd.read_csv(path, keep_default_na=True))
+        return frame_from_csv(pd.read_csv(io.BytesIO(read_output(path)), keep_default_na=True))
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot read CSV ({exc})") from exc
 

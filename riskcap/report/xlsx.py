@@ -52,7 +52,7 @@ def xlsx_bytes(frame: pd.DataFrame, notes: list[tuple[str, str]], *, sheet: str 
     bold = Font(bold=True)
     header = []
     for col in frame.columns:
-        cell = _text_cell(ws, str(col))
+        cell = _text_cell(ws, cell_text(str(col)))
         cell.font = bold
         header.append(cell)
     ws.append(header)
@@ -69,10 +69,10 @@ def xlsx_bytes(frame: pd.DataFrame, notes: list[tuple[str, str]], *, sheet: str 
     notes_ws.column_dimensions["B"].width = 110
     wrap = Alignment(wrap_text=True, vertical="top")
     for item, text in notes:
-        a = _text_cell(notes_ws, item)
+        a = _text_cell(notes_ws, cell_text(item))
         a.font = bold
         a.alignment = wrap
-        b = _text_cell(notes_ws, text)
+        b = _text_cell(notes_ws, cell_text(text))
         b.alignment = wrap
         notes_ws.append([a, b])
 
@@ -90,11 +90,11 @@ def saved_bytes(wb, splice: dict[str, str] | None = None) -> bytes:
 
 
 def _text_cell(ws, text: str):
-    """A write-only cell that holds ``text`` as text (:func:`cell_text`), never a formula
-    (openpyxl would make "=..." one)."""
+    """A write-only cell that holds ``text`` (made by :func:`cell_text`) as text, never a
+    formula (openpyxl would make "=..." one)."""
     from openpyxl.cell import WriteOnlyCell
 
-    cell = WriteOnlyCell(ws, value=cell_text(text))
+    cell = WriteOnlyCell(ws, value=text)
     cell.data_type = "s"
     return cell
 

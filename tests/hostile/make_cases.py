@@ -269,6 +269,14 @@ def out_synth_over_an_extract(base, folder):
     return ["synth", "--out", extract, "--people", "300"]
 
 
+def out_synth_extracts_over_real_extracts(base, folder):
+    """synth --extracts pointed at a folder of real extracts (it used to replace gp/events.parquet)."""
+    (folder / "real" / "gp").mkdir(parents=True)
+    (folder / "real" / "gp" / "events.parquet").write_text("a real extract\n")
+    return ["synth", "--out", folder / "synth", "--people", "300", "--extracts", folder / "real",
+            "--codelists", HERE.parent / "fixtures" / "import" / "codelists"]
+
+
 def out_bench_over_a_foreign_file(base, folder):
     (folder / "notes.json").write_text('{"mine": true}\n')
     return ["bench", "--people", "1000", "--repeats", "1", "--json", folder / "notes.json"]
@@ -391,11 +399,16 @@ def verify_absolute_device(base, folder):
     return ["verify", run]
 
 
-def verify_output_links_to_a_device(base, folder):
+def _budgets_link_to_a_device(base, folder) -> Path:
+    """A copy of the finished capitation run in ``folder`` whose budgets.csv links to /dev/zero."""
     run = base.run_copy("capitation", folder)
     (run / "budgets.csv").unlink()
     (run / "budgets.csv").symlink_to("/dev/zero")
-    return ["verify", run]
+    return run
+
+
+def verify_output_links_to_a_device(base, folder):
+    return ["verify", _budgets_link_to_a_device(base, folder)]
 
 
 def verify_output_is_a_pipe(base, folder):
@@ -442,6 +455,21 @@ def verify_manifest_is_a_folder(base, folder):
     (run / "manifest.json").unlink()
     (run / "manifest.json").mkdir()
     return ["verify", run]
+
+
+def report_output_links_to_a_device(base, folder):
+    """report reads an earlier run's CSVs back: one of them a link to /dev/zero (it read forever)."""
+    _budgets_link_to_a_device(base, folder / "run")
+    return ["report", folder / "run"]
+
+
+def previous_list_is_a_pipe(base, folder):
+    """casefind --previous reads the earlier lists back: one of them a named pipe (it waited forever)."""
+    lists = base.run_copy("lists", folder)
+    first = sorted((lists / "practices").glob("*.csv"))[0]
+    first.unlink()
+    os.mkfifo(first)
+    return ["casefind", "--scores", base.scores, "--data", base.data, "--out", folder / "again", "--previous", lists]
 
 
 def planted_before_the_run(base, folder):
@@ -530,6 +558,7 @@ CASES = {
     "out_report_over_a_foreign_file": out_report_over_a_foreign_file,
     "out_synth_over_an_extract": out_synth_over_an_extract,
     "out_bench_over_a_foreign_file": out_bench_over_a_foreign_file,
+    "out_synth_extracts_over_real_extracts": out_synth_extracts_over_real_extracts,
     "out_not_writable": out_not_writable,
     # item 3
     "scenario_named_dotdot": _scenario_run("scenario_dotdot"),
@@ -562,6 +591,8 @@ CASES = {
     "verify_manifest_bad_outputs": verify_manifest_bad_outputs,
     "verify_manifest_is_a_folder": verify_manifest_is_a_folder,
     "planted_before_the_run": planted_before_the_run,
+    "report_output_links_to_a_device": report_output_links_to_a_device,
+    "previous_list_is_a_pipe": previous_list_is_a_pipe,
     # item 8
     "yaml_duplicate_key": _scenario_run("duplicate_key"),
     "yaml_duplicate_top_key": _scenario_run("duplicate_top_key"),
@@ -617,6 +648,11 @@ def _extract_untouched(base, folder):
     assert sorted(p.name for p in (folder / "data").iterdir()) == sorted(f"{n}.parquet" for n in names)
 
 
+def _real_extracts_untouched(base, folder):
+    assert (folder / "real" / "gp" / "events.parquet").read_text() == "a real extract\n"
+    assert not (folder / "synth").exists()  # the population's folder, claimed first, is given back
+
+
 def _no_scheme_file_outside(base, folder):
     assert not Path("/tmp/riskcap-hostile-scheme.parquet").exists()  # (removed before the run)
     assert not (folder / "escaped.parquet").exists() and not (folder.parent / "escaped.parquet").exists()
@@ -651,6 +687,7 @@ CHECKS = {
     "out_report_over_a_foreign_file": _file_untouched("index.html", "<html>my page</html>\n"),
     "out_synth_over_an_extract": _extract_untouched,
     "out_bench_over_a_foreign_file": _file_untouched("notes.json", '{"mine": true}\n'),
+    "out_synth_extracts_over_real_extracts": _real_extracts_untouched,
     "scenario_named_dotdot": _no_scenario_folder,
     "scheme_named_absolute": _no_scheme_file_outside,
     "scheme_named_dotdot": _no_scheme_file_outside,
