@@ -13,7 +13,7 @@ extract tools can write them. Both sides read those parquet extracts and write t
   registrations from the registration periods (window functions), registers from the journal
   joined to the codelists (include codes after the latest exclude code), activity as the union
   of the mapped extracts (admission methods and patient classifications, ICD-10 written in the
-  contract's form, attended outpatient appointments, monthly prescribing and social care, costs
+  contract's form, attended outpatient appointments, prescribing and social care summed per person, month and registration period, costs
   priced from the same unit-cost table), ordered as riskcap orders it.
 
 The four tables of both are compared in the same run (every column, costs exactly).
@@ -138,9 +138,11 @@ def duckdb_import(extracts: Path, out: Path, threads: int = 2) -> None:
                        NULL::VARCHAR AS primary_diagnosis
                 FROM read_parquet({gp}/appointments.parquet') WHERE attended IS DISTINCT FROM false
                 UNION ALL
-                SELECT person_id, 'prescribing', min(issue_date), NULL, sum(items),
-                       sum(coalesce(round(cost_gbp * 100), items * {price['prescribing']}))::BIGINT, NULL
-                FROM read_parquet({gp}/prescriptions.parquet') GROUP BY person_id, date_trunc('month', issue_date)
+                SELECT r.person_id, 'prescribing', min(r.issue_date), NULL, sum(r.items),
+                       sum(coalesce(round(r.cost_gbp * 100), r.items * {price['prescribing']}))::BIGINT, NULL
+                FROM read_parquet({gp}/prescriptions.parquet') r
+                ASOF LEFT JOIN periods p ON r.person_id = p.person_id AND r.issue_date >= p.registered_from
+                GROUP BY r.person_id, date_trunc('month', r.issue_date), p.k
                 UNION ALL
                 SELECT person_id, setting, start_date, end_date, 1,
                        coalesce(round(cost_gbp * 100), CASE setting WHEN 'emergency_inpatient' THEN
@@ -168,10 +170,11 @@ def duckdb_import(extracts: Path, out: Path, threads: int = 2) -> None:
                        coalesce(round(cost_gbp * 100), coalesce(contacts, 1) * {price['mental_health']})::BIGINT, NULL
                 FROM read_parquet({community}/mental_health.parquet')
                 UNION ALL
-                SELECT person_id, 'social_care', min(period_start), NULL, sum(hours),
-                       sum(coalesce(round(cost_gbp * 100), hours * {price['social_care']}))::BIGINT, NULL
-                FROM read_parquet({community}/social_care.parquet')
-                GROUP BY person_id, date_trunc('month', period_start)
+                SELECT r.person_id, 'social_care', min(r.period_start), NULL, sum(r.hours),
+                       sum(coalesce(round(r.cost_gbp * 100), r.hours * {price['social_care']}))::BIGINT, NULL
+                FROM read_parquet({community}/social_care.parquet') r
+                ASOF LEFT JOIN periods p ON r.person_id = p.person_id AND r.period_start >= p.registered_from
+                GROUP BY r.person_id, date_trunc('month', r.period_start), p.k
             )
             SELECT e.person_id, setting, start_date, end_date, quantity, pence / 100.0 AS cost_gbp, primary_diagnosis
             FROM events e SEMI JOIN (SELECT DISTINCT person_id FROM periods) p ON p.person_id = e.person_id

@@ -193,12 +193,12 @@ def table_names() -> list[str]:
 _ARROW_KIND = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(), "bool": pa.bool_()}
 
 
-def read_raw(path: Path, columns: list[str] | None = None, filters=None) -> pa.Table:
+def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: list[str] | None = None) -> pa.Table:
     """Read a parquet file/dataset or UTF-8 CSV into an arrow table, without coercion.
 
-    CSV columns of the contract are read as text (so :func:`coerce` can count and show every
-    bad value instead of failing on the first). Raises DataError naming the file when it is
-    unreadable, truncated or not UTF-8 (with the line of the first invalid byte).
+    CSV columns of the contract (or ``text``) are read as text (so :func:`coerce` can count and
+    show every bad value instead of failing on the first). Raises DataError naming the file when
+    it is unreadable, truncated or not UTF-8 (with the line of the first invalid byte).
     """
     path = Path(path)
     try:
@@ -206,20 +206,25 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None) -> pa.T
             import pyarrow.csv as pacsv
 
             spec = ALL_TABLES.get(path.stem)
-            text_types = {c: pa.string() for c in spec.names} if spec else {}
+            text = text if text is not None else spec.names if spec else []
             convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
-                                           column_types=text_types)
+                                           column_types={c: pa.string() for c in text})
             table = pacsv.read_csv(path, convert_options=convert)
             if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
                 raise DataError(_not_utf8_message(path))
             return table
         return pq.read_table(path, columns=columns, filters=filters)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if path.suffix == ".csv" and ("UTF8" in msg or isinstance(exc, UnicodeDecodeError)):
-            raise DataError(_not_utf8_message(path)) from exc
-        hint = "is it a CSV file?" if path.suffix == ".csv" else "is the file truncated or not parquet?"
-        raise DataError(f"{path}: cannot read ({msg}); {hint}") from exc
+        raise cannot_read(path, exc) from exc
+
+
+def cannot_read(path: Path, exc: Exception) -> DataError:
+    """The error for a file that cannot be read: not UTF-8 (where), truncated, or not the format."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if path.suffix == ".csv" and ("UTF8" in msg or "UTF-8" in msg or isinstance(exc, UnicodeDecodeError)):
+        return DataError(_not_utf8_message(path))
+    hint = "is it a CSV file?" if path.suffix == ".csv" else "is the file truncated or not parquet?"
+    return DataError(f"{path}: cannot read ({msg}); {hint}")
 
 
 def _not_utf8_message(path: Path) -> str:
@@ -338,7 +343,12 @@ def parse_series(s: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
         if pd.api.types.is_numeric_dtype(s.dtype):  # numbers are not dates (not epoch offsets)
             return pd.Series(np.full(len(s), np.datetime64("NaT", "s")), index=s.index), s.notna().to_numpy()
         text = pd.api.types.is_string_dtype(s.dtype) or s.dtype == object
-        out = pd.to_datetime(s, errors="coerce", format="ISO8601" if text else None)
+        try:
+            out = pd.to_datetime(s, errors="coerce", format="ISO8601" if text else None)
+        except (TypeError, ValueError):  # times with different UTC offsets: each one's own date
+            out = pd.to_datetime(s.astype("string").str.slice(0, 10), errors="coerce", format="ISO8601")
+        if getattr(out.dt, "tz", None) is not None:  # a time with a UTC offset: the date where it was written
+            out = out.dt.tz_localize(None)
         out = out.astype("datetime64[s]")
         return out, (out.isna() & s.notna()).to_numpy(dtype=bool)
     if kind == "bool":

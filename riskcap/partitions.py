@@ -112,7 +112,7 @@ class PersonRange:
 
 # --- The plan --------------------------------------------------------------------------
 
-def _parquet_files(path: Path) -> list[str]:
+def parquet_files(path: Path) -> list[str]:
     """The parquet files of a table in the order :func:`riskcap.io.read_raw` concatenates them."""
     if path.is_file():
         return [str(path)]
@@ -129,7 +129,7 @@ def _stream_blocker(data_dir: Path) -> str | None:
         if path.suffix == ".csv":
             return f"{path.name} is CSV"
         try:
-            files = _parquet_files(path)
+            files = parquet_files(path)
             schemas = [pq.read_schema(f).remove_metadata() for f in files]
         except (OSError, pa.ArrowException) as exc:
             return f"{path} cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
@@ -158,12 +158,7 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
                       f"partitions); convert them to parquet with an integer person_id to stream",
                       StreamingFallbackWarning, stacklevel=2)
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
-    ids = _sorted_person_ids(table_path(data_dir, "persons"))
-    cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
-    bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
-    starts = [*np.searchsorted(ids, bounds[:-1]), len(ids)]
-    parts = [PersonRange(i, lo, hi, int(starts[i + 1] - starts[i]))
-             for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    parts = person_ranges(sorted_person_ids(table_path(data_dir, "persons")), people)
     if len(parts) > 1:
         for name in person_tables(data_dir):
             factor = _reread_factor(table_path(data_dir, name), parts)
@@ -176,10 +171,19 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
     return parts
 
 
-def _sorted_person_ids(path: Path) -> np.ndarray:
+def person_ranges(ids: np.ndarray, people: int) -> list[PersonRange]:
+    """Ranges of about ``people`` of the sorted ``ids`` each (an id never split between two)."""
+    cuts = np.unique(ids[people::people]) if len(ids) > people else np.array([], dtype=np.int64)
+    bounds = [INT64_MIN, *(int(c) for c in cuts if c > ids[0]), INT64_MAX]
+    starts = [*np.searchsorted(ids, bounds[:-1]), len(ids)]
+    return [PersonRange(i, lo, hi, int(starts[i + 1] - starts[i]))
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+
+def sorted_person_ids(path: Path) -> np.ndarray:
     """The persons' non-null person_ids, sorted: read in batches into one int64 array (8 bytes a
     row, the planning's only population-sized memory), sorted in place unless already in order."""
-    files = _parquet_files(path)
+    files = parquet_files(path)
     ids = np.empty(sum(pq.ParquetFile(f).metadata.num_rows for f in files), dtype=np.int64)
     n, in_order = 0, True
     for file in files:
@@ -198,7 +202,7 @@ def _sorted_person_ids(path: Path) -> np.ndarray:
 def _row_groups(path: Path):
     """(file, ParquetFile, first row of the file in the table, person_id column index) per file."""
     offset = 0
-    for file in _parquet_files(path):
+    for file in parquet_files(path):
         pf = pq.ParquetFile(file)
         names = [pf.metadata.schema.column(i).path for i in range(pf.metadata.num_columns)]
         yield file, pf, offset, names.index("person_id")

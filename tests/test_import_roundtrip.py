@@ -17,7 +17,7 @@ from riskcap.cli import main
 from riskcap.data.dates import data_end
 from riskcap.ingest import ImportSettings, import_extracts
 from riskcap.ingest.roundtrip import latest_day, write_extracts
-from riskcap.errors import DataError
+from riskcap.errors import DataError, UnusablePath
 from riskcap.synthetic import SynthConfig, write_population
 from riskcap.validate import load_tables
 
@@ -125,8 +125,8 @@ def test_same_input_same_bytes_whatever_the_partitions(population, tmp_path):
     for name, people in (("a", 700), ("b", 100_000), ("c", 700)):
         _import(extracts, tmp_path / name, FIXTURE / "codelists", FIXTURE / "codelists.txt", partition_people=people)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "c").iterdir())
-    for name in names:
+    assert names == sorted(p.name for p in (tmp_path / "c").iterdir()) and "manifest.json" in names
+    for name in (n for n in names if n != "manifest.json"):  # the manifest records times and paths
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
         if name.endswith(".parquet"):
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
@@ -166,7 +166,7 @@ def test_failed_import_leaves_nothing_and_refuses_foreign_folders(population, tm
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="not an earlier riskcap import"):
+    with pytest.raises(UnusablePath, match="holds no riskcap manifest.json"):
         _import(extracts, foreign, FIXTURE / "codelists", FIXTURE / "codelists.txt")
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
@@ -212,8 +212,9 @@ def test_synth_then_import_on_the_command_line(tmp_path):
 
 
 def test_reimport_never_touches_files_outside_out(population, tmp_path):
-    """A tampered report of an earlier import cannot make the next one delete files elsewhere,
-    and a rejects folder linked out of --out is refused."""
+    """A tampered report of an earlier import cannot make the next one delete files elsewhere
+    (the manifest, not the report, says what an earlier run wrote), and a rejects folder linked
+    out of --out is refused (riskcap.manifest's claim of a run folder)."""
     import json
 
     extracts = tmp_path / "extracts"
@@ -231,7 +232,7 @@ def test_reimport_never_touches_files_outside_out(population, tmp_path):
     elsewhere.mkdir()
     (out / "rejects").symlink_to(elsewhere)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(DataError, match="a link out of --out"):
+    with pytest.raises(UnusablePath, match=r"holds a symbolic link \(rejects\)"):
         _import(extracts, out, FIXTURE / "codelists", FIXTURE / "codelists.txt", on_invalid="quarantine")
     assert list(elsewhere.iterdir()) == []
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing replaced

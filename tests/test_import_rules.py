@@ -1,5 +1,5 @@
 """The import's rules, each against a slow, obviously-correct reference: registers from the
-journal (include / exclude), persons from registration periods, monthly totals, ICD-10 forms,
+journal (include / exclude), persons from registration periods, daily totals, ICD-10 forms,
 admission methods, outpatient codes, prices, the codelist mapping and its files."""
 from __future__ import annotations
 
@@ -226,6 +226,7 @@ def test_activity_table_order_does_not_depend_on_input_order():
     ("I50.0", "I50.0"), ("I500", "I50.0"), ("i50.0", "I50.0"), (" I50.0 ", "I50.0"), ("I10", "I10"),
     ("I10X", "I10"), ("I10-", "I10"), ("I10.X", "I10"), ("J441", "J44.1"), ("M1700", "M17.0"), ("G401D", "G40.1"),
     ("I5O.0", None), ("17.1M", None), ("I5", None), ("I5000X", None), ("", None), ("I10D", None), ("XX", None),
+    ("G01*", "G01"), ("A17\u2020", "A17"), ("A17.0\u2020", "A17.0"), ("G01D", None),
 ])
 def test_icd10_forms(text, want):
     assert normalise_icd10(text) == want
@@ -392,6 +393,7 @@ def test_rejects_csv_is_formula_safe(tmp_path):
     source = SimpleNamespace(columns=["practice_code"])  # only its columns are read, for an empty extract
     table = pa.table({"practice_code": ["=HYPERLINK(\"x\")", "A81001", "+1", "@SUM(A1)", None],
                       "row": [1, 2, 3, 4, 5], "reason": ["r"] * 5})
+    (tmp_path / "out").mkdir()  # claimed by the run's manifest before the import stages into it
     staging = Staging(tmp_path / "out")
     _write_rejects({"gp/practices": [table]}, staging, {"gp/practices": source})
     written = staging.dir / "rejects" / "gp_practices_rejects"

@@ -131,7 +131,7 @@ def test_planned_ids_are_the_sorted_non_null_ids(tmp_path_factory, rows, row_gro
     original = P._BATCH_ROWS
     P._BATCH_ROWS = batch
     try:
-        got = P._sorted_person_ids(folder / "persons.parquet")
+        got = P.sorted_person_ids(folder / "persons.parquet")
     finally:
         P._BATCH_ROWS = original
     assert got.dtype == np.int64 and np.array_equal(got, np.sort(ids[~nulls]))

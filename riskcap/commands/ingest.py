@@ -60,21 +60,22 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskcap.ingest.run import REPORT, ImportSettings, import_extracts
-    from riskcap.manifest import RunManifest
 
     console = Console(stderr=True)
     settings = ImportSettings(gp=gp_dir, codelists=codelists_dir, out=out_dir, hospital=hospital_dir,
                               community=community_dir, mapping=mapping, unit_costs=unit_costs,
                               extract_date=extract_date.date() if extract_date else None, on_invalid=on_invalid,
                               partition_people=partition_people)
-    manifest = RunManifest(out_dir)
     started = time.perf_counter()
-    with Progress(TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[people]:,} people"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("import", total=None, people=0)
+    with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("partitions, {task.fields[people]:,} people"), TimeElapsedColumn(),
+                  console=console) as bar:
+        tasks = {}
 
         def progress(info):
-            bar.update(task, total=info.partitions, completed=info.done, people=info.people)
+            if info.stage not in tasks:
+                tasks[info.stage] = bar.add_task(info.stage, total=info.partitions, stage=info.stage, people=0)
+            bar.update(tasks[info.stage], total=info.partitions, completed=info.done, people=info.people)
 
         report = import_extracts(settings, check=not no_check, progress=progress)
     out = Console(soft_wrap=False)
@@ -82,15 +83,6 @@ def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, 
         console.print(f"[yellow]warning: {warning}[/yellow]")
     for table in report.tables():
         out.print(table)
-    for name, folder in (("gp", gp_dir), ("hospital", hospital_dir), ("community", community_dir),
-                         ("codelists", codelists_dir)):
-        if folder is not None:
-            manifest.add_input(name, folder)
-    manifest.add_config("codelists", report.codelists)
-    manifest.add_config("unit_costs", report.unit_costs)
-    manifest.add_config("import", {"extract_date": report.extract_date, "extract_date_from": report.extract_date_from,
-                                   "on_invalid": on_invalid})
-    manifest.write()
     rejected = sum(f["rejected"] for f in report.files)
     if rejected:
         out.print(f"[yellow]{rejected:,} row(s) quarantined; see {out_dir}/rejects/ (a reason per row)[/yellow]")

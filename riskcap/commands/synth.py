@@ -109,7 +109,11 @@ def synth(out_dir, people, practices_file, icb, seed, years, preset, partition_p
     if extracts_dir is not None:
         from riskcap.ingest.roundtrip import write_extracts
 
-        rows = write_extracts(summary.out_dir, extracts_dir, codelists_dir, seed=config.seed)
+        with Progress(TextColumn("[bold]extracts"), BarColumn(), MofNCompleteColumn(), TextColumn("partitions"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("extracts", total=None)
+            rows = write_extracts(summary.out_dir, extracts_dir, codelists_dir, seed=config.seed,
+                                  progress=lambda done, total: progress.update(task, total=total, completed=done))
         extracts_manifest.add_input("population", summary.out_dir)
         extracts_manifest.write()
         out.print(f"Wrote extracts to {extracts_dir}: " + ", ".join(f"{k} {n:,}" for k, n in rows.items()))

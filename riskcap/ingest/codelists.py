@@ -56,13 +56,14 @@ def normalise_icd10(text: str | None) -> str | None:
 
     Accepts the forms hospital extracts use: with or without the dot, any case, surrounding
     spaces, 3-character codes padded with ``X`` or ``-`` (HES ``I10X``), and a fifth character
-    (a UK fifth digit or HES's dagger/asterisk marks), which is dropped.
+    (a UK fifth digit or HES's dagger/asterisk marks ``D``/``A``), which is dropped; a dagger or
+    asterisk sign may follow a 3-character code too (``G01*``).
     """
     if text is None:
         return None
     compact = text.strip().upper().replace(".", "").replace(" ", "")
     match = _ICD10.match(compact)
-    if match is None or (match.group(3) and not match.group(2)):
+    if match is None or (match.group(3) and match.group(3).isalnum() and not match.group(2)):
         return None
     stem, fourth = match.group(1), match.group(2)
     return f"{stem}.{fourth}" if fourth and fourth.isdigit() else stem

@@ -2,15 +2,15 @@
 
 Community services (CSDS) and mental health (MHSDS) contacts become one activity row each
 (``contacts`` in the row as its quantity); adult social care (client level data) is summed per
-person and calendar month (hours as the quantity), as the contract keeps it.
+person, calendar month and registration period (hours as the quantity), as the contract keeps it.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from riskcap.ingest.activity import ActivityRows, monthly
+from riskcap.ingest.activity import ActivityRows
 from riskcap.ingest.costs import Pricing
-from riskcap.ingest.gp import People
+from riskcap.ingest.gp import People, monthly_totals
 from riskcap.ingest.rows import Rows
 
 
@@ -28,12 +28,4 @@ def contacts(rows: Rows, people: People, pricing: Pricing, last_day: int, settin
 
 def social_care(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
     """Social care hours and cost summed per person, calendar month and registration period."""
-    pos, birth = people.match(rows)
-    day = rows.dates_in_window("period_start", birth, last_day)
-    hours = rows.not_negative("hours")
-    cost = rows.not_negative("cost_gbp")
-    keep = rows.keep
-    pence = pricing.pence(cost.values[keep], cost.null[keep], "social_care", hours.values[keep])
-    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], hours.values[keep], pence,
-                                             people.period_of(pos[keep], day.values[keep]))
-    return ActivityRows.point(person, "social_care", start, quantity, pence)
+    return monthly_totals(rows, people, pricing, last_day, "period_start", "hours", "social_care")

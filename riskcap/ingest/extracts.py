@@ -13,6 +13,7 @@ readers do).
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from riskcap.errors import DataError
-from riskcap.io import parse_series
-from riskcap.partitions import PersonRange, read_range
+from riskcap.io import cannot_read, parse_series, read_raw
+from riskcap.partitions import PersonRange, parquet_files, read_range
 from riskcap.validate import text_is_clean
 
 INT32_NULL = np.iinfo(np.int32).min  # a missing date, as int32 days since 1970-01-01
@@ -92,7 +92,7 @@ EXTRACTS: dict[str, Extract] = {e.key: e for e in (
         Field("died_on", "date", required=False, nullable=True, doc="date of death; empty = alive"),
         Field("care_home", "bool", doc="lives in a care home"),
         Field("opted_out", "bool", doc="national data opt-out"),
-        Field("nhs_number", "code", required=False, nullable=True, doc="10-digit NHS number (optional)"),
+        Field("nhs_number", "code", required=False, nullable=True, doc="10-digit NHS number (spaces are fine)"),
     ), "One row per registration period (a move between practices is two rows).", required=True),
     Extract("gp", "events", (
         PERSON,
@@ -179,22 +179,11 @@ def locate(directory: Path, name: str) -> Path | None:
     return None
 
 
-def _cannot_read(path: Path, exc: Exception) -> DataError:
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if path.suffix == ".csv" and ("UTF8" in msg or "UTF-8" in msg or isinstance(exc, UnicodeDecodeError)):
-        data = path.read_bytes()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            line = data.count(b"\n", 0, err.start) + 1
-            return DataError(f"{path}: not UTF-8 text: invalid byte 0x{data[err.start]:02x} on line {line}; "
-                             f"save the CSV as UTF-8 (e.g. Excel: 'CSV UTF-8')")
-    hint = "is it a CSV file?" if path.suffix == ".csv" else "is the file truncated or not parquet?"
-    return DataError(f"{path}: cannot read ({msg}); {hint}")
-
-
-def _parquet_files(path: Path) -> list[str]:
-    return [str(path)] if path.is_file() else list(pq.ParquetDataset(path).files)
+def column_name(header: str) -> str:
+    """A header as the extract's column it names: a byte-order mark (Excel's "CSV UTF-8"),
+    surrounding spaces and case ignored, inner spaces and hyphens as underscores
+    (``Person ID`` -> ``person_id``)."""
+    return re.sub(r"[\s\-]+", "_", header.lstrip("\ufeff").strip()).lower()
 
 
 @dataclass
@@ -202,7 +191,8 @@ class Source:
     """One extract file found in its folder: its columns, rows, and how it is read by range.
 
     ``by_range``: a parquet file with an integer ``person_id``, read one range at a time;
-    otherwise the file is read once, whole, and sliced per range.
+    otherwise the file is read once, whole, and sliced per range. ``headers``: the file's own
+    names of ``columns`` (:func:`column_name`); tables read come back under ``columns``.
     """
 
     extract: Extract
@@ -210,6 +200,7 @@ class Source:
     columns: list[str]  # the extract's columns the file has
     rows: int
     by_range: bool
+    headers: list[str] | None = None
     _whole: pa.Table | None = None
     _ids: pa.Array | None = None
 
@@ -228,7 +219,8 @@ class Source:
 
     def whole(self) -> pa.Table:
         if self._whole is None:
-            self._whole = read_whole(self.path, self.columns).combine_chunks()
+            headers = self.headers or self.columns
+            self._whole = read_raw(self.path, headers, text=headers).rename_columns(self.columns).combine_chunks()
         return self._whole
 
 
@@ -241,42 +233,37 @@ def _int_ids(ids: pa.ChunkedArray) -> pa.Array:
     return pa.array(values.astype("Int64"), type=pa.int64(), from_pandas=True)
 
 
-def read_whole(path: Path, columns: list[str]) -> pa.Table:
-    """An extract's columns, whole: CSV as text (every value shown as written), parquet as stored."""
-    try:
-        if path.suffix == ".csv":
-            convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
-                                           column_types={c: pa.string() for c in columns})
-            return pacsv.read_csv(path, convert_options=convert)
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
-        raise _cannot_read(path, exc) from exc
-
-
 def open_source(extract: Extract, path: Path) -> tuple[Source | None, str | None]:
     """(Source, None) for a readable extract file with its required columns, else (None, problem)."""
     try:
         if path.suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as fh:
+            with open(path, newline="", encoding="utf-8-sig") as fh:  # arrow's reader skips the mark too
                 header = next(csv.reader(fh), [])
             schema = None
         else:
-            files = _parquet_files(path)
+            files = parquet_files(path)
             schema = pq.read_schema(files[0]) if files else pa.schema([])
             header = schema.names
     except (OSError, pa.ArrowException, UnicodeDecodeError, csv.Error) as exc:
-        return None, str(_cannot_read(path, exc)).removeprefix(f"{path}: ")
-    header = [h.strip() for h in header]
-    missing = [f.name for f in extract.fields if f.required and f.name not in header]
+        return None, str(cannot_read(path, exc)).removeprefix(f"{path}: ")
+    named: dict[str, str] = {}
+    for h in header:
+        if column_name(h) in named:
+            return None, f"columns {named[column_name(h)]!r} and {h!r} both name {column_name(h)!r}; keep one"
+        named[column_name(h)] = h
+    missing = [f.name for f in extract.fields if f.required and f.name not in named]
     if missing:
         return None, (f"missing required column(s) {', '.join(missing)}; the file has: "
                       f"{', '.join(header) or 'no columns'}")
-    columns = [f.name for f in extract.fields if f.name in header]
-    by_range = schema is not None and extract.person_level and pa.types.is_integer(schema.field("person_id").type)
-    source = Source(extract, path, columns, 0, by_range)
+    columns = [f.name for f in extract.fields if f.name in named]
+    headers = [named[c] for c in columns]
+    # read by person range: parquet whose columns are named as the extract's, with an integer person_id
+    by_range = schema is not None and extract.person_level and headers == columns and \
+        pa.types.is_integer(schema.field("person_id").type)
+    source = Source(extract, path, columns, 0, by_range, None if headers == columns else headers)
     try:
         source.rows = source.whole().num_rows if not by_range else \
-            sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(path))
+            sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(path))
     except (DataError, OSError, pa.ArrowException) as exc:
         return None, str(exc).removeprefix(f"{path}: ")
     return source, None
@@ -341,6 +328,8 @@ def parse(column: pa.ChunkedArray | None, kind: str, rows: int) -> Parsed:
         text = column.cast(pa.string()) if not pa.types.is_dictionary(t) else column.dictionary_decode()
         values = np.asarray(text.to_pandas().str.strip().replace("", None).to_numpy(dtype=object))
         return Parsed(values, pd.isna(values), no_bad)
+    if kind in ("date", "month") and pa.types.is_string(t) and pc.any(pc.match_substring(column, "/")).as_py():
+        column = _day_first_as_iso(column)
     # text (CSV) or another arrow type: the contract's parser
     series = column.to_pandas() if not pa.types.is_dictionary(t) else column.dictionary_decode().to_pandas()
     series = pd.Series(series, dtype=object)
@@ -362,6 +351,18 @@ def parse(column: pa.ChunkedArray | None, kind: str, rows: int) -> Parsed:
     if kind == "bool":
         return Parsed(values.astype("boolean").fillna(False).to_numpy(dtype=bool), null, bad)
     raise ValueError(kind)  # pragma: no cover
+
+
+#: UK dates as GP and hospital systems export them, day first: 31/03/2025 (a time may follow), 03/1938.
+_DAY_FIRST = (r"^\s*(\d{2})/(\d{2})/(\d{4})(?:[ T][0-9:.]*)?\s*$", r"\3-\2-\1")
+_MONTH_FIRST = (r"^\s*(\d{2})/(\d{4})\s*$", r"\2-\1")
+
+
+def _day_first_as_iso(text: pa.Array) -> pa.Array:
+    """Day-first dates (``DD/MM/YYYY``, ``MM/YYYY``) as ISO text; other text as it is."""
+    for pattern, replacement in (_DAY_FIRST, _MONTH_FIRST):
+        text = pc.replace_substring_regex(text, pattern, replacement)
+    return text
 
 
 def _empty(kind: str, rows: int) -> np.ndarray:

@@ -29,7 +29,7 @@ import pyarrow as pa
 from riskcap.ingest.activity import ActivityRows, date_array, monthly
 from riskcap.ingest.codelists import Codelists
 from riskcap.ingest.costs import Pricing
-from riskcap.ingest.extracts import INT32_NULL
+from riskcap.ingest.extracts import INT32_NULL, Parsed
 from riskcap.ingest.rows import Rows
 from riskcap.schema import CONDITION_CODES
 from riskcap.validate import nhs_number_checks
@@ -227,7 +227,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], la
     imd = rows.col("imd_decile")
     died = rows.dates_in_window("died_on", None, last_day)
     care, opted = rows.col("care_home"), rows.col("opted_out")
-    nhs = rows.col("nhs_number")
+    nhs = _digits_only(rows.col("nhs_number"))
 
     codes = practice.categories
     state = np.array([known.get(c, 2) for c in codes] + [0], dtype=np.int8)[practice.values]
@@ -250,7 +250,7 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], la
     if rows.has("nhs_number"):
         text = pd.Series(_decode(nhs).to_pandas(), dtype="string")
         bad_format, bad_check = nhs_number_checks(text)
-        rows.problem(bad_format, "nhs_number", "nhs_number_format", "NHS number is not 10 digits (no spaces)")
+        rows.problem(bad_format, "nhs_number", "nhs_number_format", "NHS number is not 10 digits")
         rows.problem(bad_check, "nhs_number", "nhs_number_mod11", "NHS number fails the modulus-11 check")
     if changes:
         ends = np.array([changes.get(c, np.iinfo(np.int32).max) for c in codes] + [np.iinfo(np.int32).max],
@@ -366,6 +366,17 @@ def registrations(rows: Rows, known: dict[str, int], changes: dict[str, int], la
         "registered_to": date_array(end),
     })
     return people, persons, registrations_table, stats
+
+
+def _digits_only(code: Parsed) -> Parsed:
+    """NHS numbers as they are shown to people (``482 009 6753``) as the 10 digits the contract keeps."""
+    if not code.categories or not any(" " in c for c in code.categories):
+        return code
+    compact = [c.replace(" ", "") for c in code.categories]
+    categories = sorted(set(compact))
+    position = {c: k for k, c in enumerate(categories)}
+    remap = np.array([position[c] for c in compact] + [-1], dtype=np.int32)  # -1 (null) stays -1
+    return Parsed(remap[code.values], code.null, code.bad, categories)
 
 
 def _decode(code, rows: np.ndarray | None = None) -> pa.Array:
@@ -495,14 +506,21 @@ def appointments(rows: Rows, people: People, pricing: Pricing, last_day: int) ->
 
 
 def prescriptions(rows: Rows, people: People, pricing: Pricing, last_day: int) -> ActivityRows:
-    """Prescribing: items and cost summed per person, calendar month and registration period (one
-    activity row each, dated on the first issue; a move splits the month)."""
+    """Prescribing: items and cost summed per person, calendar month and registration period."""
+    return monthly_totals(rows, people, pricing, last_day, "issue_date", "items", "prescribing")
+
+
+def monthly_totals(rows: Rows, people: People, pricing: Pricing, last_day: int, date: str, amount: str,
+                   setting: str) -> ActivityRows:
+    """``amount`` (the quantity) and cost summed per person, calendar month and registration
+    period: one activity row each, dated on its first row (a move splits the month, so every
+    pound stays on the day's practice)."""
     pos, birth = people.match(rows)
-    day = rows.dates_in_window("issue_date", birth, last_day)
-    items = rows.not_negative("items")
+    day = rows.dates_in_window(date, birth, last_day)
+    units = rows.not_negative(amount)
     cost = rows.not_negative("cost_gbp")
     keep = rows.keep
-    pence = pricing.pence(cost.values[keep], cost.null[keep], "prescribing", items.values[keep])
-    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], items.values[keep], pence,
+    pence = pricing.pence(cost.values[keep], cost.null[keep], setting, units.values[keep])
+    person, start, quantity, pence = monthly(people.ids[pos[keep]], day.values[keep], units.values[keep], pence,
                                              people.period_of(pos[keep], day.values[keep]))
-    return ActivityRows.point(person, "prescribing", start, quantity, pence)
+    return ActivityRows.point(person, setting, start, quantity, pence)

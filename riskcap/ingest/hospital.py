@@ -108,7 +108,8 @@ def apc(rows: Rows, people: People, pricing: Pricing, codelists: Codelists, last
                  "not an ICD-10 code (a letter, two digits and an optional third, e.g. I50.0, I500, I10X)")
     pid = rows.col("person_id")
     rows.duplicate(["person_id", "spell_id"], [pid.values, spell.values],
-                   ~pid.null & ~pid.bad & ~spell.null, "duplicate spell (person_id, spell_id)")
+                   ~pid.null & ~pid.bad & ~spell.null,
+                   "duplicate spell (person_id, spell_id): one row per spell (SUS APCS), not per episode (APCE)")
     rows.unmapped(np.isin(klass, (3, 4)), "regular day or night attender (patient classification 3 or 4)",
                   column="patient_classification")
     rows.unmapped(klass == 5, "mother and baby (patient classification 5)", column="patient_classification")

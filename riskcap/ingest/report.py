@@ -185,8 +185,8 @@ class ImportReport:
             registrations={"people_with_several_periods": registrations.several_periods,
                            "open_registrations_closed_at_death": registrations.closed_at_death,
                            "registrations_ending_after_death_ended_at_it": registrations.cut_at_death,
-                           "list_size": "counted from the registrations on the day before the extract date" if list_size_derived
-                           else "from the practices extract"},
+                           "list_size": "counted from the registrations on the day before the extract date"
+                           if list_size_derived else "from the practices extract"},
             hospital={"spells_not_discharged": hospital.not_discharged,
                       "spells_without_primary_diagnosis": hospital.no_diagnosis},
             outputs_rows=outputs_rows, partitions=partitions)

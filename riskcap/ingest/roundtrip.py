@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -394,10 +395,11 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str | Path,
                    mapping: str | Path | None = None, unit_costs: str | Path | None = None, seed: int = 0,
-                   partition_people: int = 250_000) -> dict[str, int]:
+                   partition_people: int = 250_000,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Write the population in ``data_dir`` as extracts in ``out_dir`` (``gp/``, ``hospital/``,
     ``community/``, parquet sorted by person_id; person-level files owner-only); returns rows
-    per extract."""
+    per extract. ``progress(done, partitions)`` is called after each partition."""
     from riskcap.partitions import load_partition, plan_partitions
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -410,7 +412,8 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
     with contextlib.ExitStack() as stack:
         writers = {key: stack.enter_context(ParquetRowsWriter(out_dir / f"{key}.parquet", mode=OWNER_ONLY))
                    for key in SCHEMAS}
-        for part in plan_partitions(data_dir, partition_people):
+        parts = plan_partitions(data_dir, partition_people)
+        for done, part in enumerate(parts, start=1):
             tables, _ = load_partition(data_dir, part, as_of=as_of)
             frames = {"persons": tables.persons, "conditions": tables.conditions, "activity": tables.activity}
             if registrations is not None:
@@ -418,6 +421,8 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
             for key, frame in contract_to_extracts(frames, codelists, costs, seed, end).items():
                 writers[key].write(to_arrow(frame, SCHEMAS[key]))
                 rows[key] += len(frame)
+            if progress is not None:
+                progress(done, len(parts))
     write_parquet(read_raw(table_path(data_dir, "practices")), out_dir / "gp" / "practices.parquet")
     changes = _optional(data_dir, "practice_changes")
     if changes is not None:

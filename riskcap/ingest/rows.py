@@ -21,9 +21,9 @@ import pyarrow as pa
 from riskcap.ingest.extracts import INT32_NULL, Parsed, Source, parse
 from riskcap.validate import MAX_EXAMPLES, Problem, row_problem
 
-_KIND_TEXT = {"int": "whole number", "float": "number", "date": "date (YYYY-MM-DD)",
-              "month": "date (YYYY-MM-DD) or month (YYYY-MM)", "bool": "true/false", "code": "code", "key": "key",
-              "text": "text"}
+_KIND_TEXT = {"int": "whole number", "float": "number", "date": "date (YYYY-MM-DD or DD/MM/YYYY)",
+              "month": "date or month (YYYY-MM-DD, YYYY-MM, DD/MM/YYYY or MM/YYYY)", "bool": "true/false",
+              "code": "code", "key": "key", "text": "text"}
 
 
 class Rows:

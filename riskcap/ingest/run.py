@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import tempfile
@@ -23,10 +22,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.data.dates import declare_extract_date
+from riskcap.data.write import OWNER_ONLY, OWNER_ONLY_DIR, private_dir
+from riskcap.errors import ConfigError, DataError
 from riskcap.ingest import community, gp, hospital
 from riskcap.ingest.activity import activity_table
 from riskcap.ingest.codelists import Codelists, load_codelists
@@ -34,12 +35,10 @@ from riskcap.ingest.costs import Pricing, UnitCosts, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, SOURCES, Source, extracts_of, locate, open_source, parse
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
-from riskcap.data.dates import declare_extract_date
-from riskcap.data.write import OWNER_ONLY
-from riskcap.errors import ConfigError, DataError
-from riskcap.manifest import MANIFEST
 from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
-from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange
+from riskcap.manifest import RunManifest
+from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files, person_ranges, sorted_person_ids
+from riskcap.stream.memory import keep_freed_memory
 from riskcap.validate import ON_INVALID, Problem
 
 PARTITION_PEOPLE = 100_000
@@ -68,7 +67,8 @@ class ImportSettings:
     partition_people: int = PARTITION_PEOPLE
 
     def folder(self, source: str) -> Path | None:
-        return {"gp": self.gp, "hospital": self.hospital, "community": self.community}[source]
+        return {"gp": self.gp, "hospital": self.hospital, "community": self.community,
+                "codelists": self.codelists}[source]
 
 
 # --- finding the extracts ----------------------------------------------------------------------
@@ -128,7 +128,7 @@ def latest_date(sources: dict[str, Source]) -> tuple[int | None, str]:
 
 def _column_max(src: Source, column: str) -> int | None:
     if src.by_range:
-        files = [str(src.path)] if src.path.is_file() else list(pq.ParquetDataset(src.path).files)
+        files = parquet_files(src.path)
         best = None
         for file in files:
             meta = pq.ParquetFile(file).metadata
@@ -156,43 +156,23 @@ def _max_day(parsed) -> int | None:
 
 
 def plan(registrations: Source, people: int) -> list[PersonRange]:
-    """Ranges of about ``people`` persons each, from the registrations' person_id column."""
-    if registrations.by_range:
-        files = [str(registrations.path)] if registrations.path.is_file() else \
-            list(pq.ParquetDataset(registrations.path).files)
-        ids = np.concatenate([pq.read_table(f, columns=["person_id"]).column(0).drop_null().to_numpy()
-                              for f in files]).astype(np.int64)
-    else:
+    """Ranges of about ``people`` persons each, from the registrations' person_id column (one
+    range of everyone when the registrations are not read by range)."""
+    if not registrations.by_range:
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
-    ids = np.unique(ids)
-    if len(ids) <= people:
-        return [PersonRange(0, INT64_MIN, INT64_MAX, len(ids))]
-    cuts = ids[people::people]
-    bounds = [INT64_MIN, *(int(c) for c in cuts), INT64_MAX]
-    return [PersonRange(i, lo, hi) for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return person_ranges(np.unique(sorted_person_ids(registrations.path)), people)
 
 
 # --- the staging folder ------------------------------------------------------------------------
 
 class Staging:
-    """A private folder inside ``out`` to write into; :meth:`commit` moves its files into ``out``
-    (replacing an earlier import's files, removing those it no longer writes); on failure the
-    folder is removed (and ``out`` too, when this run created it)."""
+    """A private folder inside ``out`` (claimed by the run's manifest) to write into;
+    :meth:`commit` moves its files into ``out``, :meth:`abort` removes it."""
 
     def __init__(self, out: Path):
         self.out = Path(out)
-        self.created = not self.out.exists()
-        if not self.created:
-            if not self.out.is_dir():
-                raise DataError(f"{self.out}: --out exists and is not a folder")
-            # the run's own manifest.json (riskcap.manifest) marks the folder claimed while it runs
-            entries = [p for p in self.out.iterdir() if not p.name.startswith(".import-") and p.name != MANIFEST]
-            if entries and not (self.out / REPORT).exists():
-                raise DataError(f"{self.out}: --out holds files that are not an earlier riskcap import "
-                                f"({', '.join(sorted(p.name for p in entries)[:5])}); give an empty or new folder")
-        self.out.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=".import-", dir=self.out))
-        os.chmod(self.dir, 0o700)
+        os.chmod(self.dir, OWNER_ONLY_DIR)
 
     def path(self, relative: str) -> Path:
         path = self.dir / relative
@@ -203,51 +183,35 @@ class Staging:
         return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*") if p.is_file())
 
     def commit(self) -> list[str]:
+        """Move the files into ``out``, person-level ones owner-only (the manifest then removes
+        an earlier run's outputs this one did not write again)."""
         written = self.files()
-        previous = []
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            previous = json.loads((self.out / REPORT).read_text())["outputs"]
-        for folder in {(self.out / relative).parent for relative in written}:  # all checked before any move
-            if folder.exists() and not self._inside(folder):
-                raise DataError(f"{folder}: a link out of --out {self.out}; remove it and run again")
         for relative in written:
             source = self.dir / relative
             if relative in PERSON_LEVEL or relative.startswith("rejects/"):
                 os.chmod(source, OWNER_ONLY)
             target = self.out / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.exists():
+                private_dir(target.parent) if relative.startswith("rejects/") else target.parent.mkdir(parents=True)
             os.replace(source, target)
-        if (self.out / "rejects").is_dir():
-            os.chmod(self.out / "rejects", 0o700)
-        for relative in previous:  # an earlier import's files this one did not write
-            stale = self.out / str(relative)
-            if relative not in written and self._inside(stale.parent) and stale.parent != self.dir:
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                    stale.unlink()
         shutil.rmtree(self.dir, ignore_errors=True)
         return written
 
-    def _inside(self, folder: Path) -> bool:
-        """Whether ``folder`` is ``out`` or below it once links are followed."""
-        root = self.out.resolve()
-        return folder.resolve() == root or root in folder.resolve().parents
-
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.created:
-            with contextlib.suppress(OSError):
-                self.out.rmdir()
 
 
 # --- the import ------------------------------------------------------------------------------
 
 @dataclass
 class Progress:
-    """What a caller may show while the import runs."""
+    """What a caller may show while the import runs: the stage ("importing", then "checking"
+    the written folder), and its partitions done of all."""
 
     partitions: int = 0
     done: int = 0
     people: int = 0
+    stage: str = "importing"
 
 
 @dataclass
@@ -294,6 +258,11 @@ def import_extracts(settings: ImportSettings, check: bool = True,
             raise DataError(f"{settings.gp}: no dates in the extracts; give --extract-date")
         date_from = f"the day after the latest date in the extracts ({date_from})"
     state = _State()
+    manifest = RunManifest(settings.out)  # new, empty or an earlier run's folder (riskcap.manifest)
+    for name in ("gp", "hospital", "community", "codelists"):
+        folder = settings.folder(name)
+        if folder is not None:
+            manifest.add_input(name, folder)  # fingerprinted while the import runs
     staging = Staging(settings.out)
     try:
         report = _run(settings, codelists, unit_costs, sources, last_day, quarantine, staging, state, progress)
@@ -310,15 +279,21 @@ def import_extracts(settings: ImportSettings, check: bool = True,
         if quarantine:
             report.rejects = _write_rejects(state.rejects, staging, sources)
         if check:
-            _check(staging.dir, last_day, settings.partition_people)
+            _check(staging.dir, last_day, settings.partition_people, progress)
         declare_extract_date(staging.dir, np.datetime64(last_day + 1, "D").item())
         report.outputs = staging.files() + [REPORT, REPORT_TEXT]
         write_json(report.as_dict(), staging.path(REPORT))
         staging.path(REPORT_TEXT).write_text(report.text(), encoding="utf-8")
         staging.commit()
+        manifest.add_config("codelists", report.codelists)
+        manifest.add_config("unit_costs", report.unit_costs)
+        manifest.add_config("import", {"extract_date": report.extract_date,
+                                       "extract_date_from": report.extract_date_from, "on_invalid": settings.on_invalid})
+        manifest.write()
         return report
     except BaseException:
         staging.abort()
+        manifest.abandon()  # the folder as it was: the earlier run's manifest back, or no folder
         raise
 
 
@@ -333,6 +308,7 @@ _ACTIVITY = ("gp/appointments", "gp/prescriptions", "hospital/apc", "hospital/ou
 
 def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[str, Source], last_day: int,
          quarantine: bool, staging: Staging, state: _State, progress) -> ImportReport:
+    keep_freed_memory()  # each range allocates and frees the same blocks: keep them (riskcap.stream.memory)
     whole = PersonRange(0, INT64_MIN, INT64_MAX)
     practice_rows = Rows(sources["gp/practices"], *sources["gp/practices"].read(whole))
     codes = gp.practices(practice_rows)
@@ -347,6 +323,8 @@ def _run(settings, codelists: Codelists, unit_costs: UnitCosts, sources: dict[st
         changes = gp.practice_changes(change_rows, {c for c, s in known.items() if s == 0})
     parts = plan(sources["gp/registrations"], settings.partition_people)
     info = Progress(len(parts))
+    if progress is not None:
+        progress(info)  # the bar shows from the start, not after the first range
     pricing = Pricing(unit_costs)
     reg_stats, register_stats, hospital_stats = gp.RegistrationStats(), gp.RegisterStats(), hospital.HospitalStats()
     prevalence: Counter = Counter()
@@ -473,12 +451,12 @@ def _write_rejects(rejects: dict[str, list[pa.Table]], staging: Staging, sources
                               "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
         path = staging.path(f"rejects/{name}_rejects.parquet")
         write_parquet(table, path)
-        write_csv(table.to_pandas(), path.with_suffix(".csv"))  # no formula a spreadsheet would run
+        write_csv(table.to_pandas(), path.with_suffix(".csv"))  # formula-safe (riskcap.data.write)
         out[key] = {"rows": table.num_rows, "file": f"rejects/{name}_rejects.parquet"}
     return out
 
 
-def _check(folder: Path, last_day: int, people: int) -> None:
+def _check(folder: Path, last_day: int, people: int, progress=None) -> None:
     """Read the written folder back through the contract's checks (streamed, by person range)."""
     import warnings
 
@@ -490,9 +468,16 @@ def _check(folder: Path, last_day: int, people: int) -> None:
         warnings.simplefilter("ignore")
         parts = plan_partitions(folder, people)
     summaries = []
+    info = Progress(len(parts), stage="checking")
+    if progress is not None:
+        progress(info)
     for part in parts:
         _, summary = load_partition(folder, part, as_of=as_of)
         summaries.append(summary)
+        info.done += 1
+        info.people += summary.rows_in.get("persons", 0)
+        if progress is not None:
+            progress(info)
     summary = LoadSummary.combine(summaries)
     if summary.problems:
         raise RuntimeError("riskcap import wrote data that fail the contract's checks (a bug: please report it):\n"

@@ -108,7 +108,7 @@ CASES = {
     "future_event": edit("gp/events", {2: {"event_date": "2099-01-01"}}),
     "text_person_id": edit("gp/events", {3: {"person_id": "P1"}}),
     # GP activity
-    "bad_date_format": edit("gp/appointments", {1: {"appointment_date": "10/01/2023"}}),
+    "bad_date_format": edit("gp/appointments", {1: {"appointment_date": "31/02/2023"}}),
     "negative_items": edit("gp/prescriptions", {1: {"items": "-2"}}),
     # admitted patient care
     "unknown_admission_method": edit("hospital/apc", {1: {"admission_method": "99"}}),
