@@ -324,12 +324,13 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
         days = days.astype(np.int64)
     has_need = PREDICTED_COST in features.columns
     need = _float_column(features, PREDICTED_COST) if has_need else np.empty(0, dtype=np.float64)
-    need_missing = int(np.isnan(need).sum())
+    given = ~np.isnan(need)
+    need_missing = int(need.size - given.sum())
     need_negative = int((need < 0).sum())
+    if given.any():  # an impossible prediction is an error even where others are missing
+        check_pence(np.rint(np.abs(need[given]) * 100) * days[given], f"'{PREDICTED_COST}' x list days", MAX_PRODUCT)
     if need_missing:
         need = np.empty(0, dtype=np.float64)  # incomplete predictions: fair shares will refuse
-    elif need.size:
-        check_pence(np.rint(np.abs(need) * 100) * days, f"'{PREDICTED_COST}' x list days", MAX_PRODUCT)
     n, n_groups = len(features), len(scheme.groups)
     n_cells = len(practice_codes) * n_groups
     person_base = np.empty(n, dtype=np.int64)
