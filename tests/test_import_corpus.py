@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from corpus import assert_complete, assert_matches_generator
 from riskcap.cli import main
 from riskcap.data.dates import IndexDate, data_end
 
@@ -29,12 +29,6 @@ EXTRACT_DATE = "2025-04-01"  # the first day the extracts do not cover
 LAST_DAY = "2025-03-31"
 
 
-def _make_cases():
-    spec = importlib.util.spec_from_file_location("make_extract_cases", CORPUS / "make_cases.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _import(folder: Path, out: Path, *args: str):
     mapping = folder / "mapping.txt" if (folder / "mapping.txt").exists() else FIXTURE / "codelists.txt"
@@ -45,20 +39,12 @@ def _import(folder: Path, out: Path, *args: str):
 
 
 def test_corpus_is_complete():
-    folders = {p.name for p in CORPUS.iterdir() if p.is_dir() and p.name not in ("valid", "__pycache__")}
-    assert len(CASES) >= 30
-    assert set(CASES) == folders == set(_make_cases().CASES)
+    assert_complete(CORPUS, CASES, at_least=30)
 
 
 def test_corpus_matches_its_generator(tmp_path):
     """The committed folders are what make_cases.py writes, byte for byte."""
-    _make_cases().build(tmp_path)
-    for case in CASES:
-        committed = sorted(p.relative_to(CORPUS / case) for p in (CORPUS / case).rglob("*") if p.is_file())
-        built = sorted(p.relative_to(tmp_path / case) for p in (tmp_path / case).rglob("*") if p.is_file())
-        assert committed == built, case
-        for rel in committed:
-            assert (CORPUS / case / rel).read_bytes() == (tmp_path / case / rel).read_bytes(), f"{case}/{rel}"
+    assert_matches_generator(CORPUS, CASES, tmp_path)
 
 
 def test_valid_extracts_import_cleanly(tmp_path):

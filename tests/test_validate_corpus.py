@@ -1,13 +1,13 @@
 """The malformed-input corpus: every case fails `riskcap validate` with its own message."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from corpus import assert_complete, assert_matches_generator
 from riskcap.cli import main
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
@@ -15,33 +15,18 @@ CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
 DEFAULT_AS_OF = "2025-03-31"
 
 
-def _make_cases():
-    spec = importlib.util.spec_from_file_location("make_cases", CORPUS / "make_cases.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _validate(folder: Path, *args: str):
     return CliRunner().invoke(main, ["validate", "--data", str(folder), *args])
 
 
 def test_corpus_is_complete():
-    folders = {p.name for p in CORPUS.iterdir() if p.is_dir() and p.name not in ("valid", "__pycache__")}
-    assert len(CASES) >= 25
-    assert set(CASES) == folders == set(_make_cases().CASES)
+    assert_complete(CORPUS, CASES, at_least=25)
 
 
 def test_corpus_matches_its_generator(tmp_path):
     """The committed folders are what make_cases.py writes (CSV byte for byte)."""
-    _make_cases().build(tmp_path)
-    for case in CASES:
-        committed = sorted(p.relative_to(CORPUS / case) for p in (CORPUS / case).rglob("*") if p.is_file())
-        built = sorted(p.relative_to(tmp_path / case) for p in (tmp_path / case).rglob("*") if p.is_file())
-        assert committed == built, case
-        for rel in committed:
-            if rel.suffix == ".csv":
-                assert (CORPUS / case / rel).read_bytes() == (tmp_path / case / rel).read_bytes(), f"{case}/{rel}"
+    assert_matches_generator(CORPUS, CASES, tmp_path, suffixes=(".csv",))
 
 
 def test_valid_fixture_is_clean():
