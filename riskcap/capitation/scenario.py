@@ -409,6 +409,8 @@ def _parse_tiers(r: _Reader, data, key: str) -> tuple[CorridorTier, ...]:
 
 def _parse_stop_loss(r: _Reader, data, cap_percentile) -> StopLoss | None:
     sl = r.section(data, "stop_loss", STOP_LOSS_DEFAULTS)
+    if not sl:  # absent or null: off (and a sweep's 1,000 variants pay nothing for it)
+        return None
     attachment = r.number(sl, "attachment_gbp", "stop_loss.attachment_gbp", 0, 1e9, nullable=True, lo_open=True)
     share = r.pct(sl, "pool_share_pct", "stop_loss.pool_share_pct", 0, 100, 100)
     cap = r.number(sl, "practice_cap_gbp", "stop_loss.practice_cap_gbp", 0, 1e12, nullable=True)
