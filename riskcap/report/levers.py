@@ -6,12 +6,7 @@ Shown only when some scenario of the run sets them (``stop_loss.csv``, ``risk_po
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
-
-if TYPE_CHECKING:
-    from riskcap.report.outputs import CapitationOutputs
 
 #: Optional per-practice tables of the capitation output, by file stem, with their needed columns.
 LEVER_FILES = {
@@ -69,8 +64,10 @@ def sheet_columns(column_type, gbp_fmt: str, int_fmt: str, ratio_fmt: str) -> di
     }
 
 
-def section_tables(cap: CapitationOutputs, table_type, gbp) -> list:
-    """HTML report tables: the stop-loss's who-paid-what and the risk pools, per scenario that sets them."""
+def section_tables(cap, table_type, gbp) -> list:
+    """HTML report tables of ``cap`` (:class:`~riskcap.report.outputs.CapitationOutputs`, which reads
+    this module's files: not imported here): the stop-loss's who-paid-what, the risk pools and the
+    withhold earned by outcome, for the scenarios that set them."""
     out = []
     rows = []
     for sc in cap.summary["scenarios"]:
