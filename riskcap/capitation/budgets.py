@@ -21,7 +21,8 @@ lower practice_code; see :mod:`riskcap.capitation.money`):
    the envelope by one common factor, then re-allocated to the penny. With ``years: N`` the
    path over N years is also reported (each year starts from the last, same envelope).
 6. The withhold is shared in proportion to the final budgets; ``withhold_earned_pct`` of it
-   is assumed earned back in the settlement back-test.
+   is assumed earned back in the settlement back-test, or each practice earns its own share by
+   a measured outcome (``withhold_earned_by``: :mod:`riskcap.capitation.withhold`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from riskcap.capitation.money import PPM, allocate_largest_remainder, check_penc
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import PaceOfChange, Scenario
 from riskcap.capitation.tariffs import Tariffs
+from riskcap.capitation.withhold import OutcomeEarned, earned_by_outcome
 from riskcap.errors import ConfigError, DataError
 
 
@@ -55,6 +57,7 @@ class Budgets:
     withhold_earned_by_practice: np.ndarray
     cell_shares: np.ndarray  # (practices, groups): how each budget divides over need groups
     pace_path: np.ndarray | None = None  # (years, practices): budgets year by year (year 1 = budget_pence)
+    withhold_outcome: OutcomeEarned | None = None  # the withhold earned by outcome (issue 19 lever 7)
 
     @property
     def distance_from_target(self) -> np.ndarray:
@@ -144,11 +147,15 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
     withhold_p = allocate_largest_remainder(withhold, budget) if budget.sum() > 0 else np.zeros_like(budget)
     earned = div_round_half_up(withhold * scenario.withhold_earned_ppm, PPM)
     earned_p = allocate_largest_remainder(earned, withhold_p) if withhold_p.sum() > 0 else np.zeros_like(budget)
+    by_outcome = None
+    if scenario.withhold_by_outcome is not None:  # earned per practice by observed / expected outcome
+        by_outcome = earned_by_outcome(population, scenario, withhold_p)
+        earned_p = by_outcome.earned_pence
     return Budgets(
         mode_label=label, gross_pence=gross, contingency_pence=contingency, withhold_pence=withhold,
         envelope_pence=envelope, tariff_weights=tariff_w, target_pence=target, current_pence=current,
         budget_pence=budget, withhold_by_practice=withhold_p, withhold_earned_by_practice=earned_p,
-        cell_shares=shares, pace_path=path,
+        cell_shares=shares, pace_path=path, withhold_outcome=by_outcome,
     )
 
 

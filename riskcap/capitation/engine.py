@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from riskcap.capitation import accuracy
+from riskcap.capitation import accuracy, pooling, stoploss, withhold
 from riskcap.capitation.budgets import Budgets, compute_budgets
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import Scenario
@@ -29,6 +29,8 @@ class ScenarioResult:
     settlement: Settlement
     actual_cells: np.ndarray  # (practices, groups) outcome-year cost borne by practices
     pool_outturn_pence: int
+    stop_loss: stoploss.StopLossOutturn | None = None  # issue 19 lever 1 (scenario.stop_loss)
+    pooled: pooling.PooledSettlement | None = None  # issue 19 lever 2 (scenario.risk_pool)
 
     # --- headline numbers ----------------------------------------------------------
     def summary(self) -> dict:
@@ -75,7 +77,38 @@ class ScenarioResult:
             "practices_within_10pct": accuracy.share_within(s.actual_pence, s.basis_pence),
             "r_squared": accuracy.r_squared(s.actual_pence, s.basis_pence),
             "mean_abs_distance_from_target": _nanmean_abs(b.distance_from_target),
+            **self.lever_summary(),
         }
+
+    def lever_summary(self) -> dict:
+        """Summary lines of the issue 19 levers a scenario sets (none by default: outputs unchanged)."""
+        out = {}
+        if self.stop_loss is not None:
+            out.update(stoploss.summary(self.stop_loss, self.tariffs.stop_loss_loading_pence))
+        if self.pooled is not None:
+            out["risk_pool_level"] = self.scenario.risk_pool.level
+            out["risk_pools"] = int(len(self.pooled.unit_codes))
+            out["risk_pool_transfer_pence"] = int(np.abs(self.pooled.settlement.provider_share_pence
+                                                         - self.pooled.pooled_provider).sum() // 2)
+        if self.budgets.withhold_outcome is not None:
+            out["withhold_measure"] = self.scenario.withhold_by_outcome.measure
+            out["withhold_practices_earning_all"] = int(sum(f == 1 for f in self.budgets.withhold_outcome.share))
+            out["withhold_practices_earning_none"] = int(sum(f == 0 for f in self.budgets.withhold_outcome.share))
+        return out
+
+    def lever_frames(self) -> dict[str, pd.DataFrame]:
+        """Per-practice tables of the levers this scenario sets, by output name (stop_loss, risk_pools,
+        withhold_outcome)."""
+        out = {}
+        if self.stop_loss is not None:
+            out["stop_loss"] = stoploss.practice_frame(self.scenario, self.population, self.stop_loss)
+        if self.pooled is not None:
+            out["risk_pools"] = pooling.pool_frame(self.scenario, self.population, self.pooled)
+        if self.budgets.withhold_outcome is not None:
+            out["withhold_outcome"] = withhold.practice_frame(self.scenario, self.population,
+                                                              self.budgets.withhold_by_practice,
+                                                              self.budgets.withhold_outcome)
+        return out
 
     # --- tables ----------------------------------------------------------------------
     def tariffs_frame(self) -> pd.DataFrame:
@@ -212,11 +245,19 @@ def evaluate(population: Population, scenario: Scenario) -> ScenarioResult:
     tariffs = compute_tariffs(population, scenario)
     budgets = compute_budgets(population, scenario, tariffs)
     actual_cells = population.outcome
-    pool_outturn = 0
-    if tariffs.outcome_threshold_pence is not None:
+    pool_outturn, stop, pools = 0, None, None
+    if scenario.stop_loss is not None and tariffs.outcome_threshold_pence is not None:
+        stop = stoploss.outturn(population, scenario)
+        actual_cells = actual_cells - stop.pool_cells
+        pool_outturn = int(stop.pool_cells.sum())
+    elif tariffs.outcome_threshold_pence is not None:
         pooled = population.excess("outcome", tariffs.outcome_threshold_pence)
         actual_cells = actual_cells - pooled
         pool_outturn = int(pooled.sum())
     basis = budgets.budget_pence + budgets.withhold_earned_by_practice
-    settlement = settle(basis, actual_cells.sum(axis=1), scenario.corridor)
-    return ScenarioResult(scenario, population, tariffs, budgets, settlement, actual_cells, pool_outturn)
+    if scenario.risk_pool.is_default:
+        settlement = settle(basis, actual_cells.sum(axis=1), scenario.corridor)
+    else:
+        pools = pooling.settle_pooled(population, basis, actual_cells.sum(axis=1), scenario)
+        settlement = pools.settlement
+    return ScenarioResult(scenario, population, tariffs, budgets, settlement, actual_cells, pool_outturn, stop, pools)

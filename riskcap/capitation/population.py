@@ -32,6 +32,7 @@ from riskcap.capitation.accuracy import spread_sums
 from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
+from riskcap.features import LABEL
 from riskcap.schema import SETTING_CODES
 
 #: Column with a person's predicted next-year cost (GBP) in a scores file, for fair shares.
@@ -243,6 +244,8 @@ class PopulationPart:
     unregistered_pence: int = 0
     read_pence: int = 0
     spread: np.ndarray | None = None  # (2, groups, SPREAD_SUMS): outcome and tariff year (accuracy.spread)
+    pcn_codes: np.ndarray | None = None  # each practice's PCN ("" when the practices table has none)
+    emergency: np.ndarray | None = None  # (practices, groups) people with an emergency admission in the outcome year
 
     @property
     def n_people(self) -> int:
@@ -366,7 +369,9 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
                           person_cell=person_cell, person_base=person_base, person_outcome=person_outcome,
                           bad_base=int(bad_base), bad_outcome=int(bad_outcome), has_need=has_need,
                           need_missing=need_missing, need_negative=need_negative, tariff=tariff,
-                          unregistered_pence=unregistered, read_pence=read, spread=spread)
+                          unregistered_pence=unregistered, read_pence=read, spread=spread,
+                          pcn_codes=_pcn_codes(practice_codes, practices),
+                          emergency=_emergency_cells(features, person_cell, (len(practice_codes), n_groups)))
 
 
 def _with_codes(codes: np.ndarray, index: np.ndarray, more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -485,15 +490,20 @@ class PopulationBuilder:
             raise ValueError("no population parts to combine")
         parts, n_groups = self._parts, len(self.scheme.groups)
         icb = {code: i for p in parts for code, i in zip(p.practice_codes.tolist(), p.icb_codes.tolist())}
+        pcn = {code: c for p in parts if p.pcn_codes is not None
+               for code, c in zip(p.practice_codes.tolist(), p.pcn_codes.tolist())}
         codes = np.asarray(sorted(icb), dtype=object)
         for measure, what, limit in ((2, "base-year costs", MAX_PENCE), (3, f"'{PREDICTED_COST}' x list days",
                                      MAX_PRODUCT), (4, "outcome-year costs", MAX_PENCE)):
             check_pence([p.sums[measure].sum(dtype=np.float64) for p in parts], what, limit)  # before adding
         sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
+        emergency = None if any(p.emergency is None for p in parts) else np.zeros((len(codes), n_groups), np.int64)
         cell, base, outcome = self._people.everyone()
         for part, (lo, hi) in zip(parts, self._bounds):
             rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
             sums[:, rows, :] += part.sums
+            if emergency is not None:
+                emergency[rows, :] += part.emergency
             if not np.array_equal(rows, np.arange(len(codes))):
                 lut = (rows[:, None] * n_groups + np.arange(n_groups)).ravel().astype(np.int32)
                 for start in range(lo, hi, _REMAP_CHUNK):
@@ -527,6 +537,7 @@ class PopulationBuilder:
             _outcome_bad=sum(p.bad_outcome for p in parts), tariff=tariff,
             unregistered_pence=sum(p.unregistered_pence for p in parts), read_pence=sum(p.read_pence for p in parts),
             spread=None if any(p.spread is None for p in parts) else sum(p.spread for p in parts),
+            pcn_codes=np.asarray([pcn.get(c, "") for c in codes], dtype=object), emergency=emergency,
         )
 
 
@@ -581,6 +592,10 @@ class Population:
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)
+    pcn_codes: np.ndarray | None = None  # per practice, "" where unknown (risk pooling by PCN)
+    #: (practices, groups) people with an emergency admission in the outcome year, at their practice at
+    #: the index date (None without a complete y_emergency_12m column): the outcome withhold's measure
+    emergency: np.ndarray | None = None
 
     @property
     def n_people(self) -> int:
@@ -774,6 +789,26 @@ def _icb_codes(practice_codes: np.ndarray, practices: pd.DataFrame | None) -> np
         return np.full(len(practice_codes), "UNKNOWN", dtype=object)
     lookup = dict(zip(practices["practice_code"].astype(str), practices["icb_code"].astype(str)))
     return np.array([lookup.get(str(p), "UNKNOWN") for p in practice_codes], dtype=object)
+
+
+def _emergency_cells(features: pd.DataFrame, person_cell: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """People with an emergency admission in the outcome year (``y_emergency_12m``) per cell, or None
+    when the column is missing or incomplete."""
+    if LABEL not in features.columns:
+        return None
+    flag = _float_column(features, LABEL)
+    if np.isnan(flag).any():
+        return None
+    return np.bincount(person_cell, weights=flag > 0, minlength=shape[0] * shape[1]).astype(np.int64).reshape(shape)
+
+
+def _pcn_codes(practice_codes: np.ndarray, practices: pd.DataFrame | None) -> np.ndarray:
+    """Each practice's ``pcn_code`` from the practices table ("" where it has none)."""
+    if practices is None or "pcn_code" not in getattr(practices, "columns", ()):
+        return np.full(len(practice_codes), "", dtype=object)
+    known = practices[practices["pcn_code"].notna()]
+    lookup = dict(zip(known["practice_code"].astype(str), known["pcn_code"].astype(str).str.strip()))
+    return np.array([lookup.get(str(p), "") for p in practice_codes], dtype=object)
 
 
 #: Accepted names of the predicted next-year cost column in a scores file.

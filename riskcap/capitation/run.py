@@ -14,6 +14,9 @@ Output folder layout::
     OUT/settlement.parquet|csv  per-practice settlement; settlement_icb.csv per ICB
     OUT/accuracy.csv            predictive ratios by need group and overall
     OUT/pace_path.csv           budgets year by year for scenarios with a pace of change
+    OUT/stop_loss.csv           scenarios with a stop-loss: per practice, who paid the costs above it
+    OUT/risk_pools.csv          scenarios with risk pooling or widened bands: each practice's pool settlement
+    OUT/withhold_outcome.csv    scenarios earning the withhold by outcome: each practice's observed, expected, earned
     OUT/practices_without_people.csv  practices with no one on their list in the outcome year, and why
     OUT/scenarios/<name>/       the same tables for one scenario, its summary.json and scenario.yaml
     OUT/need_groups/<scheme>.parquet  each person's need group (person_id, practice_code, need_group)
@@ -72,6 +75,8 @@ class RunResult:
     #: practices of the practices table with no one on their list in the outcome year, and why
     practices_without_people: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["practice_code", "icb_code", "reason"]))
+    #: per-practice tables of the issue 19 levers scenarios set (stop_loss, risk_pools, withhold_outcome)
+    levers: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def summary(self, inputs: dict | None = None) -> dict:
         return {
@@ -481,8 +486,17 @@ def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, P
         accuracy=pd.concat([r.accuracy_frame() for r in results], ignore_index=True),
         pace_path=pd.concat([r.pace_path_frame() for r in results if r.budgets.pace_path is not None]
                             or [results[0].pace_path_frame()], ignore_index=True),
-        comparison=comparison, practices_without_people=without,
+        comparison=comparison, practices_without_people=without, levers=_lever_tables(results),
     )
+
+
+def _lever_tables(results: list[ScenarioResult]) -> dict[str, pd.DataFrame]:
+    """The levers' per-practice tables over every scenario that sets them (none by default)."""
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for result in results:
+        for name, frame in result.lever_frames().items():
+            frames.setdefault(name, []).append(frame)
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()}
 
 
 def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -> Path:
@@ -498,6 +512,8 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
     write_csv(run.practices_without_people, out / "practices_without_people.csv")
     if len(run.pace_path):
         write_csv(run.pace_path, out / "pace_path.csv")
+    for name, frame in run.levers.items():
+        write_csv(frame, out / f"{name}.csv")
     write_json(run.summary(inputs), out / "summary.json")
     for result in run.results:
         name = result.scenario.name
@@ -510,6 +526,8 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             write_csv(part, folder / f"{table}.csv")
         if result.budgets.pace_path is not None:
             write_csv(result.pace_path_frame(), folder / "pace_path.csv")
+        for table, frame in result.lever_frames().items():
+            write_csv(frame, folder / f"{table}.csv")
         write_json({"inputs": inputs or {}, "source": result.scenario.source, **result.summary()},
                    folder / "summary.json")
         with atomic_path(folder / "scenario.yaml") as tmp:

@@ -50,13 +50,25 @@ DEFAULTS: dict = {
         "contingency_pct": 0,
         "outcome_withhold_pct": 0,
         "withhold_earned_pct": 100,
+        "withhold_earned_by": None,  # issue 19 lever 7: see WITHHOLD_OUTCOME_DEFAULTS
     },
     "corridor": None,
+    "stop_loss": None,  # issue 19 lever 1: see STOP_LOSS_DEFAULTS
+    "risk_pool": None,  # issue 19 lever 2: see RISK_POOL_DEFAULTS
 }
 PACE_DEFAULTS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1}
 _CORRIDOR_KEYS = {"overspend", "underspend", "loss_share_pct", "gain_share_pct",
                   "provider_loss_cap_pct", "provider_gain_cap_pct", "payer_exposure_cap_pct"}
 _TIER_KEYS = {"from_pct", "to_pct", "payer_share_pct"}
+#: ``stop_loss`` keys (a section that is absent, null or has ``attachment_gbp: null`` is off).
+STOP_LOSS_DEFAULTS = {"attachment_gbp": None, "pool_share_pct": 100, "practice_cap_gbp": None}
+POOL_LEVELS = ("practice", "pcn", "icb")
+#: ``risk_pool`` keys (absent or null: each practice settles alone, corridor bands as written).
+RISK_POOL_DEFAULTS = {"level": "practice", "widen_by_size": None}
+WIDEN_DEFAULTS = {"reference_list_size": None, "max_factor": 4}
+OUTCOME_MEASURES = ("emergency_admissions",)
+#: ``top_slices.withhold_earned_by`` keys: the withhold earned per practice from a measured outcome.
+WITHHOLD_OUTCOME_DEFAULTS = {"measure": "emergency_admissions", "full_at_ratio": 0.95, "none_at_ratio": 1.10}
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,40 @@ class PaceOfChange:
 
 
 @dataclass(frozen=True)
+class StopLoss:
+    """Stop-loss / high-cost pool: above ``attachment`` pence a person-year, the pool pays
+    ``pool_share`` of the cost; a practice bears at most ``practice_cap`` pence of the rest."""
+
+    attachment_pence: int  # outcome-year (contract) prices
+    pool_share_ppm: int
+    practice_cap_pence: int | None = None
+
+
+@dataclass(frozen=True)
+class RiskPool:
+    """Which unit a corridor settles (practice, PCN or ICB) and the optional 1/sqrt(list size)
+    widening of corridor bands below ``reference_list_size`` people (at most ``max_factor``)."""
+
+    level: str = "practice"
+    reference_list_size: int | None = None
+    max_factor_ppm: int = 4 * PPM
+
+    @property
+    def is_default(self) -> bool:
+        return self.level == "practice" and self.reference_list_size is None
+
+
+@dataclass(frozen=True)
+class WithholdByOutcome:
+    """Each practice earns its withhold back by observed / expected outcome: all at or below
+    ``full_at`` (a ratio), none at or above ``none_at``, in a straight line between."""
+
+    measure: str
+    full_at: Fraction
+    none_at: Fraction
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated capitation scenario (see :data:`DEFAULTS` for the YAML keys)."""
 
@@ -119,6 +165,9 @@ class Scenario:
     source: str
     raw: dict
     base_dir: str | None = None  # folder of the scenario file: relative need_groups paths start here
+    stop_loss: StopLoss | None = None
+    risk_pool: RiskPool = RiskPool()
+    withhold_by_outcome: WithholdByOutcome | None = None
 
     @property
     def scheme_location(self) -> str:
@@ -289,8 +338,11 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     contingency = r.pct(s, "contingency_pct", "top_slices.contingency_pct", 0, 50, 0)
     withhold = r.pct(s, "outcome_withhold_pct", "top_slices.outcome_withhold_pct", 0, 50, 0)
     earned = r.pct(s, "withhold_earned_pct", "top_slices.withhold_earned_pct", 0, 100, 100)
+    by_outcome = _parse_withhold_by_outcome(r, s)
 
     corridor = _parse_corridor(r, top.get("corridor"))
+    stop_loss = _parse_stop_loss(r, top.get("stop_loss"), cap)
+    risk_pool = _parse_risk_pool(r, top.get("risk_pool"))
     return Scenario(
         name=name, description=r.text(top, "description", "description", ""), need_groups=need_groups,
         settings=tuple(settings), cap_percentile=cap, excess=excess, demographic_growth_ppm=growth,
@@ -298,7 +350,8 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
         envelope_pence=None if envelope_gbp is None else gbp_to_pence(envelope_gbp), need=need,
         tariff_weight_ppm=tariff_weight, pace_of_change=pace, contingency_ppm=contingency,
         outcome_withhold_ppm=withhold, withhold_earned_ppm=earned, corridor=corridor, source=source,
-        raw=copy.deepcopy(data), base_dir=base_dir,
+        raw=copy.deepcopy(data), base_dir=base_dir, stop_loss=stop_loss, risk_pool=risk_pool,
+        withhold_by_outcome=by_outcome,
     )
 
 
@@ -350,3 +403,54 @@ def _parse_tiers(r: _Reader, data, key: str) -> tuple[CorridorTier, ...]:
         tiers.append(CorridorTier(lo, hi, share))
         expected_from = hi
     return tuple(tiers)
+
+
+# --- issue 19 levers: stop-loss (1) and risk pooling (2) ----------------------------------
+
+def _parse_stop_loss(r: _Reader, data, cap_percentile) -> StopLoss | None:
+    sl = r.section(data, "stop_loss", STOP_LOSS_DEFAULTS)
+    if not sl:  # absent or null: off (and a sweep's 1,000 variants pay nothing for it)
+        return None
+    attachment = r.number(sl, "attachment_gbp", "stop_loss.attachment_gbp", 0, 1e9, nullable=True, lo_open=True)
+    share = r.pct(sl, "pool_share_pct", "stop_loss.pool_share_pct", 0, 100, 100)
+    cap = r.number(sl, "practice_cap_gbp", "stop_loss.practice_cap_gbp", 0, 1e12, nullable=True)
+    if attachment is None:
+        if sl.get("practice_cap_gbp") is not None:
+            r.fail("stop_loss.practice_cap_gbp", "needs stop_loss.attachment_gbp (GBP per person-year)")
+        return None
+    if gbp_to_pence(attachment) == 0:
+        r.fail("stop_loss.attachment_gbp", f"{attachment!r} rounds to 0 pence; allowed: at least 0.005, in pounds")
+    if cap_percentile is not None:
+        r.fail("stop_loss.attachment_gbp", "a stop-loss and tariff.cap_percentile are two high-cost pools; "
+                                           "set one of them (tariff.cap_percentile: null)")
+    return StopLoss(gbp_to_pence(attachment), share, None if cap is None else gbp_to_pence(cap))
+
+
+def _parse_risk_pool(r: _Reader, data) -> RiskPool:
+    rp = r.section(data, "risk_pool", RISK_POOL_DEFAULTS)
+    level = r.choice(rp, "level", "risk_pool.level", POOL_LEVELS, "practice")
+    if rp.get("widen_by_size") is None:
+        return RiskPool(level)
+    w = r.section(rp["widen_by_size"], "risk_pool.widen_by_size", WIDEN_DEFAULTS)
+    size = r.number(w, "reference_list_size", "risk_pool.widen_by_size.reference_list_size", 1, 1e8)
+    if not float(size).is_integer():
+        r.fail("risk_pool.widen_by_size.reference_list_size", f"{size!r} is not a whole number of people; "
+                                                             "allowed: 1 to 100000000")
+    factor = r.pct(w, "max_factor", "risk_pool.widen_by_size.max_factor", 1, 10, 4)  # to 4 decimals: x 10,000
+    return RiskPool(level, int(size), factor * 100)
+
+
+def _parse_withhold_by_outcome(r: _Reader, top_slices: dict) -> WithholdByOutcome | None:
+    key = "top_slices.withhold_earned_by"
+    if top_slices.get("withhold_earned_by") is None:
+        return None
+    w = r.section(top_slices["withhold_earned_by"], key, WITHHOLD_OUTCOME_DEFAULTS)
+    if top_slices.get("withhold_earned_pct") is not None:
+        r.fail("top_slices.withhold_earned_pct", "give either withhold_earned_pct (the same share everywhere) or "
+                                                 "withhold_earned_by (earned per practice by outcome), not both")
+    measure = r.choice(w, "measure", f"{key}.measure", OUTCOME_MEASURES, "emergency_admissions")
+    full = r.number(w, "full_at_ratio", f"{key}.full_at_ratio", 0, 10, 0.95)
+    none = r.number(w, "none_at_ratio", f"{key}.none_at_ratio", 0, 10, 1.10)
+    if none <= full:
+        r.fail(f"{key}.none_at_ratio", f"{none!r} must be above full_at_ratio ({full!r})")
+    return WithholdByOutcome(measure, Fraction(str(full)), Fraction(str(none)))

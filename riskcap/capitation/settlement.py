@@ -37,22 +37,30 @@ class Settlement:
     provider_share_pence: np.ndarray
 
 
-def _tiered(x: np.ndarray, basis: np.ndarray, tiers: tuple[CorridorTier, ...]) -> np.ndarray:
+def _tiered(x: np.ndarray, basis: np.ndarray, tiers: tuple[CorridorTier, ...], widen_ppm=None) -> np.ndarray:
     numerator = np.zeros_like(x)
     for tier in tiers:
-        lo = basis * tier.from_ppm // PPM
+        lo = basis * _band(tier.from_ppm, widen_ppm) // PPM
         part = np.maximum(x - lo, 0)
         if tier.to_ppm is not None:
-            part = np.minimum(part, basis * tier.to_ppm // PPM - lo)
+            part = np.minimum(part, basis * _band(tier.to_ppm, widen_ppm) // PPM - lo)
         numerator += part * tier.payer_share_ppm
     return div_round_half_up_array(numerator, PPM)
 
 
-def settle(basis: np.ndarray, actual: np.ndarray, corridor: Corridor) -> Settlement:
-    """Share each practice's variance between payer (commissioner) and provider.
+def _band(bound_ppm: int, widen_ppm):
+    """A tier bound (ppm of basis), widened per unit by ``widen_ppm`` (a factor in ppm) when given."""
+    return bound_ppm if widen_ppm is None else bound_ppm * widen_ppm // PPM
 
-    Products of pence and parts per million are exact: when they could pass int64 (budgets of
-    billions of pounds with tiers up to 1,000 %), the sums are done in Python integers.
+
+def settle(basis: np.ndarray, actual: np.ndarray, corridor: Corridor, widen_ppm: np.ndarray | None = None
+           ) -> Settlement:
+    """Share each unit's (practice's) variance between payer (commissioner) and provider.
+
+    ``widen_ppm`` (a factor per unit, parts per million) scales every tier's bounds:
+    ``bound = floor(from_ppm x widen / 10^6)`` ppm of basis (capitation/pooling.py). Products
+    of pence and parts per million are exact: when they could pass int64 (budgets of billions
+    of pounds with tiers up to 1,000 %), the sums are done in Python integers.
     """
     basis = np.asarray(basis, dtype=np.int64)
     actual = np.asarray(actual, dtype=np.int64)
@@ -60,12 +68,15 @@ def settle(basis: np.ndarray, actual: np.ndarray, corridor: Corridor) -> Settlem
     check_pence(actual, "outcome-year costs")
     biggest = max(float(np.abs(basis.astype(np.float64)).max(initial=0)),
                   float(np.abs(actual.astype(np.float64)).max(initial=0)))
-    if 2 * biggest * _largest_ppm(corridor) >= MAX_PRODUCT:
+    widest = 1.0 if widen_ppm is None else max(1.0, float(np.max(widen_ppm, initial=PPM)) / PPM)
+    if 2 * biggest * _largest_ppm(corridor) * widest >= MAX_PRODUCT:
         basis, actual = basis.astype(object), actual.astype(object)
+        widen_ppm = None if widen_ppm is None else np.asarray(widen_ppm).astype(object)
     variance = actual - basis
     x = np.abs(variance)
     over = variance > 0
-    payer = np.where(over, _tiered(x, basis, corridor.overspend), _tiered(x, basis, corridor.underspend))
+    payer = np.where(over, _tiered(x, basis, corridor.overspend, widen_ppm),
+                     _tiered(x, basis, corridor.underspend, widen_ppm))
     provider = x - payer
     if corridor.provider_loss_cap_ppm is not None:
         shift = np.where(over, np.maximum(provider - basis * corridor.provider_loss_cap_ppm // PPM, 0), 0)

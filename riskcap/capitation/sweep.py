@@ -20,6 +20,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from riskcap.capitation import stoploss
 from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import Population
 from riskcap.capitation.scenario import Scenario
@@ -122,14 +123,19 @@ def _gather_tails_once(population: Population, scenarios: list[Scenario]) -> Non
                   for s in scenarios if s.cap_percentile is not None and s.excess == "pool"]
     if thresholds:
         population.excess("outcome", min(thresholds))
+    stop_losses = [s for s in scenarios if s.stop_loss is not None]
+    if stop_losses:  # the lowest attachment points, in each year's prices
+        population.excess("tariff", min(stoploss.tariff_attachment(s) for s in stop_losses))
+        population.excess("outcome", min(s.stop_loss.attachment_pence for s in stop_losses))
 
 
 def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list]]) -> pd.DataFrame:
     """Evaluate every combination of ``axes`` on ``base``; one row per combination.
 
     Columns: ``combination`` (0-based), one per axis key (the value as given), the headline
-    numbers of :meth:`~riskcap.capitation.engine.ScenarioResult.summary` and
-    ``tariff_<group>_pence`` per need group.
+    numbers of :meth:`~riskcap.capitation.engine.ScenarioResult.summary` (with the lines of the
+    levers a combination sets: :meth:`~riskcap.capitation.engine.ScenarioResult.lever_summary`)
+    and ``tariff_<group>_pence`` per need group.
     """
     if not axes:
         raise ConfigError("a sweep needs at least one --vary KEY=VALUES axis")
@@ -152,6 +158,7 @@ def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list
         for a, (k, j) in enumerate(zip(keys, combo)):
             row[k] = axes[a][1][j]
         row.update({c: summary[c] for c in SUMMARY_COLUMNS})
+        row.update(result.lever_summary())  # issue 19 levers' lines, only where a combination sets them
         row.update({f"tariff_{g}_pence": int(t) for g, t in zip(population.scheme.group_ids, result.tariffs.tariff_pence)})
         rows.append(row)
     frame = pd.DataFrame(rows)

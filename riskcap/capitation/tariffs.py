@@ -26,6 +26,7 @@ import numpy as np
 from riskcap.capitation.money import PPM, check_pence, div_round_half_up
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import Scenario
+from riskcap.capitation import stoploss
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Tariffs:
     cap_pence: int | None  # the individual cap (tariff-year prices)
     outcome_threshold_pence: int | None  # the pool threshold in outcome-year prices (pool only)
     pool_funding_pence: int
+    stop_loss_loading_pence: int = 0  # added to every priced tariff (capitation/stoploss.py)
 
 
 def compute_outcome_threshold(cap_pence: int, scenario: Scenario) -> int:
@@ -60,15 +62,22 @@ def compute_tariffs(population: Population, scenario: Scenario) -> Tariffs:
         excess = population.excess("tariff", cap)
         if scenario.excess == "pool":
             threshold = compute_outcome_threshold(cap, scenario)
+    if scenario.stop_loss is not None and basis.people.sum():  # a pound attachment point instead
+        cap, threshold = stoploss.tariff_attachment(scenario), scenario.stop_loss.attachment_pence
+        excess = population.excess("tariff", cap)
     capped = base - excess
     uplift = scenario.uplift
     tariff = [div_round_half_up(int(total) * DAYS_IN_YEAR * uplift.numerator, int(d) * uplift.denominator) if d else 0
               for total, d in zip(capped.tolist(), days.tolist())]
-    check_pence(np.array(tariff, dtype=np.float64), f"scenario '{scenario.name}': group tariffs (uplifted)")
-    tariff = np.array(tariff, dtype=np.int64)
     pool = div_round_half_up(int(excess.sum()) * uplift.numerator, uplift.denominator) \
         if threshold is not None else 0
+    loading = 0
+    if scenario.stop_loss is not None and threshold is not None:  # the pool takes its share only
+        pool, loading = stoploss.funding(int(excess.sum()), int(days.sum()), scenario)
+        tariff = [t + loading if d else 0 for t, d in zip(tariff, days.tolist())]
+    check_pence(np.array(tariff, dtype=np.float64), f"scenario '{scenario.name}': group tariffs (uplifted)")
+    tariff = np.array(tariff, dtype=np.int64)
     check_pence(pool, f"scenario '{scenario.name}': high-cost pool funding (uplifted)")
     return Tariffs(method=basis.method, people=basis.people, days=days, base_pence=base, capped_pence=capped,
                    excess_pence=excess, tariff_pence=tariff, cap_pence=cap, outcome_threshold_pence=threshold,
-                   pool_funding_pence=pool)
+                   pool_funding_pence=pool, stop_loss_loading_pence=loading)

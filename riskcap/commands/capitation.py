@@ -112,7 +112,9 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
     practice budgets cover the outcome year (pro-rated by days on the list) and add up to the
     envelope to the penny; settlement back-tests them against the outcome year's actual costs.
     Writes budgets, tariffs, settlement, accuracy (parquet and CSV), summary.json and one
-    folder per scenario; the first scenario named baseline (else the first) is the baseline.
+    folder per scenario (plus stop_loss.csv, risk_pools.csv or withhold_outcome.csv when a
+    scenario sets those levers, e.g. stop_loss_50k, pcn_pooled, withhold_by_admissions);
+    the first scenario named baseline (else the first) is the baseline.
     People are read, checked and aggregated one partition (a person_id range) at a time, so
     memory stays bounded; CSV data are loaded whole (with a warning).
 

@@ -33,6 +33,7 @@ from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.io import read_optional_table, read_table, table_path
 from riskcap.names import is_safe_name
+from riskcap.report.levers import read_lever_tables
 from riskcap.schema import CONDITIONS
 from riskcap.untrusted import read_output
 
@@ -76,6 +77,7 @@ class CapitationOutputs:
     settlement: pd.DataFrame
     accuracy: pd.DataFrame
     scenarios: dict[str, dict]  # name -> {"summary": ..., "raw": scenario.yaml mapping}
+    levers: dict[str, pd.DataFrame] = field(default_factory=dict)  # optional tables (report/levers.py)
 
     @property
     def baseline(self) -> str:
@@ -278,7 +280,8 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
             except ConfigError as exc:
                 raise DataError(str(exc)) from exc
         scenarios[name] = {"summary": s, "raw": raw}
-    return CapitationOutputs(summary=summary, scenarios=scenarios, **tables)
+    return CapitationOutputs(summary=summary, scenarios=scenarios, **tables,
+                             levers=read_lever_tables(folder, _csv, _require))
 
 
 def _index_date(run_dir: Path, metrics: dict, capitation: CapitationOutputs | None, casefinding: dict | None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from riskcap.report import plots
+from riskcap.report import levers, plots
 from riskcap.report.outputs import (ENGLAND_SHARE_18_PLUS, ENGLAND_SHARE_65_PLUS, MODEL_KINDS, RISK_KINDS,
                                     RunOutputs)
 
@@ -519,6 +519,7 @@ def settlement_section(run: RunOutputs) -> Section:
         rows, [False] + [True] * 8,
         "Commissioner balance: planned spend (budgets, top-slices and pool funding) minus what it paid out; "
         "negative means it paid more than planned."))
+    s.tables.extend(levers.section_tables(cap, Table, gbp))  # issue 19: stop-loss, risk pools (when set)
     return s
 
 

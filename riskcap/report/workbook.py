@@ -12,6 +12,9 @@ Sheets, in order:
 - ``Settlement``: each scenario's per-practice settlement (predictive ratio per practice);
 - ``Accuracy``: each scenario's predictive ratio by need group and overall, with its noise
   and the tariff method that priced it;
+- ``Stop-loss``, ``Risk pools`` and ``Withhold by outcome`` (only when a scenario sets them,
+  issue 19): per practice, who paid the costs above the attachment point; each practice's pool
+  settlement; its observed and expected outcome and the withhold it earned;
 - ``Assumptions``: every scenario parameter (dotted keys, defaults filled in) side by side,
   the run's dates and the SHA-256 of every data and model file.
 
@@ -30,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
+from riskcap.capitation.scenario import (DEFAULTS, PACE_DEFAULTS, RISK_POOL_DEFAULTS, STOP_LOSS_DEFAULTS,
+                                        WITHHOLD_OUTCOME_DEFAULTS)
+from riskcap.report import levers
 from riskcap.io import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
 from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes
@@ -41,7 +46,7 @@ PCT = "0.0%"
 PCT2 = "0.00%"
 RATIO = "0.000"
 INT = "#,##0"
-FIXED_SHEETS = ("Comparison", "Tariffs", "Settlement", "Accuracy", "Assumptions")
+FIXED_SHEETS = ("Comparison", "Tariffs", "Settlement", "Accuracy", "Assumptions", *levers.SHEETS.values())
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 _ABSENT = object()
 
@@ -280,6 +285,17 @@ def scenario_parameters(raw: dict, summary: dict) -> dict[str, object]:
     pace = merged.get("budget", {}).get("pace_of_change")
     if isinstance(pace, dict):
         merged["budget"]["pace_of_change"] = {**PACE_DEFAULTS, **pace}
+    for key, defaults in (("stop_loss", STOP_LOSS_DEFAULTS), ("risk_pool", RISK_POOL_DEFAULTS)):  # issue 19
+        if isinstance(merged.get(key), dict):
+            merged[key] = {**defaults, **merged[key]}
+        else:  # not set: not listed, as before the levers existed
+            merged.pop(key, None)
+    slices = merged.get("top_slices", {})
+    if isinstance(slices.get("withhold_earned_by"), dict):
+        slices["withhold_earned_by"] = {**WITHHOLD_OUTCOME_DEFAULTS, **slices["withhold_earned_by"]}
+        slices.pop("withhold_earned_pct", None)  # not used: earned per practice by outcome
+    else:
+        slices.pop("withhold_earned_by", None)
     merged["settings"] = list(summary.get("settings", merged.get("settings", [])))
     if merged.get("corridor") is None:
         merged["corridor"] = "none (practices bear all variance)"
@@ -440,6 +456,10 @@ def workbook_bytes(run: RunOutputs) -> bytes:
         accuracy = wb.create_sheet("Accuracy")
         columns = [c for c in ACCURACY_COLUMNS if callable(c.source) or c.source in cap.accuracy]
         _finish(accuracy, len(columns), _write_table(accuracy, cap.accuracy, columns), freeze="D2")
+        lever_columns = levers.sheet_columns(Column, GBP, INT, RATIO)
+        for name, frame in cap.levers.items():  # issue 19 levers, only when a scenario sets them
+            sheet = wb.create_sheet(levers.SHEETS[name])
+            _finish(sheet, len(lever_columns[name]), _write_table(sheet, frame, lever_columns[name]), freeze="C2")
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
     return saved_bytes(wb)
