@@ -25,11 +25,14 @@ lower practice_code; see :mod:`riskcap.capitation.money`):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
 
+from riskcap.capitation.components import ComponentSplit, split_components
+from riskcap.capitation.inequalities import adjustment
 from riskcap.capitation.money import PPM, allocate_largest_remainder, check_pence, checked_product, div_round_half_up
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import PaceOfChange, Scenario
@@ -55,6 +58,8 @@ class Budgets:
     withhold_earned_by_practice: np.ndarray
     cell_shares: np.ndarray  # (practices, groups): how each budget divides over need groups
     pace_path: np.ndarray | None = None  # (years, practices): budgets year by year (year 1 = budget_pence)
+    components: ComponentSplit | None = None  # budget.components: the component budgets
+    inequalities: dict | None = None  # budget.inequalities: what the adjustment did (InequalityAdjustment.summary)
 
     @property
     def distance_from_target(self) -> np.ndarray:
@@ -94,8 +99,10 @@ def _row_shares(cells: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, cells / totals, 0.0)
 
 
-def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs) -> Budgets:
-    """Practice budgets for ``scenario`` from its tariffs (see the module docstring)."""
+def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs,
+                    components: dict | None = None) -> Budgets:
+    """Practice budgets for ``scenario`` from its tariffs (see the module docstring);
+    ``components``: the populations of its component budgets by settings (:mod:`.components`)."""
     tariff_cells = checked_product(population.list_days, tariffs.tariff_pence[None, :], "tariffs x list days")
     _check_weights(tariff_cells.sum(axis=1), "tariff x list days")
     tariff_w = tariff_cells.sum(axis=1)
@@ -109,13 +116,22 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
     withhold = div_round_half_up(gross * scenario.outcome_withhold_ppm, PPM)
     envelope = gross - contingency - withhold
 
+    ineq = scenario.inequalities
+    by_tariff_w, adjusted = tariff_w, []
+    if ineq is not None and ineq.apply_to == "tariffs":
+        adjusted.append(adjustment(population, scenario, "tariffs", tariffs.tariff_pence))
+        by_tariff_w = adjusted[-1].weights
     if scenario.mode == "tariff":
-        target = _share(envelope, tariff_w, scenario, "tariff x list days")
+        target = _share(envelope, by_tariff_w, scenario, "tariff x list days")
         shares = _row_shares(tariff_cells)
     else:
         need_cells, need_label = _need_cells(population, scenario, tariff_cells)
         need_w = need_cells.sum(axis=1)
         _check_weights(need_w, "need x list days")
+        if ineq is not None and ineq.apply_to == "fair_shares":
+            adjusted.append(adjustment(population, scenario, "fair_shares", tariffs.tariff_pence,
+                                       need_is_tariff=need_cells is tariff_cells))
+            need_w = adjusted[-1].weights
         fair = _share(envelope, need_w, scenario, f"{need_label} x list days")
         if scenario.mode == "fair_shares":
             target, shares = fair, _row_shares(need_cells)
@@ -124,7 +140,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
             a = scenario.tariff_weight_ppm
             g = gcd(a, PPM - a) or 1
             wa, wb = a // g, (PPM - a) // g
-            by_tariff = _share(envelope, tariff_w, scenario, "tariff x list days")
+            by_tariff = _share(envelope, by_tariff_w, scenario, "tariff x list days")
             weights = (checked_product(by_tariff, wa, "blend weights", 2**61)
                        + checked_product(fair, wb, "blend weights", 2**61))
             _check_weights(weights, "blend weights")
@@ -133,6 +149,16 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
             shares = alpha * _row_shares(tariff_cells) + (1 - alpha) * _row_shares(need_cells)
             label = f"blend ({a / 10_000:g}% tariff, {100 - a / 10_000:g}% fair shares by {need_label})"
 
+    inequalities = None
+    if adjusted:  # the money the adjustment moved: targets with it against targets without
+        plain = compute_budgets(population, dataclasses.replace(scenario, inequalities=None, components=(),
+                                                                pace_of_change=None), tariffs)
+        inequalities = adjusted[0].summary(envelope, plain.target_pence, target)
+    split = None
+    if scenario.components:  # the components' own need bases replace the mode's split of the envelope
+        split, component_cells = split_components(envelope, scenario, population, components or {})
+        target, shares = split.target, split.cell_shares(component_cells)
+        label = f"{label}; components: " + ", ".join(f"{n} by {need}" for n, need in zip(split.names, split.needs))
     base_w = population.base.sum(axis=1)
     current = allocate_largest_remainder(envelope, base_w) if base_w.sum() > 0 else target.copy()
     budget, path = target, None
@@ -149,6 +175,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         envelope_pence=envelope, tariff_weights=tariff_w, target_pence=target, current_pence=current,
         budget_pence=budget, withhold_by_practice=withhold_p, withhold_earned_by_practice=earned_p,
         cell_shares=shares, pace_path=path,
+        components=None if split is None else split.with_budgets(budget), inequalities=inequalities,
     )
 
 

@@ -37,7 +37,7 @@ class ScenarioResult:
         people = self.population.n_people
         withhold_earned = int(b.withhold_earned_by_practice.sum())
         payer = int(s.payer_share_pence.sum())
-        return {
+        out = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "need_groups": self.population.scheme.name,
@@ -76,6 +76,22 @@ class ScenarioResult:
             "r_squared": accuracy.r_squared(s.actual_pence, s.basis_pence),
             "mean_abs_distance_from_target": _nanmean_abs(b.distance_from_target),
         }
+        out.update(self.lever_summary())
+        return out
+
+    def lever_summary(self) -> dict:
+        """Issue 19 levers B, only for a scenario that sets them (others' summaries are unchanged)."""
+        b, out = self.budgets, {}
+        if b.components is not None:
+            out["components"] = b.components.summary()
+        if b.inequalities is not None:
+            out["inequalities"] = b.inequalities
+        return out
+
+    def components_frame(self) -> pd.DataFrame | None:
+        """Component budgets per practice (None without components)."""
+        split = self.budgets.components
+        return None if split is None else split.frame(self.scenario.name, self.population.practice_codes)
 
     # --- tables ----------------------------------------------------------------------
     def tariffs_frame(self) -> pd.DataFrame:
@@ -204,13 +220,14 @@ def _nanmean_abs(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
-def evaluate(population: Population, scenario: Scenario) -> ScenarioResult:
-    """Run one scenario on a grouped population (settings must match the population's)."""
+def evaluate(population: Population, scenario: Scenario, components: dict | None = None) -> ScenarioResult:
+    """Run one scenario on a grouped population (settings must match the population's);
+    ``components``: the populations of its component budgets by settings, if it has them."""
     if tuple(scenario.settings) != tuple(population.settings):
         raise ValueError(f"scenario '{scenario.name}' has settings {scenario.settings} but the population "
                          f"was costed over {population.settings}")
     tariffs = compute_tariffs(population, scenario)
-    budgets = compute_budgets(population, scenario, tariffs)
+    budgets = compute_budgets(population, scenario, tariffs, components)
     actual_cells = population.outcome
     pool_outturn = 0
     if tariffs.outcome_threshold_pence is not None:

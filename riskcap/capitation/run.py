@@ -14,6 +14,7 @@ Output folder layout::
     OUT/settlement.parquet|csv  per-practice settlement; settlement_icb.csv per ICB
     OUT/accuracy.csv            predictive ratios by need group and overall
     OUT/pace_path.csv           budgets year by year for scenarios with a pace of change
+    OUT/components.csv          component budgets per practice for scenarios with budget.components
     OUT/practices_without_people.csv  practices with no one on their list in the outcome year, and why
     OUT/scenarios/<name>/       the same tables for one scenario, its summary.json and scenario.yaml
     OUT/need_groups/<scheme>.parquet  each person's need group (person_id, practice_code, need_group)
@@ -98,14 +99,18 @@ class RunPlan:
 
     schemes: dict[str, NeedGroupScheme]
     keys: tuple[Key, ...]
+    deprivation: bool = False  # also sum list days and need by IMD decile (the inequalities adjustment)
 
     def first_key(self, where: str) -> Key:
         """The first key of scheme ``where`` (its parts carry the scheme's grouping)."""
         return next(k for k in self.keys if k[0] == where)
 
 
-def plan_run(scenarios: list[Scenario]) -> RunPlan:
-    """Check the scenarios (at least one, unique names) and load their schemes (unique names)."""
+def plan_run(scenarios: list[Scenario], deprivation: bool = False) -> RunPlan:
+    """Check the scenarios (at least one, unique names) and load their schemes (unique names).
+
+    Each scenario's component budgets add a key per component's settings; ``deprivation`` (or
+    any scenario's inequalities adjustment) asks for the populations' IMD-decile sums."""
     if not scenarios:
         raise ConfigError("no scenarios to run")
     names = [s.name for s in scenarios]
@@ -124,9 +129,10 @@ def plan_run(scenarios: list[Scenario]) -> RunPlan:
                 raise ConfigError(f"need-group schemes {clash} and {where} are both named '{scheme.name}'; "
                                   "scheme names must be unique within a run")
             schemes[where] = scheme
-        if (where, scenario.settings) not in keys:
-            keys.append((where, scenario.settings))
-    return RunPlan(schemes, tuple(keys))
+        for settings in (scenario.settings, *(c.settings for c in scenario.components)):
+            if (where, settings) not in keys:
+                keys.append((where, settings))
+    return RunPlan(schemes, tuple(keys), deprivation or any(s.inequalities is not None for s in scenarios))
 
 
 @dataclass
@@ -162,7 +168,7 @@ def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.Dat
             groups[where] = assign_need_groups(features, scheme)
         tariff = None if exposure is None else tariff_basis(exposure, scheme, settings, tariff_groups[where])
         parts[(where, settings)] = population_part(features, scheme, settings, practices, groups[where],
-                                                   exposure=exposure, tariff=tariff)
+                                                   exposure=exposure, tariff=tariff, deprivation=plan.deprivation)
     return RunPart(features["person_id"].to_numpy(dtype=np.int64, copy=True), parts)
 
 
@@ -429,12 +435,18 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
     return run
 
 
+def component_populations(populations: dict[Key, Population], scenario: Scenario) -> dict[tuple, Population]:
+    """The populations of ``scenario``'s component budgets, by their settings (empty without)."""
+    return {c.settings: populations[(scenario.scheme_location, c.settings)] for c in scenario.components}
+
+
 def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population],
               notes: pd.DataFrame | None = None) -> RunResult:
     """Evaluate every scenario on its population and build the comparison tables (``notes``:
     :func:`practice_notes`, for the practices' list changes and those without people)."""
     names = [s.name for s in scenarios]
-    results = [evaluate(populations[(s.scheme_location, s.settings)], s) for s in scenarios]
+    results = [evaluate(populations[(s.scheme_location, s.settings)], s, component_populations(populations, s))
+               for s in scenarios]
     baseline = "baseline" if "baseline" in names else names[0]
     base = next(r for r in results if r.scenario.name == baseline)
 
@@ -498,6 +510,9 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
     write_csv(run.practices_without_people, out / "practices_without_people.csv")
     if len(run.pace_path):
         write_csv(run.pace_path, out / "pace_path.csv")
+    components = [f for f in (r.components_frame() for r in run.results) if f is not None]
+    if components:  # issue 19: component budgets per practice
+        write_csv(pd.concat(components, ignore_index=True), out / "components.csv")
     write_json(run.summary(inputs), out / "summary.json")
     for result in run.results:
         name = result.scenario.name
@@ -510,6 +525,8 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             write_csv(part, folder / f"{table}.csv")
         if result.budgets.pace_path is not None:
             write_csv(result.pace_path_frame(), folder / "pace_path.csv")
+        if result.budgets.components is not None:
+            write_csv(result.components_frame(), folder / "components.csv")
         write_json({"inputs": inputs or {}, "source": result.scenario.source, **result.summary()},
                    folder / "summary.json")
         with atomic_path(folder / "scenario.yaml") as tmp:

@@ -45,6 +45,8 @@ DEFAULTS: dict = {
         "need": "auto",
         "tariff_weight_pct": 50,
         "pace_of_change": None,
+        "components": None,
+        "inequalities": None,
     },
     "top_slices": {
         "contingency_pct": 0,
@@ -53,7 +55,8 @@ DEFAULTS: dict = {
     },
     "corridor": None,
 }
-PACE_DEFAULTS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1}
+PACE_DEFAULTS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1,
+                 "envelope_growth_pct": 0}
 _CORRIDOR_KEYS = {"overspend", "underspend", "loss_share_pct", "gain_share_pct",
                   "provider_loss_cap_pct", "provider_gain_cap_pct", "payer_exposure_cap_pct"}
 _TIER_KEYS = {"from_pct", "to_pct", "payer_share_pct"}
@@ -91,7 +94,8 @@ class PaceOfChange:
     step_ppm: int
     min_growth_ppm: int | None
     max_growth_ppm: int | None
-    years: int = 1  # length of the path reported (budgets are year 1; later years assume a flat envelope)
+    years: int = 1  # length of the path reported (budgets are year 1)
+    envelope_growth_ppm: int = 0  # the envelope's growth on last year's, and each later year's on the one before
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class Scenario:
     source: str
     raw: dict
     base_dir: str | None = None  # folder of the scenario file: relative need_groups paths start here
+    components: tuple[Component, ...] = ()  # budget.components: the envelope split into component budgets
+    inequalities: Inequalities | None = None  # budget.inequalities: the deprivation adjustment
 
     @property
     def scheme_location(self) -> str:
@@ -278,10 +284,13 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
             min_growth_ppm=r.pct(p, "min_growth_pct", "budget.pace_of_change.min_growth_pct", -100, 100, nullable=True),
             max_growth_ppm=r.pct(p, "max_growth_pct", "budget.pace_of_change.max_growth_pct", -100, 1000, nullable=True),
             years=r.number(p, "years", "budget.pace_of_change.years", 1, 20, 1),
+            envelope_growth_ppm=r.pct(p, "envelope_growth_pct", "budget.pace_of_change.envelope_growth_pct",
+                                      -50, 100, 0),
         )
         if not float(pace.years).is_integer():
             r.fail("budget.pace_of_change.years", f"{pace.years!r} is not a whole number of years; allowed: 1 to 20")
-        pace = PaceOfChange(pace.step_ppm, pace.min_growth_ppm, pace.max_growth_ppm, int(pace.years))
+        pace = PaceOfChange(pace.step_ppm, pace.min_growth_ppm, pace.max_growth_ppm, int(pace.years),
+                            pace.envelope_growth_ppm)
         if pace.min_growth_ppm is not None and pace.max_growth_ppm is not None and pace.min_growth_ppm > pace.max_growth_ppm:
             r.fail("budget.pace_of_change.min_growth_pct", "must not exceed max_growth_pct")
 
@@ -291,6 +300,9 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     earned = r.pct(s, "withhold_earned_pct", "top_slices.withhold_earned_pct", 0, 100, 100)
 
     corridor = _parse_corridor(r, top.get("corridor"))
+    if b.get("components") is not None and b.get("inequalities") is not None:
+        r.fail("budget.inequalities", "cannot be combined with budget.components (each component is shared by its "
+                                      "own need basis); remove one of them")
     return Scenario(
         name=name, description=r.text(top, "description", "description", ""), need_groups=need_groups,
         settings=tuple(settings), cap_percentile=cap, excess=excess, demographic_growth_ppm=growth,
@@ -299,6 +311,8 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
         tariff_weight_ppm=tariff_weight, pace_of_change=pace, contingency_ppm=contingency,
         outcome_withhold_ppm=withhold, withhold_earned_ppm=earned, corridor=corridor, source=source,
         raw=copy.deepcopy(data), base_dir=base_dir,
+        components=_parse_components(r, b.get("components"), tuple(settings)),
+        inequalities=_parse_inequalities(r, b.get("inequalities"), mode),
     )
 
 
@@ -350,3 +364,89 @@ def _parse_tiers(r: _Reader, data, key: str) -> tuple[CorridorTier, ...]:
         tiers.append(CorridorTier(lo, hi, share))
         expected_from = hi
     return tuple(tiers)
+
+
+# --- issue 19 levers B: component budgets and the health-inequalities adjustment -----------
+
+#: How a component budget is shared over practices (``budget.components.<name>.need``).
+COMPONENT_NEEDS = ("group_tariff", "list_size", "predicted_cost")
+_COMPONENT_KEYS = {"settings", "need"}
+#: Deprivation bands of the inequalities adjustment: the feature and how many bands it has.
+DEPRIVATION_BANDS = {"imd_decile": 10, "imd_quintile": 5}
+INEQUALITY_TARGETS = ("tariffs", "fair_shares")
+_INEQUALITY_KEYS = {"by", "index", "weight_pct", "apply_to"}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A component budget (acute, prescribing, ...): its settings and how it is shared."""
+
+    name: str
+    settings: tuple[str, ...]
+    need: str  # one of COMPONENT_NEEDS
+
+
+@dataclass(frozen=True)
+class Inequalities:
+    """NHS England-style health-inequalities adjustment: ``weight`` of the money shared by need
+    x a deprivation index (``index_ppm[b]`` for band b + 1, 1 = most deprived), the rest by need."""
+
+    by: str  # imd_decile or imd_quintile
+    index_ppm: tuple[int, ...]
+    weight_ppm: int
+    apply_to: str  # tariffs or fair_shares
+
+
+def _parse_components(r: _Reader, data, settings: tuple[str, ...]) -> tuple[Component, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, dict) or not data:
+        r.fail("budget.components", "expected a mapping of component name -> {settings, need}")
+    components, seen = [], {}
+    for name, spec in data.items():
+        key = f"budget.components.{name}"
+        if not isinstance(name, str) or not is_safe_name(name):
+            r.fail(key, f"{name!r} cannot name a component; allowed: {SAFE_NAME}")
+        c = r.section(spec, key, _COMPONENT_KEYS)
+        own = c.get("settings")
+        if not isinstance(own, list) or not own:
+            r.fail(f"{key}.settings", f"expected a non-empty list of settings; allowed: {', '.join(settings)}")
+        for s in own:
+            if s not in settings:
+                r.fail(f"{key}.settings", f"{s!r} is not one of the scenario's settings; allowed: {', '.join(settings)}")
+            if s in seen:
+                r.fail(f"{key}.settings", f"{s!r} is already in component '{seen[s]}'; each setting belongs to one")
+            seen[s] = name
+        need = r.choice(c, "need", f"{key}.need", COMPONENT_NEEDS, "group_tariff")
+        components.append(Component(name, tuple(own), need))
+    left = [s for s in settings if s not in seen]
+    if left:
+        r.fail("budget.components", f"setting(s) {', '.join(left)} are in the scenario but in no component; "
+                                    "components must cover every setting so they add up to the total")
+    return tuple(components)
+
+
+def _parse_inequalities(r: _Reader, data, mode: str) -> Inequalities | None:
+    if data is None:
+        return None
+    key = "budget.inequalities"
+    i = r.section(data, key, _INEQUALITY_KEYS)
+    by = r.choice(i, "by", f"{key}.by", tuple(DEPRIVATION_BANDS), "imd_quintile")
+    bands = DEPRIVATION_BANDS[by]
+    index = i.get("index")
+    if not isinstance(index, list) or len(index) != bands:
+        r.fail(f"{key}.index", f"expected a list of {bands} relative need indices, one per {by} "
+                               f"(1 = most deprived first), each a number in (0, 10]")
+    index_ppm = []
+    for b, v in enumerate(index):
+        value = r.number({"v": v}, "v", f"{key}.index.{b}", 0, 10, lo_open=True)
+        ppm = Fraction(str(value)) * PPM
+        if ppm.denominator != 1:
+            r.fail(f"{key}.index.{b}", f"{value!r} has more than 6 decimal places")
+        index_ppm.append(int(ppm))
+    weight = r.pct(i, "weight_pct", f"{key}.weight_pct", 0, 100, 10)
+    apply_to = r.choice(i, "apply_to", f"{key}.apply_to", INEQUALITY_TARGETS, "tariffs")
+    uses = {"tariff": ("tariffs",), "fair_shares": ("fair_shares",), "blend": INEQUALITY_TARGETS}[mode]
+    if apply_to not in uses:
+        r.fail(f"{key}.apply_to", f"{apply_to!r} has no effect in budget.mode {mode}; allowed: {', '.join(uses)}")
+    return Inequalities(by, tuple(index_ppm), weight, apply_to)

@@ -124,12 +124,16 @@ def _gather_tails_once(population: Population, scenarios: list[Scenario]) -> Non
         population.excess("outcome", min(thresholds))
 
 
-def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list]]) -> pd.DataFrame:
+def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list]],
+              components: dict | None = None) -> pd.DataFrame:
     """Evaluate every combination of ``axes`` on ``base``; one row per combination.
 
     Columns: ``combination`` (0-based), one per axis key (the value as given), the headline
     numbers of :meth:`~riskcap.capitation.engine.ScenarioResult.summary` and
-    ``tariff_<group>_pence`` per need group.
+    ``tariff_<group>_pence`` per need group; with component budgets ``component_<name>_envelope_pence``,
+    with the inequalities adjustment ``inequalities_moved_pence``. ``components``: the populations
+    of the base scenario's components by settings (component settings cannot vary: each needs
+    its own costing of the people).
     """
     if not axes:
         raise ConfigError("a sweep needs at least one --vary KEY=VALUES axis")
@@ -143,16 +147,23 @@ def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list
                                      label=f"sweep combination {i}: " + ", ".join(
                                          f"{k}={axes[a][1][j]}" for a, (k, j) in enumerate(zip(keys, combo))))
                  for i, combo in enumerate(combos)]
+    components = components or {}
+    for scenario in scenarios:
+        missing = [c.name for c in scenario.components if c.settings not in components]
+        if missing:
+            raise ConfigError(f"{scenario.source}: key 'budget.components.{missing[0]}.settings': component settings "
+                              "cannot vary in a sweep (each component's people are costed once); vary need instead")
     _gather_tails_once(population, scenarios)
     rows = []
     for i, (combo, scenario) in enumerate(zip(combos, scenarios)):
-        result = evaluate(population, scenario)
+        result = evaluate(population, scenario, components)
         summary = result.summary()
         row = {"combination": i}
         for a, (k, j) in enumerate(zip(keys, combo)):
             row[k] = axes[a][1][j]
         row.update({c: summary[c] for c in SUMMARY_COLUMNS})
         row.update({f"tariff_{g}_pence": int(t) for g, t in zip(population.scheme.group_ids, result.tariffs.tariff_pence)})
+        row.update(_lever_columns(summary))
         rows.append(row)
     frame = pd.DataFrame(rows)
     for k in keys:  # mixed types (numbers, null, @names) are written as text
@@ -161,3 +172,11 @@ def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list
         else:
             frame[k] = frame[k].map(lambda v: "null" if v is None else str(v)).astype("str")
     return frame
+
+
+def _lever_columns(summary: dict) -> dict:
+    """Sweep columns of issue 19's levers B, only for combinations that use them."""
+    out = {f"component_{c['component']}_envelope_pence": c["envelope_pence"] for c in summary.get("components", ())}
+    if "inequalities" in summary:
+        out["inequalities_moved_pence"] = summary["inequalities"]["moved_pence"]
+    return out

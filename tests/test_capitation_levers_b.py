@@ -1,0 +1,170 @@
+"""Issue 19 levers B: component budgets and the health-inequalities adjustment, pinned on
+hand-checkable populations (direction and amount), plus validation, sums and the sweep."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskcap.capitation.engine import evaluate
+from riskcap.capitation.population import Population, population_part
+from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
+from riskcap.capitation.scheme import load_scheme, parse_scheme
+from riskcap.capitation.sweep import run_sweep
+from riskcap.errors import ConfigError
+from reference.fabricated import make_features
+
+TWO = parse_scheme({"name": "two", "groups": [{"id": "old", "rules": [["age >= 65"]]}, {"id": "young", "rules": [[]]}]})
+SETTINGS = ("gp", "prescribing")
+COMPONENTS = {"primary_care": {"settings": ["gp"], "need": "list_size"},
+              "prescribing": {"settings": ["prescribing"], "need": "group_tariff"}}
+
+
+def four_people(**extra) -> pd.DataFrame:
+    """Practice A: one person 70 and one 30; practice B: two people 30; everyone a whole year."""
+    return pd.DataFrame({
+        "person_id": [1, 2, 3, 4], "practice_code": ["A", "A", "B", "B"],
+        "age": np.array([70, 30, 30, 30], np.int32), "list_days_next_12": [365] * 4,
+        "imd_decile": np.array([1, 1, 10, 10], np.int8),
+        "cost_gp_0_12": [300.0, 100.0, 100.0, 100.0], "cost_prescribing_0_12": [900.0, 0.0, 60.0, 0.0],
+        "cost_next_12m_gp": [200.0, 0.0, 50.0, 0.0], "cost_next_12m_prescribing": [700.0, 0.0, 0.0, 30.0], **extra})
+
+
+def populations(frame: pd.DataFrame, deprivation: bool = False) -> dict:
+    return {s: Population.from_features(frame, TWO, list(s), deprivation=deprivation)
+            for s in (SETTINGS, ("gp",), ("prescribing",))}
+
+
+# --- lever 5: component budgets ------------------------------------------------------------
+
+def test_components_by_hand():
+    # tariffs (GBP per year): gp old 300, young 100; prescribing old 900, young 20; total old 1,200,
+    # young 120 -> envelope 1,200 + 3 x 120 = 1,560 GBP, split 600 (gp) + 960 (prescribing).
+    # primary care by list size: 300 each; prescribing by its tariffs: A 900 + 20, B 20 + 20.
+    pops = populations(four_people())
+    plain = evaluate(pops[SETTINGS], parse_scenario({"name": "p", "settings": list(SETTINGS)}))
+    assert plain.budgets.budget_pence.tolist() == [132_000, 24_000]
+    scenario = parse_scenario({"name": "c", "settings": list(SETTINGS), "budget": {"components": COMPONENTS}})
+    result = evaluate(pops[SETTINGS], scenario, {s: p for s, p in pops.items() if s != SETTINGS})
+    split = result.budgets.components
+    assert split.tariff_pence.tolist() == [[30_000, 10_000], [90_000, 2_000]]
+    assert split.envelope_pence.tolist() == [60_000, 96_000]
+    assert split.target_pence.tolist() == [[30_000, 30_000], [92_000, 4_000]]
+    # the flat primary-care component moves 100 GBP from A (its 70-year-old's GP costs) to B
+    assert result.budgets.budget_pence.tolist() == [122_000, 34_000]
+    assert int(result.budgets.budget_pence.sum()) == result.budgets.envelope_pence == 156_000
+    assert split.actual_pence.tolist() == [[20_000, 5_000], [70_000, 3_000]]
+    summary = result.summary()["components"]
+    assert [c["envelope_pence"] for c in summary] == [60_000, 96_000]
+    frame = result.components_frame()
+    assert frame["budget_pence"].tolist() == [30_000, 30_000, 92_000, 4_000]
+    assert "components" not in plain.summary()
+
+
+def test_components_add_up_to_the_envelope_and_each_budget_with_pace_of_change():
+    features, practices = make_features(3000, 9, seed=4, with_scores=True)
+    scheme = load_scheme("yoc_illustrative")
+    main = Population.from_features(features, scheme, HEALTH_SETTINGS, practices)
+    parts = {("emergency_inpatient", "elective_inpatient", "day_case", "outpatient", "ae"): "group_tariff",
+             ("gp",): "list_size", ("community", "mental_health", "prescribing"): "predicted_cost"}
+    pops = {s: Population.from_features(features, scheme, s, practices) for s in parts}
+    scenario = parse_scenario({"name": "c", "top_slices": {"contingency_pct": 1.5}, "budget": {
+        "pace_of_change": {"step_pct": 50}, "components": {
+            f"c{i}": {"settings": list(s), "need": need} for i, (s, need) in enumerate(parts.items())}}})
+    b = evaluate(main, scenario, pops).budgets
+    split = b.components
+    assert int(split.envelope_pence.sum()) == b.envelope_pence == int(b.budget_pence.sum())
+    assert (split.budget_pence.sum(axis=0) == b.budget_pence).all()
+    assert (split.target_pence.sum(axis=0) == b.target_pence).all()
+    assert not np.array_equal(b.budget_pence, b.target_pence)  # the pace of change moved them
+
+
+@pytest.mark.parametrize("components, key", [
+    ({"a": {"settings": ["gp"]}}, "budget.components"),  # prescribing in no component
+    ({"a": {"settings": ["gp"]}, "b": {"settings": ["gp", "prescribing"]}}, "budget.components.b.settings"),
+    ({"a": {"settings": ["gp", "ae"]}, "b": {"settings": ["prescribing"]}}, "budget.components.a.settings"),
+    ({"a": {"settings": ["gp"], "need": "size"}, "b": {"settings": ["prescribing"]}}, "budget.components.a.need"),
+    ({"a": {"settings": ["gp"], "weight": 1}, "b": {"settings": ["prescribing"]}}, "budget.components.a.weight"),
+])
+def test_components_are_validated_naming_the_key(components, key):
+    with pytest.raises(ConfigError, match=f"f.yaml: key '{key}'"):
+        parse_scenario({"name": "x", "settings": list(SETTINGS), "budget": {"components": components}}, source="f.yaml")
+
+
+# --- lever 3: health-inequalities adjustment ----------------------------------------------
+
+def test_inequalities_on_tariffs_by_hand():
+    # tariff weights: A 132,000 (deciles 1), B 24,000 (deciles 10) pence-years; index 2 for the most
+    # deprived decile, 1 elsewhere; weight 30 %: mean index I = (2 x 132 + 24) / 156 = 288 / 156,
+    # factors 0.7 + 0.3 x index / I; A's share 132 x (0.7 + 0.6 x 156 / 288) = 132 x 1.025
+    pops = populations(four_people(), deprivation=True)
+    scenario = parse_scenario({"name": "i", "settings": list(SETTINGS), "budget": {"inequalities": {
+        "by": "imd_decile", "index": [2] + [1] * 9, "weight_pct": 30}}})
+    result = evaluate(pops[SETTINGS], scenario)
+    assert result.budgets.budget_pence.tolist() == [135_300, 20_700]
+    assert result.budgets.gross_pence == 156_000 == int(result.budgets.budget_pence.sum())
+    report = result.summary()["inequalities"]
+    assert report["moved_pence"] == 3_300 and report["mean_index"] == round(288 / 156, 6)
+    assert report["bands"][0]["change_pence"] == 3_300 and report["bands"][9]["change_pence"] == -3_300
+
+
+def test_inequalities_on_fair_shares_by_quintile_by_hand():
+    # equal predicted need (1,000 GBP each): I = 1.5, factors 0.8 + 0.2 x index / 1.5 -> A 16/15, B 14/15
+    frame = four_people(predicted_cost_gbp=[1000.0] * 4)
+    pops = populations(frame, deprivation=True)
+    scenario = parse_scenario({"name": "f", "settings": list(SETTINGS), "budget": {
+        "mode": "fair_shares", "envelope_gbp": 1000, "need": "predicted_cost",
+        "inequalities": {"by": "imd_quintile", "index": [2, 1, 1, 1, 1], "weight_pct": 20, "apply_to": "fair_shares"}}})
+    b = evaluate(pops[SETTINGS], scenario).budgets
+    assert b.budget_pence.tolist() == [53_333, 46_667]
+    assert b.inequalities["moved_pence"] == 3_333
+    none = parse_scenario({"name": "z", "settings": list(SETTINGS), "budget": {
+        "inequalities": {"by": "imd_quintile", "index": [2, 1, 1, 1, 1], "weight_pct": 0}}})
+    assert evaluate(pops[SETTINGS], none).budgets.budget_pence.tolist() == [132_000, 24_000]
+
+
+@pytest.mark.parametrize("inequalities, key", [
+    ({"by": "imd_decile", "index": [1, 1, 1, 1, 1]}, "budget.inequalities.index"),
+    ({"by": "lsoa", "index": [1] * 5}, "budget.inequalities.by"),
+    ({"index": [1, 1, 0, 1, 1]}, "budget.inequalities.index.2"),
+    ({"index": [1] * 5, "weight_pct": 101}, "budget.inequalities.weight_pct"),
+    ({"index": [1] * 5, "apply_to": "fair_shares"}, "budget.inequalities.apply_to"),
+])
+def test_inequalities_are_validated_naming_the_key(inequalities, key):
+    with pytest.raises(ConfigError, match=f"f.yaml: key '{key}'"):
+        parse_scenario({"name": "x", "budget": {"inequalities": inequalities}}, source="f.yaml")
+
+
+def test_deprivation_sums_of_parts_equal_the_whole_and_a_groupby():
+    features, practices = make_features(2000, 7, seed=8, with_scores=True)
+    scheme = load_scheme("yoc_illustrative")
+    whole = Population.from_features(features, scheme, HEALTH_SETTINGS, practices, deprivation=True)
+    halves = [population_part(features.iloc[a:b].reset_index(drop=True), scheme, HEALTH_SETTINGS, practices,
+                              deprivation=True) for a, b in ((0, 900), (900, len(features)))]
+    combined = Population.combine(halves, scheme)
+    assert np.array_equal(whole.deprivation, combined.deprivation)
+    assert np.array_equal(whole.deprivation[0].sum(axis=2), whole.list_days)
+    assert np.array_equal(whole.deprivation[1].sum(axis=2), whole.need_days)
+    days = features.groupby(features["imd_decile"].astype(int))["list_days_next_12"].sum()
+    assert whole.deprivation[0].sum(axis=(0, 1)).tolist() == [int(days.get(d, 0)) for d in range(1, 11)]
+
+
+def test_sweep_varies_the_levers():
+    pops = populations(four_people(), deprivation=True)
+    base = parse_scenario({"name": "s", "settings": list(SETTINGS), "budget": {"inequalities": {
+        "by": "imd_decile", "index": [2] + [1] * 9, "weight_pct": 0}}})
+    frame = run_sweep(pops[SETTINGS], base, [("budget.inequalities.weight_pct", [0, 30])])
+    assert frame["inequalities_moved_pence"].tolist() == [0, 3_300]
+    base = parse_scenario({"name": "c", "settings": list(SETTINGS), "budget": {"components": COMPONENTS}})
+    frame = run_sweep(pops[SETTINGS], base, [("budget.components.primary_care.need", ["list_size", "group_tariff"])],
+                      {s: p for s, p in pops.items() if s != SETTINGS})
+    assert frame["component_primary_care_envelope_pence"].tolist() == [60_000, 60_000]
+    with pytest.raises(ConfigError, match="cannot vary in a sweep"):
+        run_sweep(pops[SETTINGS], base, [("budget.components", [{"all": {"settings": ["gp", "prescribing"]}}])],
+                  {s: p for s, p in pops.items() if s != SETTINGS})
+
+
+@pytest.mark.parametrize("name", ["components", "inequalities"])
+def test_shipped_lever_scenarios_load(name):
+    scenario = load_scenario(name)
+    assert scenario.components or scenario.inequalities
