@@ -164,7 +164,52 @@ def test_sweep_varies_the_levers():
                   {s: p for s, p in pops.items() if s != SETTINGS})
 
 
-@pytest.mark.parametrize("name", ["components", "inequalities"])
+@pytest.mark.parametrize("name", ["components", "inequalities", "convergence_growing"])
 def test_shipped_lever_scenarios_load(name):
     scenario = load_scenario(name)
-    assert scenario.components or scenario.inequalities
+    assert scenario.components or scenario.inequalities or scenario.pace_of_change.envelope_growth_ppm
+
+
+# --- lever 6: convergence with a growing envelope ------------------------------------------
+
+def _converging() -> Population:
+    # A: a 70-year-old costing 800 GBP and a 30-year-old costing 0; B: two 30-year-olds, 400 and 200.
+    # Tariffs (base year per head): old 800, young 200 -> targets A 1,000, B 400 (envelope 1,400 GBP);
+    # current spend A 800, B 600.
+    frame = pd.DataFrame({"person_id": [1, 2, 3, 4], "practice_code": ["A", "A", "B", "B"],
+                          "age": np.array([70, 30, 30, 30], np.int32), "list_days_next_12": [365] * 4,
+                          "cost_gp_0_12": [800.0, 0.0, 400.0, 200.0], "cost_next_12m_gp": [0.0] * 4})
+    return Population.from_features(frame, TWO, ["gp"])
+
+
+def test_growth_floor_above_zero_needs_a_growing_envelope():
+    pop = _converging()
+    pace = {"step_pct": 100, "min_growth_pct": 1}
+    with pytest.raises(ConfigError, match="min_growth_pct.*lower the floor"):  # flat envelope: refused, as before
+        evaluate(pop, parse_scenario({"name": "flat", "settings": ["gp"], "budget": {"pace_of_change": pace}}))
+    scenario = parse_scenario({"name": "grow", "settings": ["gp"], "budget": {"pace_of_change": {
+        **pace, "envelope_growth_pct": 2, "years": 2}}})
+    b = evaluate(pop, scenario).budgets
+    # last year's total 140,000 / 1.02 = 137,254.9 -> 137,255 pence, shared 800:600 -> 78,431 and 58,824;
+    # B (above target) gets its 1 % floor, 59,412.24; A the rest, 80,587.76 -> to the penny 80,588 + 59,412
+    assert b.growing.last_year_pence == 137_255
+    assert b.growing.current_pence.tolist() == [78_431, 58_824]
+    assert b.budget_pence.tolist() == [80_588, 59_412] and int(b.budget_pence.sum()) == b.envelope_pence == 140_000
+    # year 2: envelope 142,800; B's floor 59,412 x 1.01 = 60,006.12, A the rest 82,793.88
+    assert b.growing.envelopes.tolist() == [140_000, 142_800]
+    assert b.pace_path[1].tolist() == [82_794, 60_006]
+    assert (b.pace_path.sum(axis=1) == b.growing.envelopes).all()
+    assert b.growing.targets[1].tolist() == [102_000, 40_800]
+    summary = evaluate(pop, scenario).summary()["pace_of_change_growth"]
+    assert summary == {"last_year_pence": 137_255, "envelopes_pence": [140_000, 142_800]}
+
+
+def test_growth_without_limits_moves_part_way_and_sums_each_year():
+    features, practices = make_features(3000, 9, seed=5)
+    pop = Population.from_features(features, load_scheme("yoc_illustrative"), HEALTH_SETTINGS, practices)
+    b = evaluate(pop, parse_scenario({"name": "g", "budget": {"pace_of_change": {
+        "step_pct": 50, "min_growth_pct": 0.5, "max_growth_pct": 6, "envelope_growth_pct": 3, "years": 4}}})).budgets
+    assert (b.pace_path.sum(axis=1) == b.growing.envelopes).all()
+    last = np.vstack([b.growing.current_pence, b.pace_path[:-1]]).astype(float)
+    growth = b.pace_path / last - 1
+    assert (growth >= 0.005 - 2 / last).all() and (growth <= 0.06 + 2 / last).all()

@@ -60,6 +60,7 @@ class Budgets:
     pace_path: np.ndarray | None = None  # (years, practices): budgets year by year (year 1 = budget_pence)
     components: ComponentSplit | None = None  # budget.components: the component budgets
     inequalities: dict | None = None  # budget.inequalities: what the adjustment did (InequalityAdjustment.summary)
+    growing: GrowingPath | None = None  # pace of change with a growing envelope (envelope_growth_pct)
 
     @property
     def distance_from_target(self) -> np.ndarray:
@@ -161,8 +162,11 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         label = f"{label}; components: " + ", ".join(f"{n} by {need}" for n, need in zip(split.names, split.needs))
     base_w = population.base.sum(axis=1)
     current = allocate_largest_remainder(envelope, base_w) if base_w.sum() > 0 else target.copy()
-    budget, path = target, None
-    if scenario.pace_of_change is not None:
+    budget, path, growing = target, None, None
+    if scenario.pace_of_change is not None and scenario.pace_of_change.envelope_growth_ppm:
+        growing = growing_envelope_path(base_w, target, envelope, scenario.pace_of_change, scenario)
+        budget, path = growing.budgets[0], growing.budgets
+    elif scenario.pace_of_change is not None:
         path = [apply_pace_of_change(current, target, envelope, scenario.pace_of_change, scenario)]
         for _ in range(scenario.pace_of_change.years - 1):  # later years: same envelope, step and limits
             path.append(apply_pace_of_change(path[-1], target, envelope, scenario.pace_of_change, scenario))
@@ -176,6 +180,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         budget_pence=budget, withhold_by_practice=withhold_p, withhold_earned_by_practice=earned_p,
         cell_shares=shares, pace_path=path,
         components=None if split is None else split.with_budgets(budget), inequalities=inequalities,
+        growing=growing,
     )
 
 
@@ -225,3 +230,44 @@ def apply_pace_of_change(current: np.ndarray, target: np.ndarray, envelope: int,
     _check_weights(amounts * 1000, "pace-of-change amounts")  # before the cast to int64 could wrap
     weights = np.rint(amounts * 1000).astype(np.int64)  # milli-pence
     return allocate_largest_remainder(envelope, weights)
+
+
+# --- issue 19 lever 6: convergence with a growing envelope ---------------------------------
+
+@dataclass(frozen=True)
+class GrowingPath:
+    """Budgets year by year when the envelope grows by ``g`` a year (year 1 is the scenario's)."""
+
+    last_year_pence: int  # last year's total: round_half_up(envelope / (1 + g))
+    current_pence: np.ndarray  # last year's budgets: base-year spend scaled to last year's total
+    envelopes: np.ndarray  # (years,) envelope x (1 + g)^(year - 1), halves up
+    targets: np.ndarray  # (years, practices): the target shares of each year's envelope
+    budgets: np.ndarray  # (years, practices)
+
+    def summary(self) -> dict:
+        return {"last_year_pence": self.last_year_pence, "envelopes_pence": [int(e) for e in self.envelopes]}
+
+
+def growing_envelope_path(base_w: np.ndarray, target: np.ndarray, envelope: int, pace: PaceOfChange,
+                          scenario: Scenario | None = None) -> GrowingPath:
+    """Pace of change when the envelope grows by ``g`` (``envelope_growth_pct``) year on year.
+
+    Last year's budgets are the base-year spend scaled to ``envelope / (1 + g)``, so growth is
+    measured on what practices had; a growth floor up to ``g`` can then be met. Year y's
+    envelope is ``envelope x (1 + g)^(y - 1)`` and its target the same shares as year 1's; each
+    year moves from the year before with :func:`apply_pace_of_change` (step, floor and cap).
+    """
+    g = pace.envelope_growth_ppm
+    last = div_round_half_up(envelope * PPM, PPM + g)
+    current = allocate_largest_remainder(last, base_w) if base_w.sum() > 0 else \
+        allocate_largest_remainder(last, target) if target.any() else np.zeros_like(target)
+    envelopes, targets, budgets, previous = [], [], [], current
+    for year in range(pace.years):
+        env = div_round_half_up(envelope * (PPM + g) ** year, PPM ** year)
+        check_pence(env, f"scenario '{getattr(scenario, 'name', '')}': the envelope in year {year + 1}")
+        tgt = target if year == 0 else allocate_largest_remainder(env, target)
+        previous = apply_pace_of_change(previous, tgt, env, pace, scenario)
+        envelopes.append(env)
+        targets.append(tgt)
+        budgets.append(previous)
+    return GrowingPath(last, current, np.array(envelopes, dtype=np.int64), np.vstack(targets), np.vstack(budgets))

@@ -86,6 +86,8 @@ class ScenarioResult:
             out["components"] = b.components.summary()
         if b.inequalities is not None:
             out["inequalities"] = b.inequalities
+        if b.growing is not None:
+            out["pace_of_change_growth"] = b.growing.summary()
         return out
 
     def components_frame(self) -> pd.DataFrame | None:
@@ -138,7 +140,7 @@ class ScenarioResult:
             return pd.DataFrame(columns=["scenario", "practice_code", "year", "budget_pence", "target_pence",
                                          "distance_from_target"])
         years, practices = path.shape
-        target = np.tile(b.target_pence, years)
+        target = np.tile(b.target_pence, years) if b.growing is None else b.growing.targets.ravel()
         with np.errstate(divide="ignore", invalid="ignore"):
             distance = np.where(target > 0, (path.ravel() - target) / target, np.nan)
         return pd.DataFrame({
