@@ -213,3 +213,133 @@ def test_growth_without_limits_moves_part_way_and_sums_each_year():
     last = np.vstack([b.growing.current_pence, b.pace_path[:-1]]).astype(float)
     growth = b.pace_path / last - 1
     assert (growth >= 0.005 - 2 / last).all() and (growth <= 0.06 + 2 / last).all()
+
+
+# --- lever 4: coding-intensity safeguard ---------------------------------------------------
+
+def _registers(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["icb_code", "practice_code", "year", "band", "people", "entries"])
+
+
+def test_coding_growth_by_hand():
+    from riskcap.capitation.coding import coding_growth
+
+    # one band; A's entries grow 40 -> 50 (25 %), B and C stay at 50: the ICB's median growth is 0,
+    # so A's excess is 25 %; the ICB's base-year rate (140 / 300) cancels out of each growth
+    registers = _registers([("Q", p, y, 7, 100, e) for p, (e0, e1) in {"A": (40, 50), "B": (50, 50), "C": (50, 50)}.items()
+                            for y, e in ((0, e0), (1, e1))])
+    g = coding_growth(registers)
+    assert g["growth"].tolist() == [0.25, 0.0, 0.0] and g["icb_growth"].tolist() == [0.0] * 3
+    assert g["excess_growth"].tolist() == [0.25, 0.0, 0.0]
+    assert g["expected_base"].tolist() == [round(100 * 140 / 300, 6)] * 3
+    # age-sex change is taken out: B's people move to a band with twice the ICB's rate, entries double
+    aged = _registers([("Q", "A", 0, 1, 100, 10), ("Q", "B", 0, 1, 100, 10), ("Q", "B", 0, 2, 0, 0),
+                       ("Q", "A", 0, 2, 100, 20), ("Q", "A", 1, 1, 100, 10), ("Q", "A", 1, 2, 100, 20),
+                       ("Q", "B", 1, 2, 100, 20)])
+    assert coding_growth(aged)["growth"].tolist() == [0.0, 0.0]
+
+
+def _three_practices() -> Population:
+    frame = pd.DataFrame({"person_id": [1, 2, 3], "practice_code": ["A", "B", "C"],
+                          "age": np.array([30, 30, 30], np.int32), "list_days_next_12": [365] * 3,
+                          "cost_gp_0_12": [100.0] * 3, "cost_next_12m_gp": [0.0] * 3})
+    pop = Population.from_features(frame, TWO, ["gp"])
+    pop.registers = _registers([("Q", p, y, 7, 100, e) for p, (e0, e1) in
+                                {"A": (40, 50), "B": (50, 50), "C": (50, 50)}.items() for y, e in ((0, e0), (1, e1))])
+    return pop
+
+
+def test_coding_intensity_flags_and_normalises_by_hand():
+    pop = _three_practices()
+    report = evaluate(pop, parse_scenario({"name": "r", "settings": ["gp"], "budget": {
+        "coding_intensity": {"flag_threshold_pct": 20}}}))
+    assert report.budgets.budget_pence.tolist() == [10_000] * 3  # normalise_pct 0: report only
+    assert report.summary()["coding_intensity"]["flagged"] == ["A"]
+    # normalise all of it: A's weight 365 x 10,000 / 1.25; shares 0.8 : 1 : 1 of 30,000 pence ->
+    # 8,571.43, 10,714.29, 10,714.29 -> to the penny 8,572 (largest remainder), 10,714, 10,714
+    result = evaluate(pop, parse_scenario({"name": "n", "settings": ["gp"], "budget": {
+        "coding_intensity": {"flag_threshold_pct": 20, "normalise_pct": 100}}}))
+    assert result.budgets.budget_pence.tolist() == [8_572, 10_714, 10_714]
+    summary = result.summary()["coding_intensity"]
+    assert summary["moved_pence"] == 1_428 and summary["flagged"] == ["A"]
+    half = evaluate(pop, parse_scenario({"name": "h", "settings": ["gp"], "budget": {
+        "coding_intensity": {"normalise_pct": 50, "flag_threshold_pct": 30}}}))
+    assert half.budgets.coding["factor"].tolist() == [1.125, 1.0, 1.0] and half.summary()["coding_intensity"]["flagged"] == []
+    frame = run_sweep(pop, parse_scenario({"name": "s", "settings": ["gp"], "budget": {"coding_intensity": {}}}),
+                      [("budget.coding_intensity.normalise_pct", [0, 100])])
+    assert frame["coding_moved_pence"].tolist() == [0, 1_428]
+
+
+def test_coding_intensity_needs_register_counts():
+    frame = four_people()
+    pop = Population.from_features(frame, TWO, ["gp"])
+    with pytest.raises(Exception, match="register counts in the base and current years"):
+        evaluate(pop, parse_scenario({"name": "x", "settings": ["gp"], "budget": {"coding_intensity": {}}}))
+    with pytest.raises(ConfigError, match="f.yaml: key 'budget.coding_intensity.normalise_pct'"):
+        parse_scenario({"name": "x", "budget": {"coding_intensity": {"normalise_pct": 150}}}, source="f.yaml")
+    with pytest.raises(ConfigError, match="f.yaml: key 'budget.coding_intensity.audit'"):
+        parse_scenario({"name": "x", "budget": {"coding_intensity": {"audit": 1}}}, source="f.yaml")
+
+
+@pytest.mark.e2e
+def test_the_safeguard_finds_the_practices_the_generator_made_code_up(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from riskcap.cli import main
+    from riskcap.synthetic import SynthConfig, write_population
+
+    data = tmp_path / "coded"
+    write_population(data, SynthConfig(people=50_000, seed=5, coding_up_practices=2))
+    coders = {p["practice_code"] for p in json.loads((data / "calibration.json").read_text())["coding_up"]["practices"]}
+    out = tmp_path / "demo" / "capitation"
+    result = CliRunner().invoke(main, ["capitation", "run", "baseline", "coding_intensity", "--data", str(data),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "coding_intensity.csv")
+    top = table.sort_values("excess_growth", ascending=False)["practice_code"].head(len(coders))
+    assert set(top) == coders  # the two practices coding up have the largest excess growth
+    summary = json.loads((out / "summary.json").read_text())["scenarios"][1]
+    assert set(summary["coding_intensity"]["flagged"]) == coders
+    budgets = pd.read_csv(out / "budgets.csv")
+    change = budgets[budgets["scenario"] == "coding_intensity"].set_index("practice_code")["change_vs_baseline_pence"]
+    assert (change[sorted(coders)] < 0).all()  # normalised: their budgets go down
+    assert int(budgets[budgets["scenario"] == "coding_intensity"]["budget_pence"].sum()) == summary["envelope_pence"]
+    from riskcap.report.levers_b import lever_tables
+    from riskcap.report.outputs import read_run
+
+    table = next(t for t in lever_tables(read_run(tmp_path / "demo").capitation) if t.title == "Coding-intensity safeguard")
+    assert table.rows[0][0] == "coding_intensity" and set(table.rows[0][3].split(", ")) == coders
+
+
+# --- report and workbook ---------------------------------------------------------------------
+
+def test_levers_show_in_the_report_and_the_workbook(tmp_path):
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.report.outputs import read_run
+    from riskcap.report.sections import budgets_section
+    from riskcap.report.workbook import workbook_bytes
+
+    features, practices = make_features(2000, 6, seed=3, with_scores=True)
+    names = ["baseline", "components", "inequalities", "convergence_growing"]
+    result = run_scenarios(features, practices, [load_scenario(n) for n in names])
+    write_run(result, tmp_path / "capitation", {"data": "x"})
+    assert (tmp_path / "capitation" / "components.csv").exists()
+    run = read_run(tmp_path)
+    titles = [t.title for t in budgets_section(run).tables]
+    assert titles[1:] == ["Component budgets", "Health-inequalities adjustment: money by deprivation band",
+                          "Pace of change with a growing envelope"]
+    book = load_workbook(BytesIO(workbook_bytes(run)))
+    assert {"Component budgets", "Inequalities adjustment", "Envelope path"} <= set(book.sheetnames)
+    assert "Coding intensity" not in book.sheetnames
+    rows = list(book["Component budgets"].iter_rows(min_row=2, values_only=True))
+    envelope = run.capitation.scenarios["components"]["summary"]["envelope_pence"]
+    assert sum(r[4] for r in rows) == envelope and len(rows) == 5
+    plain = run_scenarios(features, practices, [load_scenario("baseline")])
+    write_run(plain, tmp_path / "plain" / "capitation", {"data": "x"})
+    assert [t.title for t in budgets_section(read_run(tmp_path / "plain")).tables] == ["Scenarios side by side"]

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
+import pandas as pd
 
+from riskcap.capitation.coding import normalising_factors
 from riskcap.capitation.components import ComponentSplit, split_components
 from riskcap.capitation.inequalities import adjustment
 from riskcap.capitation.money import PPM, allocate_largest_remainder, check_pence, checked_product, div_round_half_up
@@ -61,6 +63,7 @@ class Budgets:
     components: ComponentSplit | None = None  # budget.components: the component budgets
     inequalities: dict | None = None  # budget.inequalities: what the adjustment did (InequalityAdjustment.summary)
     growing: GrowingPath | None = None  # pace of change with a growing envelope (envelope_growth_pct)
+    coding: pd.DataFrame | None = None  # budget.coding_intensity: per practice growth, flag and money (coding_report)
 
     @property
     def distance_from_target(self) -> np.ndarray:
@@ -122,6 +125,11 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
     if ineq is not None and ineq.apply_to == "tariffs":
         adjusted.append(adjustment(population, scenario, "tariffs", tariffs.tariff_pence))
         by_tariff_w = adjusted[-1].weights
+    coding = scenario.coding_intensity
+    factors = None
+    if coding is not None and coding.normalise_ppm:  # need scaled down by the register growth in excess of the ICB's
+        factors = normalising_factors(population.coding_growth, population.practice_codes, coding.normalise_ppm)
+        by_tariff_w = _normalised(by_tariff_w, factors)
     if scenario.mode == "tariff":
         target = _share(envelope, by_tariff_w, scenario, "tariff x list days")
         shares = _row_shares(tariff_cells)
@@ -133,6 +141,8 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
             adjusted.append(adjustment(population, scenario, "fair_shares", tariffs.tariff_pence,
                                        need_is_tariff=need_cells is tariff_cells))
             need_w = adjusted[-1].weights
+        if factors is not None:
+            need_w = _normalised(need_w, factors)
         fair = _share(envelope, need_w, scenario, f"{need_label} x list days")
         if scenario.mode == "fair_shares":
             target, shares = fair, _row_shares(need_cells)
@@ -155,6 +165,11 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         plain = compute_budgets(population, dataclasses.replace(scenario, inequalities=None, components=(),
                                                                 pace_of_change=None), tariffs)
         inequalities = adjusted[0].summary(envelope, plain.target_pence, target)
+    coding_summary = None
+    if coding is not None:
+        plain = target if factors is None else compute_budgets(
+            population, dataclasses.replace(scenario, coding_intensity=None, pace_of_change=None), tariffs).target_pence
+        coding_summary = coding_report(population, scenario, plain, target)
     split = None
     if scenario.components:  # the components' own need bases replace the mode's split of the envelope
         split, component_cells = split_components(envelope, scenario, population, components or {})
@@ -180,7 +195,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         budget_pence=budget, withhold_by_practice=withhold_p, withhold_earned_by_practice=earned_p,
         cell_shares=shares, pace_path=path,
         components=None if split is None else split.with_budgets(budget), inequalities=inequalities,
-        growing=growing,
+        growing=growing, coding=coding_summary,
     )
 
 
@@ -271,3 +286,27 @@ def growing_envelope_path(base_w: np.ndarray, target: np.ndarray, envelope: int,
         targets.append(tgt)
         budgets.append(previous)
     return GrowingPath(last, current, np.array(envelopes, dtype=np.int64), np.vstack(targets), np.vstack(budgets))
+
+
+# --- issue 19 lever 4: coding-intensity safeguard -------------------------------------------
+
+def _normalised(weights: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Share weights divided by the practices' coding-intensity factors (whole units)."""
+    return np.rint(weights.astype(np.float64) / factors).astype(np.int64)
+
+
+def coding_report(population: Population, scenario: Scenario, plain: np.ndarray, target: np.ndarray) -> pd.DataFrame:
+    """Per practice: its register growth against its ICB's (:func:`~riskcap.capitation.coding.coding_growth`),
+    whether it is flagged for audit, its normalising factor and the target it gained or lost by it."""
+    coding = scenario.coding_intensity
+    codes = population.practice_codes.astype(str)
+    growth = population.coding_growth.set_index("practice_code").reindex(codes).reset_index()
+    growth["icb_code"] = population.icb_codes.astype(str)
+    excess = growth["excess_growth"].to_numpy(dtype=np.float64)
+    growth["flagged"] = np.isfinite(excess) & (excess > coding.flag_threshold_ppm / PPM)
+    growth["factor"] = np.round(normalising_factors(population.coding_growth, population.practice_codes,
+                                                    coding.normalise_ppm), 6)
+    growth["target_without_pence"] = plain
+    growth["target_pence"] = target
+    growth["change_pence"] = target - plain
+    return growth

@@ -88,7 +88,20 @@ class ScenarioResult:
             out["inequalities"] = b.inequalities
         if b.growing is not None:
             out["pace_of_change_growth"] = b.growing.summary()
+        if b.coding is not None:
+            c, ci = b.coding, self.scenario.coding_intensity
+            out["coding_intensity"] = {
+                "normalise_pct": ci.normalise_ppm / 10_000, "flag_threshold_pct": ci.flag_threshold_ppm / 10_000,
+                "flagged": c.loc[c["flagged"], "practice_code"].tolist(),
+                "moved_pence": int(np.maximum(c["change_pence"].to_numpy(), 0).sum()),
+                "icb_growth": {k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in
+                               c.groupby("icb_code", sort=True)["icb_growth"].first().items()}}
         return out
+
+    def coding_frame(self) -> pd.DataFrame | None:
+        """The coding-intensity safeguard per practice (None without it)."""
+        c = self.budgets.coding
+        return None if c is None else pd.concat([pd.DataFrame({"scenario": [self.scenario.name] * len(c)}), c], axis=1)
 
     def components_frame(self) -> pd.DataFrame | None:
         """Component budgets per practice (None without components)."""

@@ -623,6 +623,10 @@ class Population:
     #: (2, practices, groups, IMD deciles): list days and need pence x days by IMD decile
     #: (:func:`by_deprivation`; None unless asked for, as only the inequalities adjustment needs it)
     deprivation: np.ndarray | None = field(default=None, repr=False)
+    #: register entries per practice x age-sex band in the base and current years
+    #: (:func:`riskcap.capitation.coding.register_cells`; None unless a run asked for them)
+    registers: pd.DataFrame | None = field(default=None, repr=False)
+    _coding_growth: pd.DataFrame | None = field(default=None, repr=False)
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)
@@ -630,6 +634,19 @@ class Population:
     @property
     def n_people(self) -> int:
         return int(self.people.sum())
+
+    @property
+    def coding_growth(self) -> pd.DataFrame:
+        """Each practice's standardised register growth against its ICB's (:mod:`riskcap.capitation.coding`)."""
+        if self._coding_growth is None:
+            if self.registers is None:
+                raise DataError("the coding-intensity safeguard needs register counts in the base and current "
+                                "years: run from a data folder (riskcap capitation run/sweep --data), not a features "
+                                "frame")
+            from riskcap.capitation.coding import coding_growth  # noqa: PLC0415
+
+            self._coding_growth = coding_growth(self.registers)
+        return self._coding_growth
 
     @property
     def shape(self) -> tuple[int, int]:

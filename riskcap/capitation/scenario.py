@@ -47,6 +47,7 @@ DEFAULTS: dict = {
         "pace_of_change": None,
         "components": None,
         "inequalities": None,
+        "coding_intensity": None,
     },
     "top_slices": {
         "contingency_pct": 0,
@@ -125,6 +126,7 @@ class Scenario:
     base_dir: str | None = None  # folder of the scenario file: relative need_groups paths start here
     components: tuple[Component, ...] = ()  # budget.components: the envelope split into component budgets
     inequalities: Inequalities | None = None  # budget.inequalities: the deprivation adjustment
+    coding_intensity: CodingIntensity | None = None  # budget.coding_intensity: the register-growth safeguard
 
     @property
     def scheme_location(self) -> str:
@@ -300,8 +302,9 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     earned = r.pct(s, "withhold_earned_pct", "top_slices.withhold_earned_pct", 0, 100, 100)
 
     corridor = _parse_corridor(r, top.get("corridor"))
-    if b.get("components") is not None and b.get("inequalities") is not None:
-        r.fail("budget.inequalities", "cannot be combined with budget.components (each component is shared by its "
+    for lever in ("inequalities", "coding_intensity"):
+        if b.get("components") is not None and b.get(lever) is not None:
+            r.fail(f"budget.{lever}", "cannot be combined with budget.components (each component is shared by its "
                                       "own need basis); remove one of them")
     return Scenario(
         name=name, description=r.text(top, "description", "description", ""), need_groups=need_groups,
@@ -313,6 +316,7 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
         raw=copy.deepcopy(data), base_dir=base_dir,
         components=_parse_components(r, b.get("components"), tuple(settings)),
         inequalities=_parse_inequalities(r, b.get("inequalities"), mode),
+        coding_intensity=_parse_coding_intensity(r, b.get("coding_intensity")),
     )
 
 
@@ -450,3 +454,24 @@ def _parse_inequalities(r: _Reader, data, mode: str) -> Inequalities | None:
     if apply_to not in uses:
         r.fail(f"{key}.apply_to", f"{apply_to!r} has no effect in budget.mode {mode}; allowed: {', '.join(uses)}")
     return Inequalities(by, tuple(index_ppm), weight, apply_to)
+
+
+_CODING_KEYS = {"normalise_pct", "flag_threshold_pct"}
+
+
+@dataclass(frozen=True)
+class CodingIntensity:
+    """Register-growth safeguard: flag practices whose standardised registers grew more than
+    ``flag_threshold`` faster than their ICB's; scale their need down by ``normalise`` x the excess."""
+
+    normalise_ppm: int
+    flag_threshold_ppm: int
+
+
+def _parse_coding_intensity(r: _Reader, data) -> CodingIntensity | None:
+    if data is None:
+        return None
+    c = r.section(data, "budget.coding_intensity", _CODING_KEYS)
+    return CodingIntensity(
+        normalise_ppm=r.pct(c, "normalise_pct", "budget.coding_intensity.normalise_pct", 0, 100, 0),
+        flag_threshold_ppm=r.pct(c, "flag_threshold_pct", "budget.coding_intensity.flag_threshold_pct", 0, 100, 3))

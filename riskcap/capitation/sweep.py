@@ -179,4 +179,7 @@ def _lever_columns(summary: dict) -> dict:
     out = {f"component_{c['component']}_envelope_pence": c["envelope_pence"] for c in summary.get("components", ())}
     if "inequalities" in summary:
         out["inequalities_moved_pence"] = summary["inequalities"]["moved_pence"]
+    if "coding_intensity" in summary:
+        out["coding_flagged"] = len(summary["coding_intensity"]["flagged"])
+        out["coding_moved_pence"] = summary["coding_intensity"]["moved_pence"]
     return out

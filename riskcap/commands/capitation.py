@@ -242,7 +242,8 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     manifest.add_index_date("capitation", index)
     manifest.add_input("data", data_dir)  # hashed while the sweep reads it
     started = time.perf_counter()
-    plan = plan_run([base], deprivation=any(k.startswith("budget.inequalities") for k, _ in parsed))
+    plan = plan_run([base], deprivation=any(k.startswith("budget.inequalities") for k, _ in parsed),
+                    coding=any(k.startswith("budget.coding_intensity") for k, _ in parsed))
 
     def work(engine, tasks, on_result, **shared):
         populations, summary = stream_populations(engine, tasks, plan, on_result=on_result, **shared)
