@@ -427,6 +427,9 @@ def budgets_section(run: RunOutputs) -> Section:
     s.tables.append(Table("Scenarios side by side",
                           ["scenario", "budget mode", "envelope", "per head", f"vs {cap.baseline}",
                            "contingency + withhold", "high-cost pool"], rows, [False, False] + [True] * 5))
+    from riskcap.report.levers_b import lever_tables  # noqa: PLC0415 (issue 19 levers B; it imports this module)
+
+    s.tables.extend(lever_tables(cap))
     return s
 
 

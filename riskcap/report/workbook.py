@@ -440,6 +440,10 @@ def workbook_bytes(run: RunOutputs) -> bytes:
         accuracy = wb.create_sheet("Accuracy")
         columns = [c for c in ACCURACY_COLUMNS if callable(c.source) or c.source in cap.accuracy]
         _finish(accuracy, len(columns), _write_table(accuracy, cap.accuracy, columns), freeze="D2")
+    if cap is not None:  # issue 19 levers B: their sheets, only when a scenario uses them
+        from riskcap.report.levers_b import write_lever_sheets  # noqa: PLC0415
+
+        write_lever_sheets(wb, cap)
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
     return saved_bytes(wb)
