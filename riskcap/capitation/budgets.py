@@ -22,6 +22,10 @@ lower practice_code; see :mod:`riskcap.capitation.money`):
    path over N years is also reported (each year starts from the last, same envelope).
 6. The withhold is shared in proportion to the final budgets; ``withhold_earned_pct`` of it
    is assumed earned back in the settlement back-test.
+7. Levers (issue 19, docs/capitation.md): the health-inequalities adjustment
+   (:mod:`.inequalities`) and the coding-intensity normalisation (:mod:`.coding`) reweight the
+   split in step 3; component budgets (:mod:`.components`) replace it; a growing envelope
+   (:func:`growing_envelope_path`) changes what the pace of change starts from.
 """
 from __future__ import annotations
 
