@@ -23,14 +23,23 @@ lower practice_code; see :mod:`riskcap.capitation.money`):
 6. The withhold is shared in proportion to the final budgets; ``withhold_earned_pct`` of it
    is assumed earned back in the settlement back-test, or each practice earns its own share by
    a measured outcome (``withhold_earned_by``: :mod:`riskcap.capitation.withhold`).
+7. Levers (issue 19, docs/capitation.md): the health-inequalities adjustment
+   (:mod:`.inequalities`) and the coding-intensity normalisation (:mod:`.coding`) reweight the
+   split in step 3; component budgets (:mod:`.components`) replace it; a growing envelope
+   (:func:`growing_envelope_path`) changes what the pace of change starts from.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
+import pandas as pd
 
+from riskcap.capitation.coding import normalising_factors
+from riskcap.capitation.components import ComponentSplit, split_components
+from riskcap.capitation.inequalities import adjustment
 from riskcap.capitation.money import PPM, allocate_largest_remainder, check_pence, checked_product, div_round_half_up
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import PaceOfChange, Scenario
@@ -58,6 +67,10 @@ class Budgets:
     cell_shares: np.ndarray  # (practices, groups): how each budget divides over need groups
     pace_path: np.ndarray | None = None  # (years, practices): budgets year by year (year 1 = budget_pence)
     withhold_outcome: OutcomeEarned | None = None  # the withhold earned by outcome (issue 19 lever 7)
+    components: ComponentSplit | None = None  # budget.components: the component budgets
+    inequalities: dict | None = None  # budget.inequalities: what the adjustment did (InequalityAdjustment.summary)
+    growing: GrowingPath | None = None  # pace of change with a growing envelope (envelope_growth_pct)
+    coding: pd.DataFrame | None = None  # budget.coding_intensity: per practice growth, flag and money (coding_report)
 
     @property
     def distance_from_target(self) -> np.ndarray:
@@ -97,8 +110,10 @@ def _row_shares(cells: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, cells / totals, 0.0)
 
 
-def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs) -> Budgets:
-    """Practice budgets for ``scenario`` from its tariffs (see the module docstring)."""
+def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs,
+                    components: dict | None = None) -> Budgets:
+    """Practice budgets for ``scenario`` from its tariffs (see the module docstring);
+    ``components``: the populations of its component budgets by settings (:mod:`.components`)."""
     tariff_cells = checked_product(population.list_days, tariffs.tariff_pence[None, :], "tariffs x list days")
     _check_weights(tariff_cells.sum(axis=1), "tariff x list days")
     tariff_w = tariff_cells.sum(axis=1)
@@ -112,13 +127,29 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
     withhold = div_round_half_up(gross * scenario.outcome_withhold_ppm, PPM)
     envelope = gross - contingency - withhold
 
+    ineq = scenario.inequalities
+    by_tariff_w, adjusted = tariff_w, []
+    if ineq is not None and ineq.apply_to == "tariffs":
+        adjusted.append(adjustment(population, scenario, "tariffs", tariffs.tariff_pence))
+        by_tariff_w = adjusted[-1].weights
+    coding = scenario.coding_intensity
+    factors = None
+    if coding is not None and coding.normalise_ppm:  # need scaled down by the register growth in excess of the ICB's
+        factors = normalising_factors(population.coding_growth, population.practice_codes, coding.normalise_ppm)
+        by_tariff_w = _normalised(by_tariff_w, factors)
     if scenario.mode == "tariff":
-        target = _share(envelope, tariff_w, scenario, "tariff x list days")
+        target = _share(envelope, by_tariff_w, scenario, "tariff x list days")
         shares = _row_shares(tariff_cells)
     else:
         need_cells, need_label = _need_cells(population, scenario, tariff_cells)
         need_w = need_cells.sum(axis=1)
         _check_weights(need_w, "need x list days")
+        if ineq is not None and ineq.apply_to == "fair_shares":
+            adjusted.append(adjustment(population, scenario, "fair_shares", tariffs.tariff_pence,
+                                       need_is_tariff=need_cells is tariff_cells))
+            need_w = adjusted[-1].weights
+        if factors is not None:
+            need_w = _normalised(need_w, factors)
         fair = _share(envelope, need_w, scenario, f"{need_label} x list days")
         if scenario.mode == "fair_shares":
             target, shares = fair, _row_shares(need_cells)
@@ -127,7 +158,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
             a = scenario.tariff_weight_ppm
             g = gcd(a, PPM - a) or 1
             wa, wb = a // g, (PPM - a) // g
-            by_tariff = _share(envelope, tariff_w, scenario, "tariff x list days")
+            by_tariff = _share(envelope, by_tariff_w, scenario, "tariff x list days")
             weights = (checked_product(by_tariff, wa, "blend weights", 2**61)
                        + checked_product(fair, wb, "blend weights", 2**61))
             _check_weights(weights, "blend weights")
@@ -136,10 +167,28 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
             shares = alpha * _row_shares(tariff_cells) + (1 - alpha) * _row_shares(need_cells)
             label = f"blend ({a / 10_000:g}% tariff, {100 - a / 10_000:g}% fair shares by {need_label})"
 
+    inequalities = None
+    if adjusted:  # the money the adjustment moved: targets with it against targets without
+        plain = compute_budgets(population, dataclasses.replace(scenario, inequalities=None, components=(),
+                                                                pace_of_change=None), tariffs)
+        inequalities = adjusted[0].summary(envelope, plain.target_pence, target)
+    coding_summary = None
+    if coding is not None:
+        plain = target if factors is None else compute_budgets(
+            population, dataclasses.replace(scenario, coding_intensity=None, pace_of_change=None), tariffs).target_pence
+        coding_summary = coding_report(population, scenario, plain, target)
+    split = None
+    if scenario.components:  # the components' own need bases replace the mode's split of the envelope
+        split, component_cells = split_components(envelope, scenario, population, components or {})
+        target, shares = split.target, split.cell_shares(component_cells)
+        label = f"{label}; components: " + ", ".join(f"{n} by {need}" for n, need in zip(split.names, split.needs))
     base_w = population.base.sum(axis=1)
     current = allocate_largest_remainder(envelope, base_w) if base_w.sum() > 0 else target.copy()
-    budget, path = target, None
-    if scenario.pace_of_change is not None:
+    budget, path, growing = target, None, None
+    if scenario.pace_of_change is not None and scenario.pace_of_change.envelope_growth_ppm:
+        growing = growing_envelope_path(base_w, target, envelope, scenario.pace_of_change, scenario)
+        budget, path = growing.budgets[0], growing.budgets
+    elif scenario.pace_of_change is not None:
         path = [apply_pace_of_change(current, target, envelope, scenario.pace_of_change, scenario)]
         for _ in range(scenario.pace_of_change.years - 1):  # later years: same envelope, step and limits
             path.append(apply_pace_of_change(path[-1], target, envelope, scenario.pace_of_change, scenario))
@@ -156,6 +205,8 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         envelope_pence=envelope, tariff_weights=tariff_w, target_pence=target, current_pence=current,
         budget_pence=budget, withhold_by_practice=withhold_p, withhold_earned_by_practice=earned_p,
         cell_shares=shares, pace_path=path, withhold_outcome=by_outcome,
+        components=None if split is None else split.with_budgets(budget), inequalities=inequalities,
+        growing=growing, coding=coding_summary,
     )
 
 
@@ -205,3 +256,68 @@ def apply_pace_of_change(current: np.ndarray, target: np.ndarray, envelope: int,
     _check_weights(amounts * 1000, "pace-of-change amounts")  # before the cast to int64 could wrap
     weights = np.rint(amounts * 1000).astype(np.int64)  # milli-pence
     return allocate_largest_remainder(envelope, weights)
+
+
+# --- issue 19 lever 6: convergence with a growing envelope ---------------------------------
+
+@dataclass(frozen=True)
+class GrowingPath:
+    """Budgets year by year when the envelope grows by ``g`` a year (year 1 is the scenario's)."""
+
+    last_year_pence: int  # last year's total: round_half_up(envelope / (1 + g))
+    current_pence: np.ndarray  # last year's budgets: base-year spend scaled to last year's total
+    envelopes: np.ndarray  # (years,) envelope x (1 + g)^(year - 1), halves up
+    targets: np.ndarray  # (years, practices): the target shares of each year's envelope
+    budgets: np.ndarray  # (years, practices)
+
+    def summary(self) -> dict:
+        return {"last_year_pence": self.last_year_pence, "envelopes_pence": [int(e) for e in self.envelopes]}
+
+
+def growing_envelope_path(base_w: np.ndarray, target: np.ndarray, envelope: int, pace: PaceOfChange,
+                          scenario: Scenario | None = None) -> GrowingPath:
+    """Pace of change when the envelope grows by ``g`` (``envelope_growth_pct``) year on year.
+
+    Last year's budgets are the base-year spend scaled to ``envelope / (1 + g)``, so growth is
+    measured on what practices had; a growth floor up to ``g`` can then be met. Year y's
+    envelope is ``envelope x (1 + g)^(y - 1)`` and its target the same shares as year 1's; each
+    year moves from the year before with :func:`apply_pace_of_change` (step, floor and cap).
+    """
+    g = pace.envelope_growth_ppm
+    last = div_round_half_up(envelope * PPM, PPM + g)
+    current = allocate_largest_remainder(last, base_w) if base_w.sum() > 0 else \
+        allocate_largest_remainder(last, target) if target.any() else np.zeros_like(target)
+    envelopes, targets, budgets, previous = [], [], [], current
+    for year in range(pace.years):
+        env = div_round_half_up(envelope * (PPM + g) ** year, PPM ** year)
+        check_pence(env, f"scenario '{getattr(scenario, 'name', '')}': the envelope in year {year + 1}")
+        tgt = target if year == 0 else allocate_largest_remainder(env, target)
+        previous = apply_pace_of_change(previous, tgt, env, pace, scenario)
+        envelopes.append(env)
+        targets.append(tgt)
+        budgets.append(previous)
+    return GrowingPath(last, current, np.array(envelopes, dtype=np.int64), np.vstack(targets), np.vstack(budgets))
+
+
+# --- issue 19 lever 4: coding-intensity safeguard -------------------------------------------
+
+def _normalised(weights: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Share weights divided by the practices' coding-intensity factors (whole units)."""
+    return np.rint(weights.astype(np.float64) / factors).astype(np.int64)
+
+
+def coding_report(population: Population, scenario: Scenario, plain: np.ndarray, target: np.ndarray) -> pd.DataFrame:
+    """Per practice: its register growth against its ICB's (:func:`~riskcap.capitation.coding.coding_growth`),
+    whether it is flagged for audit, its normalising factor and the target it gained or lost by it."""
+    coding = scenario.coding_intensity
+    codes = population.practice_codes.astype(str)
+    growth = population.coding_growth.set_index("practice_code").reindex(codes).reset_index()
+    growth["icb_code"] = population.icb_codes.astype(str)
+    excess = growth["excess_growth"].to_numpy(dtype=np.float64)
+    growth["flagged"] = np.isfinite(excess) & (excess > coding.flag_threshold_ppm / PPM)
+    growth["factor"] = np.round(normalising_factors(population.coding_growth, population.practice_codes,
+                                                    coding.normalise_ppm), 6)
+    growth["target_without_pence"] = plain
+    growth["target_pence"] = target
+    growth["change_pence"] = target - plain
+    return growth

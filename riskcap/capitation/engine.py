@@ -39,7 +39,7 @@ class ScenarioResult:
         people = self.population.n_people
         withhold_earned = int(b.withhold_earned_by_practice.sum())
         payer = int(s.payer_share_pence.sum())
-        return {
+        out = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "need_groups": self.population.scheme.name,
@@ -79,6 +79,17 @@ class ScenarioResult:
             "mean_abs_distance_from_target": _nanmean_abs(b.distance_from_target),
             **self.lever_summary(),
         }
+        return out
+
+    def coding_frame(self) -> pd.DataFrame | None:
+        """The coding-intensity safeguard per practice (None without it)."""
+        c = self.budgets.coding
+        return None if c is None else pd.concat([pd.DataFrame({"scenario": [self.scenario.name] * len(c)}), c], axis=1)
+
+    def components_frame(self) -> pd.DataFrame | None:
+        """Component budgets per practice (None without components)."""
+        split = self.budgets.components
+        return None if split is None else split.frame(self.scenario.name, self.population.practice_codes)
 
     def lever_summary(self) -> dict:
         """Summary lines of the issue 19 levers a scenario sets (none by default: outputs unchanged)."""
@@ -94,6 +105,21 @@ class ScenarioResult:
             out["withhold_measure"] = self.scenario.withhold_by_outcome.measure
             out["withhold_practices_earning_all"] = int(sum(f == 1 for f in self.budgets.withhold_outcome.share))
             out["withhold_practices_earning_none"] = int(sum(f == 0 for f in self.budgets.withhold_outcome.share))
+        b = self.budgets
+        if b.components is not None:
+            out["components"] = b.components.summary()
+        if b.inequalities is not None:
+            out["inequalities"] = b.inequalities
+        if b.growing is not None:
+            out["pace_of_change_growth"] = b.growing.summary()
+        if b.coding is not None:
+            c, ci = b.coding, self.scenario.coding_intensity
+            out["coding_intensity"] = {
+                "normalise_pct": ci.normalise_ppm / 10_000, "flag_threshold_pct": ci.flag_threshold_ppm / 10_000,
+                "flagged": c.loc[c["flagged"], "practice_code"].tolist(),
+                "moved_pence": int(np.maximum(c["change_pence"].to_numpy(), 0).sum()),
+                "icb_growth": {k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in
+                               c.groupby("icb_code", sort=True)["icb_growth"].first().items()}}
         return out
 
     def lever_frames(self) -> dict[str, pd.DataFrame]:
@@ -155,7 +181,7 @@ class ScenarioResult:
             return pd.DataFrame(columns=["scenario", "practice_code", "year", "budget_pence", "target_pence",
                                          "distance_from_target"])
         years, practices = path.shape
-        target = np.tile(b.target_pence, years)
+        target = np.tile(b.target_pence, years) if b.growing is None else b.growing.targets.ravel()
         with np.errstate(divide="ignore", invalid="ignore"):
             distance = np.where(target > 0, (path.ravel() - target) / target, np.nan)
         return pd.DataFrame({
@@ -237,13 +263,14 @@ def _nanmean_abs(values: np.ndarray) -> float | None:
     return float(finite.mean()) if finite.size else None
 
 
-def evaluate(population: Population, scenario: Scenario) -> ScenarioResult:
-    """Run one scenario on a grouped population (settings must match the population's)."""
+def evaluate(population: Population, scenario: Scenario, components: dict | None = None) -> ScenarioResult:
+    """Run one scenario on a grouped population (settings must match the population's);
+    ``components``: the populations of its component budgets by settings, if it has them."""
     if tuple(scenario.settings) != tuple(population.settings):
         raise ValueError(f"scenario '{scenario.name}' has settings {scenario.settings} but the population "
                          f"was costed over {population.settings}")
     tariffs = compute_tariffs(population, scenario)
-    budgets = compute_budgets(population, scenario, tariffs)
+    budgets = compute_budgets(population, scenario, tariffs, components)
     actual_cells = population.outcome
     pool_outturn, stop, pools = 0, None, None
     if scenario.stop_loss is not None and tariffs.outcome_threshold_pence is not None:

@@ -246,6 +246,7 @@ class PopulationPart:
     spread: np.ndarray | None = None  # (2, groups, SPREAD_SUMS): outcome and tariff year (accuracy.spread)
     pcn_codes: np.ndarray | None = None  # each practice's PCN ("" when the practices table has none)
     emergency: np.ndarray | None = None  # (practices, groups) people with an emergency admission in the outcome year
+    deprivation: np.ndarray | None = None  # (2, practices, groups, IMD deciles): by_deprivation's list days, need
 
     @property
     def n_people(self) -> int:
@@ -294,8 +295,8 @@ def setting_indices(settings) -> np.ndarray:
 
 
 def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,
-                    groups: np.ndarray | None = None, exposure=None, tariff: TariffBasis | None = None
-                    ) -> PopulationPart:
+                    groups: np.ndarray | None = None, exposure=None, tariff: TariffBasis | None = None,
+                    deprivation: bool = False) -> PopulationPart:
     """Group (unless ``groups`` is given) and aggregate one partition's features.
 
     Arguments are as for :meth:`Population.from_features`. With an ``exposure``
@@ -305,7 +306,8 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
     in the outcome year); without them, from the features' columns at each person's practice,
     and the tariffs are priced per head from the base year (:data:`BASE_YEAR`). Raises
     DataError for missing columns or bad list days; bad costs and predictions are counted
-    and raised by :meth:`Population.combine`.
+    and raised by :meth:`Population.combine`. ``deprivation``: also sum list days and need by
+    IMD decile (:func:`by_deprivation`, for the health-inequalities adjustment).
     """
     settings = tuple(settings)
     base_names = [base_cost_column(s) for s in settings]
@@ -364,6 +366,8 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
                            spread_sums(tariff.person_group, tariff.person_cost, exposure.tariff_days, n_groups)])
     check_pence(person_base, f"base-year costs in {', '.join(base_names)}")
     check_pence(person_outcome, f"outcome-year costs in {', '.join(outcome_names)}")
+    dep = by_deprivation(features, practice_codes, practice_index, groups, days, need, n_groups, exposure) \
+        if deprivation else None
     return PopulationPart(settings=settings, n_groups=n_groups, practice_codes=practice_codes,
                           icb_codes=_icb_codes(practice_codes, practices), sums=sums,
                           person_cell=person_cell, person_base=person_base, person_outcome=person_outcome,
@@ -371,7 +375,40 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
                           need_missing=need_missing, need_negative=need_negative, tariff=tariff,
                           unregistered_pence=unregistered, read_pence=read, spread=spread,
                           pcn_codes=_pcn_codes(practice_codes, practices),
-                          emergency=_emergency_cells(features, person_cell, (len(practice_codes), n_groups)))
+                          emergency=_emergency_cells(features, person_cell, (len(practice_codes), n_groups)),
+                          deprivation=dep)
+
+
+#: IMD deciles (1 = most deprived 10 %), the finest deprivation band a person carries.
+IMD_DECILES = 10
+
+
+def by_deprivation(features: pd.DataFrame, practice_codes: np.ndarray, practice_index: np.ndarray, groups: np.ndarray,
+                   days: np.ndarray, need: np.ndarray, n_groups: int, exposure=None) -> np.ndarray:
+    """(2, practices, groups, IMD deciles) int64: list days in the outcome year and predicted need
+    pence x list days (zeros without complete predictions), by each person's IMD decile; by the
+    day per registration period's practice when there is an ``exposure``, as :func:`_by_day`."""
+    if "imd_decile" not in features.columns:
+        raise DataError("features have no column 'imd_decile', needed for the health-inequalities adjustment")
+    decile = features["imd_decile"].to_numpy(dtype=np.int64, na_value=0)
+    bad = (decile < 1) | (decile > IMD_DECILES)
+    if bad.any():
+        raise DataError(f"features column 'imd_decile': {int(bad.sum())} value(s) outside 1..{IMD_DECILES} "
+                        f"(e.g. person_id {', '.join(map(str, features['person_id'].to_numpy()[bad][:5]))})")
+    n_practices = len(practice_codes)
+    n = n_practices * n_groups * IMD_DECILES
+    if exposure is None:
+        rows, cell, stay_days = np.arange(len(features)), practice_index.astype(np.int64) * n_groups + groups, days
+    else:
+        rows = exposure.stay_row
+        cell = np.searchsorted(practice_codes, exposure.stay_practice) * n_groups + groups.astype(np.int64)[rows]
+        stay_days = exposure.stay_days
+    key = cell * IMD_DECILES + decile[rows] - 1
+    out = np.zeros((2, n), dtype=np.int64)
+    out[0] = _sum_by(key, stay_days, n)
+    if need.size:
+        out[1] = _sum_by(key, np.rint(need[rows] * 100.0) * stay_days, n)
+    return out.reshape(2, n_practices, n_groups, IMD_DECILES)
 
 
 def _with_codes(codes: np.ndarray, index: np.ndarray, more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -498,12 +535,16 @@ class PopulationBuilder:
             check_pence([p.sums[measure].sum(dtype=np.float64) for p in parts], what, limit)  # before adding
         sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
         emergency = None if any(p.emergency is None for p in parts) else np.zeros((len(codes), n_groups), np.int64)
+        with_dep = all(p.deprivation is not None for p in parts)
+        deprivation = np.zeros((2, len(codes), n_groups, IMD_DECILES), dtype=np.int64) if with_dep else None
         cell, base, outcome = self._people.everyone()
         for part, (lo, hi) in zip(parts, self._bounds):
             rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
             sums[:, rows, :] += part.sums
             if emergency is not None:
                 emergency[rows, :] += part.emergency
+            if with_dep:
+                deprivation[:, rows] += part.deprivation
             if not np.array_equal(rows, np.arange(len(codes))):
                 lut = (rows[:, None] * n_groups + np.arange(n_groups)).ravel().astype(np.int32)
                 for start in range(lo, hi, _REMAP_CHUNK):
@@ -538,6 +579,8 @@ class PopulationBuilder:
             unregistered_pence=sum(p.unregistered_pence for p in parts), read_pence=sum(p.read_pence for p in parts),
             spread=None if any(p.spread is None for p in parts) else sum(p.spread for p in parts),
             pcn_codes=np.asarray([pcn.get(c, "") for c in codes], dtype=object), emergency=emergency,
+            deprivation=None if deprivation is None else
+            np.stack([deprivation[0], deprivation[1] if need_days is not None else np.zeros_like(deprivation[1])]),
         )
 
 
@@ -589,6 +632,13 @@ class Population:
     unregistered_pence: int = 0
     read_pence: int = 0
     spread: np.ndarray | None = field(default=None, repr=False)  # noise statistics (accuracy.spread)
+    #: (2, practices, groups, IMD deciles): list days and need pence x days by IMD decile
+    #: (:func:`by_deprivation`; None unless asked for, as only the inequalities adjustment needs it)
+    deprivation: np.ndarray | None = field(default=None, repr=False)
+    #: register entries per practice x age-sex band in the base and current years
+    #: (:func:`riskcap.capitation.coding.register_cells`; None unless a run asked for them)
+    registers: pd.DataFrame | None = field(default=None, repr=False)
+    _coding_growth: pd.DataFrame | None = field(default=None, repr=False)
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)
@@ -600,6 +650,19 @@ class Population:
     @property
     def n_people(self) -> int:
         return int(self.people.sum())
+
+    @property
+    def coding_growth(self) -> pd.DataFrame:
+        """Each practice's standardised register growth against its ICB's (:mod:`riskcap.capitation.coding`)."""
+        if self._coding_growth is None:
+            if self.registers is None:
+                raise DataError("the coding-intensity safeguard needs register counts in the base and current "
+                                "years: run from a data folder (riskcap capitation run/sweep --data), not a features "
+                                "frame")
+            from riskcap.capitation.coding import coding_growth  # noqa: PLC0415
+
+            self._coding_growth = coding_growth(self.registers)
+        return self._coding_growth
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -623,7 +686,7 @@ class Population:
 
     @classmethod
     def from_features(cls, features: pd.DataFrame, scheme: NeedGroupScheme, settings, practices: pd.DataFrame | None = None,
-                      groups: np.ndarray | None = None) -> "Population":
+                      groups: np.ndarray | None = None, deprivation: bool = False) -> "Population":
         """Group people (unless ``groups`` is given) and aggregate them per practice x group.
 
         The same as :meth:`combine` of one :func:`population_part` of the whole frame.
@@ -641,7 +704,8 @@ class Population:
         groups
             Need-group index per row, when already computed with :func:`assign_need_groups`.
         """
-        return cls.combine([population_part(features, scheme, settings, practices, groups)], scheme)
+        return cls.combine([population_part(features, scheme, settings, practices, groups, deprivation=deprivation)],
+                           scheme)
 
     @classmethod
     def combine(cls, parts, scheme: NeedGroupScheme, spill_dir: str | Path | None = None) -> "Population":

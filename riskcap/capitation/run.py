@@ -17,6 +17,8 @@ Output folder layout::
     OUT/stop_loss.csv           scenarios with a stop-loss: per practice, who paid the costs above it
     OUT/risk_pools.csv          scenarios with risk pooling or widened bands: each practice's pool settlement
     OUT/withhold_outcome.csv    scenarios earning the withhold by outcome: each practice's observed, expected, earned
+    OUT/components.csv          component budgets per practice for scenarios with budget.components
+    OUT/coding_intensity.csv    register growth against the ICB's per practice, flags (budget.coding_intensity)
     OUT/practices_without_people.csv  practices with no one on their list in the outcome year, and why
     OUT/scenarios/<name>/       the same tables for one scenario, its summary.json and scenario.yaml
     OUT/need_groups/<scheme>.parquet  each person's need group (person_id, practice_code, need_group)
@@ -45,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from riskcap.capitation.coding import combine_registers, register_cells
 from riskcap.capitation.engine import ScenarioResult, evaluate
 from riskcap.capitation.population import (Population, PopulationBuilder, PopulationPart, attach_scores,
                                            population_part, tariff_basis)
@@ -103,14 +106,20 @@ class RunPlan:
 
     schemes: dict[str, NeedGroupScheme]
     keys: tuple[Key, ...]
+    deprivation: bool = False  # also sum list days and need by IMD decile (the inequalities adjustment)
+    coding: bool = False  # also count register entries by practice x age-sex band in both years (coding intensity)
 
     def first_key(self, where: str) -> Key:
         """The first key of scheme ``where`` (its parts carry the scheme's grouping)."""
         return next(k for k in self.keys if k[0] == where)
 
 
-def plan_run(scenarios: list[Scenario]) -> RunPlan:
-    """Check the scenarios (at least one, unique names) and load their schemes (unique names)."""
+def plan_run(scenarios: list[Scenario], deprivation: bool = False, coding: bool = False) -> RunPlan:
+    """Check the scenarios (at least one, unique names) and load their schemes (unique names).
+
+    Each scenario's component budgets add a key per component's settings; ``deprivation`` (or
+    any scenario's inequalities adjustment) asks for the populations' IMD-decile sums, ``coding``
+    (or any scenario's coding-intensity safeguard) for register counts in both years."""
     if not scenarios:
         raise ConfigError("no scenarios to run")
     names = [s.name for s in scenarios]
@@ -129,9 +138,11 @@ def plan_run(scenarios: list[Scenario]) -> RunPlan:
                 raise ConfigError(f"need-group schemes {clash} and {where} are both named '{scheme.name}'; "
                                   "scheme names must be unique within a run")
             schemes[where] = scheme
-        if (where, scenario.settings) not in keys:
-            keys.append((where, scenario.settings))
-    return RunPlan(schemes, tuple(keys))
+        for settings in (scenario.settings, *(c.settings for c in scenario.components)):
+            if (where, settings) not in keys:
+                keys.append((where, settings))
+    return RunPlan(schemes, tuple(keys), deprivation or any(s.inequalities is not None for s in scenarios),
+                   coding or any(s.coding_intensity is not None for s in scenarios))
 
 
 @dataclass
@@ -146,6 +157,8 @@ class RunPart:
     notes: pd.DataFrame | None = None
     #: the partition's unranked scores, when the run also scores (:class:`~riskcap.models.score.ScoresWriter`)
     scores: pd.DataFrame | None = None
+    #: register entries per practice x age-sex band in the base and current years (plan.coding)
+    registers: pd.DataFrame | None = None
 
     @property
     def n_people(self) -> int:
@@ -167,16 +180,18 @@ def aggregate_partition(features: pd.DataFrame, plan: RunPlan, practices: pd.Dat
             groups[where] = assign_need_groups(features, scheme)
         tariff = None if exposure is None else tariff_basis(exposure, scheme, settings, tariff_groups[where])
         parts[(where, settings)] = population_part(features, scheme, settings, practices, groups[where],
-                                                   exposure=exposure, tariff=tariff)
+                                                   exposure=exposure, tariff=tariff, deprivation=plan.deprivation)
     return RunPart(features["person_id"].to_numpy(dtype=np.int64, copy=True), parts)
 
 
-def forward_inputs(tables: Tables, index_date, plan: RunPlan) -> tuple[pd.DataFrame, dict, object, np.ndarray]:
+def forward_inputs(tables: Tables, index_date, plan: RunPlan
+                   ) -> tuple[pd.DataFrame, dict, object, np.ndarray, pd.DataFrame | None]:
     """What a partition's forward, by-day capitation needs: the features at T of everyone on a
     list in the outcome year (joiners too), the need groups (per scheme of ``plan``) of the
     people registered a year before T (the tariff year's), the
     :class:`~riskcap.capitation.exposure.Exposure`, and which rows of the features were
-    registered at T (the people a run also scores)."""
+    registered at T (the people a run also scores), and with ``plan.coding`` the base year's
+    register counts (:func:`~riskcap.capitation.coding.register_cells`)."""
     from riskcap.capitation.exposure import exposure_of, tariff_start  # noqa: PLC0415
     from riskcap.features import OUTCOME_DAYS, build_features, registered_on, to_day  # noqa: PLC0415
     from riskcap.registrations import periods_of  # noqa: PLC0415
@@ -187,13 +202,14 @@ def forward_inputs(tables: Tables, index_date, plan: RunPlan) -> tuple[pd.DataFr
     tariff_ids = tariff_features["person_id"].to_numpy(dtype=np.int64, copy=True)
     tariff_groups = {where: assign_need_groups(tariff_features, scheme) if len(tariff_features) else
                      np.zeros(0, dtype=np.int16) for where, scheme in plan.schemes.items()}
+    base_registers = register_cells(tariff_features, 0, tables.practices) if plan.coding else None
     del tariff_features  # one features frame in memory at a time
     features = build_features(tables, day, joining_days=OUTCOME_DAYS)
     exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64), tariff_ids, periods)
     at_t, _ = registered_on(tables.persons, tables.registrations, day, periods)
     registered = np.isin(features["person_id"].to_numpy(dtype=np.int64),
                          tables.persons["person_id"].to_numpy(dtype=np.int64)[at_t])
-    return features, tariff_groups, exposure, registered
+    return features, tariff_groups, exposure, registered, base_registers
 
 
 def need_group_table(run_part: RunPart, plan: RunPlan, where: str) -> pa.Table:
@@ -275,7 +291,7 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
     partition's person_id range of each file is read.
     """
     summary = None
-    exposure = tariff_groups = None
+    exposure = tariff_groups = registers = None
     notes = None if practices is None else practice_notes(practices, None, index_date)
     if isinstance(task, pd.DataFrame):
         features = registered = task
@@ -290,8 +306,10 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
                 return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
         practices = tables.practices
         notes = practice_notes(practices, tables.practice_changes, index_date)
-        features, tariff_groups, exposure, at_index = forward_inputs(tables, index_date, plan)
+        features, tariff_groups, exposure, at_index, registers = forward_inputs(tables, index_date, plan)
         registered = features if at_index.all() else features.loc[at_index].reset_index(drop=True)
+        if plan.coding:
+            registers = combine_registers([registers, register_cells(registered, 1, practices)])
         del tables
     scored = None
     if model_files is not None:
@@ -305,6 +323,7 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
     run_part = aggregate_partition(features, plan, practices, exposure, tariff_groups)
     run_part.summary, run_part.scores, run_part.notes = summary, scored, notes
+    run_part.registers = registers
     return run_part
 
 
@@ -344,6 +363,7 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     every partition is raised together (as :func:`riskcap.validate.load_tables` would).
     """
     builders = {key: PopulationBuilder(plan.schemes[key[0]], spill_dir) for key in plan.keys}
+    registers: list[pd.DataFrame] = []
     summaries: list[LoadSummary] = []
     notes = None
     people = 0
@@ -361,6 +381,8 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
             for where, sink in sinks.items():
                 sink(need_group_table(result, plan, where))
             people += result.n_people
+            if result.registers is not None:
+                registers.append(result.registers)
         if on_result is not None:
             on_result(result)
         del result
@@ -369,7 +391,12 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
         raise LoadRejected(summary)
     if not people:
         raise DataError(_NOBODY)
-    return {key: builder.build() for key, builder in builders.items()}, summary, notes
+    populations = {key: builder.build() for key, builder in builders.items()}
+    if registers:  # the coding-intensity safeguard's register counts, the same for every population
+        combined = combine_registers(registers)
+        for population in populations.values():
+            population.registers = combined
+    return populations, summary, notes
 
 
 def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[RunPart], None] | None = None,
@@ -434,12 +461,18 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
     return run
 
 
+def component_populations(populations: dict[Key, Population], scenario: Scenario) -> dict[tuple, Population]:
+    """The populations of ``scenario``'s component budgets, by their settings (empty without)."""
+    return {c.settings: populations[(scenario.scheme_location, c.settings)] for c in scenario.components}
+
+
 def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population],
               notes: pd.DataFrame | None = None) -> RunResult:
     """Evaluate every scenario on its population and build the comparison tables (``notes``:
     :func:`practice_notes`, for the practices' list changes and those without people)."""
     names = [s.name for s in scenarios]
-    results = [evaluate(populations[(s.scheme_location, s.settings)], s) for s in scenarios]
+    results = [evaluate(populations[(s.scheme_location, s.settings)], s, component_populations(populations, s))
+               for s in scenarios]
     baseline = "baseline" if "baseline" in names else names[0]
     base = next(r for r in results if r.scenario.name == baseline)
 
@@ -514,6 +547,12 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
         write_csv(run.pace_path, out / "pace_path.csv")
     for name, frame in run.levers.items():
         write_csv(frame, out / f"{name}.csv")
+    components = [f for f in (r.components_frame() for r in run.results) if f is not None]
+    if components:  # issue 19: component budgets per practice
+        write_csv(pd.concat(components, ignore_index=True), out / "components.csv")
+    coding = [f for f in (r.coding_frame() for r in run.results) if f is not None]
+    if coding:  # issue 19: the coding-intensity safeguard per practice
+        write_csv(pd.concat(coding, ignore_index=True), out / "coding_intensity.csv")
     write_json(run.summary(inputs), out / "summary.json")
     for result in run.results:
         name = result.scenario.name
@@ -528,6 +567,10 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             write_csv(result.pace_path_frame(), folder / "pace_path.csv")
         for table, frame in result.lever_frames().items():
             write_csv(frame, folder / f"{table}.csv")
+        if result.budgets.components is not None:
+            write_csv(result.components_frame(), folder / "components.csv")
+        if result.budgets.coding is not None:
+            write_csv(result.coding_frame(), folder / "coding_intensity.csv")
         write_json({"inputs": inputs or {}, "source": result.scenario.source, **result.summary()},
                    folder / "summary.json")
         with atomic_path(folder / "scenario.yaml") as tmp:

@@ -45,6 +45,9 @@ DEFAULTS: dict = {
         "need": "auto",
         "tariff_weight_pct": 50,
         "pace_of_change": None,
+        "components": None,
+        "inequalities": None,
+        "coding_intensity": None,
     },
     "top_slices": {
         "contingency_pct": 0,
@@ -56,7 +59,8 @@ DEFAULTS: dict = {
     "stop_loss": None,  # issue 19 lever 1: see STOP_LOSS_DEFAULTS
     "risk_pool": None,  # issue 19 lever 2: see RISK_POOL_DEFAULTS
 }
-PACE_DEFAULTS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1}
+PACE_DEFAULTS = {"step_pct": 100, "min_growth_pct": None, "max_growth_pct": None, "years": 1,
+                 "envelope_growth_pct": 0}
 _CORRIDOR_KEYS = {"overspend", "underspend", "loss_share_pct", "gain_share_pct",
                   "provider_loss_cap_pct", "provider_gain_cap_pct", "payer_exposure_cap_pct"}
 _TIER_KEYS = {"from_pct", "to_pct", "payer_share_pct"}
@@ -103,7 +107,8 @@ class PaceOfChange:
     step_ppm: int
     min_growth_ppm: int | None
     max_growth_ppm: int | None
-    years: int = 1  # length of the path reported (budgets are year 1; later years assume a flat envelope)
+    years: int = 1  # length of the path reported (budgets are year 1)
+    envelope_growth_ppm: int = 0  # the envelope's growth on last year's, and each later year's on the one before
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,9 @@ class Scenario:
     stop_loss: StopLoss | None = None
     risk_pool: RiskPool = RiskPool()
     withhold_by_outcome: WithholdByOutcome | None = None
+    components: tuple[Component, ...] = ()  # budget.components: the envelope split into component budgets
+    inequalities: Inequalities | None = None  # budget.inequalities: the deprivation adjustment
+    coding_intensity: CodingIntensity | None = None  # budget.coding_intensity: the register-growth safeguard
 
     @property
     def scheme_location(self) -> str:
@@ -327,10 +335,13 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
             min_growth_ppm=r.pct(p, "min_growth_pct", "budget.pace_of_change.min_growth_pct", -100, 100, nullable=True),
             max_growth_ppm=r.pct(p, "max_growth_pct", "budget.pace_of_change.max_growth_pct", -100, 1000, nullable=True),
             years=r.number(p, "years", "budget.pace_of_change.years", 1, 20, 1),
+            envelope_growth_ppm=r.pct(p, "envelope_growth_pct", "budget.pace_of_change.envelope_growth_pct",
+                                      -50, 100, 0),
         )
         if not float(pace.years).is_integer():
             r.fail("budget.pace_of_change.years", f"{pace.years!r} is not a whole number of years; allowed: 1 to 20")
-        pace = PaceOfChange(pace.step_ppm, pace.min_growth_ppm, pace.max_growth_ppm, int(pace.years))
+        pace = PaceOfChange(pace.step_ppm, pace.min_growth_ppm, pace.max_growth_ppm, int(pace.years),
+                            pace.envelope_growth_ppm)
         if pace.min_growth_ppm is not None and pace.max_growth_ppm is not None and pace.min_growth_ppm > pace.max_growth_ppm:
             r.fail("budget.pace_of_change.min_growth_pct", "must not exceed max_growth_pct")
 
@@ -343,6 +354,10 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
     corridor = _parse_corridor(r, top.get("corridor"))
     stop_loss = _parse_stop_loss(r, top.get("stop_loss"), cap)
     risk_pool = _parse_risk_pool(r, top.get("risk_pool"))
+    for lever in ("inequalities", "coding_intensity"):
+        if b.get("components") is not None and b.get(lever) is not None:
+            r.fail(f"budget.{lever}", "cannot be combined with budget.components (each component is shared by its "
+                                      "own need basis); remove one of them")
     return Scenario(
         name=name, description=r.text(top, "description", "description", ""), need_groups=need_groups,
         settings=tuple(settings), cap_percentile=cap, excess=excess, demographic_growth_ppm=growth,
@@ -352,6 +367,9 @@ def parse_scenario(data: dict, source: str = "<scenario>", base_dir: str | None 
         outcome_withhold_ppm=withhold, withhold_earned_ppm=earned, corridor=corridor, source=source,
         raw=copy.deepcopy(data), base_dir=base_dir, stop_loss=stop_loss, risk_pool=risk_pool,
         withhold_by_outcome=by_outcome,
+        components=_parse_components(r, b.get("components"), tuple(settings)),
+        inequalities=_parse_inequalities(r, b.get("inequalities"), mode),
+        coding_intensity=_parse_coding_intensity(r, b.get("coding_intensity")),
     )
 
 
@@ -454,3 +472,108 @@ def _parse_withhold_by_outcome(r: _Reader, top_slices: dict) -> WithholdByOutcom
     if none <= full:
         r.fail(f"{key}.none_at_ratio", f"{none!r} must be above full_at_ratio ({full!r})")
     return WithholdByOutcome(measure, Fraction(str(full)), Fraction(str(none)))
+# --- issue 19 levers B: component budgets and the health-inequalities adjustment -----------
+
+#: How a component budget is shared over practices (``budget.components.<name>.need``).
+COMPONENT_NEEDS = ("group_tariff", "list_size", "predicted_cost")
+_COMPONENT_KEYS = {"settings", "need"}
+#: Deprivation bands of the inequalities adjustment: the feature and how many bands it has.
+DEPRIVATION_BANDS = {"imd_decile": 10, "imd_quintile": 5}
+INEQUALITY_TARGETS = ("tariffs", "fair_shares")
+_INEQUALITY_KEYS = {"by", "index", "weight_pct", "apply_to"}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A component budget (acute, prescribing, ...): its settings and how it is shared."""
+
+    name: str
+    settings: tuple[str, ...]
+    need: str  # one of COMPONENT_NEEDS
+
+
+@dataclass(frozen=True)
+class Inequalities:
+    """NHS England-style health-inequalities adjustment: ``weight`` of the money shared by need
+    x a deprivation index (``index_ppm[b]`` for band b + 1, 1 = most deprived), the rest by need."""
+
+    by: str  # imd_decile or imd_quintile
+    index_ppm: tuple[int, ...]
+    weight_ppm: int
+    apply_to: str  # tariffs or fair_shares
+
+
+def _parse_components(r: _Reader, data, settings: tuple[str, ...]) -> tuple[Component, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, dict) or not data:
+        r.fail("budget.components", "expected a mapping of component name -> {settings, need}")
+    components, seen = [], {}
+    for name, spec in data.items():
+        key = f"budget.components.{name}"
+        if not isinstance(name, str) or not is_safe_name(name):
+            r.fail(key, f"{name!r} cannot name a component; allowed: {SAFE_NAME}")
+        c = r.section(spec, key, _COMPONENT_KEYS)
+        own = c.get("settings")
+        if not isinstance(own, list) or not own:
+            r.fail(f"{key}.settings", f"expected a non-empty list of settings; allowed: {', '.join(settings)}")
+        for s in own:
+            if s not in settings:
+                r.fail(f"{key}.settings", f"{s!r} is not one of the scenario's settings; allowed: {', '.join(settings)}")
+            if s in seen:
+                r.fail(f"{key}.settings", f"{s!r} is already in component '{seen[s]}'; each setting belongs to one")
+            seen[s] = name
+        need = r.choice(c, "need", f"{key}.need", COMPONENT_NEEDS, "group_tariff")
+        components.append(Component(name, tuple(own), need))
+    left = [s for s in settings if s not in seen]
+    if left:
+        r.fail("budget.components", f"setting(s) {', '.join(left)} are in the scenario but in no component; "
+                                    "components must cover every setting so they add up to the total")
+    return tuple(components)
+
+
+def _parse_inequalities(r: _Reader, data, mode: str) -> Inequalities | None:
+    if data is None:
+        return None
+    key = "budget.inequalities"
+    i = r.section(data, key, _INEQUALITY_KEYS)
+    by = r.choice(i, "by", f"{key}.by", tuple(DEPRIVATION_BANDS), "imd_quintile")
+    bands = DEPRIVATION_BANDS[by]
+    index = i.get("index")
+    if not isinstance(index, list) or len(index) != bands:
+        r.fail(f"{key}.index", f"expected a list of {bands} relative need indices, one per {by} "
+                               f"(1 = most deprived first), each a number in (0, 10]")
+    index_ppm = []
+    for b, v in enumerate(index):
+        value = r.number({"v": v}, "v", f"{key}.index.{b}", 0, 10, lo_open=True)
+        ppm = Fraction(str(value)) * PPM
+        if ppm.denominator != 1:
+            r.fail(f"{key}.index.{b}", f"{value!r} has more than 6 decimal places")
+        index_ppm.append(int(ppm))
+    weight = r.pct(i, "weight_pct", f"{key}.weight_pct", 0, 100, 10)
+    apply_to = r.choice(i, "apply_to", f"{key}.apply_to", INEQUALITY_TARGETS, "tariffs")
+    uses = {"tariff": ("tariffs",), "fair_shares": ("fair_shares",), "blend": INEQUALITY_TARGETS}[mode]
+    if apply_to not in uses:
+        r.fail(f"{key}.apply_to", f"{apply_to!r} has no effect in budget.mode {mode}; allowed: {', '.join(uses)}")
+    return Inequalities(by, tuple(index_ppm), weight, apply_to)
+
+
+_CODING_KEYS = {"normalise_pct", "flag_threshold_pct"}
+
+
+@dataclass(frozen=True)
+class CodingIntensity:
+    """Register-growth safeguard: flag practices whose standardised registers grew more than
+    ``flag_threshold`` faster than their ICB's; scale their need down by ``normalise`` x the excess."""
+
+    normalise_ppm: int
+    flag_threshold_ppm: int
+
+
+def _parse_coding_intensity(r: _Reader, data) -> CodingIntensity | None:
+    if data is None:
+        return None
+    c = r.section(data, "budget.coding_intensity", _CODING_KEYS)
+    return CodingIntensity(
+        normalise_ppm=r.pct(c, "normalise_pct", "budget.coding_intensity.normalise_pct", 0, 100, 0),
+        flag_threshold_ppm=r.pct(c, "flag_threshold_pct", "budget.coding_intensity.flag_threshold_pct", 0, 100, 3))

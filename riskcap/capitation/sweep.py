@@ -129,13 +129,17 @@ def _gather_tails_once(population: Population, scenarios: list[Scenario]) -> Non
         population.excess("outcome", min(s.stop_loss.attachment_pence for s in stop_losses))
 
 
-def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list]]) -> pd.DataFrame:
+def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list]],
+              components: dict | None = None) -> pd.DataFrame:
     """Evaluate every combination of ``axes`` on ``base``; one row per combination.
 
     Columns: ``combination`` (0-based), one per axis key (the value as given), the headline
     numbers of :meth:`~riskcap.capitation.engine.ScenarioResult.summary` (with the lines of the
     levers a combination sets: :meth:`~riskcap.capitation.engine.ScenarioResult.lever_summary`)
-    and ``tariff_<group>_pence`` per need group.
+    and ``tariff_<group>_pence`` per need group; with component budgets ``component_<name>_envelope_pence``,
+    with the inequalities adjustment ``inequalities_moved_pence``. ``components``: the populations
+    of the base scenario's components by settings (component settings cannot vary: each needs
+    its own costing of the people).
     """
     if not axes:
         raise ConfigError("a sweep needs at least one --vary KEY=VALUES axis")
@@ -149,17 +153,25 @@ def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list
                                      label=f"sweep combination {i}: " + ", ".join(
                                          f"{k}={axes[a][1][j]}" for a, (k, j) in enumerate(zip(keys, combo))))
                  for i, combo in enumerate(combos)]
+    components = components or {}
+    for scenario in scenarios:
+        missing = [c.name for c in scenario.components if c.settings not in components]
+        if missing:
+            raise ConfigError(f"{scenario.source}: key 'budget.components.{missing[0]}.settings': component settings "
+                              "cannot vary in a sweep (each component's people are costed once); vary need instead")
     _gather_tails_once(population, scenarios)
     rows = []
     for i, (combo, scenario) in enumerate(zip(combos, scenarios)):
-        result = evaluate(population, scenario)
+        result = evaluate(population, scenario, components)
         summary = result.summary()
         row = {"combination": i}
         for a, (k, j) in enumerate(zip(keys, combo)):
             row[k] = axes[a][1][j]
         row.update({c: summary[c] for c in SUMMARY_COLUMNS})
-        row.update(result.lever_summary())  # issue 19 levers' lines, only where a combination sets them
+        levers = result.lever_summary()  # issue 19 levers' lines, only where a combination sets them
+        row.update({k: v for k, v in levers.items() if not isinstance(v, (dict, list))})
         row.update({f"tariff_{g}_pence": int(t) for g, t in zip(population.scheme.group_ids, result.tariffs.tariff_pence)})
+        row.update(_lever_columns(levers))  # the nested ones, flattened
         rows.append(row)
     frame = pd.DataFrame(rows)
     for k in keys:  # mixed types (numbers, null, @names) are written as text
@@ -168,3 +180,14 @@ def run_sweep(population: Population, base: Scenario, axes: list[tuple[str, list
         else:
             frame[k] = frame[k].map(lambda v: "null" if v is None else str(v)).astype("str")
     return frame
+
+
+def _lever_columns(summary: dict) -> dict:
+    """Sweep columns of issue 19's levers B, only for combinations that use them."""
+    out = {f"component_{c['component']}_envelope_pence": c["envelope_pence"] for c in summary.get("components", ())}
+    if "inequalities" in summary:
+        out["inequalities_moved_pence"] = summary["inequalities"]["moved_pence"]
+    if "coding_intensity" in summary:
+        out["coding_flagged"] = len(summary["coding_intensity"]["flagged"])
+        out["coding_moved_pence"] = summary["coding_intensity"]["moved_pence"]
+    return out

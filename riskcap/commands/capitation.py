@@ -230,7 +230,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
             --vary tariff.cap_percentile=null,95,96,97,98,99,99.5,99.8,99.9,99.95 \\
             --vary corridor.overspend.1.payer_share_pct=0:90:10
     """
-    from riskcap.capitation.run import plan_run, stream_populations
+    from riskcap.capitation.run import component_populations, plan_run, stream_populations
     from riskcap.capitation.scenario import load_scenario
     from riskcap.capitation.sweep import parse_axes, run_sweep
     from riskcap.io import write_csv, write_json, write_parquet
@@ -244,15 +244,17 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     manifest.add_index_date("capitation", index)
     manifest.add_input("data", data_dir)  # hashed while the sweep reads it
     started = time.perf_counter()
-    plan = plan_run([base])
+    plan = plan_run([base], deprivation=any(k.startswith("budget.inequalities") for k, _ in parsed),
+                    coding=any(k.startswith("budget.coding_intensity") for k, _ in parsed))
 
     def work(engine, tasks, on_result, **shared):
         populations, summary = stream_populations(engine, tasks, plan, on_result=on_result, **shared)
-        return populations[plan.keys[0]], summary
+        return populations, summary
 
-    population = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
-                         engine_name, scheduler, console)
-    frame = run_sweep(population, base, parsed)
+    populations = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
+                          engine_name, scheduler, console)
+    population = populations[plan.keys[0]]
+    frame = run_sweep(population, base, parsed, component_populations(populations, base))
     seconds = time.perf_counter() - started
     people = population.n_people
     write_parquet(frame, out_dir / "sweep.parquet")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from riskcap.report import levers, plots
+from riskcap.report import levers, levers_b, plots
 from riskcap.report.outputs import (ENGLAND_SHARE_18_PLUS, ENGLAND_SHARE_65_PLUS, MODEL_KINDS, RISK_KINDS,
                                     RunOutputs)
 
@@ -427,6 +427,7 @@ def budgets_section(run: RunOutputs) -> Section:
     s.tables.append(Table("Scenarios side by side",
                           ["scenario", "budget mode", "envelope", "per head", f"vs {cap.baseline}",
                            "contingency + withhold", "high-cost pool"], rows, [False, False] + [True] * 5))
+    s.tables.extend(levers_b.lever_tables(cap, Table, gbp, pct))  # issue 19 levers B (when set)
     return s
 
 
