@@ -22,6 +22,16 @@ the true probabilities themselves do (measured: 0.914 in the lowest decile of th
 year at seed 2024, 0.916 in 2023/24 at seed 7). A decile therefore passes within
 ``max(tolerance, 3 standard errors)``; misses of the plain 10% are still listed by
 :func:`strict_misses` and printed, for the record.
+
+The standard error counts both years' noise: a model's calibration is learned from the
+training year's admissions in the same risk range (logistic: all training people; gbm: its
+held-out validation split, ``VALIDATION_FRACTION`` of them), so a decile's O/E carries that
+sample's noise as well as the evaluation year's: ``sqrt(1 / expected + 1 / (share x
+expected))``. Measured at 100,000 people over seeds 101-110 with and without the ICB
+centring (docs/synthetic.md): the decile O/E spread 1.1-1.7 times the evaluation year's
+noise alone, and 5 of 20 runs missed the evaluation-only floor by up to 4.3 of its standard
+errors in one decile (both models, either way), while the generator's truth showed no drift
+between the years.
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ import pandas as pd
 import pytest
 
 from riskcap.features import build_features_partitioned
+from riskcap.models.gbm import VALIDATION_FRACTION
 from riskcap.models.train import evaluate_model, train_model
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, generate_tables
 
@@ -65,9 +76,15 @@ def measure(people: int, seed: int) -> dict:
     return out
 
 
-def decile_tolerance(decile: dict, tol: float) -> float:
-    """The decile's O/E tolerance: the target's, or 3 standard errors if that is wider."""
-    return max(tol, 3 / math.sqrt(max(decile["expected"], 1.0)))
+#: Share of the training people each model's calibration is fitted on.
+CALIBRATION_SHARE = {"logistic": 1.0, "gbm": VALIDATION_FRACTION}
+
+
+def decile_tolerance(decile: dict, tol: float, kind: str = "logistic") -> float:
+    """The decile's O/E tolerance: the target's, or 3 standard errors (evaluation year's noise
+    and that of the admissions the model's calibration learned from) if that is wider."""
+    expected = max(decile["expected"], 1.0)
+    return max(tol, 3 * math.sqrt((1 + 1 / CALIBRATION_SHARE[kind]) / expected))
 
 
 def strict_misses(results: dict, tol: float = 0.10) -> list[str]:
@@ -88,7 +105,7 @@ def check(results: dict, people: int) -> list[str]:
             missed.append(f"{kind}: AUROC {m['auroc']:.4f} is {m['oracle_gap']:.4f} below the oracle "
                           f"{m['oracle_auroc']:.4f} (allowed {tol[f'{kind}_gap']:.4f})")
         for d in m["calibration_by_decile"]:
-            allowed = decile_tolerance(d, tol["decile_oe"])
+            allowed = decile_tolerance(d, tol["decile_oe"], kind)
             if abs(d["observed_expected"] - 1) > allowed:
                 missed.append(f"{kind}: decile {d['decile']} O/E {d['observed_expected']:.3f} (allowed +/-{allowed:.3f})")
         for g in m["subgroups"]["imd_quintile"]:
@@ -159,3 +176,8 @@ def test_check_reports_misses():
     noisy = [dict(d, observed_expected=0.85, expected=200.0) if d["decile"] == 1 else d for d in deciles]
     results = {"logistic": {**ok, "auroc": 0.79, "calibration_by_decile": noisy}, "gbm": ok}
     assert check(results, TARGET_PEOPLE) == [] and len(strict_misses(results)) == 1
+    # the noise of the sample a model's calibration learned from counts too: a validation split's more
+    one = {"expected": 200.0}
+    assert decile_tolerance(one, 0.1, "gbm") > decile_tolerance(one, 0.1, "logistic") > 3 / math.sqrt(200)
+    far = [dict(d, observed_expected=0.55, expected=200.0) if d["decile"] == 1 else d for d in deciles]
+    assert check({"logistic": {**ok, "auroc": 0.79, "calibration_by_decile": far}, "gbm": ok}, TARGET_PEOPLE)

@@ -17,7 +17,9 @@ from riskcap.schema import CONDITION_CODES, SETTING_CODES, TABLES, is_acs, nhs_n
 from riskcap.synthetic import (
     END_DATE, EVAL_INDEX_DATE, TRAIN_INDEX_DATE, YEAR_STARTS, SynthConfig, generate, generate_tables, write_population,
 )
+from riskcap.synthetic.params import PRACTICE_EFFECT_SD
 from riskcap.synthetic.pipeline import OUTPUT_TABLES, PRACTICE_TABLES
+from riskcap.synthetic.plan import CHANNELS
 from riskcap.synthetic.practices import EXTRA_COLUMNS, read_nhse_practices, synthetic_practices
 
 NHSE_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nhse_practice_weighted_populations_2024_25.csv"
@@ -419,6 +421,21 @@ def test_synthetic_practices_follow_england():
     assert pr["need_index"].between(0.5, 2).all()
     fixed = synthetic_practices(300_000, seed=1, n_practices=35)
     assert len(fixed) == 35 and fixed["list_size"].sum() == 300_000
+
+
+def test_a_small_synthetic_icb_is_england_average():
+    """With a handful of synthetic practices, their drawn mix and persistent effects are centred
+    over the ICB (list-weighted), so the ICB as a whole is not younger, more deprived or busier
+    than England (independent draws moved the mean deprivation of 5-7 practices by up to 0.7 SD)."""
+    sd = np.array([PRACTICE_EFFECT_SD[c] for c in CHANNELS])
+    for seed in (1, 2, 3):
+        plan = SynthConfig(people=50_000, seed=seed).plan()
+        f = plan.frame
+        w = f["nominal_size"].to_numpy(dtype=float) / f["nominal_size"].sum()
+        for col in ("age_tilt", "deprivation", "mental_health", "morbidity"):
+            assert abs(w @ f[col].to_numpy(dtype=float)) < 0.01, (seed, col)
+        # what remains is the yearly part, which is not centred
+        assert np.abs(w @ plan.effects.mean(axis=1) + 0.5 * (sd ** 2).sum(axis=1)).max() < 0.06, seed
 
 
 def test_presets_and_config_errors(tmp_path):

@@ -6,7 +6,9 @@ into which practice), its population mix (age, deprivation, morbidity, mental he
 from NHS England's need indices, its effects on care that no register records (admission
 thresholds, access, referral and prescribing habits, local hospital prices, coding habits)
 and whether it codes up. Every draw comes from a seed of (run seed, practice, PCN or ICB
-code), so a practice's plan does not depend on which other practices are simulated with it.
+code), so a practice's plan does not depend on which other practices are simulated with it;
+only an ICB of synthetic practices (no component indices) has its practices' drawn mix and
+persistent effects centred over the ICB, so that, like its need indices, it is England-average.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from riskcap.config import ConfigError
+from riskcap.errors import ConfigError
 from riskcap.synthetic import params as P
 from riskcap.synthetic.calendar import Calendar, to_date
 from riskcap.synthetic.practices import largest_remainder
@@ -292,6 +294,7 @@ def _effects(f: pd.DataFrame, calendar: Calendar, seed: int) -> tuple[np.ndarray
     sd = np.array([P.PRACTICE_EFFECT_SD[c] for c in CHANNELS])
     rho = P.PRACTICE_EFFECT_RHO
     effects = np.zeros((n, T, C))
+    persistent = np.zeros((n, C))
     coding = np.zeros(n)
     pcn_draws: dict[str, np.ndarray] = {}
     for i, (code, pcn) in enumerate(zip(f["practice_code"].astype(str), f["pcn_code"].astype(str))):
@@ -304,9 +307,10 @@ def _effects(f: pd.DataFrame, calendar: Calendar, seed: int) -> tuple[np.ndarray
         for t in range(T):
             if t:
                 state = rho * state + np.sqrt(1 - rho * rho) * yearly[t]
-            effects[i, t] = sd[:, 0] * pcn_draws[pcn] + sd[:, 1] * own + sd[:, 2] * state
+            effects[i, t] = sd[:, 2] * state
+        persistent[i] = sd[:, 0] * pcn_draws[pcn] + sd[:, 1] * own
         coding[i] = P.CODING_SD * rng.normal()
-    effects -= 0.5 * (sd ** 2).sum(axis=1)
+    effects += _centred_synthetic(f, persistent, keep_spread=False)[:, None, :] - 0.5 * (sd ** 2).sum(axis=1)
     return effects, coding
 
 
@@ -350,15 +354,18 @@ def _shapes(f: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
     cond_mean = corr[1:, :1]
     cond_cov = corr[1:, 1:] - cond_mean @ cond_mean.T
     chol = np.linalg.cholesky(cond_cov + 1e-9 * np.eye(len(cond_cov)))
-    own_deprivation = np.zeros(n)
+    own = np.zeros((n, len(cond_cov) + 1))  # component residuals, then the practice's own deprivation
     for i, code in enumerate(f["practice_code"].astype(str)):
         rng = np.random.default_rng(_seq(seed, code, _TAG_PRACTICE + 1))
-        drawn = cond_mean[:, 0] * z[i, 0] + chol @ rng.normal(size=len(cond_cov))
-        own_deprivation[i] = rng.normal()
+        own[i] = rng.normal(size=own.shape[1])
+    own = _centred_synthetic(f, own, keep_spread=True)
+    drawn = cond_mean[:, 0] * z[:, :1] + own[:, :-1] @ chol.T
+    own_deprivation = own[:, -1]
+    for i in range(n):
         for k, col in enumerate(COMPONENT_COLUMNS, start=1):
             value = f[col].iloc[i] if col in f.columns else np.nan
             z[i, k] = (np.clip((np.log(value) - P.COMPONENT_CENTRE[k]) / P.COMPONENT_SD[k], -4, 4)
-                       if np.isfinite(value) and value > 0 else drawn[k - 1])
+                       if np.isfinite(value) and value > 0 else drawn[i, k - 1])
     community, inequalities, mental, maternity = z[:, 1], z[:, 2], z[:, 3], z[:, 4]
     r_mh = corr[2, 3]
     age_tilt = P.PRACTICE_AGE_TILT * community
@@ -373,3 +380,25 @@ def _shapes(f: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
     morbidity = np.where(ok, np.clip(morbidity, *P.MORBIDITY_RANGE), 0.0)
     return {"age_tilt": age_tilt, "deprivation": deprivation, "mental_health": mental_health, "births": births,
             "morbidity": morbidity}
+
+
+def _centred_synthetic(f: pd.DataFrame, draws: np.ndarray, keep_spread: bool) -> np.ndarray:
+    """``draws`` (one row per practice) with the rows of each ICB of synthetic practices made
+    list-weighted zero-mean; with ``keep_spread`` (independent unit-variance draws) rescaled to
+    keep their expected spread.
+
+    With few practices, independent draws would make a whole synthetic ICB older, sicker or
+    busier than England; practices with NHS England's component indices keep theirs."""
+    out = draws.copy()
+    present = [c for c in COMPONENT_COLUMNS if c in f.columns]
+    has_file = np.isfinite(f[present].to_numpy(dtype=float)).any(axis=1) if present else np.zeros(len(f), bool)
+    weight = np.maximum(f["nominal_size"].to_numpy(dtype=float), 0.0)
+    for rows in f.groupby("icb_code", sort=False).indices.values():
+        rows = rows[~has_file[rows]]
+        w = weight[rows] / weight[rows].sum() if len(rows) and weight[rows].sum() > 0 else None
+        if w is None or (w ** 2).sum() >= 1:
+            continue
+        out[rows] = draws[rows] - w @ draws[rows]
+        if keep_spread:
+            out[rows] /= np.sqrt(1 - (w ** 2).sum())
+    return out

@@ -333,7 +333,8 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
             h_d = np.exp(death_age[at_start] + P.DEATH_HEALTH * (h_static[at_start] + sig_e * rho * e_prev[at_start])
                          + P.DEATH_PALLIATIVE * present[at_start, PALLIATIVE])
             exposure = 1 - 0.5 * (1 - np.exp(-h_d)) - 0.5 * dereg_rate[at_start] * (1 - _SEEN_AFTER_LEAVING)
-            incidental = np.interp(age[at_start], P.INCIDENTAL_AGES, P.INCIDENTAL_RATE)
+            # the practice's admission effect scales incidental admissions too, as the simulation's rate does
+            incidental = np.interp(age[at_start], P.INCIDENTAL_AGES, P.INCIDENTAL_RATE) * np.exp(practice_adm[at_start])
             lam = _ceiling(np.exp(eta0[:, None] + sd0[:, None] * _GH_NODES[None, :]) + incidental[:, None], _CEILING[0])
             p = 1 - (np.exp(-exposure[:, None] * lam) @ _GH_WEIGHTS)
             truth_rows.append((np.flatnonzero(at_start), np.full(at_start.sum(), t), p,
