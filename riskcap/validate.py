@@ -421,13 +421,27 @@ def _duplicates(df, cols: list[str], name, file, rule: str, message: str) -> Pro
 
 
 def check_practices(df: pd.DataFrame, file: str, as_of=None) -> list[Problem]:
-    """Row checks of a parsed practices frame."""
+    """Row checks of a parsed practices frame; the optional contract-v2 columns ``opened_on``
+    (parsed to dates in ``df``, none after the as-of date) and ``pcn_code`` (a safe code) too."""
     name = "practices"
     problems = [
         _duplicates(df, ["practice_code"], name, file, "duplicate_key", "duplicate practice_code"),
         row_problem(df, df["list_size"] < 0, name, file, "list_size", "negative", "negative list size"),
         row_problem(df, df["need_index"] <= 0, name, file, "need_index", "not_positive", "need index must be > 0"),
     ]
+    if "opened_on" in df.columns:
+        raw_values = df["opened_on"]
+        df["opened_on"], bad = parse_column(raw_values, "date")
+        problems.append(row_problem(df, bad, name, file, "opened_on", "wrong_type", f"not a valid {_KIND_TEXT['date']}",
+                                    values=raw_values))
+        problems += _future(df, ["opened_on"], name, file, _as_of(as_of))
+    if "pcn_code" in df.columns:
+        from riskcap.names import ALLOWED, is_safe_name  # noqa: PLC0415
+
+        codes = df["pcn_code"]
+        problems.append(row_problem(df, codes.notna().to_numpy() & ~codes.map(is_safe_name, na_action="ignore")
+                                    .fillna(True).to_numpy(dtype=bool), name, file, "pcn_code", "unsafe_code",
+                                    f"pcn_code must be {ALLOWED}"))
     return _ordered(problems, 1)
 
 
@@ -968,6 +982,14 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
             frames["registrations"], files["registrations"], as_of_ts, index, frames.get("persons"),
             codes_of(frames.get("practices")), frames.get("practice_changes"),
             persons_file=Path(files["persons"]).name, practices_file=Path(files["practices"]).name)
+        if "persons" in frames:  # everyone on persons has a registration history
+            persons = frames["persons"]
+            p = row_problem(persons, persons["person_id"].notna().to_numpy() & ~persons["person_id"].isin(
+                frames["registrations"]["person_id"].dropna().unique()).to_numpy(), "persons", files["persons"],
+                "person_id", "no_registrations", f"no registration period in {Path(files['registrations']).name}")
+            if p is not None:
+                p.order = (1, 50)  # after the persons' own row checks
+                problems["persons"].append(p)
 
     summary.problems = [p for name in ALL_TABLES for p in problems[name]]
     failing = {name: _failing_mask(frames[name], problems[name]) for name in frames}
@@ -1081,6 +1103,16 @@ def _cascade(frames, problems, failing, files) -> None:
             p.order = (2, 0)
             problems["registrations"].append(p)
             failing["registrations"][p.row_indices] = True
+    if "registrations" in frames:  # a person's history with a period missing is not their history
+        regs = frames["registrations"]
+        broken = pd.Index(regs["person_id"][failing["registrations"]].dropna().unique())
+        p = row_problem(frames["persons"], frames["persons"]["person_id"].isin(broken).to_numpy()
+                        & ~failing["persons"], "persons", files["persons"], "person_id", "registration_quarantined",
+                        f"registration period quarantined (see {Path(files['registrations']).name})")
+        if p is not None:
+            p.order = (2, 0)
+            problems["persons"].append(p)
+            failing["persons"][p.row_indices] = True
     person_ids = dropped_keys("persons", "person_id")
     if len(person_ids):
         for name in (n for n in _EVENT_TABLES if n in frames):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from reference import exposure as naive
 from riskcap.capitation.exposure import N_SETTINGS, exposure_of, tariff_start
+from riskcap.capitation.money import PenceOverflow
 from riskcap.features import build_features
 from riskcap.io import Tables
 from riskcap.schema import SETTING_CODES
@@ -103,8 +104,7 @@ def test_every_penny_of_outturn_is_charged_once_to_the_right_place(tables):
     assert days == want
 
 
-def test_tariff_year_counts_registered_days_and_costs_of_the_people_registered_then():
-    day = lambda s: (dt.date.fromisoformat(s) - EPOCH).days  # noqa: E731
+def _three_people(costs=(10.0, 20.0, 300.0, 5.0)) -> Tables:
     persons = pd.DataFrame({"person_id": [1, 2, 3], "practice_code": ["P2", "P1", "P1"], "sex": "F",
                             "birth_date": pd.Timestamp("1950-01-01"), "imd_decile": 5,
                             "registered_from": pd.to_datetime(["2020-01-01", "2020-01-01", "2023-10-01"]),
@@ -116,12 +116,17 @@ def test_tariff_year_counts_registered_days_and_costs_of_the_people_registered_t
                          "registered_to": pd.to_datetime(["2023-06-01", None, "2023-10-01", None])})
     activity = pd.DataFrame({"person_id": [1, 1, 2, 3], "setting": ["gp", "gp", "ae", "gp"],
                              "start_date": pd.to_datetime(["2023-05-01", "2023-07-01", "2023-09-01", "2023-11-01"]),
-                             "end_date": pd.NaT, "quantity": 1, "cost_gbp": [10.0, 20.0, 300.0, 5.0],
+                             "end_date": pd.NaT, "quantity": 1, "cost_gbp": list(costs),
                              "primary_diagnosis": None})
     conditions = pd.DataFrame({"person_id": pd.array([], dtype="int64"), "condition": pd.array([], dtype="str"),
                                "diagnosed_on": pd.to_datetime([])})
-    tables = Tables(pd.DataFrame({"practice_code": ["P1", "P2"], "icb_code": "Q", "list_size": 1}), persons,
-                    conditions, activity, registrations=regs)
+    return Tables(pd.DataFrame({"practice_code": ["P1", "P2"], "icb_code": "Q", "list_size": 1}), persons,
+                  conditions, activity, registrations=regs)
+
+
+def test_tariff_year_counts_registered_days_and_costs_of_the_people_registered_then():
+    day = lambda s: (dt.date.fromisoformat(s) - EPOCH).days  # noqa: E731
+    tables = _three_people()
     tariff = build_features(tables, day("2023-04-01"))  # persons 1 and 2 (3 joins later: not priced)
     assert tariff["person_id"].tolist() == [1, 2]
     ex = exposure_of(tables, T, build_features(tables, T, joining_days=365)["person_id"].to_numpy(),
@@ -132,6 +137,17 @@ def test_tariff_year_counts_registered_days_and_costs_of_the_people_registered_t
     assert ex.tariff_days.tolist() == [(day("2023-06-01") - start) + (T - day("2023-08-01")),
                                        day("2023-10-01") - start]  # person 2 dies: days to death
     assert ex.tariff_pence[:, gp].tolist() == [1000, 0] and ex.tariff_pence[:, ae].tolist() == [0, 30000]
+
+
+def test_costs_beyond_exact_pence_arithmetic_are_refused_not_wrapped():
+    """Each row below 2**53 pence but their sum beyond it: the by-day sums (float64 bincounts)
+    would no longer be exact, so the exposure refuses; a row beyond int64 would wrap on the cast."""
+    ids = np.array([1, 2, 3], dtype=np.int64)
+    fine = exposure_of(_three_people((4e13, 4e13, 1.0, 1.0)), T, ids, ids[:2])
+    assert fine.tariff_pence.sum() == 4 * 10**15 + 100  # the row in the gap is not priced
+    for costs in ((5e13, 5e13, 1.0, 1.0), (1e30, 1.0, 1.0, 1.0)):
+        with pytest.raises(PenceOverflow, match="activity costs in the tariff and outcome years"):
+            exposure_of(_three_people(costs), T, ids, ids[:2])
 
 
 @given(st.integers(1, 6), st.lists(st.tuples(st.integers(0, 5), st.integers(0, 20_000_000), st.integers(0, 366)),

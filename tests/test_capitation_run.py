@@ -218,3 +218,46 @@ def test_outturn_reconciles_to_the_penny_and_every_practice_is_accounted_for(syn
     assert without["reason"].tolist() == ["no one on its list in the outcome year"]
     listed = set(settlement["practice_code"]) | set(without["practice_code"])
     assert listed == set(practices["practice_code"]) | {"Z99999"}  # every practice, once
+
+
+@pytest.mark.e2e
+def test_fair_shares_price_joiners_without_a_prediction_at_their_group_tariff(synth_dir, tmp_path):
+    """Scores made at T cover the people registered then; people joining a list later are
+    priced at their group tariff, counted, never a silent fallback for everyone."""
+    from riskcap.capitation.exposure import exposure_of
+    from riskcap.capitation.money import allocate_largest_remainder
+    from riskcap.features import OUTCOME_DAYS, build_features, to_day
+    from riskcap.validate import load_tables
+
+    tables, _ = load_tables(synth_dir, as_of="2030-01-01")
+    day = to_day("2024-04-01")
+    at_t = build_features(tables, day)["person_id"].to_numpy(dtype=np.int64)
+    everyone = build_features(tables, day, joining_days=OUTCOME_DAYS)["person_id"].to_numpy(dtype=np.int64)
+    predicted = 100.0 + (at_t % 37) * 25.0
+    write_parquet(pd.DataFrame({"person_id": at_t, "model": "cost", "predicted_cost_gbp": predicted}),
+                  tmp_path / "scores.parquet")
+    scenario = tmp_path / "fair.yaml"
+    scenario.write_text("name: fair\nbudget:\n  mode: fair_shares\n  need: predicted_cost\n")
+    result = CliRunner().invoke(main, ["capitation", "run", str(scenario), "--data", str(synth_dir), "--scores",
+                                       str(tmp_path / "scores.parquet"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    joiners = np.setdiff1d(everyone, at_t)
+    assert len(joiners) > 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["scenarios"][0]
+    assert summary["people_at_group_tariff"] == len(joiners)
+    assert summary["mode"] == f"fair shares (need = predicted cost; group tariff for {len(joiners):,} people without one)"
+    assert f"group tariff for {len(joiners):,} people" in result.output
+
+    # the targets, recomputed: predicted pence x days on each list, joiners' group tariff x days
+    exposure = exposure_of(tables, day, everyone, np.zeros(0, dtype=np.int64))
+    person = everyone[exposure.stay_row]
+    groups = pd.read_parquet(tmp_path / "o" / "need_groups" / "yoc_illustrative.parquet").set_index("person_id")
+    tariff = pd.read_csv(tmp_path / "o" / "tariffs.csv").set_index("need_group")["tariff_pence"]
+    need = pd.Series(np.rint(predicted * 100).astype(np.int64), index=at_t)
+    per_year = np.where(np.isin(person, at_t), need.reindex(person).fillna(0).to_numpy(dtype=np.int64),
+                        tariff.reindex(groups["need_group"].reindex(person)).to_numpy(dtype=np.int64))
+    weights = pd.Series(per_year * exposure.stay_days).groupby(exposure.stay_practice).sum()
+    budgets = pd.read_csv(tmp_path / "o" / "budgets.csv").set_index("practice_code")
+    weights = weights.reindex(budgets.index).fillna(0).astype(np.int64)
+    expected = allocate_largest_remainder(int(budgets["target_pence"].sum()), weights.to_numpy())
+    assert budgets["target_pence"].tolist() == expected.tolist()

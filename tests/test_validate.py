@@ -196,6 +196,27 @@ def test_quarantined_practice_takes_its_persons_and_their_events(tmp_path):
     assert persons["reason"].str.contains("practice_code not in").sum() == 3
 
 
+def test_people_without_a_registration_history_are_quarantined_with_a_reason(tmp_path):
+    """A person with no registration rows, and one whose registration row is quarantined, go
+    with their events: neither history can say which practice they were with."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(CORPUS / "person_without_registrations", data)
+    regs = pd.read_csv(data / "registrations.csv", dtype=str)
+    regs.loc[regs["person_id"] == "5", "registered_to"] = "1900-01-01"  # ends before it starts
+    regs.to_csv(data / "registrations.csv", index=False)
+    tables, summary = load_tables(data, as_of=AS_OF, on_invalid="quarantine", rejects_dir=tmp_path / "rejects")
+    assert summary.reconciles()
+    assert 3 not in set(tables.persons["person_id"]) and 5 not in set(tables.persons["person_id"])
+    assert not ({3, 5} & set(tables.activity["person_id"]) | {3, 5} & set(tables.registrations["person_id"]))
+    assert summary.rows_quarantined["persons"] == 2
+    rejects = pd.read_parquet(tmp_path / "rejects" / "persons_rejects.parquet")
+    reasons = dict(zip(rejects["person_id"].astype(str), rejects["reason"]))
+    assert reasons == {"3": "person_id: no registration period in registrations.csv",
+                       "5": "person_id: registration period quarantined (see registrations.csv)"}
+
+
 def test_quarantine_of_duplicate_person_id_drops_both_and_their_events(tmp_path):
     tables, summary = load_tables(CORPUS / "duplicate_person_id", as_of=AS_OF, on_invalid="quarantine",
                                   rejects_dir=tmp_path)

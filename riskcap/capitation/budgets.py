@@ -11,8 +11,9 @@ lower practice_code; see :mod:`riskcap.capitation.money`):
 2. **Top-slices.** ``contingency = round_half_up(gross x rate)``, likewise the outcome
    withhold; the **envelope** shared by practices is ``gross - contingency - withhold``.
 3. **Targets.** The envelope is split by weights: tariff mode ``W_p``; fair shares the summed
-   need ``sum_i need_pence_i x list_days_i`` (need = predicted next-year cost, or the
-   person's group tariff as a labelled fallback); blend ``a x B_tariff + (1 - a) x B_fair``
+   need ``sum_i need_pence_i x list_days_i`` (need = predicted next-year cost; people without
+   one among people with one, e.g. joiners after T, at their group tariff, counted in the mode
+   label; with no predictions at all, everyone's group tariff as a labelled fallback); blend ``a x B_tariff + (1 - a) x B_fair``
    (the two allocations in pence, ``a`` the tariff weight).
 4. **Current** budgets are each practice's base-year in-scope spend scaled to the envelope;
    distance from target is ``(current - target) / target``.
@@ -40,7 +41,9 @@ import pandas as pd
 from riskcap.capitation.coding import normalising_factors
 from riskcap.capitation.components import ComponentSplit, split_components
 from riskcap.capitation.inequalities import adjustment
-from riskcap.capitation.money import PPM, allocate_largest_remainder, check_pence, checked_product, div_round_half_up
+from riskcap.capitation.money import (
+    MAX_PRODUCT, PPM, allocate_largest_remainder, check_pence, checked_product, div_round_half_up,
+)
 from riskcap.capitation.population import DAYS_IN_YEAR, Population
 from riskcap.capitation.scenario import PaceOfChange, Scenario
 from riskcap.capitation.tariffs import Tariffs
@@ -71,6 +74,8 @@ class Budgets:
     inequalities: dict | None = None  # budget.inequalities: what the adjustment did (InequalityAdjustment.summary)
     growing: GrowingPath | None = None  # pace of change with a growing envelope (envelope_growth_pct)
     coding: pd.DataFrame | None = None  # budget.coding_intensity: per practice growth, flag and money (coding_report)
+    #: fair shares and blend: people whose need is their group tariff, for want of a predicted cost
+    people_at_group_tariff: int = 0
 
     @property
     def distance_from_target(self) -> np.ndarray:
@@ -83,16 +88,30 @@ def _check_weights(weights: np.ndarray, what: str) -> None:
     check_pence(weights, what, 2**61)
 
 
-def _need_cells(population: Population, scenario: Scenario, tariff_cells: np.ndarray) -> tuple[np.ndarray, str]:
+def _need_cells(population: Population, scenario: Scenario, tariffs: Tariffs,
+                tariff_cells: np.ndarray) -> tuple[np.ndarray, str, int]:
+    """Need x list days per cell, and what the need is. People without a predicted cost among
+    people with one (joiners after T, absent from scores made at T) are priced at their group
+    tariff, and counted in the label; with no predictions at all, everyone is (``auto``).
+    Returns (cells, label, people priced at their group tariff)."""
     if scenario.need in ("predicted_cost", "auto") and population.need_days is not None:
-        return population.need_days, "predicted cost"
+        if population.unpredicted_days is None:
+            return population.need_days, "predicted cost", 0
+        at_tariff = checked_product(population.unpredicted_days, tariffs.tariff_pence[None, :], "tariffs x list days")
+        check_pence(population.need_days.sum(dtype=np.float64) + at_tariff.sum(dtype=np.float64),
+                    "need x list days", MAX_PRODUCT)  # before the sum could wrap
+        return (population.need_days + at_tariff,
+                f"predicted cost; group tariff for {population.unpredicted_people:,} people without one",
+                population.unpredicted_people)
     if scenario.need == "predicted_cost":
         raise DataError(
             f"scenario '{scenario.name}' ({scenario.source}) shares the envelope by predicted cost "
             f"(budget.need: predicted_cost) but there are no predicted costs: pass --scores with a "
             f"'predicted_cost_gbp' column for every person, or set budget.need: group_tariff (labelled fallback)"
         )
-    return tariff_cells, "group tariff (fallback: no predicted costs)" if scenario.need == "auto" else "group tariff"
+    if scenario.need == "auto":
+        return tariff_cells, "group tariff (fallback: no predicted costs)", population.n_people
+    return tariff_cells, "group tariff", 0
 
 
 def _share(envelope: int, weights: np.ndarray, scenario: Scenario, what: str) -> np.ndarray:
@@ -118,6 +137,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
     _check_weights(tariff_cells.sum(axis=1), "tariff x list days")
     tariff_w = tariff_cells.sum(axis=1)
     tariff_gross = div_round_half_up(int(tariff_w.sum()), DAYS_IN_YEAR)
+    at_group_tariff = 0
     if scenario.mode == "tariff":
         gross, label = tariff_gross, "tariff"
     else:
@@ -141,7 +161,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         target = _share(envelope, by_tariff_w, scenario, "tariff x list days")
         shares = _row_shares(tariff_cells)
     else:
-        need_cells, need_label = _need_cells(population, scenario, tariff_cells)
+        need_cells, need_label, at_group_tariff = _need_cells(population, scenario, tariffs, tariff_cells)
         need_w = need_cells.sum(axis=1)
         _check_weights(need_w, "need x list days")
         if ineq is not None and ineq.apply_to == "fair_shares":
@@ -206,7 +226,7 @@ def compute_budgets(population: Population, scenario: Scenario, tariffs: Tariffs
         budget_pence=budget, withhold_by_practice=withhold_p, withhold_earned_by_practice=earned_p,
         cell_shares=shares, pace_path=path, withhold_outcome=by_outcome,
         components=None if split is None else split.with_budgets(budget), inequalities=inequalities,
-        growing=growing, coding=coding_summary,
+        growing=growing, coding=coding_summary, people_at_group_tariff=at_group_tariff,
     )
 
 

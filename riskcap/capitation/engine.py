@@ -45,6 +45,7 @@ class ScenarioResult:
             "need_groups": self.population.scheme.name,
             "settings": list(self.scenario.settings),
             "mode": b.mode_label,
+            "people_at_group_tariff": b.people_at_group_tariff,
             "tariff_method": t.method,
             "people": people,
             "practices": int(len(self.population.practice_codes)),

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from riskcap.capitation.money import check_pence
 from riskcap.errors import DataError
 from riskcap.features import OUTCOME_DAYS, _coded, _numbers, months_before
 from riskcap.io import Tables, day_numbers
@@ -84,8 +85,10 @@ def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray
         bad = ~(cost >= 0)
         if bad.any():
             raise DataError(f"activity: {int(bad.sum())} cost_gbp value(s) are missing or negative")
+        pence = np.rint(cost * 100)
+        check_pence(pence, "activity costs in the tariff and outcome years")  # before the cast could wrap
         parts.append((frame["person_id"].to_numpy(dtype=np.int64)[rows], start[rows],
-                      np.asarray(lookup)[setting[rows]].astype(np.int64), np.rint(cost * 100).astype(np.int64)))
+                      np.asarray(lookup)[setting[rows]].astype(np.int64), pence.astype(np.int64)))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty.astype(np.int32), empty, empty
@@ -110,6 +113,8 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
     periods = periods_of(tables.persons, tables.registrations) if periods is None else periods
     lo, hi, base = index_day, index_day + OUTCOME_DAYS, tariff_start(index_day)
     person, start, setting, pence = _activity_arrays(tables.activity, base, hi)
+    # every sum below (float64 bincounts of whole pence) is at most this total: exact below 2**53
+    check_pence(pence, "activity costs in the tariff and outcome years")
 
     # outcome year: stays and charges
     days = periods.days_in(lo, hi)

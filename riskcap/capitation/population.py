@@ -217,12 +217,17 @@ def kth_smallest(values: np.ndarray, k: int, sample_above: int | None = None) ->
     return select_tail(values, k, sample_above=sample_above)[0]
 
 
+#: Rows of :attr:`PopulationPart.sums`.
+N_SUMS = 6
+
+
 @dataclass
 class PopulationPart:
     """One partition's share of a :class:`Population`: small and picklable (see :func:`population_part`).
 
-    ``sums`` is (5, practices, groups) int64 over this part's sorted ``practice_codes`` (with
-    their ``icb_codes``): people, list days, base pence, need pence x list days, outcome pence.
+    ``sums`` is (:data:`N_SUMS`, practices, groups) int64 over this part's sorted ``practice_codes``
+    (with their ``icb_codes``): people, list days, base pence, need pence x list days, outcome
+    pence, list days of people without a predicted cost (by the day only).
     Per-person arrays are in row order with cells local to this part. The counts let
     :meth:`Population.combine` raise the errors one whole frame would, with whole counts.
     """
@@ -334,8 +339,9 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
     need_negative = int((need < 0).sum())
     if given.any():  # an impossible prediction is an error even where others are missing
         check_pence(np.rint(np.abs(need[given]) * 100) * days[given], f"'{PREDICTED_COST}' x list days", MAX_PRODUCT)
+    by_day_need = need  # by the day, people without a prediction are priced at their group tariff
     if need_missing:
-        need = np.empty(0, dtype=np.float64)  # incomplete predictions: fair shares will refuse
+        need = np.empty(0, dtype=np.float64)  # from a features frame alone, fair shares will refuse
     n, n_groups = len(features), len(scheme.groups)
     n_cells = len(practice_codes) * n_groups
     person_base = np.empty(n, dtype=np.int64)
@@ -349,14 +355,17 @@ def population_part(features: pd.DataFrame, scheme: NeedGroupScheme, settings, p
             outcome_sums, bad_outcome = _aggregate_costs(person_cell, n_cells, _float_list(features, outcome_names),
                                                          numba.get_num_threads(), person_outcome)
     if exposure is None:
-        sums = np.concatenate([base_sums, outcome_sums[None, :]]).reshape(5, len(practice_codes), n_groups)
+        sums = np.concatenate([base_sums, outcome_sums[None, :], np.zeros((1, n_cells), dtype=np.int64)]
+                              ).reshape(N_SUMS, len(practice_codes), n_groups)
         read, unregistered = int(outcome_sums.sum()), 0
         people = sums[0].sum(axis=0)
         tariff = TariffBasis(method=BASE_YEAR, people=people, days=people * DAYS_IN_YEAR, cost=sums[2].sum(axis=0))
         spread = None  # the noise is for runs priced forward from the tables (a features frame is the fast API)
     else:
-        sums = np.concatenate([base_sums, np.zeros((1, n_cells), dtype=np.int64)]).reshape(5, len(practice_codes), n_groups)
-        sums[1], sums[3], sums[4], person_outcome = _by_day(exposure, settings, practice_codes, groups, need, n_groups)
+        sums = np.concatenate([base_sums, np.zeros((2, n_cells), dtype=np.int64)]).reshape(N_SUMS, len(practice_codes),
+                                                                                           n_groups)
+        sums[1], sums[3], sums[4], sums[5], person_outcome = _by_day(exposure, settings, practice_codes, groups,
+                                                                     by_day_need, n_groups)
         bad_outcome = 0
         scope = setting_indices(settings)
         read = int(exposure.read_pence[scope].sum())
@@ -420,8 +429,9 @@ def _with_codes(codes: np.ndarray, index: np.ndarray, more: np.ndarray) -> tuple
 
 
 def _by_day(exposure, settings, practice_codes: np.ndarray, groups: np.ndarray, need: np.ndarray, n_groups: int):
-    """(list days, need pence x days, outcome pence) per (practice, group) cell from the stays
-    of the outcome year, and each person's outcome pence (charged to practices, all stays)."""
+    """(list days, need pence x days, outcome pence, list days without a predicted cost) per
+    (practice, group) cell from the stays of the outcome year, and each person's outcome pence
+    (charged to practices, all stays). ``need`` is NaN for people without a prediction."""
     n_cells = len(practice_codes) * n_groups
     group = groups.astype(np.int64)[exposure.stay_row]
     cell = np.searchsorted(practice_codes, exposure.stay_practice).astype(np.int64) * n_groups + group
@@ -429,11 +439,16 @@ def _by_day(exposure, settings, practice_codes: np.ndarray, groups: np.ndarray, 
     shape = (len(practice_codes), n_groups)
     days = np.bincount(cell, weights=exposure.stay_days, minlength=n_cells).astype(np.int64).reshape(shape)
     need_days = np.zeros(shape, dtype=np.int64)
+    unpredicted = np.zeros(shape, dtype=np.int64)
     if need.size:
-        need_days = _sum_by(cell, np.rint(need[exposure.stay_row] * 100.0) * exposure.stay_days, n_cells).reshape(shape)
+        stay_need = need[exposure.stay_row]
+        given = ~np.isnan(stay_need)
+        need_days = _sum_by(cell, np.rint(np.where(given, stay_need, 0.0) * 100.0) * exposure.stay_days,
+                            n_cells).reshape(shape)
+        unpredicted = _sum_by(cell[~given], exposure.stay_days[~given], n_cells).reshape(shape)
     outcome = _sum_by(cell, pence, n_cells).reshape(shape)
     person = _sum_by(exposure.stay_row, pence, len(groups))
-    return days, need_days, outcome, person
+    return days, need_days, outcome, unpredicted, person
 
 
 class _Spill:
@@ -533,10 +548,10 @@ class PopulationBuilder:
         for measure, what, limit in ((2, "base-year costs", MAX_PENCE), (3, f"'{PREDICTED_COST}' x list days",
                                      MAX_PRODUCT), (4, "outcome-year costs", MAX_PENCE)):
             check_pence([p.sums[measure].sum(dtype=np.float64) for p in parts], what, limit)  # before adding
-        sums = np.zeros((5, len(codes), n_groups), dtype=np.int64)
         emergency = None if any(p.emergency is None for p in parts) else np.zeros((len(codes), n_groups), np.int64)
         with_dep = all(p.deprivation is not None for p in parts)
         deprivation = np.zeros((2, len(codes), n_groups, IMD_DECILES), dtype=np.int64) if with_dep else None
+        sums = np.zeros((N_SUMS, len(codes), n_groups), dtype=np.int64)
         cell, base, outcome = self._people.everyone()
         for part, (lo, hi) in zip(parts, self._bounds):
             rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
@@ -558,11 +573,15 @@ class PopulationBuilder:
         if method == FORWARD:
             tariff.person_cost, tariff.person_group = self._tariff.everyone() if self._tariff.n else \
                 (np.zeros(0, np.int64), np.zeros(0, np.int16))
-        if all(p.has_need for p in parts) and not sum(p.need_missing for p in parts):
+        missing = sum(p.need_missing for p in parts)
+        unpredicted = None
+        if all(p.has_need for p in parts) and (not missing or method == FORWARD):
             negative = sum(p.need_negative for p in parts)
             if negative:
                 raise DataError(f"features: {negative} negative value(s) in '{PREDICTED_COST}'")
             need_days = sums[3]
+            if missing:
+                unpredicted = sums[5]
         else:
             need_days = None
         bad = sum(p.bad_base for p in parts)
@@ -574,6 +593,7 @@ class PopulationBuilder:
             scheme=self.scheme, settings=settings, practice_codes=codes,
             icb_codes=np.asarray([icb[c] for c in codes], dtype=object),
             people=sums[0], list_days=sums[1], base=sums[2], need_days=need_days,
+            unpredicted_days=unpredicted, unpredicted_people=missing if unpredicted is not None else 0,
             person_cell=cell, person_base=base, _outcome=sums[4], _person_outcome=outcome,
             _outcome_bad=sum(p.bad_outcome for p in parts), tariff=tariff,
             unregistered_pence=sum(p.unregistered_pence for p in parts), read_pence=sum(p.read_pence for p in parts),
@@ -603,6 +623,10 @@ class Population:
         joining a list in the outcome year) at their practice then; days on each practice's
         list in the outcome year; base-year in-scope cost (pence) of the people; sum of
         predicted cost (pence) x list days (None without predictions).
+    unpredicted_days, unpredicted_people
+        By the day, when some people have a predicted cost and some not (people joining a
+        list after T are not in scores made at T): list days per cell of the people without
+        one, whom fair shares price at their group tariff, and how many they are; else None, 0.
     person_cell, person_base
         Per person: cell (practice x n_groups + group, int32) and base-year pence (int64).
     outcome, person_outcome
@@ -639,6 +663,8 @@ class Population:
     #: (:func:`riskcap.capitation.coding.register_cells`; None unless a run asked for them)
     registers: pd.DataFrame | None = field(default=None, repr=False)
     _coding_growth: pd.DataFrame | None = field(default=None, repr=False)
+    unpredicted_days: np.ndarray | None = field(default=None, repr=False)
+    unpredicted_people: int = 0
     _tails: dict = field(default_factory=dict, repr=False)
     _excess: dict = field(default_factory=dict, repr=False)
     _caps: dict = field(default_factory=dict, repr=False)

@@ -166,7 +166,7 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         console.print(scored_table(result.scored, f"{result.scored.people:,} people scored in the same pass with the "
                                                   f"{result.scored.kind} model -> {out_dir / 'scores.parquet'}"))
     for r in result.results:
-        if "fallback" in r.budgets.mode_label:
+        if r.budgets.people_at_group_tariff:
             console.print(f"[yellow]{r.scenario.name}: {r.budgets.mode_label}[/yellow]")
     first = result.results[0].summary()
     console.print(f"Outturn read {gbp(first['outturn_read_pence'] / 100)} = charged to practices "

@@ -135,6 +135,27 @@ def add_table(table: str, header: list[str], rows: list[list[str]]):
     return mutate
 
 
+def registrations_from_persons(skip: set[str]):
+    """A registrations table of one period per person, as persons says, but for the ``skip`` ids."""
+    def mutate(folder: Path) -> None:
+        _, persons = read("persons")
+        header = ["person_id", "practice_code", "registered_from", "registered_to"]
+        write(folder, "registrations", header, [{k: p[k] for k in header} for p in persons if p["person_id"] not in skip])
+    return mutate
+
+
+def add_columns(table: str, columns: dict[str, dict[int, str]]):
+    """Add columns to a table: for each, its value in 1-based data rows (others empty)."""
+    def mutate(folder: Path) -> None:
+        header, rows = read(table)
+        for name, values in columns.items():
+            header.append(name)
+            for number, row in enumerate(rows, start=1):
+                row[name] = values.get(number, "")
+        write(folder, table, header, rows)
+    return mutate
+
+
 def no_change(folder: Path) -> None:
     """The valid data, checked with a stricter --as-of (see cases.yaml)."""
 
@@ -190,6 +211,9 @@ CASES = {
     "registrations_overlap": add_table("registrations", ["person_id", "practice_code", "registered_from", "registered_to"], [
         ["1", "A81001", "1990-01-15", "2000-01-01"], ["1", "A81001", "1999-06-01", ""],
         ["2", "Z99999", "1995-06-01", ""]]),
+    "person_without_registrations": registrations_from_persons({"3"}),
+    "practices_bad_opened_on_and_pcn_code": add_columns("practices", {
+        "opened_on": {1: "2024-31-12", 2: "2030-01-01"}, "pcn_code": {3: "=HYPERLINK(\"x\")"}}),
     "practice_changes_merge_without_target": add_table(
         "practice_changes", ["practice_code", "change", "effective_on", "into_practice_code"],
         [["A81002", "merge", "2024-01-01", ""], ["B82005", "split", "2024-01-01", ""]]),
