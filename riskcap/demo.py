@@ -137,7 +137,9 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     result.casefind_summary = found.summary
 
     stage("capitation")
-    scenarios = [load_scenario(p) for p in shipped_scenarios()]
+    # the demo prices from the features frame, which cannot give the coding-intensity safeguard
+    # its base-year registers (that needs `riskcap capitation run --data`): those scenarios are left out
+    scenarios = [s for s in (load_scenario(p) for p in shipped_scenarios()) if s.coding_intensity is None]
     features = attach_scores(eval_frame, scores, source="scores.parquet")
     features = attach_scores(features, cost_scores, source="cost_scores.parquet")
     run = run_scenarios(features, practices, scenarios)

@@ -67,10 +67,9 @@ class ComponentSplit:
         if np.array_equal(budget, self.target):
             return dataclasses.replace(self, budget_pence=self.target_pence.copy())
         out = np.zeros_like(self.target_pence)
-        for p in range(budget.size):
-            weights = self.target_pence[:, p]
-            out[:, p] = allocate_largest_remainder(int(budget[p]), weights) if weights.any() else \
-                allocate_largest_remainder(int(budget[p]), np.ones_like(weights)) if budget[p] else 0
+        for p in np.flatnonzero(budget):
+            weights = self.target_pence[:, p]  # a practice with no target at all: its budget split evenly
+            out[:, p] = allocate_largest_remainder(int(budget[p]), weights if weights.any() else np.ones_like(weights))
         return dataclasses.replace(self, budget_pence=out)
 
     def summary(self) -> list[dict]:

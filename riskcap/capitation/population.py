@@ -729,6 +729,9 @@ class Population:
             "UNKNOWN" for practices missing from it, or all of them when it is None.
         groups
             Need-group index per row, when already computed with :func:`assign_need_groups`.
+        deprivation
+            Also sum list days and need by IMD decile (:func:`by_deprivation`), for the
+            health-inequalities adjustment.
         """
         return cls.combine([population_part(features, scheme, settings, practices, groups, deprivation=deprivation)],
                            scheme)

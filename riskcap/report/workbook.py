@@ -35,8 +35,9 @@ import pandas as pd
 
 from riskcap.capitation.scenario import (DEFAULTS, PACE_DEFAULTS, RISK_POOL_DEFAULTS, STOP_LOSS_DEFAULTS,
                                         WITHHOLD_OUTCOME_DEFAULTS)
-from riskcap.report import levers, levers_b
+from riskcap.report import levers
 from riskcap.io import atomic_path
+from riskcap.report.levers_b import coding_rows, component_rows, envelope_rows, inequality_rows
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
 from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes
 
@@ -419,6 +420,37 @@ def _assumptions_sheet(ws, run: RunOutputs) -> None:
     ws.column_dimensions["C"].width = max(ws.column_dimensions["C"].width or 0, 66)
 
 
+def _lever_sheets(wb, cap: CapitationOutputs) -> None:
+    """Sheets for issue 19's levers B that some scenario uses (none otherwise; :mod:`.levers_b`)."""
+    sheets = [
+        ("Component budgets", component_rows(cap), [
+            Column("scenario", "scenario", width=22), Column("component", "component", width=16),
+            Column("settings", "settings", width=40), Column("need basis", "need", width=14),
+            Column("envelope (pence)", "envelope_pence", PENCE, 18), Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16),
+            Column("budget (pence)", "budget_pence", PENCE, 18), Column("actual (pence)", "actual_pence", PENCE, 18),
+            Column("predictive ratio", "predictive_ratio", RATIO)]),
+        ("Inequalities adjustment", inequality_rows(cap), [
+            Column("scenario", "scenario", width=22), Column("by", "by"), Column("applied to", "apply_to"),
+            Column("weight %", "weight_pct", "0.00"), Column("band (1 = most deprived)", "band", INT, 12),
+            Column("index", "index", "0.000000"), Column("factor", "factor", "0.000000"),
+            Column("before (pence)", "before_pence", PENCE, 18), Column("after (pence)", "after_pence", PENCE, 18),
+            Column("change (pence)", "change_pence", PENCE, 18),
+            Column("moved between practices (pence)", "moved_between_practices_pence", PENCE, 20)]),
+        ("Coding intensity", coding_rows(cap), [
+            Column("scenario", "scenario", width=22), Column("flag above %", "flag_threshold_pct", "0.00"),
+            Column("normalise %", "normalise_pct", "0.00"), Column("practices flagged", "flagged", width=40),
+            Column("ICB growth (median practice)", "icb_growth", width=30),
+            Column("money moved (pence)", "moved_pence", PENCE, 18)]),
+        ("Envelope path", envelope_rows(cap), [
+            Column("scenario", "scenario", width=22), Column("year (0 = last year)", "year", INT),
+            Column("envelope (pence)", "envelope_pence", PENCE, 18), Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16)]),
+    ]
+    for title, frame, columns in sheets:
+        if len(frame):
+            ws = wb.create_sheet(title)
+            _finish(ws, len(columns), _write_table(ws, frame, columns))
+
+
 def _source(cap: CapitationOutputs, name: str) -> str:
     """Where a scenario came from (its file name only: paths differ between machines)."""
     source = cap.scenarios[name]["summary"].get("source") or ""
@@ -461,41 +493,10 @@ def workbook_bytes(run: RunOutputs) -> bytes:
             sheet = wb.create_sheet(levers.SHEETS[name])
             _finish(sheet, len(lever_columns[name]), _write_table(sheet, frame, lever_columns[name]), freeze="C2")
     if cap is not None:  # issue 19 levers B: their sheets, only when a scenario uses them
-        _levers_b_sheets(wb, cap)
+        _lever_sheets(wb, cap)
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
     return saved_bytes(wb)
-
-
-def _levers_b_sheets(wb, cap) -> None:
-    """Workbook sheets for the levers some scenario uses (none otherwise)."""
-    sheets = [
-        ("Component budgets", levers_b.component_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("component", "component", width=16),
-            Column("settings", "settings", width=40), Column("need basis", "need", width=14),
-            Column("envelope (pence)", "envelope_pence", PENCE, 18), Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16),
-            Column("budget (pence)", "budget_pence", PENCE, 18), Column("actual (pence)", "actual_pence", PENCE, 18),
-            Column("predictive ratio", "predictive_ratio", RATIO)]),
-        ("Inequalities adjustment", levers_b.inequality_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("by", "by"), Column("applied to", "apply_to"),
-            Column("weight %", "weight_pct", "0.00"), Column("band (1 = most deprived)", "band", INT, 12),
-            Column("index", "index", "0.000000"), Column("factor", "factor", "0.000000"),
-            Column("before (pence)", "before_pence", PENCE, 18), Column("after (pence)", "after_pence", PENCE, 18),
-            Column("change (pence)", "change_pence", PENCE, 18),
-            Column("moved between practices (pence)", "moved_between_practices_pence", PENCE, 20)]),
-        ("Coding intensity", levers_b.coding_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("flag above %", "flag_threshold_pct", "0.00"),
-            Column("normalise %", "normalise_pct", "0.00"), Column("practices flagged", "flagged", width=40),
-            Column("ICB growth (median practice)", "icb_growth", width=30),
-            Column("money moved (pence)", "moved_pence", PENCE, 18)]),
-        ("Envelope path", levers_b.envelope_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("year (0 = last year)", "year", INT),
-            Column("envelope (pence)", "envelope_pence", PENCE, 18), Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16)]),
-    ]
-    for title, frame, columns in sheets:
-        if len(frame):
-            ws = wb.create_sheet(title)
-            _finish(ws, len(columns), _write_table(ws, frame, columns))
 
 
 def write_workbook(run: RunOutputs, path: str | Path) -> Path:
