@@ -134,15 +134,25 @@ def test_pcn_pooling_by_hand():
 
 
 def test_size_widening_by_hand():
-    # C (10,000 people) against a 40,000 reference: bounds x sqrt(4) = 2 -> tiers 0-6 %, 6-16 %, 16 %+
+    # protects the practice (default): C (10,000 people) against a 40,000 reference has its bounds
+    # divided by sqrt(4) = 2 -> tiers 0-1.5 %, 1.5-4 %, 4 %+: at +10 % the payer pays
+    # 50 % x 2.5 % + 80 % x 6 % = 6.05 % of GBP 10,000 = GBP 605 (was GBP 410 unscaled)
     pooled = pooling.settle_pooled(three_practices(), BASIS, ACTUAL,
                                    corridor_scenario(widen_by_size={"reference_list_size": 40_000}))
-    assert pooled.widen_ppm.tolist() == [1_414_214, 1_414_214, 2_000_000]
-    assert pooled.settlement.payer_share_pence[2] == 20_000  # 50 % x 4 % of GBP 10,000: was 410 GBP unwidened
+    assert pooled.widen_ppm.tolist() == [707_107, 707_107, 500_000]
+    assert pooled.settlement.payer_share_pence[2] == 60_500
+    # A (20,000): x 0.707107 -> 3 % -> 2.1213 %, 8 % -> 5.6568 % (floored to whole ppm):
+    # 50 % x 3.5355 % + 80 % x 4.3432 % = 5.24228 % = GBP 524.23
+    assert pooled.settlement.payer_share_pence[:2].tolist() == [52_423, -52_423]
+    # protects the payer (CMS's minimum savings rate): bounds x 2 -> tiers 0-6 %, 6-16 %, 16 %+
+    payer = pooling.settle_pooled(three_practices(), BASIS, ACTUAL, corridor_scenario(
+        widen_by_size={"reference_list_size": 40_000, "protects": "payer"}))
+    assert payer.widen_ppm.tolist() == [1_414_214, 1_414_214, 2_000_000]
+    assert payer.settlement.payer_share_pence[2] == 20_000  # 50 % x 4 % of GBP 10,000
     # A: x 1.414214 -> tiers 0-4.2426 %, 4.2426-11.3137 %: payer 50 % of (10 % - 4.2426 %) = GBP 287.87
-    assert pooled.settlement.payer_share_pence[:2].tolist() == [28_787, -28_787]
-    capped = pooling.settle_pooled(three_practices(people=(20_000, 20_000, 100)), BASIS, ACTUAL,
-                                   corridor_scenario(widen_by_size={"reference_list_size": 40_000, "max_factor": 3}))
+    assert payer.settlement.payer_share_pence[:2].tolist() == [28_787, -28_787]
+    capped = pooling.settle_pooled(three_practices(people=(20_000, 20_000, 100)), BASIS, ACTUAL, corridor_scenario(
+        widen_by_size={"reference_list_size": 40_000, "max_factor": 3, "protects": "payer"}))
     assert capped.widen_ppm[2] == 3_000_000  # sqrt(400) = 20, held at the maximum factor
 
 
@@ -226,6 +236,8 @@ BAD = {
                         "key 'top_slices.withhold_earned_by.none_at_ratio'", "above full_at_ratio"),
     "withhold measure": ({"top_slices": {"withhold_earned_by": {"measure": "deaths"}}},
                          "key 'top_slices.withhold_earned_by.measure'", "emergency_admissions"),
+    "protects unknown": ({"risk_pool": {"widen_by_size": {"reference_list_size": 10, "protects": "both"}}},
+                         "key 'risk_pool.widen_by_size.protects'", "practice, payer"),
     "factor below 1": ({"risk_pool": {"widen_by_size": {"reference_list_size": 10, "max_factor": 0.5}}},
                        "key 'risk_pool.widen_by_size.max_factor'", "[1, 10]"),
 }

@@ -16,11 +16,12 @@ practice); ``pool_transfer_pence = provider side - pooled provider share`` is wh
 members carried for it (negative: what it carried for them); transfers add to zero per pool.
 
 ``widen_by_size`` (optional): a unit with ``n`` people on its list (at the index date) below
-``reference_list_size`` ``N`` has every corridor tier bound multiplied by
-``f = min(max_factor, sqrt(N / n))`` (rounded to a whole part per million; ``f = 1`` at or
-above ``N``): its variance is noisier by ``1/sqrt(n)``, so the bands keep the same meaning in
-standard errors, as CMS's minimum savings rate widens for smaller ACOs. Caps and collars are
-not widened.
+``reference_list_size`` ``N`` has a noisier variance, by ``f = min(max_factor, sqrt(N / n))``
+(rounded to a whole part per million; ``f = 1`` at or above ``N``). With ``protects: practice``
+(default) every corridor tier bound is divided by ``f``: the practice's own first band narrows
+and the payer shares its variance sooner, so a small practice is not punished for noise. With
+``protects: payer`` every bound is multiplied by ``f``, as CMS's minimum savings rate widens for
+smaller ACOs: the payer does not share what may be noise. Caps and collars are not scaled.
 """
 from __future__ import annotations
 
@@ -60,13 +61,15 @@ def unit_codes(population: Population, level: str) -> np.ndarray:
 
 
 def widening(people: np.ndarray, pool: RiskPool) -> np.ndarray | None:
-    """``min(max_factor, max(1, sqrt(N / n)))`` per unit in parts per million, or None when off."""
+    """The factor on every tier bound per unit, in parts per million, or None when off:
+    ``f = min(max_factor, max(1, sqrt(N / n)))`` protecting the payer, ``1 / f`` the practice."""
     if pool.reference_list_size is None:
         return None
     with np.errstate(divide="ignore"):
         factor = np.sqrt(pool.reference_list_size / np.maximum(people, 0).astype(np.float64))
-    ppm = np.rint(np.clip(factor, 1.0, pool.max_factor_ppm / PPM) * PPM).astype(np.int64)
-    return np.minimum(ppm, pool.max_factor_ppm)
+    ppm = np.minimum(np.rint(np.clip(factor, 1.0, pool.max_factor_ppm / PPM) * PPM).astype(np.int64),
+                     pool.max_factor_ppm)
+    return ppm if pool.protects == "payer" else (PPM * PPM + ppm // 2) // ppm  # 1 / f, rounded half up
 
 
 def split_by_basis(totals: np.ndarray, unit: np.ndarray, basis: np.ndarray) -> np.ndarray:

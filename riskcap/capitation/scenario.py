@@ -69,7 +69,10 @@ STOP_LOSS_DEFAULTS = {"attachment_gbp": None, "pool_share_pct": 100, "practice_c
 POOL_LEVELS = ("practice", "pcn", "icb")
 #: ``risk_pool`` keys (absent or null: each practice settles alone, corridor bands as written).
 RISK_POOL_DEFAULTS = {"level": "practice", "widen_by_size": None}
-WIDEN_DEFAULTS = {"reference_list_size": None, "max_factor": 4}
+WIDEN_DEFAULTS = {"reference_list_size": None, "max_factor": 4, "protects": "practice"}
+#: Who a size-aware corridor protects from a small unit's noise: the practice (its own first band
+#: narrows, so the payer shares sooner) or the payer (every band widens, as CMS's minimum savings rate).
+WIDEN_PROTECTS = ("practice", "payer")
 OUTCOME_MEASURES = ("emergency_admissions",)
 #: ``top_slices.withhold_earned_by`` keys: the withhold earned per practice from a measured outcome.
 WITHHOLD_OUTCOME_DEFAULTS = {"measure": "emergency_admissions", "full_at_ratio": 0.95, "none_at_ratio": 1.10}
@@ -129,6 +132,7 @@ class RiskPool:
     level: str = "practice"
     reference_list_size: int | None = None
     max_factor_ppm: int = 4 * PPM
+    protects: str = "practice"  # one of WIDEN_PROTECTS
 
     @property
     def is_default(self) -> bool:
@@ -455,7 +459,8 @@ def _parse_risk_pool(r: _Reader, data) -> RiskPool:
         r.fail("risk_pool.widen_by_size.reference_list_size", f"{size!r} is not a whole number of people; "
                                                              "allowed: 1 to 100000000")
     factor = r.pct(w, "max_factor", "risk_pool.widen_by_size.max_factor", 1, 10, 4)  # to 4 decimals: x 10,000
-    return RiskPool(level, int(size), factor * 100)
+    protects = r.choice(w, "protects", "risk_pool.widen_by_size.protects", WIDEN_PROTECTS, "practice")
+    return RiskPool(level, int(size), factor * 100, protects)
 
 
 def _parse_withhold_by_outcome(r: _Reader, top_slices: dict) -> WithholdByOutcome | None:
