@@ -285,7 +285,7 @@ DEATH_AGE_LOG = np.array([1.5, -0.5, -1.0, 0.0, 1.0, 2.8, 3.8, 4.9, 6.0, 6.9, 7.
 DEATH_HEALTH = 0.5  # multiplier of the health index in the death log-hazard
 DEATH_PALLIATIVE = 1.8
 #: Chance per year of joining the palliative register, as a multiple of the death hazard.
-PALLIATIVE_PER_DEATH_HAZARD = 0.393
+PALLIATIVE_PER_DEATH_HAZARD = 0.175
 CARE_HOME_INTERCEPT = -6.2
 CARE_HOME_AGE = 0.10  # per year of age over 85 (logit)
 CARE_HOME_DEMENTIA = 1.8

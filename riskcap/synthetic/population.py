@@ -227,7 +227,7 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
     dep = (5.5 - imd) / 4.5  # +1 most deprived, -1 least
 
     # --- latent factors, condition onsets and what the registers record ------------------------
-    frailty = rng.normal(size=n)
+    frailty = survivor_frailty(rng.normal(size=n), age_entry, morbidity)
     cluster = rng.normal(size=(n, len(P.CLUSTERS)))
     onset = np.full((n, N_COND), NEVER, dtype=np.int64)
     quantile = np.ones((n, N_COND))
@@ -348,7 +348,7 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         h_death0 = np.exp(death_age + P.DEATH_HEALTH * h)
         not_pal = active & ~present[:, PALLIATIVE]
         if t == 0:  # already on the register at the start
-            prior = not_pal & (entry < s0) & (rng.random(n) < 1 - np.exp(-0.6 * P.PALLIATIVE_PER_DEATH_HAZARD * h_death0))
+            prior = not_pal & (entry < s0) & (rng.random(n) < palliative_steady_share(age, h_death0))
             onset[prior, PALLIATIVE] = prior_palliative_onset(rng, s0, birth[prior])
             not_pal &= ~prior
         joins = not_pal & (rng.random(n) < 1 - np.exp(-P.PALLIATIVE_PER_DEATH_HAZARD * h_death0 * frac))
@@ -584,6 +584,81 @@ def _while_registered(recorded, seg_person, seg_kind, seg_start, seg_stop, alive
     rows, cols = np.nonzero(inside)
     out[who[rows], cols] = g1[rows]
     return out
+
+
+def _cumulative_death_age(age: np.ndarray) -> np.ndarray:
+    """The integral of ``exp(DEATH_AGE_LOG)`` (linear between its knots, flat beyond) from birth
+    to ``age``, exactly: on each piece the integrand is one exponential."""
+    knots, logs = P.DEATH_AGES, P.DEATH_AGE_LOG
+    slope = np.diff(logs) / np.diff(knots)
+    pieces = np.where(slope != 0, np.expm1(slope * np.diff(knots)) / np.where(slope != 0, slope, 1), np.diff(knots))
+    at_knot = np.concatenate([[0.0], np.cumsum(np.exp(logs[:-1]) * pieces)])
+    a = np.clip(age, knots[0], knots[-1])
+    k = np.clip(np.searchsorted(knots, a, side="right") - 1, 0, len(knots) - 2)
+    x = a - knots[k]
+    g = slope[k]
+    part = np.where(g != 0, np.expm1(g * x) / np.where(g != 0, g, 1), x)
+    return at_knot[k] + np.exp(logs[k]) * part + np.exp(logs[-1]) * np.maximum(age - knots[-1], 0.0)
+
+
+_FRAILTY_GRID = np.linspace(-7.0, 7.0, 1401)
+_HAZARD_GRID = np.concatenate([[0.0], np.geomspace(1e-4, 50.0, 96)])
+
+
+def _survivor_cdf() -> np.ndarray:
+    """CDF over :data:`_FRAILTY_GRID` of frailty among survivors, per cumulative hazard of :data:`_HAZARD_GRID`."""
+    c = P.DEATH_HEALTH * P.SIGMA_FRAILTY
+    log_w = -0.5 * _FRAILTY_GRID[None, :] ** 2 - _HAZARD_GRID[:, None] * np.exp(c * _FRAILTY_GRID)[None, :]
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w, axis=1)
+    return cdf / cdf[:, -1:]
+
+
+_SURVIVOR_CDF = _survivor_cdf()
+
+
+def survivor_frailty(z: np.ndarray, age: np.ndarray, morbidity: float) -> np.ndarray:
+    """The frailty ``F`` of people alive at ``age``, from standard normal draws ``z``.
+
+    ``F`` is standard normal at birth; the frail die first, so among people alive at ``age``
+    its density is ``phi(F) exp(-H exp(DEATH_HEALTH SIGMA_FRAILTY F))``, ``H`` the cumulative
+    death hazard to ``age`` at ``F = 0`` (age curve, the practice's morbidity, the yearly state
+    averaged; conditions left out). Drawing the people present at the start (and people moving
+    in) from it, rather than from the newborns' ``N(0, 1)``, starts the simulation where years
+    of deaths would have left it: the frailty of the old no longer drifts down year after year
+    (which made every need group cheaper per day each year). ``z`` is mapped through the CDFs
+    (quantile to quantile), so the random stream is unchanged.
+    """
+    hazard = (np.exp(P.DEATH_INTERCEPT + P.DEATH_HEALTH * morbidity + 0.5 * (P.DEATH_HEALTH * P.SIGMA_STATE) ** 2)
+              * _cumulative_death_age(age))
+    u = ndtr(z)
+    k = np.clip(np.searchsorted(_HAZARD_GRID, hazard, side="right") - 1, 0, len(_HAZARD_GRID) - 2)
+    t = np.clip((hazard - _HAZARD_GRID[k]) / (_HAZARD_GRID[k + 1] - _HAZARD_GRID[k]), 0.0, 1.0)
+    out = np.empty(len(z))
+    for j in np.unique(k):
+        sel = k == j
+        lo = np.interp(u[sel], _SURVIVOR_CDF[j], _FRAILTY_GRID)
+        hi = np.interp(u[sel], _SURVIVOR_CDF[j + 1], _FRAILTY_GRID)
+        out[sel] = (1 - t[sel]) * lo + t[sel] * hi
+    return out
+
+
+def palliative_steady_share(age: np.ndarray, h_death: np.ndarray) -> np.ndarray:
+    """Share of people alive at ``age`` who are on the palliative register, in the steady state
+    of the yearly dynamics (joining at ``PALLIATIVE_PER_DEATH_HAZARD`` x the death hazard, dying
+    ``exp(DEATH_PALLIATIVE)`` times faster once on it), with today's death hazard ``h_death``
+    carried back over the person's life by the age curve.
+
+    With ``H`` the cumulative death hazard to ``age``, ``a`` the joining rate per unit hazard and
+    ``k = exp(DEATH_PALLIATIVE) - 1 - a``: on / off the register = ``a (1 - exp(-k H)) / k``. The
+    register starts as full as years of joining leave it, so it no longer fills up over the
+    simulated years (its prevalence rising, the end-of-life group getting cheaper per day).
+    """
+    a = P.PALLIATIVE_PER_DEATH_HAZARD
+    k = np.exp(P.DEATH_PALLIATIVE) - 1 - a
+    cum = h_death * _cumulative_death_age(age) / np.exp(np.interp(age, P.DEATH_AGES, P.DEATH_AGE_LOG))
+    odds = a * -np.expm1(-k * cum) / k
+    return odds / (1 + odds)
 
 
 def prior_palliative_onset(rng, start: int, birth: np.ndarray) -> np.ndarray:
