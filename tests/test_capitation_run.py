@@ -16,8 +16,8 @@ from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
 from riskcap.cli import main
+from riskcap.data.write import write_parquet
 from riskcap.errors import ConfigError
-from riskcap.io import write_parquet
 from reference.fabricated import make_features
 
 SCENARIOS = ["cap_p99", "baseline", "social_care_pooled", "outcome_withhold_10", "fair_shares"]

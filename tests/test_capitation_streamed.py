@@ -21,11 +21,11 @@ from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios, 
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.cli import main
-from riskcap.engines import LocalEngine
+from riskcap.data.load import load_tables
+from riskcap.data.write import ParquetRowsWriter, write_parquet
 from riskcap.errors import DataError
 from riskcap.features import build_features, iter_partitions
-from riskcap.io import ParquetRowsWriter, write_parquet
-from riskcap.validate import load_tables
+from riskcap.stream.engines import LocalEngine
 from reference.fabricated import make_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,7 +349,7 @@ def test_cli_quarantine_and_reject_match_the_whole_table_load(tmp_path):
 
 def test_dask_engine_gives_the_local_answer(frames, tmp_path):
     pytest.importorskip("distributed")
-    from riskcap.engines import get_engine
+    from riskcap.stream.engines import get_engine
 
     features, practices = frames
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99")]

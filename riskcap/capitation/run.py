@@ -20,7 +20,7 @@ Output folder layout::
 
 Two ways in, one aggregation: :func:`run_scenarios` takes one features frame;
 :func:`run_scenarios_streamed` maps :func:`capitation_partition` over person-range partitions
-with an engine (:mod:`riskcap.engines`), so memory is bounded by one partition plus about 20
+with an engine (:mod:`riskcap.stream.engines`), so memory is bounded by one partition plus about 20
 bytes per person per (scheme, settings) for the population-wide cost cap and pool. Each
 partition returns a :class:`RunPart` (a :class:`~riskcap.capitation.population.PopulationPart`
 per (scheme, settings)); the driver combines them in task order, streams the per-person need
@@ -47,10 +47,10 @@ from riskcap.capitation.population import (Population, PopulationBuilder, Popula
                                            population_part, tariff_basis)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
-from riskcap.data.write import OWNER_ONLY
+from riskcap.data.read import Tables, read_raw
+from riskcap.data.summary import LoadSummary
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
-from riskcap.io import ParquetRowsWriter, Tables, atomic_path, read_raw, write_csv, write_json, write_parquet
-from riskcap.validate import LoadSummary
 
 
 @dataclass
@@ -226,7 +226,7 @@ def read_scores_range(path: str | Path, first: int, stop: int) -> pd.DataFrame:
 
     Parquet files with an integer person_id are read with a filter (only the matching row
     groups); otherwise the whole file is read and filtered. A ``stop`` of the largest int64
-    (a last :class:`~riskcap.partitions.PersonRange`) has no upper bound.
+    (a last :class:`~riskcap.data.read.PersonRange`) has no upper bound.
     """
     path = Path(path)
     if path.suffix != ".csv":
@@ -263,9 +263,9 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
     with ``model_files``, also score the features (``share``: as for
     :func:`~riskcap.models.score.score_candidates`), so one read serves scores and budgets.
 
-    ``task`` is a :class:`riskcap.partitions.PersonRange` (rows of ``data_dir`` loaded and
-    checked by :func:`~riskcap.partitions.load_partition` with ``as_of``, ``on_invalid`` and
-    ``scans``), a :class:`~riskcap.io.Tables` partition in memory, or a features frame (with
+    ``task`` is a :class:`riskcap.data.read.PersonRange` (rows of ``data_dir`` loaded and
+    checked by :func:`~riskcap.data.load.load_partition` with ``as_of``, ``on_invalid`` and
+    ``scans``), a :class:`~riskcap.data.read.Tables` partition in memory, or a features frame (with
     ``practices`` for ICB codes). ``scores`` are (path, :func:`scores_are_cost`) pairs; only the
     partition's person_id range of each file is read.
     """
@@ -278,7 +278,7 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
         if isinstance(task, Tables):
             tables = task
         else:
-            from riskcap.partitions import load_partition  # noqa: PLC0415
+            from riskcap.data.load import load_partition  # noqa: PLC0415
 
             tables, summary = load_partition(data_dir, task, as_of, on_invalid, scans)
             if tables is None:
@@ -336,7 +336,7 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     partitions' scores to the ``scores_to`` ScoresWriter).
 
     Partitions whose data were rejected are skipped and, after the last one, every problem of
-    every partition is raised together (as :func:`riskcap.validate.load_tables` would).
+    every partition is raised together (as :func:`riskcap.data.load.load_tables` would).
     """
     builders = {key: PopulationBuilder(plan.schemes[key[0]], spill_dir) for key in plan.keys}
     summaries: list[LoadSummary] = []
@@ -416,7 +416,7 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
     The baseline for "change vs baseline" is the scenario named ``baseline`` if there is one,
     else the first scenario. ``person_groups`` holds each scheme's per-person need groups.
     """
-    from riskcap.engines import LocalEngine  # noqa: PLC0415
+    from riskcap.stream.engines import LocalEngine  # noqa: PLC0415
 
     plan = plan_run(scenarios)
     if len(features) == 0:

@@ -2,7 +2,7 @@
 
 A list holds a few percent of the population, so the listed people's conditions and
 activity are read with the person filter pushed down to parquet (text read
-dictionary-encoded) and checked with :mod:`riskcap.validate`'s row checks, rather than
+dictionary-encoded) and checked with :mod:`riskcap.data.check`'s row checks, rather than
 loading whole tables. With an engine, blocks of listed people are read and turned into
 features as separate tasks.
 """
@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.data.read import Tables, coerce, read_raw, read_table, table_path
 from riskcap.errors import DataError
-from riskcap.io import Tables, coerce, read_raw, read_table, table_path
-from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.names import is_safe_name
+from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.schema import TABLES
 
 SCORE_REQUIRED: tuple[str, ...] = ("person_id", "practice_code", "probability")
@@ -88,7 +88,7 @@ def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
 
 def _read_text_as_codes(path: Path) -> pa.Table:
     """A parquet file with its text columns read dictionary-encoded (each distinct reason is
-    decoded once, not once a row); CSV as :func:`riskcap.io.read_raw` reads it."""
+    decoded once, not once a row); CSV as :func:`riskcap.data.read.read_raw` reads it."""
     if path.suffix == ".csv":
         return read_raw(path)
     try:
@@ -127,12 +127,11 @@ def _present(data_dir, name: str, wanted: list[str]) -> list[str] | None:
     return [c for c in wanted if c in schema.names]
 
 def _check(name: str, frame: pd.DataFrame, path: Path, **kwargs) -> None:
-    """Run :mod:`riskcap.validate`'s row checks of table ``name`` on ``frame``; DataError
+    """Run :mod:`riskcap.data.check`'s row checks of table ``name`` on ``frame``; DataError
     listing every problem (``riskcap validate`` gives the full report)."""
-    from riskcap import validate
+    from riskcap.data.check import check_activity, check_conditions, check_persons
 
-    check = {"persons": validate.check_persons, "conditions": validate.check_conditions,
-             "activity": validate.check_activity}[name]
+    check = {"persons": check_persons, "conditions": check_conditions, "activity": check_activity}[name]
     frame = frame.copy(deep=False)
     for col in TABLES[name].columns:  # optional columns the checks look at
         if col.name not in frame.columns:
@@ -171,7 +170,7 @@ def read_rows_of(data_dir, name: str, person_ids, columns: list[str] | None = No
 
 
 def _clean_text_categories(values: pd.Series) -> pd.Series:
-    """Categorical text with stripped categories and empty text as null (as :func:`riskcap.io.coerce`)."""
+    """Categorical text with stripped categories and empty text as null (as :func:`riskcap.data.read.coerce`)."""
     cats = pd.Series(values.cat.categories).astype("string").str.strip()
     if cats.duplicated().any() or (cats == "").any() or cats.isna().any():
         out = values.astype("string").str.strip()
@@ -182,7 +181,7 @@ def _clean_text_categories(values: pd.Series) -> pd.Series:
 def listed_features(data_dir, persons: pd.DataFrame, person_ids: np.ndarray, list_date,
                     features_fn=None, practices: pd.DataFrame | None = None) -> pd.DataFrame:
     """Features at the list date for the listed people only (reads and checks only their rows)."""
-    from riskcap.validate import PersonIndex
+    from riskcap.data.check import PersonIndex
 
     if features_fn is None:
         from riskcap.features import build_features as features_fn

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from riskcap.stream.engines import ENGINES
+
 
 class _IsoDate(click.ParamType):
     """A calendar date written YYYY-MM-DD, given to the command as a ``datetime.date``."""
@@ -24,6 +26,17 @@ class _IsoDate(click.ParamType):
 
 
 DATE = _IsoDate()
+
+
+def engine_options(f):
+    """The ``--engine`` and ``--scheduler`` options shared by the whole-population commands."""
+    f = click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); with --engine dask and no "
+                          "address a local cluster is started on this machine.")(f)
+    f = click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="local", show_default=True,
+                     help="local: partitions one after another in this process; dask: on a Dask cluster "
+                          "(pip install 'riskcap[dask]'). Same answer either way.")(f)
+    return f
 
 #: What --index-date means to each stage, and its default (riskcap.data.dates.YEARS_BEFORE_END).
 _INDEX_HELP = {
@@ -56,9 +69,9 @@ def chosen_index_date(stage: str, data_dir: Path, given, console: Console):
 
 
 def plan(data_dir: Path, people: int, console: Console) -> list:
-    """:func:`riskcap.partitions.plan_partitions`, its warnings (CSV loaded whole, files
+    """:func:`riskcap.stream.plan.plan_partitions`, its warnings (CSV loaded whole, files
     decoded several times over) printed in yellow."""
-    from riskcap.partitions import StreamingFallbackWarning, plan_partitions
+    from riskcap.stream.plan import plan_partitions, StreamingFallbackWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StreamingFallbackWarning)
@@ -70,7 +83,7 @@ def plan(data_dir: Path, people: int, console: Console) -> list:
 
 def write_quarantined(summary, rejects_dir: Path, console: Console) -> None:
     """Write a quarantine run's rejects files to ``rejects_dir`` and say how many rows went there."""
-    from riskcap.validate import write_rejects
+    from riskcap.data.load import write_rejects
 
     write_rejects(summary, rejects_dir)
     quarantined = sum(summary.rows_quarantined.values())

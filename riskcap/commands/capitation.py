@@ -9,9 +9,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from riskcap.commands._partitions import chosen_index_date, index_date_option, reasons_for_option, scored_table
-from riskcap.engines import engine_options
-from riskcap.features import PARTITION_PEOPLE
+from riskcap.commands._partitions import (chosen_index_date, engine_options, index_date_option, reasons_for_option,
+                                          scored_table)
+from riskcap.stream.plan import PARTITION_PEOPLE
 
 
 def _common(f):
@@ -45,8 +45,8 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
 
     from riskcap.capitation.run import scores_are_cost
     from riskcap.commands._partitions import plan, write_quarantined
-    from riskcap.engines import get_engine
-    from riskcap.partitions import scans_for
+    from riskcap.stream.engines import get_engine
+    from riskcap.data.load import scans_for
 
     parts = plan(data_dir, partition_people, console)
     scans = scans_for(data_dir, parts)
@@ -231,7 +231,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     from riskcap.capitation.run import plan_run, stream_populations
     from riskcap.capitation.scenario import load_scenario
     from riskcap.capitation.sweep import parse_axes, run_sweep
-    from riskcap.io import write_csv, write_json, write_parquet
+    from riskcap.data.write import write_csv, write_json, write_parquet
     from riskcap.manifest import RunManifest
 
     console = Console(width=max(Console().width, 100))

@@ -11,11 +11,11 @@ from rich.table import Table
 from riskcap.casefinding.eligibility import EXCLUSIONS
 from riskcap.casefinding.run import casefind as run_casefind
 from riskcap.casefinding.selection import SelectionRule
-from riskcap.commands._partitions import index_date_option
+from riskcap.commands._partitions import engine_options, index_date_option
 from riskcap.data.write import OWNER_ONLY
-from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
+from riskcap.stream.engines import get_engine
 
 
 @click.command("casefind")

@@ -6,10 +6,10 @@ from pathlib import Path
 import click
 
 from riskcap.commands._partitions import DATE
-from riskcap.data.write import OWNER_ONLY
-from riskcap.io import write_json
+from riskcap.data.load import validate_data
+from riskcap.data.parse import ON_INVALID
+from riskcap.data.write import OWNER_ONLY, write_json
 from riskcap.manifest import claim_file, json_with_keys
-from riskcap.validate import ON_INVALID, validate_data
 
 
 @click.command("validate")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from riskcap.validate import ON_INVALID
+from riskcap.data.parse import ON_INVALID
 
 _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import click
 
-from riskcap.commands._partitions import chosen_index_date, index_date_option, reasons_for_option
-from riskcap.engines import engine_options
-from riskcap.features import PARTITION_PEOPLE
-from riskcap.validate import ON_INVALID
+from riskcap.commands._partitions import chosen_index_date, engine_options, index_date_option, reasons_for_option
+from riskcap.data.parse import ON_INVALID
+from riskcap.stream.plan import PARTITION_PEOPLE
 
 
 def _data_option(f):
@@ -35,7 +34,7 @@ def _model_dir_option(f):
 
 
 def _load(data_dir: Path, on_invalid: str, rejects_dir: Path, console):
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     tables, summary = load_tables(data_dir, on_invalid=on_invalid,
                                   rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
@@ -148,7 +147,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
     """
     from rich.console import Console
 
-    from riskcap.io import write_json
+    from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
     from riskcap.models.evaluate import metrics_tables
     from riskcap.models.persist import load_model
@@ -210,7 +209,7 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskcap.commands._partitions import plan, scored_table, write_quarantined
-    from riskcap.engines import get_engine
+    from riskcap.stream.engines import get_engine
     from riskcap.manifest import claim_file, table_with_columns
     from riskcap.models.persist import read_model_files
     from riskcap.models.score import score_population

@@ -25,8 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.data.read import parse_series, read_raw, table_path
+from riskcap.data.write import write_json
 from riskcap.errors import DataError
-from riskcap.io import parse_series, read_raw, table_path, write_json
 
 #: The file a data folder may declare its extract date in, and the key.
 EXTRACT_FILE = "extract.json"

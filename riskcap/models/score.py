@@ -2,8 +2,8 @@
 
 :func:`score_frame` scores one partition's features; :func:`score_tables` scores tables
 already in memory one ``person_id`` range at a time, and :func:`score_population` does the
-same straight from disk (:mod:`riskcap.partitions`: each partition read, checked and scored
-by :func:`score_partition` on an engine of :mod:`riskcap.engines`, so memory is bounded by a
+same straight from disk (:mod:`riskcap.data.load`: each partition read, checked and scored
+by :func:`score_partition` on an engine of :mod:`riskcap.stream.engines`, so memory is bounded by a
 partition), with byte-identical results. Both then rank everyone (percentiles and tiers
 need the whole population's probabilities, which are 8 bytes a person); from disk the
 partitions' scores wait in files meanwhile (:class:`ScoresWriter`). The output columns
@@ -35,16 +35,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.data.write import OWNER_ONLY
+from riskcap.data.load import load_partition, scans_for
+from riskcap.data.read import Tables
+from riskcap.data.summary import LoadSummary
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter
 from riskcap.errors import LoadRejected
-from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import ParquetRowsWriter, Tables
+from riskcap.features import build_features, iter_partitions
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
-from riskcap.partitions import load_partition, plan_partitions, scans_for
 from riskcap.stream.memory import release_freed_memory
+from riskcap.stream.plan import PARTITION_PEOPLE, plan_partitions
 from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
-from riskcap.validate import LoadSummary
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
                  "reason_1", "reason_2", "reason_3", "model"]
@@ -330,16 +331,16 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     """Score everyone registered and alive at ``index_date`` from ``data_dir`` into ``out_path``.
 
     The same file as :func:`write_scores` of :func:`score_tables` on
-    :func:`~riskcap.validate.load_tables`' tables, in memory bounded by a partition plus 8
+    :func:`~riskcap.data.load.load_tables`' tables, in memory bounded by a partition plus 8
     bytes a person (see :class:`ScoresWriter`). ``parts``:
-    :func:`~riskcap.partitions.plan_partitions` (planned here when None); ``engine``: a
-    :mod:`riskcap.engines` engine (local by default); ``progress(stage, done, total)`` is
+    :func:`~riskcap.stream.plan.plan_partitions` (planned here when None); ``engine``: a
+    :mod:`riskcap.stream.engines` engine (local by default); ``progress(stage, done, total)`` is
     called after each partition. A partition with a data problem (reject mode) stops the
     scoring, the rest are still checked, then :class:`~riskcap.errors.LoadRejected`
     lists every problem and nothing is written. In quarantine mode the returned
-    summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
+    summary's ``rejected_rows`` are for :func:`~riskcap.data.load.write_rejects`.
     """
-    from riskcap.engines import LocalEngine
+    from riskcap.stream.engines import LocalEngine
 
     parts = plan_partitions(data_dir, people) if parts is None else list(parts)
     engine = LocalEngine() if engine is None else engine

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskcap.data.read import table_names, table_path
 from riskcap.errors import DataError
 from riskcap.features import COST_LABEL, LABEL, OUTCOME_DAYS, to_date, to_day
-from riskcap.io import table_names, table_path
 from riskcap.models.base import KINDS
 
 TRUTH_FILE = "truth.parquet"

@@ -28,10 +28,10 @@ import pandas as pd
 
 from riskcap.config import parse_yaml, read_text_file
 from riskcap.data.dates import default_index_date
+from riskcap.data.read import read_optional_table, read_table, table_path
 from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
-from riskcap.io import read_optional_table, read_table, table_path
 from riskcap.names import is_safe_name
 from riskcap.schema import CONDITIONS
 from riskcap.untrusted import read_output

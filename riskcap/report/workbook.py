@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskcap.capitation.scenario import PACE_DEFAULTS, DEFAULTS
-from riskcap.io import atomic_path
+from riskcap.capitation.scenario import DEFAULTS, PACE_DEFAULTS
+from riskcap.data.write import atomic_path
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
 from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes
 

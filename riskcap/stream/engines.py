@@ -8,7 +8,7 @@ tasks, then combine the results in task order on the driver*:
         combine(result)                            # results arrive in the order of tasks
 
 - ``fn(task, **shared)`` is a module-level function of plain, picklable arguments (paths,
-  a :class:`riskcap.partitions.PersonRange`, dates, config dicts, model file bytes). It reads
+  a :class:`riskcap.data.read.PersonRange`, dates, config dicts, model file bytes). It reads
   its own partition and returns a small result (a frame or arrays); it never writes outputs.
 - ``shared`` values are the same for every task (e.g. a model's file bytes); an engine
   ships them to its workers once.
@@ -25,7 +25,6 @@ from riskcap.errors import ConfigError
 from riskcap.stream.memory import keep_freed_memory
 
 ENGINES = ("local", "dask")
-INSTALL_DASK = "pip install 'riskcap[dask]'"
 
 
 class LocalEngine:
@@ -56,20 +55,7 @@ def get_engine(name: str = "local", scheduler: str | None = None):
             raise ConfigError("--scheduler is only used with --engine dask")
         return LocalEngine()
     if name == "dask":
-        from riskcap.engines.dask import DaskEngine  # noqa: PLC0415 - optional extra
+        from riskcap.stream.dask import DaskEngine  # noqa: PLC0415 - optional extra
 
         return DaskEngine(scheduler)
     raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-
-
-def engine_options(f):
-    """The ``--engine`` and ``--scheduler`` options shared by the whole-population commands."""
-    import click
-
-    f = click.option("--scheduler", default=None, metavar="ADDRESS",
-                     help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); with --engine dask and no "
-                          "address a local cluster is started on this machine.")(f)
-    f = click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="local", show_default=True,
-                     help="local: partitions one after another in this process; dask: on a Dask cluster "
-                          "(pip install 'riskcap[dask]'). Same answer either way.")(f)
-    return f
