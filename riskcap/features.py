@@ -547,7 +547,7 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
     """
     import pyarrow.parquet as pq
 
-    from riskcap.data.read import read_optional_table, read_table, table_path
+    from riskcap.data.read import parquet_schema, read_optional_table, read_table, table_path
 
     frames = {"practices": read_table(data_dir, "practices")}
     filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
@@ -559,7 +559,7 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
         if path.suffix == ".csv":  # text files: the ordinary reader
             frames[name] = read_table(data_dir, name, filters=filters)
             continue
-        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        schema = parquet_schema(path)
         columns = [c for c in wanted if c in schema.names]
         text = [c for c in columns if pa.types.is_string(schema.field(c).type)
                 or pa.types.is_large_string(schema.field(c).type)]

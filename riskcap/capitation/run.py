@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from riskcap.capitation.engine import ScenarioResult, evaluate
@@ -47,7 +46,7 @@ from riskcap.capitation.population import (Population, PopulationBuilder, Popula
                                            population_part, tariff_basis)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
-from riskcap.data.read import Tables, read_raw
+from riskcap.data.read import Tables, parquet_schema, read_raw
 from riskcap.data.summary import LoadSummary
 from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
@@ -230,11 +229,8 @@ def read_scores_range(path: str | Path, first: int, stop: int) -> pd.DataFrame:
     """
     path = Path(path)
     if path.suffix != ".csv":
-        try:
-            schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-        except (pa.ArrowInvalid, OSError):
-            schema = None  # read_raw below names the problem
-        if schema is not None and "person_id" in schema.names and pa.types.is_integer(schema.field("person_id").type):
+        schema = parquet_schema(path)
+        if "person_id" in schema.names and pa.types.is_integer(schema.field("person_id").type):
             filters = [("person_id", ">=", int(first))] + ([("person_id", "<", int(stop))] if stop < _INT64_MAX else [])
             return read_raw(path, filters=filters).to_pandas()
     frame = read_raw(path).to_pandas()

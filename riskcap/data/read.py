@@ -66,12 +66,15 @@ def table_names() -> list[str]:
 _ARROW_KIND = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(), "bool": pa.bool_()}
 
 
-def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: list[str] | None = None) -> pa.Table:
+def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: list[str] | None = None,
+             codes: bool = False) -> pa.Table:
     """Read a parquet file/dataset or UTF-8 CSV into an arrow table, without coercion.
 
     CSV columns of the contract (or ``text``) are read as text (so :func:`coerce` can count and
-    show every bad value instead of failing on the first). Raises DataError naming the file when
-    it is unreadable, truncated or not UTF-8 (with the line of the first invalid byte).
+    show every bad value instead of failing on the first). ``codes``: parquet text columns are
+    read dictionary-encoded (each distinct value decoded once, not once a row). Raises
+    DataError naming the file when it is unreadable, truncated or not UTF-8 (with the line of
+    the first invalid byte).
     """
     path = Path(path)
     try:
@@ -86,9 +89,24 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: l
             if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
                 raise DataError(_not_utf8_message(path))
             return table
-        return pq.read_table(path, columns=columns, filters=filters)
+        coded = [f.name for f in parquet_schema(path) if _is_text(f.type)] if codes else None
+        return pq.read_table(path, columns=columns, filters=filters, read_dictionary=coded)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         raise cannot_read(path, exc) from exc
+
+
+def parquet_schema(path: Path) -> pa.Schema:
+    """The arrow schema of a parquet file or dataset directory (only its metadata is read);
+    DataError (:func:`cannot_read`) when it cannot be read."""
+    path = Path(path)
+    try:
+        return pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise cannot_read(path, exc) from exc
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def cannot_read(path: Path, exc: Exception) -> DataError:
@@ -257,6 +275,36 @@ def read_optional_table(data_dir: str | Path, name: str, columns: list[str] | No
     except DataError:
         return None
     return read_table(data_dir, name, columns=columns, filters=filters)
+
+
+def read_rows_of(data_dir, name: str, person_ids, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows of contract table ``name`` belonging to ``person_ids``, with contract dtypes.
+
+    For parquet the person filter is pushed down and text columns are read
+    dictionary-encoded (decoded after filtering, so only the listed people's strings are
+    decoded) and kept as categories. CSV tables are read whole.
+    """
+    ids = np.unique(np.asarray(person_ids, dtype=np.int64))
+    path = table_path(data_dir, name)
+    if path.suffix == ".csv":
+        frame = read_table(data_dir, name, columns=columns)
+        return frame.loc[frame["person_id"].isin(ids)].reset_index(drop=True)
+    wanted = ids.tolist() if len(ids) else [int(np.iinfo(np.int64).min)]
+    table = read_raw(path, columns=columns, filters=[("person_id", "in", wanted)], codes=True).unify_dictionaries()
+    coded = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+    frame = coerce(table.drop_columns(coded), name, path)
+    for col in coded:  # keep codes as categories (fast downstream); clean like the contract's text
+        frame[col] = _clean_text_categories(table.column(col).to_pandas())
+    return frame[table.column_names]
+
+
+def _clean_text_categories(values: pd.Series) -> pd.Series:
+    """Categorical text with stripped categories and empty text as null (as :func:`coerce`)."""
+    cats = pd.Series(values.cat.categories).astype("string").str.strip()
+    if cats.duplicated().any() or (cats == "").any() or cats.isna().any():
+        out = values.astype("string").str.strip()
+        return out.mask(out == "")
+    return values.cat.rename_categories(cats.tolist())
 
 
 def days(dates: pd.Series) -> np.ndarray:
