@@ -38,13 +38,14 @@ def _stream_options(f):
 
 def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path,
             partition_people: int, engine_name: str, scheduler, console: Console):
-    """Plan the partitions and call ``work(engine, tasks, on_result, **shared) -> (value, load summary)``
+    """Plan the partitions and call ``work(engine, tasks, on_result, run, spill_dir) -> (value, load summary)``
     (riskcap.capitation.run's streamed functions) under a progress bar; write quarantined rows
     to OUT/rejects. Returns the value."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskcap.capitation.run import scores_are_cost
     from riskcap.commands._partitions import plan, write_quarantined
+    from riskcap.stream.context import RunContext
     from riskcap.stream.engines import get_engine
     from riskcap.data.load import scans_for
 
@@ -62,8 +63,9 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
             people[0] += result.n_people
             bar.update(task, advance=1, people=people[0])
 
-        value, summary = work(engine, parts, advance, data_dir=str(data_dir.resolve()), index_date=index_date,
-                              scores=scores, on_invalid=on_invalid, scans=scans, spill_dir=_spill_dir(out_dir))
+        run = RunContext(data_dir=str(data_dir.resolve()), index_date=index_date, on_invalid=on_invalid, scans=scans,
+                         scores=scores)
+        value, summary = work(engine, parts, advance, run, _spill_dir(out_dir))
     if on_invalid == "quarantine":
         write_quarantined(summary, out_dir / "rejects", console)
     return value
@@ -143,12 +145,12 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         manifest.add_input(f"scores:{path.name}", path)
     started = time.perf_counter()
 
-    def work(engine, tasks, on_result, **shared):
+    def work(engine, tasks, on_result, run, spill_dir):
         with (contextlib.nullcontext() if model_files is None else
               ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
-            run = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
-                                         on_result=on_result, scores_to=scores_to, **shared)
-        return run, run.load_summary
+            result = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
+                                            on_result=on_result, scores_to=scores_to, spill_dir=spill_dir, run=run)
+        return result, result.load_summary
 
     result = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
                      engine_name, scheduler, console)
@@ -244,8 +246,9 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     started = time.perf_counter()
     plan = plan_run([base])
 
-    def work(engine, tasks, on_result, **shared):
-        populations, summary = stream_populations(engine, tasks, plan, on_result=on_result, **shared)
+    def work(engine, tasks, on_result, run, spill_dir):
+        populations, summary = stream_populations(engine, tasks, plan, run=run, on_result=on_result,
+                                                  spill_dir=spill_dir)
         return populations[plan.keys[0]], summary
 
     population = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,

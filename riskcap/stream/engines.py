@@ -4,14 +4,15 @@ Every whole-population command is written as *map a partition function over part
 tasks, then combine the results in task order on the driver*:
 
     engine = get_engine(name, scheduler)           # "local" or "dask"
-    for result in engine.map(fn, tasks, model=files):
+    for result in engine.map(fn, tasks, run=context):
         combine(result)                            # results arrive in the order of tasks
 
-- ``fn(task, **shared)`` is a module-level function of plain, picklable arguments (paths,
-  a :class:`riskcap.data.read.PersonRange`, dates, config dicts, model file bytes). It reads
-  its own partition and returns a small result (a frame or arrays); it never writes outputs.
-- ``shared`` values are the same for every task (e.g. a model's file bytes); an engine
-  ships them to its workers once.
+- ``fn(task, **shared)`` is a module-level function of plain, picklable arguments: the task
+  (a :class:`riskcap.data.read.PersonRange`, or a partition in memory) and, by name, the
+  run's shared values, above all its :class:`~riskcap.stream.context.RunContext` (paths,
+  dates, checking, model file bytes). It reads its own partition and returns a small result
+  (a frame or arrays); it never writes outputs.
+- ``shared`` values are the same for every task; an engine ships them to its workers once.
 - Outputs are written by the driver only, atomically, after the last result: a failed run
   leaves no partial output, and because results are combined in task order the answer does
   not depend on the engine, the number of workers or which worker ran which task.
