@@ -9,9 +9,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from riskcap.commands._partitions import (chosen_index_date, engine_options, index_date_option, reasons_for_option,
-                                          scored_table)
-from riskcap.stream.plan import PARTITION_PEOPLE
+from riskcap.commands._partitions import chosen_index_date, scored_table
+from riskcap.commands.options import (data_option, engine_options, index_date_option, on_invalid_option,
+                                      partition_people_option, reasons_for_option)
 
 
 def _common(f):
@@ -19,21 +19,16 @@ def _common(f):
                      help="Scores file(s) from `riskcap score` (parquet or CSV): risk tiers for schemes that use "
                           "risk_tier, predicted_cost_gbp/expected_cost_gbp for fair shares. Repeatable.")(f)
     f = index_date_option("capitation")(f)
-    f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
+    f = data_option(f)
     f = click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
                      help="Output folder: new, empty, or an earlier riskcap run's (docs/security.md).")(f)
-    f = click.option("--on-invalid", type=click.Choice(["reject", "quarantine"]), default="reject", show_default=True,
-                     help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects).")(f)
+    f = on_invalid_option(f)
     return f
 
 
 def _stream_options(f):
     f = engine_options(f)
-    return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
-                        help="People per partition read from disk, checked and aggregated at a time (memory is "
-                             "bounded by one partition; each person's costs, 20 bytes, wait on disk "
-                             "beside OUT until the last).")(f)
+    return partition_people_option()(f)
 
 
 def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path,

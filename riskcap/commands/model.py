@@ -5,32 +5,9 @@ from pathlib import Path
 
 import click
 
-from riskcap.commands._partitions import chosen_index_date, engine_options, index_date_option, reasons_for_option
-from riskcap.data.parse import ON_INVALID
-from riskcap.stream.plan import PARTITION_PEOPLE
-
-
-def _data_option(f):
-    return click.option("--data", "data_dir", required=True,
-                        type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
-
-
-def _on_invalid_option(f):
-    return click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
-                        help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects) "
-                             "and carry on.")(f)
-
-
-def _partition_option(f):
-    return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE,
-                        show_default=True, help="People per partition when building features (bounds memory).")(f)
-
-
-def _model_dir_option(f):
-    return click.option("--model", "model_dir", required=True,
-                        type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        help="Model directory from 'riskcap train'.")(f)
+from riskcap.commands._partitions import chosen_index_date
+from riskcap.commands.options import (data_option, engine_options, index_date_option, model_dir_option,
+                                      on_invalid_option, partition_people_option, reasons_for_option)
 
 
 def _load(data_dir: Path, on_invalid: str, rejects_dir: Path, console):
@@ -51,7 +28,7 @@ def _features(tables, index_date, people: int):
 
 
 @click.command("train")
-@_data_option
+@data_option
 @index_date_option("train")
 @click.option("--model", "kind", type=click.Choice(["logistic", "gbm", "cost"]), required=True,
               help="logistic: CPM-style regression; gbm: LightGBM (calibrated); cost: next-year cost (Tweedie).")
@@ -59,8 +36,8 @@ def _features(tables, index_date, people: int):
               help="Model directory to write (metadata.json plus model.json or model.txt): new, empty, or an "
                    "earlier riskcap run's.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the validation split and LightGBM.")
-@_on_invalid_option
-@_partition_option
+@on_invalid_option
+@partition_people_option()
 def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_invalid: str, partition_people: int):
     """Train a model at an index date and write a model directory.
 
@@ -125,13 +102,13 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
 
 
 @click.command("evaluate")
-@_model_dir_option
-@_data_option
+@model_dir_option
+@data_option
 @index_date_option("evaluate")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.json: new, empty, or an earlier riskcap run's.")
-@_on_invalid_option
-@_partition_option
+@on_invalid_option
+@partition_people_option()
 def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int):
     """Evaluate a model at an index date: discrimination, calibration, top-N, subgroups.
 
@@ -178,15 +155,14 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 
 
 @click.command("score")
-@_model_dir_option
-@_data_option
+@model_dir_option
+@data_option
 @index_date_option("score")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Scores file to write (parquet); an existing file is replaced only if it is a riskcap scores file.")
 @reasons_for_option
-@_on_invalid_option
-@click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
-              help="People per partition read from disk, checked and scored at a time (bounds memory).")
+@on_invalid_option
+@partition_people_option()
 @engine_options
 def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_for, on_invalid: str,
           partition_people: int, engine_name: str, scheduler):
