@@ -23,7 +23,7 @@ import pytest
 
 from riskcap.casefinding.run import casefind
 from riskcap.casefinding.selection import SelectionRule
-from riskcap.io import write_parquet
+from riskcap.data.write import write_parquet
 from riskcap.pseudonymise import PseudonymKey
 from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
 from riskcap.tiers import assign_tiers, risk_percentiles

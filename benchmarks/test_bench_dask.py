@@ -32,11 +32,11 @@ def test_bench_dask_speedup(benchmark, population_size, tmp_path):
     from click.testing import CliRunner
 
     from riskcap.cli import main
-    from riskcap.engines import LocalEngine
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.engines import LocalEngine
+    from riskcap.stream.dask import DaskEngine
     from riskcap.models.persist import load_model_files, read_model_files
     from riskcap.models.score import score_population
-    from riskcap.partitions import plan_partitions
+    from riskcap.stream.plan import plan_partitions
     from riskcap.synthetic import EVAL_INDEX_DATE, SynthConfig, write_population
 
     data = tmp_path / "data"

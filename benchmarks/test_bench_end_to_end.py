@@ -52,7 +52,7 @@ def test_bench_end_to_end(benchmark, population_size, tmp_path):
     from riskcap.models.base import feature_matrix
     from riskcap.models.train import train_model
     from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     stages: dict[str, dict] = {}
     state: dict = {}

@@ -79,7 +79,7 @@ def test_bench_whole_population(benchmark, population_size, tmp_path):
     scored = pq.read_metadata(scores).num_rows
     summary = json.loads((budgets / "summary.json").read_text())
     from riskcap.features import eligible_mask  # noqa: PLC0415
-    from riskcap.io import read_optional_table, read_table  # noqa: PLC0415
+    from riskcap.data.read import read_optional_table, read_table  # noqa: PLC0415
 
     persons = read_table(data, "persons", columns=["person_id", "birth_date", "died_on", "practice_code",
                                                    "registered_from", "registered_to"])

@@ -219,7 +219,7 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
     from riskcap.features import build_features_partitioned
     from riskcap.data.dates import index_date_for
     from riskcap.synthetic import SynthConfig, write_population
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     say = progress or (lambda _name: None)
     stages: list[dict] = []

@@ -73,7 +73,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.capitation.run import run_scenarios, write_run
     from riskcap.capitation.scenario import load_scenario
     from riskcap.features import build_features_partitioned
-    from riskcap.io import write_json
+    from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
     from riskcap.models.persist import save_model
     from riskcap.models.score import rank, score_frame, score_partitions, write_scores
@@ -82,7 +82,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.casefinding.selection import SelectionRule
     from riskcap.data.dates import index_date_for
     from riskcap.synthetic.pipeline import SynthConfig, write_population
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     stage = stage or (lambda name: None)
     run_dir = Path(out_dir)

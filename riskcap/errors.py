@@ -17,10 +17,6 @@ how to fix it, so the command line prints it in one line (no traceback) and exit
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from riskcap.data.summary import LoadSummary
 
 
 class RiskcapError(Exception):
@@ -35,9 +31,10 @@ class DataError(RiskcapError):
 
 
 class LoadRejected(DataError):
-    """A data folder cannot be used: every problem found, with the load summary they came from."""
+    """A data folder cannot be used: every problem found, with the load summary they came from
+    (a :class:`riskcap.data.summary.LoadSummary`, not imported here: errors depend on nothing)."""
 
-    def __init__(self, summary: LoadSummary):
+    def __init__(self, summary):
         super().__init__(summary.error_message())
         self.summary = summary
 
@@ -52,6 +49,10 @@ class EngineError(RiskcapError):
 
 class EngineUnavailable(EngineError, ImportError):
     """The engine's optional extra is not installed; the message says what to install."""
+
+
+#: What to install for ``--engine dask``.
+INSTALL_DASK = "pip install 'riskcap[dask]'"
 
 
 class DiskFull(RiskcapError):

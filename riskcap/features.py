@@ -1,6 +1,6 @@
 """Person-level features at an index date, built from the four contract tables.
 
-:func:`build_features` turns one partition's :class:`~riskcap.io.Tables` into one row per
+:func:`build_features` turns one partition's :class:`~riskcap.data.read.Tables` into one row per
 person registered with a practice and alive at the index date. It is a pure, vectorised
 function (``searchsorted`` to map events to people, ``bincount`` per look-back window), so a
 population is processed by calling it once per contiguous ``person_id`` range.
@@ -29,13 +29,13 @@ import pyarrow.compute as pc
 from numba import njit, prange
 from pandas.api.types import union_categoricals
 
-from riskcap.registrations import Periods, periods_of
-
-from riskcap.stream.threads import kernel_threads
+from riskcap.data.read import Tables, _date32_days, days
+from riskcap.data.read import day_numbers as _date_days
 from riskcap.errors import DataError
-from riskcap.io import Tables, _date32_days, days
-from riskcap.io import day_numbers as _date_days
+from riskcap.registrations import Periods, periods_of
 from riskcap.schema import CONDITION_CODES, CONDITIONS, INPATIENT_SETTINGS, SETTING_CODES, SETTINGS, is_acs
+from riskcap.stream.plan import PARTITION_PEOPLE
+from riskcap.stream.threads import kernel_threads
 
 #: Look-back windows: name -> (months before the index date: near end, far end).
 WINDOWS: dict[str, tuple[int, int]] = {"0_12": (0, 12), "12_24": (12, 24), "24_36": (24, 36)}
@@ -542,12 +542,12 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
     :class:`ActivityBatches`, read as :func:`build_features` goes (pass such tables to
     ``build_features`` only).
 
-    This skips :func:`riskcap.validate.load_tables`' checks: use it on data that has been
+    This skips :func:`riskcap.data.load.load_tables`' checks: use it on data that has been
     validated (or in benchmarks); commands load through ``load_tables``.
     """
     import pyarrow.parquet as pq
 
-    from riskcap.io import read_optional_table, read_table, table_path
+    from riskcap.data.read import parquet_schema, read_optional_table, read_table, table_path
 
     frames = {"practices": read_table(data_dir, "practices")}
     filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
@@ -559,7 +559,7 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
         if path.suffix == ".csv":  # text files: the ordinary reader
             frames[name] = read_table(data_dir, name, filters=filters)
             continue
-        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        schema = parquet_schema(path)
         columns = [c for c in wanted if c in schema.names]
         text = [c for c in columns if pa.types.is_string(schema.field(c).type)
                 or pa.types.is_large_string(schema.field(c).type)]
@@ -579,24 +579,20 @@ def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, s
 
 # --- Partitions ----------------------------------------------------------------------
 
-#: Default number of people per partition when building features for a population.
-PARTITION_PEOPLE = 250_000
-
-
 def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
     """Split tables into contiguous ``person_id`` ranges of about ``people`` persons each.
 
-    Every table must be sorted by ``person_id`` (as :func:`riskcap.validate.load_tables`
+    Every table must be sorted by ``person_id`` (as :func:`riskcap.data.load.load_tables`
     returns them); slices are views found with ``searchsorted``, so this costs no copies.
     """
     ids = tables.persons["person_id"].to_numpy(dtype=np.int64)
     if not is_sorted(ids):
-        raise DataError("persons: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
+        raise DataError("persons: rows are not sorted by person_id; load the data with riskcap.data.load.load_tables")
     others = {}
     for name in ("conditions", "activity") + (("registrations",) if tables.registrations is not None else ()):
         pid = getattr(tables, name)["person_id"].to_numpy(dtype=np.int64)
         if not is_sorted(pid):
-            raise DataError(f"{name}: rows are not sorted by person_id; load the data with riskcap.validate.load_tables")
+            raise DataError(f"{name}: rows are not sorted by person_id; load the data with riskcap.data.load.load_tables")
         others[name] = pid
     for lo in range(0, max(len(ids), 1), max(int(people), 1)):
         hi = min(lo + int(people), len(ids))

@@ -40,16 +40,15 @@ from importlib import metadata
 from pathlib import Path
 
 from riskcap import __version__
-from riskcap.data.write import OWNER_ONLY, private_dir
+from riskcap.data.write import OWNER_ONLY, private_dir, write_json
 from riskcap.errors import DataError, UnusablePath
-from riskcap.io import write_json
 from riskcap.untrusted import Refused, open_regular, read_regular
 
 MANIFEST = "manifest.json"
 DEPENDENCIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "numba", "click", "openpyxl", "matplotlib")
 #: Largest manifest.json read back (a run with a million output files fits).
 MAX_MANIFEST_BYTES = 256 * 2**20
-#: The temporary files riskcap's atomic writers leave if killed mid-write (riskcap.io.atomic_path).
+#: The temporary files riskcap's atomic writers leave if killed mid-write (riskcap.data.write.atomic_path).
 _LEFTOVER = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
 
@@ -360,7 +359,7 @@ class RunManifest:
                    for name, info in _entries(self.run_dir).items()):
                 return
             if self._claim.earlier_manifest is not None:
-                from riskcap.io import atomic_path
+                from riskcap.data.write import atomic_path
 
                 with atomic_path(self.run_dir / MANIFEST, self._claim.manifest_mode) as tmp:
                     tmp.write_bytes(self._claim.earlier_manifest)

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from riskcap.io import day_numbers
+from riskcap.data.read import day_numbers
 from riskcap.stream.threads import kernel_threads
 
 #: End day of an open period (still registered): after every real day.

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from reference import exposure as naive
 from riskcap.capitation.exposure import N_SETTINGS, exposure_of, tariff_start
 from riskcap.capitation.money import PenceOverflow
+from riskcap.data.read import Tables
 from riskcap.features import build_features
-from riskcap.io import Tables
 from riskcap.schema import SETTING_CODES
 
 pytestmark = pytest.mark.unit

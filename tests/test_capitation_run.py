@@ -16,8 +16,8 @@ from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
 from riskcap.cli import main
+from riskcap.data.write import write_parquet
 from riskcap.errors import ConfigError
-from riskcap.io import write_parquet
 from reference.fabricated import make_features
 
 SCENARIOS = ["cap_p99", "baseline", "social_care_pooled", "outcome_withhold_10", "fair_shares"]
@@ -227,7 +227,7 @@ def test_fair_shares_price_joiners_without_a_prediction_at_their_group_tariff(sy
     from riskcap.capitation.exposure import exposure_of
     from riskcap.capitation.money import allocate_largest_remainder
     from riskcap.features import OUTCOME_DAYS, build_features, to_day
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     tables, _ = load_tables(synth_dir, as_of="2030-01-01")
     day = to_day("2024-04-01")

@@ -21,11 +21,12 @@ from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios, 
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.cli import main
-from riskcap.engines import LocalEngine
+from riskcap.data.load import load_tables
+from riskcap.data.write import ParquetRowsWriter, write_parquet
 from riskcap.errors import DataError
 from riskcap.features import build_features, iter_partitions
-from riskcap.io import ParquetRowsWriter, write_parquet
-from riskcap.validate import load_tables
+from riskcap.stream.context import RunContext
+from riskcap.stream.engines import LocalEngine
 from reference.fabricated import make_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,9 +237,9 @@ def test_partitions_of_tables_equal_features_of_everyone(tables):
     tariff year and the by-day exposure of each) and combined equal the whole tables' one."""
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99", "social_care_pooled")]
     plan = plan_run(scenarios)
-    whole, _ = stream_populations(LocalEngine(), [tables], plan, index_date=INDEX_DATE)
+    whole, _ = stream_populations(LocalEngine(), [tables], plan, run=RunContext(index_date=INDEX_DATE))
     populations, summary = stream_populations(LocalEngine(), list(iter_partitions(tables, 3000)), plan,
-                                              index_date=INDEX_DATE)
+                                              run=RunContext(index_date=INDEX_DATE))
     assert summary is None
     for key in plan.keys:
         a, b = whole[key], populations[key]
@@ -279,8 +280,9 @@ def reference_run(out: Path, scenarios, scores=(), on_invalid="reject", data=DAT
     tables, _ = load_tables(data, on_invalid=on_invalid,
                             rejects_dir=out / "rejects" if on_invalid == "quarantine" else None)
     run = run_scenarios_streamed(LocalEngine(), [tables], [load_scenario(s) for s in scenarios],
-                                 need_groups_dir=out / "need_groups", index_date=pd.Timestamp(INDEX_DATE).date(),
-                                 scores=[(str(p), scores_are_cost(p)) for p in scores])
+                                 need_groups_dir=out / "need_groups",
+                                 run=RunContext(index_date=pd.Timestamp(INDEX_DATE).date(),
+                                                scores=tuple((str(p), scores_are_cost(p)) for p in scores)))
     write_run(run, out, {"data": str(data), "index_date": INDEX_DATE, "index_date_source": "given",
                          "scores": [str(p) for p in scores],
                          "people": len(build_features(tables, INDEX_DATE, joining_days=365))})
@@ -349,7 +351,7 @@ def test_cli_quarantine_and_reject_match_the_whole_table_load(tmp_path):
 
 def test_dask_engine_gives_the_local_answer(frames, tmp_path):
     pytest.importorskip("distributed")
-    from riskcap.engines import get_engine
+    from riskcap.stream.engines import get_engine
 
     features, practices = frames
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99")]

@@ -25,8 +25,8 @@ from riskcap.casefinding.lists import list_columns
 from riskcap.casefinding.run import casefind
 from riskcap.casefinding.selection import SelectionRule
 from riskcap.cli import main
+from riskcap.data.write import write_csv, write_parquet
 from riskcap.errors import ConfigError, DataError
-from riskcap.io import write_csv, write_parquet
 from riskcap.manifest import verify_run
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.schema import CONDITIONS, is_acs
@@ -651,7 +651,7 @@ def test_formula_like_reasons_are_never_run_by_excel(population, tmp_path):
 
 
 def test_invalid_data_is_a_clear_error(population, tmp_path):
-    """Persons and the listed people's rows are checked with riskcap.validate's rules."""
+    """Persons and the listed people's rows are checked with riskcap.data.check's rules."""
     for name, change, message in (
         ("persons", lambda f: f.assign(imd_decile=f["imd_decile"].where(f.index != 0, 11)), "IMD decile"),
         ("activity", lambda f: f.assign(setting=f["setting"].where(f.index % 2 == 1, "ward_round")), "unknown setting"),

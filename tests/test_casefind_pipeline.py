@@ -15,13 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.cli import main
+from riskcap.data.load import load_tables
 from riskcap.features import MODEL_FEATURES, build_features
 from riskcap.models.explain import reasons_for
 from riskcap.models.score import score_tables, write_scores
 from riskcap.models.train import train_model
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey, pseudonymise
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
-from riskcap.validate import load_tables
 
 pytestmark = pytest.mark.integration
 KEY_TEXT = "pipeline-test-key-0123456789"
@@ -102,8 +102,8 @@ def test_the_list_date_defaults_to_the_data_end(scored, tmp_path, monkeypatch):
 def test_listed_features_in_blocks_equal_one_go(tmp_path, monkeypatch):
     """casefind's engine path (blocks of listed people, concatenated) gives the one-go features."""
     import riskcap.casefinding.inputs as inputs
-    from riskcap.engines import LocalEngine
-    from riskcap.io import read_table
+    from riskcap.stream.engines import LocalEngine
+    from riskcap.data.read import read_table
     from riskcap.synthetic import SynthConfig, write_population
 
     write_population(tmp_path, SynthConfig(people=2_000, seed=5))

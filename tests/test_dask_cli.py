@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.cli import main
-from riskcap.engines import INSTALL_DASK
+from riskcap.errors import INSTALL_DASK
 from riskcap.synthetic import SynthConfig, write_population
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ PARTITION = 700  # about 5 partitions
 @pytest.fixture(scope="module")
 def cluster():
     pytest.importorskip("distributed")
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.dask import DaskEngine
 
     with DaskEngine(n_workers=2) as engine:
         yield engine
@@ -171,7 +171,7 @@ def test_bad_data_fails_the_same_way_and_writes_nothing(data_dir, model_dir, sch
 
 def test_engine_dask_without_dask_says_what_to_install(model_dir, data_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    monkeypatch.delitem(sys.modules, "riskcap.engines.dask", raising=False)
+    monkeypatch.delitem(sys.modules, "riskcap.stream.dask", raising=False)
     out = tmp_path / "scores.parquet"
     result = run(["score", "--model", model_dir, "--data", data_dir, "--out", out, "--engine", "dask"])
     assert result.exit_code == 2

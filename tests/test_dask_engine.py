@@ -14,8 +14,8 @@ import numba
 import numpy as np
 import pytest
 
-from riskcap.engines import INSTALL_DASK, LocalEngine, get_engine
-from riskcap.errors import DataError, EngineError, EngineUnavailable, RiskcapError
+from riskcap.errors import INSTALL_DASK, DataError, EngineError, EngineUnavailable, RiskcapError
+from riskcap.stream.engines import LocalEngine, get_engine
 
 TASKS = list(range(11))  # more than the engine's 4 tasks in flight
 
@@ -179,7 +179,7 @@ def test_tasks_cancelled_for_a_lost_shared_value_are_resubmitted(engine):
 
 def test_worker_killed_every_time_fails_clearly_and_nothing_is_written(tmp_path):
     pytest.importorskip("distributed")
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.dask import DaskEngine
 
     out = tmp_path / "out.txt"
     start = time.monotonic()
@@ -196,7 +196,7 @@ def test_worker_killed_every_time_fails_clearly_and_nothing_is_written(tmp_path)
 
 def test_no_workers_left_fails_clearly_instead_of_waiting_for_ever():
     pytest.importorskip("distributed")
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.dask import DaskEngine
 
     with DaskEngine(n_workers=1, no_workers_timeout=3) as engine:
         engine.cluster.scale(0)
@@ -213,7 +213,7 @@ def test_own_local_cluster_is_closed_with_the_engine():
     import stat
 
     pytest.importorskip("distributed")
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.dask import DaskEngine
 
     with DaskEngine(n_workers=1) as one:
         cluster, scratch = one.cluster, one._scratch
@@ -228,7 +228,7 @@ def test_scheduler_lost_mid_run_is_a_clear_error_within_seconds(tmp_path):
     pytest.importorskip("distributed")
     import threading
 
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.dask import DaskEngine
 
     out = tmp_path / "out.txt"
     with DaskEngine() as engine:
@@ -242,14 +242,14 @@ def test_scheduler_lost_mid_run_is_a_clear_error_within_seconds(tmp_path):
 
 def test_unreachable_scheduler_is_a_clear_error():
     pytest.importorskip("distributed")
-    from riskcap.engines.dask import DaskEngine
+    from riskcap.stream.dask import DaskEngine
 
     with pytest.raises(EngineError, match="could not use the Dask scheduler at tcp://127.0.0.1:9"):
         DaskEngine("tcp://127.0.0.1:9", connect_timeout=2)  # nothing listens on port 9
 
 
 def test_workers_with_other_versions_are_refused(engine, monkeypatch):
-    from riskcap.engines import dask as dask_engine
+    from riskcap.stream import dask as dask_engine
 
     monkeypatch.setattr(dask_engine.metadata, "version", lambda package: "0.0-other")
     with pytest.raises(EngineError, match=r"different versions.*riskcap 0\.1\.0 \(here 0\.0-other\)"):
@@ -258,7 +258,7 @@ def test_workers_with_other_versions_are_refused(engine, monkeypatch):
 
 def test_without_dask_the_message_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    monkeypatch.delitem(sys.modules, "riskcap.engines.dask", raising=False)
+    monkeypatch.delitem(sys.modules, "riskcap.stream.dask", raising=False)
     with pytest.raises(EngineUnavailable) as caught:
         get_engine("dask")
     assert INSTALL_DASK in str(caught.value)

@@ -1,12 +1,12 @@
-"""The engine contract (riskcap.engines): choosing an engine and the local engine's map."""
+"""The engine contract (riskcap.stream.engines): choosing an engine and the local engine's map."""
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 
 from riskcap.cli import main
-from riskcap.engines import ENGINES, LocalEngine, get_engine
 from riskcap.errors import ConfigError, EngineError, RiskcapError
+from riskcap.stream.engines import ENGINES, LocalEngine, get_engine
 
 pytestmark = pytest.mark.unit
 

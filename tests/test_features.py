@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskcap import features as F
+from riskcap.data.read import Tables
 from riskcap.errors import DataError
-from riskcap.io import Tables
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, is_acs
 from reference import features as naive
 
@@ -317,7 +317,7 @@ def test_rows_of_fast_path_matches_reference(ids, rows):
 
 
 def test_date_days_matches_io_days():
-    from riskcap.io import days
+    from riskcap.data.read import days
 
     s = pd.Series(pd.to_datetime(["1969-12-31", "2024-02-29", None, "1900-01-01"])).astype("datetime64[s]")
     got = F._date_days(s, -7)
@@ -346,7 +346,8 @@ def test_read_feature_tables_gives_the_same_features(tmp_path):
     """The arrow reader (dictionary text, date32) and the ordinary reader build identical frames."""
     import pyarrow as pa
 
-    from riskcap.io import read_table, write_csv, write_parquet
+    from riskcap.data.read import read_table
+    from riskcap.data.write import write_csv, write_parquet
 
     t = random_tables(np.random.default_rng(8), 40)
     t.activity.loc[t.activity.index[::3], "primary_diagnosis"] = None

@@ -30,7 +30,7 @@ def models(tmp_path_factory):
     from riskcap.models.persist import save_model
     from riskcap.models.train import train_model
     from riskcap.synthetic import TRAIN_INDEX_DATE, SynthConfig, write_population
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     data = tmp_path_factory.mktemp("data")
     write_population(data, SynthConfig(people=2000, seed=2))
@@ -284,7 +284,7 @@ def test_population_refuses_costs_that_would_wrap():
 
 
 def test_the_cost_maximum_is_configurable(monkeypatch, tmp_path):
-    from riskcap.validate import validate_data
+    from riskcap.data.load import validate_data
 
     data = Path(__file__).resolve().parent / "malformed" / "valid"
     copy = tmp_path / "data"

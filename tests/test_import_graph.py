@@ -11,14 +11,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "riskcap"
 
-#: Cycles that issue 22's other half (the data seam and the streaming package) removes:
-#: ``partitions`` and ``validate`` import each other, and ``engines`` imports its Dask engine,
-#: which imports ``engines``. Delete each entry when its cycle goes (the test then insists).
-KNOWN_CYCLES = {
-    frozenset({"riskcap.partitions", "riskcap.validate"}),
-    frozenset({"riskcap.engines", "riskcap.engines.dask"}),
-}
-
 
 def modules(root: Path = PACKAGE) -> dict[str, Path]:
     """Dotted module name -> file, for every module of the package."""
@@ -104,7 +96,4 @@ def test_the_graph_sees_lazy_and_relative_imports(tmp_path):
 
 def test_riskcap_has_no_import_cycles():
     found = cycles(import_graph(modules()))
-    new = [sorted(c) for c in found - KNOWN_CYCLES]
-    assert not new, f"import cycles in riskcap/: {new}"
-    gone = [sorted(c) for c in KNOWN_CYCLES - found]
-    assert not gone, f"these cycles are gone: delete them from KNOWN_CYCLES: {gone}"
+    assert not found, f"import cycles in riskcap/: {[sorted(c) for c in found]}"

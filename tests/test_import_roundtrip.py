@@ -15,11 +15,11 @@ from click.testing import CliRunner
 
 from riskcap.cli import main
 from riskcap.data.dates import data_end
+from riskcap.data.load import load_tables
+from riskcap.errors import DataError, UnusablePath
 from riskcap.ingest import ImportSettings, import_extracts
 from riskcap.ingest.roundtrip import latest_day, write_extracts
-from riskcap.errors import DataError, UnusablePath
 from riskcap.synthetic import SynthConfig, write_population
-from riskcap.validate import load_tables
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "fixtures" / "import"

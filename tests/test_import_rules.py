@@ -380,7 +380,7 @@ def test_docs_describe_every_extract_column():
 
 
 def test_rejects_csv_is_formula_safe(tmp_path):
-    """Quarantined rows are written through riskcap.io.write_csv: values a spreadsheet would run
+    """Quarantined rows are written through riskcap.data.write.write_csv: values a spreadsheet would run
     get a ' in front, numbers stay numbers, and the parquet keeps the text as read."""
     import csv
     from types import SimpleNamespace

@@ -35,7 +35,7 @@ def test_verify_without_manifest(tmp_path):
 def test_outputs_follow_umask_unless_a_mode_is_given(tmp_path):
     import os
 
-    from riskcap.io import write_csv, write_json
+    from riskcap.data.write import write_csv, write_json
     import pandas as pd
 
     old = os.umask(0o022)

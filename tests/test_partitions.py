@@ -16,26 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskcap.cli import main
+from riskcap.data.load import load_partition, load_tables, scan_tables, validate_data, write_rejects
+from riskcap.data.read import INT64_MAX, INT64_MIN, PERSON_TABLES, PersonRange, person_tables, read_range
+from riskcap.data.summary import LoadSummary
+from riskcap.data.write import write_parquet
 from riskcap.errors import DataError
 from riskcap.features import build_features
-from riskcap.io import write_parquet
 from riskcap.models.persist import load_model, load_model_files, read_model_files, save_model
 from riskcap.models.score import score_population, score_tables, write_scores
 from riskcap.models.train import train_model
-from riskcap.partitions import (
-    INT64_MAX,
-    INT64_MIN,
-    PERSON_TABLES,
-    person_tables,
-    PersonRange,
-    StreamingFallbackWarning,
-    load_partition,
-    plan_partitions,
-    read_range,
-    scan_tables,
-)
+from riskcap.stream.plan import StreamingFallbackWarning, plan_partitions
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
-from riskcap.validate import LoadSummary, load_tables, validate_data, write_rejects
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
 SAMPLE = Path(__file__).resolve().parent.parent / "synthetic_data"
@@ -119,7 +110,7 @@ def test_plan_reads_every_row_exactly_once(population, tmp_path_factory, people,
        batch=st.sampled_from([1, 7, 1 << 20]))
 def test_planned_ids_are_the_sorted_non_null_ids(tmp_path_factory, rows, row_group, seed, sort, batch):
     """Planning reads person_id in batches into one array: the same ids as sorting the whole column."""
-    import riskcap.partitions as P
+    import riskcap.stream.plan as P
 
     folder = tmp_path_factory.mktemp("ids")
     ids = np.random.default_rng(seed).integers(-50, 50, rows)
@@ -147,7 +138,7 @@ def test_read_range_of_dictionary_text_is_the_rows_as_text(tmp_path_factory, mon
                                                            seed, large):
     """Small-dictionary text columns are read as dictionaries and decoded after filtering: the
     rows, types and row numbers are those of reading the text whole; long text stays text."""
-    import riskcap.partitions as partitions
+    import riskcap.data.read as partitions
 
     monkeypatch.setattr(partitions, "_BATCH_ROWS", batch)
     rng = np.random.default_rng(seed)

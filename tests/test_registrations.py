@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import registrations as naive
+from riskcap.data.check import PersonIndex, check_practice_changes, check_registrations
+from riskcap.data.load import load_tables
 from riskcap.features import build_features, eligible_mask, list_days
 from riskcap.registrations import NOWHERE, OPEN, periods_of
-from riskcap.validate import PersonIndex, check_practice_changes, check_registrations, load_tables
 
 pytestmark = pytest.mark.unit
 

@@ -25,9 +25,10 @@ from riskcap.capitation.run import run_scenarios, write_run
 from riskcap.capitation.scenario import load_scenario
 from riskcap.casefinding.run import casefind
 from riskcap.cli import main
+from riskcap.data.load import load_tables
+from riskcap.data.write import sha256_file, write_json
 from riskcap.errors import DataError
 from riskcap.features import build_features
-from riskcap.io import sha256_file, write_json
 from riskcap.manifest import RunManifest
 from riskcap.models.persist import save_model
 from riskcap.models.score import score_tables, write_scores
@@ -38,7 +39,6 @@ from riskcap.report.outputs import read_run
 from riskcap.report.sections import SECTION_IDS, gains_points
 from riskcap.report.workbook import flatten, scenario_parameters, sheet_names
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
-from riskcap.validate import load_tables
 
 pytestmark = pytest.mark.integration
 SCENARIOS = ("baseline", "cap_p99", "fair_shares", "outcome_withhold_10")

@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.cli import main
+from riskcap.data.read import read_table
+from riskcap.data.write import sha256_file
 from riskcap.errors import ConfigError, DataError
-from riskcap.io import read_table, sha256_file
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, TABLES, is_acs, nhs_number_valid
 from riskcap.synthetic import (
     END_DATE, EVAL_INDEX_DATE, TRAIN_INDEX_DATE, YEAR_STARTS, SynthConfig, generate, generate_tables, write_population,

@@ -17,14 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskcap.cli import main
+from riskcap.data.check import PersonIndex, after, check_activity, nhs_number_checks
+from riskcap.data.load import load_tables, validate_data
+from riskcap.data.parse import _to_pandas, parse_column, parse_table, text_is_clean
+from riskcap.data.read import arrow_to_pandas, parse_series, read_table
 from riskcap.errors import DataError
-from riskcap.io import read_table
-from riskcap.io import arrow_to_pandas, parse_series
 from riskcap.schema import TABLES, nhs_number_valid
-from riskcap.validate import (
-    PersonIndex, _to_pandas, after, check_activity, load_tables, nhs_number_checks, parse_column, parse_table,
-    text_is_clean, validate_data,
-)
 from reference import validate as naive
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
@@ -389,7 +387,7 @@ def test_parse_column_float_matches_parse_series(values):
 
 def test_parse_table_fast_path_gives_the_reference_frame():
     """parse_table with clean text gives the frame and problems of parsing every column with parse_series."""
-    import riskcap.validate as validate
+    import riskcap.data.parse as validate
 
     raw = pa.table({"person_id": pa.array([1, 2, None, 4], type=pa.int64()),
                     "setting": pa.array(["gp", None, "ae", "bogus"]),

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from riskcap.capitation.money import check_pence
+from riskcap.data.read import Tables, day_numbers
 from riskcap.errors import DataError
 from riskcap.features import OUTCOME_DAYS, _coded, _numbers, months_before
-from riskcap.io import Tables, day_numbers
 from riskcap.registrations import NOWHERE, Periods, periods_of
 from riskcap.schema import SETTING_CODES
 

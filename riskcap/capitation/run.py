@@ -25,7 +25,7 @@ Output folder layout::
 
 Two ways in, one aggregation: :func:`run_scenarios` takes one features frame;
 :func:`run_scenarios_streamed` maps :func:`capitation_partition` over person-range partitions
-with an engine (:mod:`riskcap.engines`), so memory is bounded by one partition plus about 20
+with an engine (:mod:`riskcap.stream.engines`), so memory is bounded by one partition plus about 20
 bytes per person per (scheme, settings) for the population-wide cost cap and pool. Each
 partition returns a :class:`RunPart` (a :class:`~riskcap.capitation.population.PopulationPart`
 per (scheme, settings)); the driver combines them in task order, streams the per-person need
@@ -37,14 +37,13 @@ of the data gives scores and budgets (``riskcap capitation run --model``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from riskcap.capitation.coding import combine_registers, register_cells
@@ -53,10 +52,11 @@ from riskcap.capitation.population import (Population, PopulationBuilder, Popula
                                            population_part, tariff_basis)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
-from riskcap.data.write import OWNER_ONLY
+from riskcap.data.read import Tables, parquet_schema, read_raw
+from riskcap.data.summary import LoadSummary
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
-from riskcap.io import ParquetRowsWriter, Tables, atomic_path, read_raw, write_csv, write_json, write_parquet
-from riskcap.validate import LoadSummary
+from riskcap.stream.context import RunContext
 
 
 @dataclass
@@ -247,15 +247,12 @@ def read_scores_range(path: str | Path, first: int, stop: int) -> pd.DataFrame:
 
     Parquet files with an integer person_id are read with a filter (only the matching row
     groups); otherwise the whole file is read and filtered. A ``stop`` of the largest int64
-    (a last :class:`~riskcap.partitions.PersonRange`) has no upper bound.
+    (a last :class:`~riskcap.data.read.PersonRange`) has no upper bound.
     """
     path = Path(path)
     if path.suffix != ".csv":
-        try:
-            schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-        except (pa.ArrowInvalid, OSError):
-            schema = None  # read_raw below names the problem
-        if schema is not None and "person_id" in schema.names and pa.types.is_integer(schema.field("person_id").type):
+        schema = parquet_schema(path)
+        if "person_id" in schema.names and pa.types.is_integer(schema.field("person_id").type):
             filters = [("person_id", ">=", int(first))] + ([("person_id", "<", int(stop))] if stop < _INT64_MAX else [])
             return read_raw(path, filters=filters).to_pandas()
     frame = read_raw(path).to_pandas()
@@ -276,20 +273,18 @@ def _person_range(task, features: pd.DataFrame) -> tuple[int, int]:
     return (int(ids.min()), int(ids.max()) + 1) if ids.size else (0, 0)
 
 
-def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str | None = None,
-                         scores: Sequence[tuple[str, bool]] = (), practices: pd.DataFrame | None = None,
-                         on_invalid: str = "reject", as_of=None, scans: dict | None = None,
-                         model_files: dict[str, bytes] | None = None, share: float = 0.0, **_) -> RunPart:
+def capitation_partition(task, *, run: RunContext, plan: RunPlan, practices: pd.DataFrame | None = None) -> RunPart:
     """One partition of a capitation run: load, build features, attach scores, group and aggregate;
-    with ``model_files``, also score the features (``share``: as for
+    with ``run.model_files``, also score the features (``run.share``: as for
     :func:`~riskcap.models.score.score_candidates`), so one read serves scores and budgets.
 
-    ``task`` is a :class:`riskcap.partitions.PersonRange` (rows of ``data_dir`` loaded and
-    checked by :func:`~riskcap.partitions.load_partition` with ``as_of``, ``on_invalid`` and
-    ``scans``), a :class:`~riskcap.io.Tables` partition in memory, or a features frame (with
-    ``practices`` for ICB codes). ``scores`` are (path, :func:`scores_are_cost`) pairs; only the
-    partition's person_id range of each file is read.
+    ``task`` is a :class:`riskcap.data.read.PersonRange` (rows of ``run.data_dir`` loaded and
+    checked by :func:`~riskcap.data.load.load_partition`), a :class:`~riskcap.data.read.Tables`
+    partition in memory, or a features frame (with ``practices`` for ICB codes). ``run.scores``
+    are (path, :func:`scores_are_cost`) pairs; only the partition's person_id range of each
+    file is read.
     """
+    index_date = run.index_date
     summary = None
     exposure = tariff_groups = registers = None
     notes = None if practices is None else practice_notes(practices, None, index_date)
@@ -299,9 +294,9 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
         if isinstance(task, Tables):
             tables = task
         else:
-            from riskcap.partitions import load_partition  # noqa: PLC0415
+            from riskcap.data.load import load_partition  # noqa: PLC0415
 
-            tables, summary = load_partition(data_dir, task, as_of, on_invalid, scans)
+            tables, summary = load_partition(run.data_dir, task, run.as_of, run.on_invalid, run.scans)
             if tables is None:
                 return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
         practices = tables.practices
@@ -312,14 +307,14 @@ def capitation_partition(task, *, plan: RunPlan, index_date=None, data_dir: str 
             registers = combine_registers([registers, register_cells(registered, 1, practices)])
         del tables
     scored = None
-    if model_files is not None:
+    if run.model_files is not None:
         from riskcap.models.persist import load_model_files  # noqa: PLC0415
         from riskcap.models.score import score_candidates  # noqa: PLC0415
 
-        scored = score_candidates(load_model_files(model_files), [registered], share)  # as `riskcap score`: at T
+        scored = score_candidates(load_model_files(run.model_files), [registered], run.share)  # as `riskcap score`: at T
     del registered
     first, stop = _person_range(task, features)
-    for path, cost_file in scores:
+    for path, cost_file in run.scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
     run_part = aggregate_partition(features, plan, practices, exposure, tariff_groups)
     run_part.summary, run_part.scores, run_part.notes = summary, scored, notes
@@ -353,22 +348,22 @@ def practice_notes(practices: pd.DataFrame, changes: pd.DataFrame | None, index_
 
 
 def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], None]],
-            on_result: Callable[[RunPart], None] | None, shared: dict, scores_to=None, spill_dir=None
-            ) -> tuple[dict[Key, Population], LoadSummary | None]:
+            on_result: Callable[[RunPart], None] | None, run: RunContext, practices: pd.DataFrame | None = None,
+            scores_to=None, spill_dir=None) -> tuple[dict[Key, Population], LoadSummary | None]:
     """Map :func:`capitation_partition` over tasks; combine parts in task order (per-person arrays
     spilled to ``spill_dir``, see :class:`PopulationBuilder`); feed need groups to sinks (and
     partitions' scores to the ``scores_to`` ScoresWriter).
 
     Partitions whose data were rejected are skipped and, after the last one, every problem of
-    every partition is raised together (as :func:`riskcap.validate.load_tables` would).
+    every partition is raised together (as :func:`riskcap.data.load.load_tables` would).
     """
     builders = {key: PopulationBuilder(plan.schemes[key[0]], spill_dir) for key in plan.keys}
     registers: list[pd.DataFrame] = []
     summaries: list[LoadSummary] = []
     notes = None
     people = 0
-    scoring = {} if scores_to is None else scores_to.shared
-    for result in engine.map(capitation_partition, tasks, plan=plan, **scoring, **shared):
+    run = run if scores_to is None else scores_to.scoring(run)
+    for result in engine.map(capitation_partition, tasks, run=run, plan=plan, practices=practices):
         if result.summary is not None:
             summaries.append(result.summary)
         if notes is None and result.notes is not None:
@@ -399,30 +394,31 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     return populations, summary, notes
 
 
-def stream_populations(engine, tasks, plan: RunPlan, *, on_result: Callable[[RunPart], None] | None = None,
-                       spill_dir: str | Path | None = None, **shared
-                       ) -> tuple[dict[Key, Population], LoadSummary | None]:
+def stream_populations(engine, tasks, plan: RunPlan, *, run: RunContext = RunContext(),
+                       practices: pd.DataFrame | None = None, on_result: Callable[[RunPart], None] | None = None,
+                       spill_dir: str | Path | None = None) -> tuple[dict[Key, Population], LoadSummary | None]:
     """The combined Population of each plan key over partition ``tasks``, and the combined load
     summary (None for in-memory tasks); raises DataError if any partition's data were rejected.
 
     ``spill_dir``: where per-person arrays wait until the last partition (see
-    :class:`~riskcap.capitation.population.PopulationBuilder`). ``shared`` are
-    :func:`capitation_partition`'s keyword arguments (data_dir, index_date, ...).
+    :class:`~riskcap.capitation.population.PopulationBuilder`). ``run`` and ``practices`` go to
+    :func:`capitation_partition`.
     """
-    return _stream(engine, tasks, plan, {}, on_result, shared, spill_dir=spill_dir)[:2]
+    return _stream(engine, tasks, plan, {}, on_result, run, practices, spill_dir=spill_dir)[:2]
 
 
 def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_groups_dir: str | Path | None = None,
                            on_result: Callable[[RunPart], None] | None = None, scores_to=None,
-                           spill_dir: str | Path | None = None, **shared) -> RunResult:
+                           spill_dir: str | Path | None = None, run: RunContext = RunContext(),
+                           practices: pd.DataFrame | None = None) -> RunResult:
     """:func:`run_scenarios` partition by partition: the same result with bounded memory.
 
-    ``tasks`` go to :func:`capitation_partition` (``shared`` are its keyword arguments) through
+    ``tasks`` go to :func:`capitation_partition` (with ``run`` and ``practices``) through
     ``engine.map``. Per-person need groups are written to ``need_groups_dir/<scheme>.parquet``
     as partitions arrive (the files appear only if the whole run succeeds), not kept in the
     result; ``on_result`` sees each partition's result (e.g. for progress). ``scores_to``: a
     :class:`~riskcap.models.score.ScoresWriter` (entered) that the same pass scores everyone
-    into, finished here (``run.scored`` says what it wrote). ``spill_dir``: as for
+    into, finished here (the result's ``scored`` says what it wrote). ``spill_dir``: as for
     :func:`stream_populations`.
     """
     plan, tasks = plan_run(scenarios), list(tasks)
@@ -431,15 +427,16 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
             where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet",
                                                          mode=OWNER_ONLY)).write
             for where, scheme in plan.schemes.items()}
-        populations, summary, notes = _stream(engine, tasks, plan, sinks, on_result, shared, scores_to, spill_dir)
-        run = _tabulate(plan, scenarios, populations, notes)
+        populations, summary, notes = _stream(engine, tasks, plan, sinks, on_result, run, practices, scores_to,
+                                              spill_dir)
+        result = _tabulate(plan, scenarios, populations, notes)
         if scores_to is not None:
             for population in populations.values():  # ranking and re-reads need the room
                 population.release_people()
             del populations
-            run.scored = scores_to.finish(summary, engine, tasks, shared)
-    run.load_summary = summary
-    return run
+            result.scored = scores_to.finish(summary, engine, tasks, run)
+    result.load_summary = summary
+    return result
 
 
 def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenarios: list[Scenario]) -> RunResult:
@@ -448,14 +445,14 @@ def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenar
     The baseline for "change vs baseline" is the scenario named ``baseline`` if there is one,
     else the first scenario. ``person_groups`` holds each scheme's per-person need groups.
     """
-    from riskcap.engines import LocalEngine  # noqa: PLC0415
+    from riskcap.stream.engines import LocalEngine  # noqa: PLC0415
 
     plan = plan_run(scenarios)
     if len(features) == 0:
         raise DataError(_NOBODY)
     tables: dict[str, list[pa.Table]] = {where: [] for where in plan.schemes}
     populations, _, notes = _stream(LocalEngine(), [features], plan, {w: t.append for w, t in tables.items()}, None,
-                                    {"practices": practices})
+                                    RunContext(), practices)
     run = _tabulate(plan, scenarios, populations, notes)
     run.person_groups = {plan.schemes[w].name: pa.concat_tables(t) for w, t in tables.items()}
     return run

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from riskcap.data.read import days
 from riskcap.errors import DataError
 from riskcap.features import age_on, to_day
-from riskcap.io import days
 
 #: Exclusion reasons, in the order they are judged: a person is counted once, under the
 #: first reason that applies. Opted-out people are never listed, whatever the options.

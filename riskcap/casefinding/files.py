@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.lists import LIST_COLUMNS
-from riskcap.data.write import OWNER_ONLY, private_dir
-from riskcap.io import atomic_path, write_csv, write_json
+from riskcap.data.write import OWNER_ONLY, atomic_path, private_dir, write_csv, write_json
 from riskcap.report.xlsx import xlsx_bytes
 from riskcap.tiers import Pyramid
 

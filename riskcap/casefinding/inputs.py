@@ -2,7 +2,7 @@
 
 A list holds a few percent of the population, so the listed people's conditions and
 activity are read with the person filter pushed down to parquet (text read
-dictionary-encoded) and checked with :mod:`riskcap.validate`'s row checks, rather than
+dictionary-encoded) and checked with :mod:`riskcap.data.check`'s row checks, rather than
 loading whole tables. With an engine, blocks of listed people are read and turned into
 features as separate tasks.
 """
@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from riskcap.data.read import Tables, parquet_schema, read_raw, read_rows_of, read_table, table_path
 from riskcap.errors import DataError
-from riskcap.io import Tables, coerce, read_raw, read_table, table_path
-from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.names import is_safe_name
+from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.schema import TABLES
 
 SCORE_REQUIRED: tuple[str, ...] = ("person_id", "practice_code", "probability")
@@ -46,7 +45,7 @@ def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: scores file not found")
-    table = _read_text_as_codes(path)
+    table = read_raw(path, codes=True)  # each distinct reason decoded once, not once a row
     missing = [c for c in SCORE_REQUIRED if c not in table.column_names]
     if missing:
         raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected a `riskcap score` output "
@@ -86,17 +85,6 @@ def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
     return frame, table
 
 
-def _read_text_as_codes(path: Path) -> pa.Table:
-    """A parquet file with its text columns read dictionary-encoded (each distinct reason is
-    decoded once, not once a row); CSV as :func:`riskcap.io.read_raw` reads it."""
-    if path.suffix == ".csv":
-        return read_raw(path)
-    try:
-        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        return pq.read_table(path, read_dictionary=text)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]}); is the file truncated or not parquet?") from exc
 
 def read_persons(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(persons, practices) of a data folder, persons checked against the data contract
@@ -123,16 +111,14 @@ def _present(data_dir, name: str, wanted: list[str]) -> list[str] | None:
     path = table_path(data_dir, name)
     if path.suffix == ".csv":
         return None
-    schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-    return [c for c in wanted if c in schema.names]
+    return [c for c in wanted if c in parquet_schema(path).names]
 
 def _check(name: str, frame: pd.DataFrame, path: Path, **kwargs) -> None:
-    """Run :mod:`riskcap.validate`'s row checks of table ``name`` on ``frame``; DataError
+    """Run :mod:`riskcap.data.check`'s row checks of table ``name`` on ``frame``; DataError
     listing every problem (``riskcap validate`` gives the full report)."""
-    from riskcap import validate
+    from riskcap.data.check import check_activity, check_conditions, check_persons
 
-    check = {"persons": validate.check_persons, "conditions": validate.check_conditions,
-             "activity": validate.check_activity}[name]
+    check = {"persons": check_persons, "conditions": check_conditions, "activity": check_activity}[name]
     frame = frame.copy(deep=False)
     for col in TABLES[name].columns:  # optional columns the checks look at
         if col.name not in frame.columns:
@@ -143,46 +129,10 @@ def _check(name: str, frame: pd.DataFrame, path: Path, **kwargs) -> None:
                                    + [str(p) for p in problems]))
 
 
-def read_rows_of(data_dir, name: str, person_ids, columns: list[str] | None = None) -> pd.DataFrame:
-    """Rows of contract table ``name`` belonging to ``person_ids``, with contract dtypes.
-
-    For parquet the person filter is pushed down and text columns are read
-    dictionary-encoded (decoded after filtering, so only the listed people's strings are
-    decoded). CSV tables are read whole.
-    """
-    ids = np.unique(np.asarray(person_ids, dtype=np.int64))
-    path = table_path(data_dir, name)
-    if path.suffix == ".csv":
-        frame = read_table(data_dir, name, columns=columns)
-        return frame.loc[frame["person_id"].isin(ids)].reset_index(drop=True)
-    schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    wanted = ids.tolist() if len(ids) else [int(np.iinfo(np.int64).min)]
-    try:
-        table = pq.read_table(path, columns=columns, filters=[("person_id", "in", wanted)], read_dictionary=text)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]}); is the file truncated or not parquet?") from exc
-    table = table.unify_dictionaries()
-    coded = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
-    frame = coerce(table.drop_columns(coded), name, path)
-    for col in coded:  # keep codes as categories (fast downstream); clean like the contract's text
-        frame[col] = _clean_text_categories(table.column(col).to_pandas())
-    return frame[table.column_names]
-
-
-def _clean_text_categories(values: pd.Series) -> pd.Series:
-    """Categorical text with stripped categories and empty text as null (as :func:`riskcap.io.coerce`)."""
-    cats = pd.Series(values.cat.categories).astype("string").str.strip()
-    if cats.duplicated().any() or (cats == "").any() or cats.isna().any():
-        out = values.astype("string").str.strip()
-        return out.mask(out == "")
-    return values.cat.rename_categories(cats.tolist())
-
-
 def listed_features(data_dir, persons: pd.DataFrame, person_ids: np.ndarray, list_date,
                     features_fn=None, practices: pd.DataFrame | None = None) -> pd.DataFrame:
     """Features at the list date for the listed people only (reads and checks only their rows)."""
-    from riskcap.validate import PersonIndex
+    from riskcap.data.check import PersonIndex
 
     if features_fn is None:
         from riskcap.features import build_features as features_fn

@@ -23,9 +23,9 @@ from riskcap.casefinding.lists import REASON_COLUMNS, build_lists, check_reasons
 from riskcap.casefinding.previous import CHANGES, add_changes, read_previous
 from riskcap.casefinding.selection import SelectionRule, select
 from riskcap.data.dates import IndexDate, index_date_for
+from riskcap.data.read import read_table, table_path
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import to_date, to_day
-from riskcap.io import read_table, table_path
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid, assign_tiers, load_pyramid
 
@@ -119,7 +119,7 @@ def casefind(scores_path: str | Path, data_dir: str | Path, out_dir: str | Path,
         ``progress(done, total, practice_code)`` while writing.
     features_fn : callable, optional
         Feature builder (default :func:`riskcap.features.build_features`).
-    engine : riskcap.engines engine, optional
+    engine : riskcap.stream.engines engine, optional
         Reads and builds the listed people's features in blocks of
         :data:`riskcap.casefinding.inputs.LISTED_BLOCK` people on this engine
         (:func:`~riskcap.casefinding.inputs.listed_features_mapped`); default: in one go here.

@@ -41,7 +41,7 @@ def bench(people, threads, repeats, json_path):
         riskcap bench --people 200000 --threads 2 --json bench.json
     """
     from riskcap.bench import run_bench
-    from riskcap.io import write_json
+    from riskcap.data.write import write_json
     from riskcap.manifest import claim_file, json_with_keys
 
     if json_path is not None:  # replaces only an earlier bench's results, checked before the work

@@ -9,9 +9,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from riskcap.commands._partitions import chosen_index_date, index_date_option, reasons_for_option, scored_table
-from riskcap.engines import engine_options
-from riskcap.features import PARTITION_PEOPLE
+from riskcap.commands._partitions import chosen_index_date, scored_table
+from riskcap.commands.options import (data_option, engine_options, index_date_option, on_invalid_option,
+                                      partition_people_option, reasons_for_option)
 
 
 def _common(f):
@@ -19,34 +19,30 @@ def _common(f):
                      help="Scores file(s) from `riskcap score` (parquet or CSV): risk tiers for schemes that use "
                           "risk_tier, predicted_cost_gbp/expected_cost_gbp for fair shares. Repeatable.")(f)
     f = index_date_option("capitation")(f)
-    f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
+    f = data_option(f)
     f = click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
                      help="Output folder: new, empty, or an earlier riskcap run's (docs/security.md).")(f)
-    f = click.option("--on-invalid", type=click.Choice(["reject", "quarantine"]), default="reject", show_default=True,
-                     help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects).")(f)
+    f = on_invalid_option(f)
     return f
 
 
 def _stream_options(f):
     f = engine_options(f)
-    return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
-                        help="People per partition read from disk, checked and aggregated at a time (memory is "
-                             "bounded by one partition; each person's costs, 20 bytes, wait on disk "
-                             "beside OUT until the last).")(f)
+    return partition_people_option()(f)
 
 
 def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path,
             partition_people: int, engine_name: str, scheduler, console: Console):
-    """Plan the partitions and call ``work(engine, tasks, on_result, **shared) -> (value, load summary)``
+    """Plan the partitions and call ``work(engine, tasks, on_result, run, spill_dir) -> (value, load summary)``
     (riskcap.capitation.run's streamed functions) under a progress bar; write quarantined rows
     to OUT/rejects. Returns the value."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskcap.capitation.run import scores_are_cost
     from riskcap.commands._partitions import plan, write_quarantined
-    from riskcap.engines import get_engine
-    from riskcap.partitions import scans_for
+    from riskcap.stream.context import RunContext
+    from riskcap.stream.engines import get_engine
+    from riskcap.data.load import scans_for
 
     parts = plan(data_dir, partition_people, console)
     scans = scans_for(data_dir, parts)
@@ -62,8 +58,9 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
             people[0] += result.n_people
             bar.update(task, advance=1, people=people[0])
 
-        value, summary = work(engine, parts, advance, data_dir=str(data_dir.resolve()), index_date=index_date,
-                              scores=scores, on_invalid=on_invalid, scans=scans, spill_dir=_spill_dir(out_dir))
+        run = RunContext(data_dir=str(data_dir.resolve()), index_date=index_date, on_invalid=on_invalid, scans=scans,
+                         scores=scores)
+        value, summary = work(engine, parts, advance, run, _spill_dir(out_dir))
     if on_invalid == "quarantine":
         write_quarantined(summary, out_dir / "rejects", console)
     return value
@@ -145,12 +142,12 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         manifest.add_input(f"scores:{path.name}", path)
     started = time.perf_counter()
 
-    def work(engine, tasks, on_result, **shared):
+    def work(engine, tasks, on_result, run, spill_dir):
         with (contextlib.nullcontext() if model_files is None else
               ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
-            run = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
-                                         on_result=on_result, scores_to=scores_to, **shared)
-        return run, run.load_summary
+            result = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
+                                            on_result=on_result, scores_to=scores_to, spill_dir=spill_dir, run=run)
+        return result, result.load_summary
 
     result = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
                      engine_name, scheduler, console)
@@ -233,7 +230,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     from riskcap.capitation.run import component_populations, plan_run, stream_populations
     from riskcap.capitation.scenario import load_scenario
     from riskcap.capitation.sweep import parse_axes, run_sweep
-    from riskcap.io import write_csv, write_json, write_parquet
+    from riskcap.data.write import write_csv, write_json, write_parquet
     from riskcap.manifest import RunManifest
 
     console = Console(width=max(Console().width, 100))
@@ -247,8 +244,9 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     plan = plan_run([base], deprivation=any(k.startswith("budget.inequalities") for k, _ in parsed),
                     coding=any(k.startswith("budget.coding_intensity") for k, _ in parsed))
 
-    def work(engine, tasks, on_result, **shared):
-        populations, summary = stream_populations(engine, tasks, plan, on_result=on_result, **shared)
+    def work(engine, tasks, on_result, run, spill_dir):
+        populations, summary = stream_populations(engine, tasks, plan, run=run, on_result=on_result,
+                                                  spill_dir=spill_dir)
         return populations, summary
 
     populations = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,

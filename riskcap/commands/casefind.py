@@ -11,18 +11,17 @@ from rich.table import Table
 from riskcap.casefinding.eligibility import EXCLUSIONS
 from riskcap.casefinding.run import casefind as run_casefind
 from riskcap.casefinding.selection import SelectionRule
-from riskcap.commands._partitions import index_date_option
+from riskcap.commands.options import data_option, engine_options, index_date_option
 from riskcap.data.write import OWNER_ONLY
-from riskcap.engines import engine_options, get_engine
 from riskcap.manifest import RunManifest
 from riskcap.pseudonymise import KEY_ENV, key_file_is_private, load_key
+from riskcap.stream.engines import get_engine
 
 
 @click.command("casefind")
 @click.option("--scores", "scores_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Scores file from `riskcap score` (parquet or CSV).")
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Data folder the scores were made from (persons, conditions, activity, practices).")
+@data_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: new, empty, or an earlier casefind run's (created readable by you only).")
 @click.option("--top", default=None, metavar="PERCENT",

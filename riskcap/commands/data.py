@@ -5,20 +5,17 @@ from pathlib import Path
 
 import click
 
-from riskcap.commands._partitions import DATE
-from riskcap.data.write import OWNER_ONLY
-from riskcap.io import write_json
+from riskcap.commands.options import DATE, data_option, on_invalid_option
+from riskcap.data.load import validate_data
+from riskcap.data.write import OWNER_ONLY, write_json
 from riskcap.manifest import claim_file, json_with_keys
-from riskcap.validate import ON_INVALID, validate_data
 
 
 @click.command("validate")
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")
+@data_option
 @click.option("--as-of", type=DATE, default=None,
               help="Dates after this day are errors (default: today).")
-@click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
-              help="reject: any problem fails; quarantine: move bad rows to rejects files and carry on.")
+@on_invalid_option
 @click.option("--rejects", "rejects_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("rejects"),
               show_default=True, help="Where quarantined rows are written (<table>_rejects.parquet and .csv).")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

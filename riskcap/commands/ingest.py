@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from riskcap.validate import ON_INVALID
+from riskcap.commands.options import on_invalid_option, partition_people_option
+from riskcap.ingest.run import PARTITION_PEOPLE as IMPORT_PARTITION_PEOPLE
 
 _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -29,11 +30,8 @@ _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
               help="The day the extracts were taken, the first day they do not cover (written to OUT/extract.json, "
                    "where later commands find the data's end): dates on or after it are errors; registers and "
                    "list sizes are as at the day before. Default: the day after the latest date in the extracts.")
-@click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
-              help="reject: any bad row fails the import; quarantine: bad rows go to OUT/rejects with reasons.")
-@click.option("--partition-people", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="People per partition (memory is bounded by one partition: about 2.7 GB at 100,000 people "
-                   "with 50 activity rows each).")
+@on_invalid_option
+@partition_people_option(IMPORT_PARTITION_PEOPLE)
 @click.option("--no-check", is_flag=True, default=False,
               help="Skip reading the written folder back through the contract's checks.")
 def import_command(gp_dir, hospital_dir, community_dir, codelists_dir, out_dir, mapping, unit_costs, extract_date,

@@ -5,37 +5,13 @@ from pathlib import Path
 
 import click
 
-from riskcap.commands._partitions import chosen_index_date, index_date_option, reasons_for_option
-from riskcap.engines import engine_options
-from riskcap.features import PARTITION_PEOPLE
-from riskcap.validate import ON_INVALID
-
-
-def _data_option(f):
-    return click.option("--data", "data_dir", required=True,
-                        type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        help="Folder with practices, persons, conditions and activity (.parquet, dataset dir or .csv).")(f)
-
-
-def _on_invalid_option(f):
-    return click.option("--on-invalid", type=click.Choice(ON_INVALID), default="reject", show_default=True,
-                        help="reject: any data problem fails; quarantine: set bad rows aside (in OUT/rejects) "
-                             "and carry on.")(f)
-
-
-def _partition_option(f):
-    return click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE,
-                        show_default=True, help="People per partition when building features (bounds memory).")(f)
-
-
-def _model_dir_option(f):
-    return click.option("--model", "model_dir", required=True,
-                        type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        help="Model directory from 'riskcap train'.")(f)
+from riskcap.commands._partitions import chosen_index_date
+from riskcap.commands.options import (data_option, engine_options, index_date_option, model_dir_option,
+                                      on_invalid_option, partition_people_option, reasons_for_option)
 
 
 def _load(data_dir: Path, on_invalid: str, rejects_dir: Path, console):
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     tables, summary = load_tables(data_dir, on_invalid=on_invalid,
                                   rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
@@ -52,7 +28,7 @@ def _features(tables, index_date, people: int):
 
 
 @click.command("train")
-@_data_option
+@data_option
 @index_date_option("train")
 @click.option("--model", "kind", type=click.Choice(["logistic", "gbm", "cost"]), required=True,
               help="logistic: CPM-style regression; gbm: LightGBM (calibrated); cost: next-year cost (Tweedie).")
@@ -60,8 +36,8 @@ def _features(tables, index_date, people: int):
               help="Model directory to write (metadata.json plus model.json or model.txt): new, empty, or an "
                    "earlier riskcap run's.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the validation split and LightGBM.")
-@_on_invalid_option
-@_partition_option
+@on_invalid_option
+@partition_people_option()
 def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_invalid: str, partition_people: int):
     """Train a model at an index date and write a model directory.
 
@@ -126,13 +102,13 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
 
 
 @click.command("evaluate")
-@_model_dir_option
-@_data_option
+@model_dir_option
+@data_option
 @index_date_option("evaluate")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for metrics.json: new, empty, or an earlier riskcap run's.")
-@_on_invalid_option
-@_partition_option
+@on_invalid_option
+@partition_people_option()
 def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int):
     """Evaluate a model at an index date: discrimination, calibration, top-N, subgroups.
 
@@ -148,7 +124,7 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
     """
     from rich.console import Console
 
-    from riskcap.io import write_json
+    from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
     from riskcap.models.evaluate import metrics_tables
     from riskcap.models.persist import load_model
@@ -179,15 +155,14 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 
 
 @click.command("score")
-@_model_dir_option
-@_data_option
+@model_dir_option
+@data_option
 @index_date_option("score")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Scores file to write (parquet); an existing file is replaced only if it is a riskcap scores file.")
 @reasons_for_option
-@_on_invalid_option
-@click.option("--partition-people", type=click.IntRange(min=1), default=PARTITION_PEOPLE, show_default=True,
-              help="People per partition read from disk, checked and scored at a time (bounds memory).")
+@on_invalid_option
+@partition_people_option()
 @engine_options
 def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_for, on_invalid: str,
           partition_people: int, engine_name: str, scheduler):
@@ -210,7 +185,7 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskcap.commands._partitions import plan, scored_table, write_quarantined
-    from riskcap.engines import get_engine
+    from riskcap.stream.engines import get_engine
     from riskcap.manifest import claim_file, table_with_columns
     from riskcap.models.persist import read_model_files
     from riskcap.models.score import score_population

@@ -25,8 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.data.read import cannot_read, parquet_files, parquet_schema, parse_series, read_raw, table_path
+from riskcap.data.write import write_json
 from riskcap.errors import DataError
-from riskcap.io import parse_series, read_raw, table_path, write_json
 
 #: The file a data folder may declare its extract date in, and the key.
 EXTRACT_FILE = "extract.json"
@@ -109,11 +110,10 @@ def _last_date(path: Path) -> dt.date | None:
         try:
             last = _last_date_from_statistics(path)
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]}); is the file truncated or not parquet?") \
-                from exc
+            raise cannot_read(path, exc) from exc
         if last is not False:
             return last
-    columns = None if path.suffix == ".csv" else [c for c in _DATE_COLUMNS if c in _names(path)]
+    columns = None if path.suffix == ".csv" else [c for c in _DATE_COLUMNS if c in parquet_schema(path).names]
     table = read_raw(path, columns=columns)
     latest = [parse_series(table.column(c).to_pandas(), "date")[0].max() for c in _DATE_COLUMNS
               if c in table.column_names]
@@ -121,14 +121,10 @@ def _last_date(path: Path) -> dt.date | None:
     return max(latest).date() if latest else None
 
 
-def _names(path: Path) -> list[str]:
-    return (pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema).names
-
-
 def _last_date_from_statistics(path: Path) -> dt.date | None | bool:
     """The latest date in the date columns' statistics, None when there are no dates, or
     False when some row group's statistics do not settle it (not a date type, or absent)."""
-    files = [path] if path.is_file() else list(pq.ParquetDataset(path).files)
+    files = parquet_files(path)
     last = None
     for file in files:
         meta = pq.ParquetFile(file).metadata

@@ -3,7 +3,7 @@
 **Owner-only.** A file holding person-level rows (scores, need groups per person, quarantined
 rows, ``validate --summary``, case-finding lists) is created readable by its owner only,
 :data:`OWNER_ONLY`, and the folders made for such files :data:`OWNER_ONLY_DIR`
-(:func:`private_dir`). Files are created with that mode (``riskcap.io.atomic_path`` starts
+(:func:`private_dir`). Files are created with that mode (``riskcap.data.write.atomic_path`` starts
 from a new ``0600`` file), never opened to others and closed down after.
 
 **No formulas.** Text a spreadsheet would run as a formula (first character, after any
@@ -20,11 +20,19 @@ workbook every text cell is also a text cell (``riskcap.report.xlsx``).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 #: Mode of every file holding person-level rows: readable and writable by its owner only.
 OWNER_ONLY = 0o600
@@ -135,3 +143,134 @@ def private_dir(path: str | Path) -> Path:
     path.mkdir(parents=True, mode=OWNER_ONLY_DIR)
     os.chmod(path, OWNER_ONLY_DIR)  # a umask could only have removed the owner's bits: restore exactly 0700
     return path
+
+
+# --- Writing files atomically -------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    The file gets ``mode`` if given, else the usual permissions under the process umask
+    (temporary files start owner-only, which would otherwise carry over to outputs).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp_path, mode)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+#: Rows per parquet row group: pyarrow's default, which :func:`write_parquet` uses.
+ROW_GROUP_ROWS = 1024 * 1024
+
+
+class ParquetRowsWriter:
+    """Write arrow tables to one parquet file as they come, with the bytes
+    :func:`write_parquet` gives their concatenation (rows are buffered into whole
+    row groups). The file appears, atomically, only when the ``with`` block exits cleanly,
+    with file ``mode`` if given (as :func:`atomic_path`).
+    """
+
+    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS, mode: int | None = None):
+        self.path, self.row_group_size, self.mode = Path(path), int(row_group_size), mode
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "ParquetRowsWriter":
+        new = [d for d in self.path.parents if not d.exists()]  # removed again if the run fails
+        self._tmp = self._stack.enter_context(atomic_path(self.path, self.mode))
+        self._new_dirs = new
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows (every table must have the same schema)."""
+        self._buffer.append(table.replace_schema_metadata(None))
+        self._buffered += table.num_rows
+        while self._buffered >= self.row_group_size:
+            self._flush(self.row_group_size)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self._buffer).combine_chunks()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+        self._writer.write_table(table.slice(0, rows))
+        self._buffer, self._buffered = [table.slice(rows)], table.num_rows - rows
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None and (self._buffered or self._writer is None):
+                if not self._buffer:
+                    raise ValueError(f"{self.path}: no rows and no schema to write")
+                self._flush(self._buffered)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            self._stack.__exit__(*exc)
+            if exc[0] is not None:
+                for folder in self._new_dirs:
+                    with contextlib.suppress(OSError):  # not empty: someone else's files
+                        folder.rmdir()
+
+
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size: int | None = None,
+                  mode: int | None = None) -> Path:
+    """Write a frame to parquet atomically and deterministically (no pandas index)."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata(None)
+    with atomic_path(path, mode) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+    return Path(path)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Path:
+    """Write a frame to CSV atomically (UTF-8, no index), no text a spreadsheet would run as
+    a formula (:func:`riskcap.data.write.csv_frame`)."""
+    from riskcap.data.write import csv_frame
+
+    with atomic_path(path, mode) as tmp:
+        csv_frame(df).to_csv(tmp, index=False, lineterminator="\n")
+    return Path(path)
+
+
+def write_json(obj, path: str | Path, mode: int | None = None) -> Path:
+    """Write JSON atomically with sorted keys, so equal content gives equal bytes."""
+    with atomic_path(path, mode) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return Path(path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (pd.Timestamp,)):
+        return value.date().isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,7 +6,7 @@ contract's tables. :data:`EXTRACTS` lists them with their columns; ``docs/import
 each for the analyst who makes them.
 
 Parquet extracts with an integer ``person_id`` are read by ``person_id`` range
-(:func:`riskcap.partitions.read_range`: sorted files stream in bounded memory); CSV extracts
+(:func:`riskcap.data.read.read_range`: sorted files stream in bounded memory); CSV extracts
 are read once, whole, as text, and sliced per range (with a warning, as the contract's
 readers do).
 """
@@ -23,10 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskcap.data.parse import text_is_clean
+from riskcap.data.read import PersonRange, cannot_read, parquet_files, parse_series, read_range, read_raw
 from riskcap.errors import DataError
-from riskcap.io import cannot_read, parse_series, read_raw
-from riskcap.partitions import PersonRange, parquet_files, read_range
-from riskcap.validate import text_is_clean
 
 INT32_NULL = np.iinfo(np.int32).min  # a missing date, as int32 days since 1970-01-01
 
@@ -284,7 +283,7 @@ class Parsed:
 
 def parse(column: pa.ChunkedArray | None, kind: str, rows: int) -> Parsed:
     """Parse an arrow column to numpy by ``kind``: fast paths for columns already of the right
-    arrow type, :func:`riskcap.io.parse_series` (the contract's parser) for text."""
+    arrow type, :func:`riskcap.data.read.parse_series` (the contract's parser) for text."""
     if column is None:  # an optional column the file does not have
         empty = np.ones(rows, dtype=bool)
         return Parsed(_empty(kind, rows), empty, np.zeros(rows, dtype=bool), [] if kind == "code" else None)

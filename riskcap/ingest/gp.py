@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.data.check import nhs_number_checks
 from riskcap.ingest.activity import ActivityRows, date_array, monthly
 from riskcap.ingest.codelists import Codelists
 from riskcap.ingest.costs import Pricing
 from riskcap.ingest.extracts import INT32_NULL, Parsed
 from riskcap.ingest.rows import Rows
 from riskcap.schema import CONDITION_CODES
-from riskcap.validate import nhs_number_checks
 
 #: Sex codes of GP extracts (and the NHS Data Dictionary's 1 = male, 2 = female) -> F or M.
 SEX_CODES = {"F": "F", "FEMALE": "F", "2": "F", "M": "M", "MALE": "M", "1": "M"}

@@ -26,12 +26,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskcap.data.read import days, read_raw, read_table, table_path
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, write_parquet
+from riskcap.errors import ConfigError, DataError
 from riskcap.ingest.codelists import Codelists, load_codelists
 from riskcap.ingest.costs import UnitCosts, load_unit_costs
 from riskcap.ingest.hospital import ELECTIVE, EMERGENCY
-from riskcap.data.write import OWNER_ONLY
-from riskcap.errors import ConfigError, DataError
-from riskcap.io import ParquetRowsWriter, days, read_raw, read_table, table_path, write_parquet
 from riskcap.schema import CONDITION_CODES
 
 #: Real SNOMED CT concepts common in GP journals and in no register's list (observations,
@@ -400,7 +400,8 @@ def write_extracts(data_dir: str | Path, out_dir: str | Path, codelists_dir: str
     """Write the population in ``data_dir`` as extracts in ``out_dir`` (``gp/``, ``hospital/``,
     ``community/``, parquet sorted by person_id; person-level files owner-only); returns rows
     per extract. ``progress(done, partitions)`` is called after each partition."""
-    from riskcap.partitions import load_partition, plan_partitions
+    from riskcap.data.load import load_partition
+    from riskcap.stream.plan import plan_partitions
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     codelists = load_codelists(codelists_dir, mapping)

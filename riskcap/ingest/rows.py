@@ -2,7 +2,7 @@
 
 Every row read ends in exactly one of three states, so nothing is dropped silently:
 
-* **rejected**: it breaks a rule (a :class:`riskcap.validate.Problem`, named by file, column,
+* **rejected**: it breaks a rule (a :class:`riskcap.data.parse.Problem`, named by file, column,
   rows and examples, exactly as ``riskcap validate`` names problems); in quarantine mode it
   goes to the rejects file with its reasons;
 * **unmapped**: it is valid but the contract has no place for it (a maternity admission, a
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from riskcap.data.parse import MAX_EXAMPLES, Problem, row_problem
 from riskcap.ingest.extracts import INT32_NULL, Parsed, Source, parse
-from riskcap.validate import MAX_EXAMPLES, Problem, row_problem
 
 _KIND_TEXT = {"int": "whole number", "float": "number", "date": "date (YYYY-MM-DD or DD/MM/YYYY)",
               "month": "date or month (YYYY-MM-DD, YYYY-MM, DD/MM/YYYY or MM/YYYY)", "bool": "true/false",

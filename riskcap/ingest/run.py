@@ -26,7 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskcap.data.dates import declare_extract_date
-from riskcap.data.write import OWNER_ONLY, OWNER_ONLY_DIR, private_dir
+from riskcap.data.parse import ON_INVALID, Problem
+from riskcap.data.read import INT64_MAX, INT64_MIN, PersonRange, parquet_files
+from riskcap.data.write import (OWNER_ONLY, OWNER_ONLY_DIR, ROW_GROUP_ROWS, ParquetRowsWriter, private_dir, write_csv,
+                                write_json, write_parquet)
 from riskcap.errors import ConfigError, DataError
 from riskcap.ingest import community, gp, hospital
 from riskcap.ingest.activity import activity_table
@@ -35,11 +38,9 @@ from riskcap.ingest.costs import Pricing, UnitCosts, load_unit_costs
 from riskcap.ingest.extracts import EXTRACTS, SOURCES, Source, extracts_of, locate, open_source, parse
 from riskcap.ingest.report import ImportReport, prevalence_counts
 from riskcap.ingest.rows import Rows, Tally, merge_problems
-from riskcap.io import ROW_GROUP_ROWS, ParquetRowsWriter, write_csv, write_json, write_parquet
 from riskcap.manifest import RunManifest
-from riskcap.partitions import INT64_MAX, INT64_MIN, PersonRange, parquet_files, person_ranges, sorted_person_ids
 from riskcap.stream.memory import keep_freed_memory
-from riskcap.validate import ON_INVALID, Problem
+from riskcap.stream.plan import person_ranges, sorted_person_ids
 
 PARTITION_PEOPLE = 100_000
 REPORT = "import_report.json"
@@ -460,8 +461,9 @@ def _check(folder: Path, last_day: int, people: int, progress=None) -> None:
     """Read the written folder back through the contract's checks (streamed, by person range)."""
     import warnings
 
-    from riskcap.partitions import load_partition, plan_partitions
-    from riskcap.validate import LoadSummary
+    from riskcap.data.load import load_partition
+    from riskcap.stream.plan import plan_partitions
+    from riskcap.data.summary import LoadSummary
 
     as_of = np.datetime64(last_day, "D").item()
     with warnings.catch_warnings():

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskcap.data.write import write_json
 from riskcap.errors import DataError
 from riskcap.features import LABEL, MODEL_FEATURES
-from riskcap.io import write_json
 from riskcap.models.base import check_features, feature_matrix, finite_json
 
 MODEL_TEXT = "model.txt"
@@ -154,7 +154,7 @@ class LightGBMModel:
         return self.from_raw(self._raw(X)), self._contributions(X)
 
     def save(self, model_dir: str | Path) -> list[Path]:
-        from riskcap.io import atomic_path
+        from riskcap.data.write import atomic_path
 
         path = Path(model_dir) / MODEL_TEXT
         with atomic_path(path) as tmp:

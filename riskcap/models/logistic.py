@@ -33,9 +33,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from riskcap.data.write import write_csv, write_json
 from riskcap.errors import DataError
 from riskcap.features import COST_FEATURES, LABEL, MODEL_FEATURES, NO_EVENT_DAYS, WINDOW_FEATURES
-from riskcap.io import write_csv, write_json
 from riskcap.models.base import check_features, feature_columns, feature_matrix, finite_json
 
 FORMAT = "riskcap-logistic/1"

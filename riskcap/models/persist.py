@@ -22,8 +22,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from riskcap.data.write import sha256_file, write_json
 from riskcap.errors import DataError
-from riskcap.io import sha256_file, write_json
 from riskcap.models.base import finite_json
 from riskcap.untrusted import Refused, read_regular
 

@@ -2,8 +2,8 @@
 
 :func:`score_frame` scores one partition's features; :func:`score_tables` scores tables
 already in memory one ``person_id`` range at a time, and :func:`score_population` does the
-same straight from disk (:mod:`riskcap.partitions`: each partition read, checked and scored
-by :func:`score_partition` on an engine of :mod:`riskcap.engines`, so memory is bounded by a
+same straight from disk (:mod:`riskcap.data.load`: each partition read, checked and scored
+by :func:`score_partition` on an engine of :mod:`riskcap.stream.engines`, so memory is bounded by a
 partition), with byte-identical results. Both then rank everyone (percentiles and tiers
 need the whole population's probabilities, which are 8 bytes a person); from disk the
 partitions' scores wait in files meanwhile (:class:`ScoresWriter`). The output columns
@@ -35,16 +35,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.data.write import OWNER_ONLY
+from riskcap.data.load import load_partition, scans_for
+from riskcap.data.read import Tables
+from riskcap.data.summary import LoadSummary
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter
 from riskcap.errors import LoadRejected
-from riskcap.features import PARTITION_PEOPLE, build_features, iter_partitions
-from riskcap.io import ParquetRowsWriter, Tables
+from riskcap.features import build_features, iter_partitions
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
-from riskcap.partitions import load_partition, plan_partitions, scans_for
+from riskcap.stream.context import RunContext
 from riskcap.stream.memory import release_freed_memory
+from riskcap.stream.plan import PARTITION_PEOPLE, plan_partitions
 from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
-from riskcap.validate import LoadSummary
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
                  "reason_1", "reason_2", "reason_3", "model"]
@@ -239,20 +241,19 @@ class PartitionScores:
 CANDIDATE_MARGIN = 1.25
 
 
-def score_partition(part, *, data_dir: str, index_date, model_files: dict[str, bytes], people: int,
-                    share: float, on_invalid: str = "reject", as_of=None, scans=None) -> PartitionScores:
+def score_partition(part, *, run: RunContext) -> PartitionScores:
     """Load, check and score one person_id range: predictions, not yet ranked (the partition
-    function of :func:`score_population`).
+    function of :func:`score_population`; ``run`` from :meth:`ScoresWriter.scoring`).
 
-    Reasons: everyone's when ``share`` is 100; otherwise those of the partition's own top
+    Reasons: everyone's when ``run.share`` is 100; otherwise those of the partition's own top
     ``share * CANDIDATE_MARGIN`` percent, flagged in an ``explained`` column.
     """
-    tables, summary = load_partition(data_dir, part, as_of, on_invalid, scans)
+    tables, summary = load_partition(run.data_dir, part, run.as_of, run.on_invalid, run.scans)
     if tables is None:
         return PartitionScores(summary)
-    frames = [build_features(sub, index_date) for sub in iter_partitions(tables, people)]
+    frames = [build_features(sub, run.index_date) for sub in iter_partitions(tables, run.people)]
     del tables  # the checked tables are the bulk of a partition: let them go before the model runs
-    return PartitionScores(summary, score_candidates(load_model_files(model_files), frames, share))
+    return PartitionScores(summary, score_candidates(load_model_files(run.model_files), frames, run.share))
 
 
 def score_candidates(model, frames: list[pd.DataFrame], share: float) -> pd.DataFrame:
@@ -278,18 +279,17 @@ def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
     return scores
 
 
-def check_partition(part, *, data_dir: str, on_invalid: str = "reject", as_of=None, scans=None, **_) -> PartitionScores:
+def check_partition(part, *, run: RunContext) -> PartitionScores:
     """Only load and check one partition (the rest of a run that can no longer produce scores)."""
-    return PartitionScores(load_partition(data_dir, part, as_of, on_invalid, scans)[1])
+    return PartitionScores(load_partition(run.data_dir, part, run.as_of, run.on_invalid, run.scans)[1])
 
 
-def explain_partition(task, *, data_dir: str, index_date, model_files: dict[str, bytes], people: int,
-                      on_invalid: str = "reject", as_of=None, scans=None, **_) -> pd.DataFrame:
+def explain_partition(task, *, run: RunContext) -> pd.DataFrame:
     """Reasons for the people ``task = (part, person_ids)`` of one partition (the second pass)."""
     part, ids = task
-    tables, _ = load_partition(data_dir, part, as_of, on_invalid, scans)
-    model = load_model_files(model_files)
-    frames = [build_features(sub, index_date) for sub in iter_partitions(tables, people)]
+    tables, _ = load_partition(run.data_dir, part, run.as_of, run.on_invalid, run.scans)
+    model = load_model_files(run.model_files)
+    frames = [build_features(sub, run.index_date) for sub in iter_partitions(tables, run.people)]
     del tables
     explained = []
     for frame in frames:
@@ -330,25 +330,26 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     """Score everyone registered and alive at ``index_date`` from ``data_dir`` into ``out_path``.
 
     The same file as :func:`write_scores` of :func:`score_tables` on
-    :func:`~riskcap.validate.load_tables`' tables, in memory bounded by a partition plus 8
+    :func:`~riskcap.data.load.load_tables`' tables, in memory bounded by a partition plus 8
     bytes a person (see :class:`ScoresWriter`). ``parts``:
-    :func:`~riskcap.partitions.plan_partitions` (planned here when None); ``engine``: a
-    :mod:`riskcap.engines` engine (local by default); ``progress(stage, done, total)`` is
+    :func:`~riskcap.stream.plan.plan_partitions` (planned here when None); ``engine``: a
+    :mod:`riskcap.stream.engines` engine (local by default); ``progress(stage, done, total)`` is
     called after each partition. A partition with a data problem (reject mode) stops the
     scoring, the rest are still checked, then :class:`~riskcap.errors.LoadRejected`
     lists every problem and nothing is written. In quarantine mode the returned
-    summary's ``rejected_rows`` are for :func:`~riskcap.validate.write_rejects`.
+    summary's ``rejected_rows`` are for :func:`~riskcap.data.load.write_rejects`.
     """
-    from riskcap.engines import LocalEngine
+    from riskcap.stream.engines import LocalEngine
 
     parts = plan_partitions(data_dir, people) if parts is None else list(parts)
     engine = LocalEngine() if engine is None else engine
     # absolute: a Dask worker on another machine, or in another folder, reads the same files
-    shared = {"data_dir": str(Path(data_dir).resolve()), "index_date": index_date, "on_invalid": on_invalid,
-              "as_of": as_of, "scans": scans_for(data_dir, parts)}
+    run = RunContext(data_dir=str(Path(data_dir).resolve()), index_date=index_date, on_invalid=on_invalid,
+                     as_of=as_of, scans=scans_for(data_dir, parts))
     with ScoresWriter(out_path, model_files, reasons_for, people) as writer:
+        run = writer.scoring(run)
         summaries = []
-        for result in engine.map(score_partition, parts, **writer.shared, **shared):
+        for result in engine.map(score_partition, parts, run=run):
             summaries.append(result.summary)
             _tick(progress, "scoring", len(summaries), len(parts))
             if result.scores is None:
@@ -356,13 +357,13 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
             writer.add(result.scores)
             del result
         if len(writer) < len(summaries):  # a problem: check the rest without scoring, then say everything
-            for result in engine.map(check_partition, parts[len(summaries):], **shared):
+            for result in engine.map(check_partition, parts[len(summaries):], run=run):
                 summaries.append(result.summary)
                 _tick(progress, "scoring", len(summaries), len(parts))
         summary = LoadSummary.combine(summaries)
         if summary.status == "rejected":
             raise LoadRejected(summary)
-        return writer.finish(summary, engine, parts, shared, progress)
+        return writer.finish(summary, engine, parts, run, progress)
 
 
 class ScoresWriter:
@@ -375,7 +376,7 @@ class ScoresWriter:
     value back into one sorted array (the only population-sized memory: 8 bytes a person) for
     the percentiles, reads the reasons the first pass missed (a second read of those people's
     partitions) and ranks and writes the partitions one by one. ``out_path`` appears only when
-    the ``with`` block ends cleanly. ``shared``: the scoring arguments partition functions take.
+    the ``with`` block ends cleanly. :meth:`scoring` gives the run context its partition functions take.
     """
 
     def __init__(self, out_path: str | Path, model_files: dict[str, bytes], reasons_for: float | None = None,
@@ -383,10 +384,15 @@ class ScoresWriter:
         self.out_path = Path(out_path)
         self.kind = load_model_files(model_files).kind
         self.share = reasons_share(self.kind, reasons_for)
-        self.shared = {"model_files": model_files, "people": int(people), "share": self.share}
+        self.model_files, self.people = model_files, int(people)
         self.value = value_column(self.kind)
         self.sizes: list[int] = []
         self._stack = contextlib.ExitStack()
+
+    def scoring(self, run: RunContext) -> RunContext:
+        """``run`` with this writer's model, features frame size and reasons share (what
+        :func:`score_partition`, :func:`explain_partition` and other scoring partition functions read)."""
+        return run.replace(model_files=self.model_files, people=self.people, share=self.share)
 
     def __enter__(self) -> "ScoresWriter":
         self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP, mode=OWNER_ONLY))
@@ -419,12 +425,12 @@ class ScoresWriter:
         values.sort()
         return values
 
-    def finish(self, summary: LoadSummary, engine, parts, shared: dict, progress=None) -> ScoredPopulation:
-        """Rank everyone and write the file (``parts`` and ``shared``, the partitions' loading
-        arguments, are for the second read of people pass one did not explain)."""
+    def finish(self, summary: LoadSummary, engine, parts, run: RunContext, progress=None) -> ScoredPopulation:
+        """Rank everyone and write the file (``parts`` and ``run``, the partitions' run context,
+        are for the second read of people pass one did not explain)."""
         release_freed_memory()  # what the partitions freed, before the population-sized array
         population = self._sorted_values()
-        found = self._second_pass(population, engine, parts, shared, progress)
+        found = self._second_pass(population, engine, parts, self.scoring(run), progress)
         scored = ScoredPopulation(self.kind, summary)
         for i in range(len(self)):
             scores = rank(self._read(i), self.kind, population)
@@ -442,7 +448,7 @@ class ScoresWriter:
                 self._writer.write(_scores_arrow(scores))
         return scored
 
-    def _second_pass(self, population: np.ndarray, engine, parts, shared: dict, progress) -> dict[int, pd.DataFrame]:
+    def _second_pass(self, population: np.ndarray, engine, parts, run: RunContext, progress) -> dict[int, pd.DataFrame]:
         """Reasons of the (few) chosen people pass one did not explain, by partition index."""
         if not 0 < self.share < 100:
             return {}
@@ -455,7 +461,7 @@ class ScoresWriter:
                 tasks.append((part, scores["person_id"].to_numpy()[missing]))
                 where.append(i)
         found = {}
-        for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, **self.shared, **shared)),
+        for done, (i, reasons) in enumerate(zip(where, engine.map(explain_partition, tasks, run=run)),
                                             start=1):
             found[i] = reasons
             _tick(progress, "reasons", done, len(tasks))

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskcap.data.read import table_names, table_path
 from riskcap.errors import DataError
 from riskcap.features import COST_LABEL, LABEL, OUTCOME_DAYS, to_date, to_day
-from riskcap.io import table_names, table_path
 from riskcap.models.base import KINDS
 
 TRUTH_FILE = "truth.parquet"
@@ -76,7 +76,7 @@ def train_model(kind: str, frame: pd.DataFrame, index_date, seed: int = DEFAULT_
         model = fit_logistic(frame)
         metadata["fit"] = {"C": model.params["C"], "terms": len(model.params["terms"])}
         metrics = risk_metrics(frame[LABEL].to_numpy(), model.predict(frame))
-        metadata["metrics"] = {"on": "training people (in-sample)", **_headline(metrics)}
+        metadata["metrics"] = {"on": "training people (in-sample)", **headline_metrics(metrics)}
     elif kind == "gbm":
         from riskcap.models.gbm import fit_gbm, validation_split
 
@@ -85,7 +85,7 @@ def train_model(kind: str, frame: pd.DataFrame, index_date, seed: int = DEFAULT_
         valid = validation_split(len(frame), seed)
         part = frame.loc[valid]
         metrics = risk_metrics(part[LABEL].to_numpy(), model.predict(part))
-        metadata["metrics"] = {"on": "validation split of the training people", **_headline(metrics)}
+        metadata["metrics"] = {"on": "validation split of the training people", **headline_metrics(metrics)}
     else:
         from riskcap.models.cost import fit_cost
         from riskcap.models.gbm import validation_split
@@ -104,7 +104,8 @@ def train_model(kind: str, frame: pd.DataFrame, index_date, seed: int = DEFAULT_
     return model
 
 
-def _headline(metrics: dict) -> dict:
+def headline_metrics(metrics: dict) -> dict:
+    """The metrics a model's metadata records: counts, discrimination and calibration."""
     keys = ("n", "prevalence", "auroc", "auprc", "brier", "calibration_slope", "calibration_intercept",
             "observed_expected")
     return {k: metrics[k] for k in keys}

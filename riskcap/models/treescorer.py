@@ -64,7 +64,7 @@ _TRANSFORMS = {
 class ModelFormatError(DataError, ValueError):
     """A model text that is malformed or uses something the tree scorer does not support.
 
-    A :class:`ValueError` for library callers and a :class:`riskcap.io.DataError` for the
+    A :class:`ValueError` for library callers and a :class:`riskcap.errors.DataError` for the
     CLI (exit status 2); the message names the tree, node or feature concerned.
     """
 

@@ -45,7 +45,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
     riskcap.errors.DataError
         When ``run_dir`` is not a directory or a part that is present cannot be read.
     """
-    from riskcap.io import atomic_path
+    from riskcap.data.write import atomic_path
     from riskcap.manifest import claim_file
     from riskcap.report.html import render_html
     from riskcap.report.outputs import read_run

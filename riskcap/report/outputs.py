@@ -28,10 +28,10 @@ import pandas as pd
 
 from riskcap.config import parse_yaml, read_text_file
 from riskcap.data.dates import default_index_date
+from riskcap.data.read import cannot_read, read_optional_table, read_table, table_path
 from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
-from riskcap.io import read_optional_table, read_table, table_path
 from riskcap.names import is_safe_name
 from riskcap.report.levers import read_lever_tables
 from riskcap.schema import CONDITIONS
@@ -197,7 +197,7 @@ def read_scores(path: Path) -> ScoresSummary:
         file = pq.ParquetFile(path)
         names = file.schema_arrow.names
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); is the file truncated or not parquet?") from exc
+        raise cannot_read(path, exc) from exc
     _require(pd.DataFrame(columns=names), SCORE_COLUMNS, path)
     counts, stats, models = [], [], set()
     columns = list(SCORE_COLUMNS) + (["model"] if "model" in names else [])

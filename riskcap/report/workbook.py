@@ -36,7 +36,7 @@ import pandas as pd
 from riskcap.capitation.scenario import (DEFAULTS, PACE_DEFAULTS, RISK_POOL_DEFAULTS, STOP_LOSS_DEFAULTS,
                                         WITHHOLD_OUTCOME_DEFAULTS)
 from riskcap.report import levers
-from riskcap.io import atomic_path
+from riskcap.data.write import atomic_path
 from riskcap.report.levers_b import coding_rows, component_rows, envelope_rows, inequality_rows
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
 from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes

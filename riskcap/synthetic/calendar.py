@@ -1,6 +1,6 @@
 """The simulated calendar: financial years ending on a fixed date, as int32 day numbers.
 
-Days are counted from 1970-01-01 (as :func:`riskcap.io.days` does), so dates are cheap
+Days are counted from 1970-01-01 (as :func:`riskcap.data.read.days` does), so dates are cheap
 integers inside the generator and become arrow ``date32`` columns on the way out.
 """
 from __future__ import annotations

@@ -22,8 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskcap.config import load_yaml, resolve_config
+from riskcap.data.read import Tables, coerce
+from riskcap.data.write import atomic_path, write_json
 from riskcap.errors import ConfigError
-from riskcap.io import Tables, atomic_path, coerce, write_json
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, TABLES
 from riskcap.synthetic import calibration
 from riskcap.synthetic import params as P

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from riskcap.data.read import coerce, read_raw
 from riskcap.errors import DataError
-from riskcap.io import coerce, read_raw
 from riskcap.schema import PRACTICES
 from riskcap.synthetic import params as P
 

@@ -704,7 +704,7 @@ def build_base(root: Path) -> Base:
     from riskcap.models.persist import save_model
     from riskcap.models.train import train_model
     from riskcap.synthetic import TRAIN_INDEX_DATE, SynthConfig, write_population
-    from riskcap.validate import load_tables
+    from riskcap.data.load import load_tables
 
     data = root / "data"
     write_population(data, SynthConfig(people=3000, seed=1))

@@ -1,15 +1,15 @@
-"""Twins of :mod:`riskcap.validate`'s kernels: the text check and the person look-up."""
+"""Twins of the data checks' kernels (:mod:`riskcap.data.parse`, :mod:`riskcap.data.check`): the text check and the person look-up."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from riskcap.validate import PersonIndex
+from riskcap.data.check import PersonIndex
 
 
 def text_is_clean(column: pa.Array | pa.ChunkedArray) -> bool:
-    """:func:`riskcap.validate.text_is_clean` with Python strings."""
+    """:func:`riskcap.data.parse.text_is_clean` with Python strings."""
     for value in column.to_pylist():
         if value is None:
             continue
@@ -20,7 +20,7 @@ def text_is_clean(column: pa.Array | pa.ChunkedArray) -> bool:
 
 
 def person_lookup(index: PersonIndex, person_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`riskcap.validate.PersonIndex.lookup` by a binary search per row with numpy."""
+    """:meth:`riskcap.data.check.PersonIndex.lookup` by a binary search per row with numpy."""
     present = person_id.notna().to_numpy()
     values = person_id.to_numpy(dtype=np.int64, na_value=0) if present.any() else np.zeros(len(person_id), np.int64)
     if len(index.ids) == 0:

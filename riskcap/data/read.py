@@ -1,29 +1,31 @@
-"""Reading the contract's tables and writing outputs atomically.
+"""Reading the contract's tables: whole, or the rows of one ``person_id`` range.
 
 A table named ``persons`` is read from ``DIR/persons.parquet``, a partitioned parquet
 dataset directory ``DIR/persons/``, or ``DIR/persons.csv`` (UTF-8), in that order.
-Readers return pandas frames with the contract's dtypes; they do not validate values
-(see :mod:`riskcap.validate`).
+Readers return arrow tables (:func:`read_raw`, :func:`read_range`) or pandas frames with the
+contract's dtypes (:func:`read_table`); they do not check values (:mod:`riskcap.data.load`
+does). A file that cannot be read is a DataError from :func:`cannot_read`, the one message.
+
+:class:`PersonRange` is one partition: the rows with ``first <= person_id < stop``; the
+ranges of a plan (:func:`riskcap.stream.plan.plan_partitions`) are disjoint and cover every
+int64 (the first also takes rows with no ``person_id``), so every row of every table is read
+by exactly one partition. :func:`read_range` skips the row groups whose statistics rule the
+range out and keeps each row's file row number, so a partition's problems name the same rows
+as a whole-table read.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskcap.errors import DataError
-from riskcap.schema import ALL_TABLES, TABLES
-
+from riskcap.schema import ALL_TABLES, OPTIONAL_TABLES, TABLES
 
 @dataclass
 class Tables:
@@ -54,151 +56,25 @@ def table_path(data_dir: str | Path, name: str) -> Path:
     )
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
-
-    The file gets ``mode`` if given, else the usual permissions under the process umask
-    (temporary files start owner-only, which would otherwise carry over to outputs).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    if mode is None:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp_path, mode)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-#: Rows per parquet row group: pyarrow's default, which :func:`write_parquet` uses.
-ROW_GROUP_ROWS = 1024 * 1024
-
-
-class ParquetRowsWriter:
-    """Write arrow tables to one parquet file as they come, with the bytes
-    :func:`write_parquet` gives their concatenation (rows are buffered into whole
-    row groups). The file appears, atomically, only when the ``with`` block exits cleanly,
-    with file ``mode`` if given (as :func:`atomic_path`).
-    """
-
-    def __init__(self, path: str | Path, row_group_size: int = ROW_GROUP_ROWS, mode: int | None = None):
-        self.path, self.row_group_size, self.mode = Path(path), int(row_group_size), mode
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> "ParquetRowsWriter":
-        new = [d for d in self.path.parents if not d.exists()]  # removed again if the run fails
-        self._tmp = self._stack.enter_context(atomic_path(self.path, self.mode))
-        self._new_dirs = new
-        return self
-
-    def write(self, table: pa.Table) -> None:
-        """Append rows (every table must have the same schema)."""
-        self._buffer.append(table.replace_schema_metadata(None))
-        self._buffered += table.num_rows
-        while self._buffered >= self.row_group_size:
-            self._flush(self.row_group_size)
-
-    def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self._buffer).combine_chunks()
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
-        self._writer.write_table(table.slice(0, rows))
-        self._buffer, self._buffered = [table.slice(rows)], table.num_rows - rows
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if exc[0] is None and (self._buffered or self._writer is None):
-                if not self._buffer:
-                    raise ValueError(f"{self.path}: no rows and no schema to write")
-                self._flush(self._buffered)
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-            self._stack.__exit__(*exc)
-            if exc[0] is not None:
-                for folder in self._new_dirs:
-                    with contextlib.suppress(OSError):  # not empty: someone else's files
-                        folder.rmdir()
-
-
-def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size: int | None = None,
-                  mode: int | None = None) -> Path:
-    """Write a frame to parquet atomically and deterministically (no pandas index)."""
-    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata(None)
-    with atomic_path(path, mode) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
-    return Path(path)
-
-
-def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Path:
-    """Write a frame to CSV atomically (UTF-8, no index), no text a spreadsheet would run as
-    a formula (:func:`riskcap.data.write.csv_frame`)."""
-    from riskcap.data.write import csv_frame
-
-    with atomic_path(path, mode) as tmp:
-        csv_frame(df).to_csv(tmp, index=False, lineterminator="\n")
-    return Path(path)
-
-
-def write_json(obj, path: str | Path, mode: int | None = None) -> Path:
-    """Write JSON atomically with sorted keys, so equal content gives equal bytes."""
-    with atomic_path(path, mode) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-    return Path(path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (pd.Timestamp,)):
-        return value.date().isoformat()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def table_names() -> list[str]:
     """Names of the contract's tables, in pipeline order."""
     return list(TABLES)
 
 
-# --- Reading ---------------------------------------------------------------------
+# --- Whole tables ---------------------------------------------------------------------
 
 _ARROW_KIND = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(), "bool": pa.bool_()}
 
 
-def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: list[str] | None = None) -> pa.Table:
+def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: list[str] | None = None,
+             codes: bool = False) -> pa.Table:
     """Read a parquet file/dataset or UTF-8 CSV into an arrow table, without coercion.
 
     CSV columns of the contract (or ``text``) are read as text (so :func:`coerce` can count and
-    show every bad value instead of failing on the first). Raises DataError naming the file when
-    it is unreadable, truncated or not UTF-8 (with the line of the first invalid byte).
+    show every bad value instead of failing on the first). ``codes``: parquet text columns are
+    read dictionary-encoded (each distinct value decoded once, not once a row). Raises
+    DataError naming the file when it is unreadable, truncated or not UTF-8 (with the line of
+    the first invalid byte).
     """
     path = Path(path)
     try:
@@ -213,9 +89,24 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: l
             if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
                 raise DataError(_not_utf8_message(path))
             return table
-        return pq.read_table(path, columns=columns, filters=filters)
+        coded = [f.name for f in parquet_schema(path) if _is_text(f.type)] if codes else None
+        return pq.read_table(path, columns=columns, filters=filters, read_dictionary=coded)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         raise cannot_read(path, exc) from exc
+
+
+def parquet_schema(path: Path) -> pa.Schema:
+    """The arrow schema of a parquet file or dataset directory (only its metadata is read);
+    DataError (:func:`cannot_read`) when it cannot be read."""
+    path = Path(path)
+    try:
+        return pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise cannot_read(path, exc) from exc
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def cannot_read(path: Path, exc: Exception) -> DataError:
@@ -386,6 +277,36 @@ def read_optional_table(data_dir: str | Path, name: str, columns: list[str] | No
     return read_table(data_dir, name, columns=columns, filters=filters)
 
 
+def read_rows_of(data_dir, name: str, person_ids, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows of contract table ``name`` belonging to ``person_ids``, with contract dtypes.
+
+    For parquet the person filter is pushed down and text columns are read
+    dictionary-encoded (decoded after filtering, so only the listed people's strings are
+    decoded) and kept as categories. CSV tables are read whole.
+    """
+    ids = np.unique(np.asarray(person_ids, dtype=np.int64))
+    path = table_path(data_dir, name)
+    if path.suffix == ".csv":
+        frame = read_table(data_dir, name, columns=columns)
+        return frame.loc[frame["person_id"].isin(ids)].reset_index(drop=True)
+    wanted = ids.tolist() if len(ids) else [int(np.iinfo(np.int64).min)]
+    table = read_raw(path, columns=columns, filters=[("person_id", "in", wanted)], codes=True).unify_dictionaries()
+    coded = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+    frame = coerce(table.drop_columns(coded), name, path)
+    for col in coded:  # keep codes as categories (fast downstream); clean like the contract's text
+        frame[col] = _clean_text_categories(table.column(col).to_pandas())
+    return frame[table.column_names]
+
+
+def _clean_text_categories(values: pd.Series) -> pd.Series:
+    """Categorical text with stripped categories and empty text as null (as :func:`coerce`)."""
+    cats = pd.Series(values.cat.categories).astype("string").str.strip()
+    if cats.duplicated().any() or (cats == "").any() or cats.isna().any():
+        out = values.astype("string").str.strip()
+        return out.mask(out == "")
+    return values.cat.rename_categories(cats.tolist())
+
+
 def days(dates: pd.Series) -> np.ndarray:
     """Dates as int32 days since 1970-01-01 (NaT becomes INT32_MIN)."""
     values = dates.to_numpy(dtype="datetime64[D]")
@@ -436,3 +357,198 @@ def _date32_days(arr: pa.ChunkedArray, missing: int, dtype=np.int64) -> np.ndarr
             np.copyto(part, fill, where=valid == 0)
         pos += n
     return out
+
+
+INT64_MIN = int(np.iinfo(np.int64).min)
+INT64_MAX = int(np.iinfo(np.int64).max)
+#: Tables read by person_id range (practices and practice_changes are small and read whole by
+#: every partition); registrations is optional (:func:`person_tables`).
+PERSON_TABLES = ("persons", "conditions", "activity", "registrations")
+#: Tables every partition reads whole; their facts are the first partition's to report.
+WHOLE_TABLES = ("practices", "practice_changes")
+
+
+def person_tables(data_dir: str | Path) -> list[str]:
+    """The person tables ``data_dir`` has (the optional registrations only when present)."""
+    out = []
+    for name in PERSON_TABLES:
+        try:
+            table_path(data_dir, name)
+        except DataError:
+            if name in OPTIONAL_TABLES:
+                continue
+        out.append(name)
+    return out
+
+_BATCH_ROWS = 1 << 20
+
+
+# --- One person_id range ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class PersonRange:
+    """Partition ``index``: the rows with ``first <= person_id < stop``.
+
+    The first range starts at the minimum int64 and also holds rows with no person_id; the
+    last ends at the maximum int64 and includes it, so every row falls in exactly one range.
+    ``persons_rows``: how many persons rows (with a person_id) it holds, when planned from them.
+    """
+
+    index: int
+    first: int
+    stop: int
+    persons_rows: int | None = field(default=None, compare=False)
+
+    @property
+    def is_first(self) -> bool:
+        return self.first == INT64_MIN
+
+    @property
+    def is_whole(self) -> bool:
+        """True for the one range of a single-partition plan (everyone)."""
+        return self.first == INT64_MIN and self.stop == INT64_MAX
+
+    def mask(self, person_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Which of these ids fall in the range (nulls in the first range only)."""
+        inside = pc.greater_equal(person_id, pa.scalar(self.first, pa.int64()))
+        if self.stop != INT64_MAX:
+            inside = pc.and_(inside, pc.less(person_id, pa.scalar(self.stop, pa.int64())))
+        return pc.fill_null(inside, self.is_first).to_numpy(zero_copy_only=False)
+
+
+def parquet_files(path: Path) -> list[str]:
+    """The parquet files of a table in the order :func:`riskcap.data.read.read_raw` concatenates them."""
+    if path.is_file():
+        return [str(path)]
+    return list(pq.ParquetDataset(path).files)
+
+
+def _row_groups(path: Path):
+    """(file, ParquetFile, first row of the file in the table, person_id column index) per file."""
+    offset = 0
+    for file in parquet_files(path):
+        pf = pq.ParquetFile(file)
+        names = [pf.metadata.schema.column(i).path for i in range(pf.metadata.num_columns)]
+        yield file, pf, offset, names.index("person_id")
+        offset += pf.metadata.num_rows
+
+
+def _overlaps(rg_meta, column: int, part: PersonRange) -> bool:
+    """Whether a row group may hold rows of ``part`` (True when its statistics cannot say)."""
+    stats = rg_meta.column(column).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    nulls = not stats.has_null_count or stats.null_count > 0
+    if nulls and part.is_first:
+        return True
+    return stats.max >= part.first and (part.stop == INT64_MAX or stats.min < part.stop)
+
+
+def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = None,
+               codes: bool = False) -> tuple[pa.Table, np.ndarray]:
+    """The rows of a parquet table in ``part``, with their 0-based row numbers in the table.
+
+    Row groups whose statistics rule the range out are skipped; the rest are decoded in
+    batches and filtered, so memory holds the partition's rows plus one batch. ``codes``:
+    text columns with a small dictionary (:func:`_coded_text` of the first file) stay
+    dictionary-encoded, as parquet stores them, instead of being decoded to text.
+    """
+    path = Path(path)
+    batches, labels, schema, plain = [], [], None, None
+    try:
+        for file, pf, offset, column in _row_groups(path):
+            first = schema is None
+            if first:
+                plain = pf.schema_arrow.remove_metadata()
+                plain = schema = plain if columns is None else pa.schema([plain.field(c) for c in columns])
+            coded = _coded_text(pf, plain)
+            if first and codes:
+                schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable)
+                                    if f.name in coded else f for f in plain])
+            if coded:  # decoded to dictionaries (cheap) and filtered, then text again unless codes
+                pf = pq.ParquetFile(file, metadata=pf.metadata, read_dictionary=coded)
+            group_start = offset
+            for g in range(pf.metadata.num_row_groups):
+                meta = pf.metadata.row_group(g)
+                if not _overlaps(meta, column, part):
+                    group_start += meta.num_rows
+                    continue
+                needed = _rows_before_stop(pf, g, meta, column, part)
+                start = group_start
+                for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=columns):
+                    mask = part.mask(batch.column(batch.schema.get_field_index("person_id")))
+                    if mask.all():
+                        batches.append(_as_schema(batch, schema))
+                    elif mask.any():
+                        batches.append(_as_schema(batch.filter(pa.array(mask)), schema))
+                    labels.append(start + np.flatnonzero(mask))
+                    start += batch.num_rows
+                    if start - group_start >= needed:  # the rest of the group is past the range: not decoded
+                        break
+                group_start += meta.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise cannot_read(path, exc) from exc
+    table = pa.Table.from_batches([b.replace_schema_metadata(None) for b in batches], schema=schema)
+    return table, (np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64))
+
+
+def _rows_before_stop(pf: pq.ParquetFile, g: int, meta, column: int, part: PersonRange) -> int:
+    """How many leading rows of row group ``g`` can hold rows of ``part``: all of them, unless the
+    group runs past the range's stop with its person_ids sorted and not null (the usual layout of
+    a table sorted by person_id), when the rows from the first id >= stop on need not be decoded.
+    Only the person_id column is read to tell."""
+    stats = meta.column(column).statistics
+    if part.stop == INT64_MAX or stats is None or not stats.has_min_max or stats.max < part.stop:
+        return meta.num_rows
+    ids = pf.read_row_group(g, columns=["person_id"]).column(0)
+    if ids.null_count:
+        return meta.num_rows
+    ids = ids.to_numpy()
+    if not (ids[1:] >= ids[:-1]).all():
+        return meta.num_rows
+    return int(np.searchsorted(ids, part.stop, side="left"))
+
+
+#: A text column whose dictionary page is at most this many bytes in every row group (a few
+#: codes, e.g. setting or sex) is read as a dictionary; others (e.g. NHS numbers) as text.
+_SMALL_DICTIONARY = 16384
+
+
+def _coded_text(pf: pq.ParquetFile, schema: pa.Schema) -> list[str]:
+    """The text columns of ``schema`` that are dictionary-encoded with a small dictionary in every
+    row group of ``pf``: read as dictionaries, they decode without building every string."""
+    meta = pf.metadata
+    paths = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    out = []
+    for fld in schema:
+        if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)) or fld.name not in paths:
+            continue
+        k = paths[fld.name]
+        small = True
+        for g in range(meta.num_row_groups):
+            chunk = meta.row_group(g).column(k)
+            page = chunk.dictionary_page_offset
+            size = None if page is None else chunk.data_page_offset - page
+            if not chunk.has_dictionary_page or size is None or not 0 <= size <= _SMALL_DICTIONARY:
+                small = False
+                break
+        if small:
+            out.append(fld.name)
+    return out
+
+
+def _as_schema(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with each column of the type in ``schema``: dictionaries decoded, or text
+    encoded, where the two differ (files of a dataset may be encoded differently)."""
+    arrays = []
+    for name, array in zip(batch.schema.names, batch.columns):
+        expected = schema.field(name).type
+        if array.type != expected:
+            if pa.types.is_dictionary(array.type):
+                array = array.dictionary_decode()
+            if pa.types.is_dictionary(expected):
+                array = array.cast(expected.value_type).dictionary_encode()
+            elif array.type != expected:
+                array = array.cast(expected)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in batch.schema.names]))

@@ -4,14 +4,15 @@ Every whole-population command is written as *map a partition function over part
 tasks, then combine the results in task order on the driver*:
 
     engine = get_engine(name, scheduler)           # "local" or "dask"
-    for result in engine.map(fn, tasks, model=files):
+    for result in engine.map(fn, tasks, run=context):
         combine(result)                            # results arrive in the order of tasks
 
-- ``fn(task, **shared)`` is a module-level function of plain, picklable arguments (paths,
-  a :class:`riskcap.partitions.PersonRange`, dates, config dicts, model file bytes). It reads
-  its own partition and returns a small result (a frame or arrays); it never writes outputs.
-- ``shared`` values are the same for every task (e.g. a model's file bytes); an engine
-  ships them to its workers once.
+- ``fn(task, **shared)`` is a module-level function of plain, picklable arguments: the task
+  (a :class:`riskcap.data.read.PersonRange`, or a partition in memory) and, by name, the
+  run's shared values, above all its :class:`~riskcap.stream.context.RunContext` (paths,
+  dates, checking, model file bytes). It reads its own partition and returns a small result
+  (a frame or arrays); it never writes outputs.
+- ``shared`` values are the same for every task; an engine ships them to its workers once.
 - Outputs are written by the driver only, atomically, after the last result: a failed run
   leaves no partial output, and because results are combined in task order the answer does
   not depend on the engine, the number of workers or which worker ran which task.
@@ -25,7 +26,6 @@ from riskcap.errors import ConfigError
 from riskcap.stream.memory import keep_freed_memory
 
 ENGINES = ("local", "dask")
-INSTALL_DASK = "pip install 'riskcap[dask]'"
 
 
 class LocalEngine:
@@ -56,20 +56,7 @@ def get_engine(name: str = "local", scheduler: str | None = None):
             raise ConfigError("--scheduler is only used with --engine dask")
         return LocalEngine()
     if name == "dask":
-        from riskcap.engines.dask import DaskEngine  # noqa: PLC0415 - optional extra
+        from riskcap.stream.dask import DaskEngine  # noqa: PLC0415 - optional extra
 
         return DaskEngine(scheduler)
     raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-
-
-def engine_options(f):
-    """The ``--engine`` and ``--scheduler`` options shared by the whole-population commands."""
-    import click
-
-    f = click.option("--scheduler", default=None, metavar="ADDRESS",
-                     help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); with --engine dask and no "
-                          "address a local cluster is started on this machine.")(f)
-    f = click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="local", show_default=True,
-                     help="local: partitions one after another in this process; dask: on a Dask cluster "
-                          "(pip install 'riskcap[dask]'). Same answer either way.")(f)
-    return f

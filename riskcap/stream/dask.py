@@ -2,7 +2,7 @@
 
 ``DaskEngine(address)`` connects to a running scheduler; ``DaskEngine(None)`` starts a
 :class:`distributed.LocalCluster` on loopback (worker processes, one thread each) and closes
-it with the engine. :meth:`DaskEngine.map` keeps the contract of :mod:`riskcap.engines`:
+it with the engine. :meth:`DaskEngine.map` keeps the contract of :mod:`riskcap.stream.engines`:
 
 - ``shared`` values are scattered to every worker (broadcast) once per distinct content for
   the engine's life, and reach each task as the worker's own copy, never pickled per task;
@@ -11,7 +11,7 @@ it with the engine. :meth:`DaskEngine.map` keeps the contract of :mod:`riskcap.e
 - a task that raises re-raises the same exception type and message on the driver;
 - a task whose worker dies is rerun elsewhere by the scheduler (``allowed_failures`` times);
   after that, or when no worker is left for ``no_workers_timeout`` seconds, the map raises
-  :class:`~riskcap.engines.EngineError` naming the task;
+  :class:`~riskcap.stream.engines.EngineError` naming the task;
 - a task the scheduler cancels because a shared value was lost with the worker that held it
   is resubmitted with the value scattered again (:data:`RESUBMITS` times);
 - each task runs with one numba thread and the streaming memory policy, and local workers
@@ -30,8 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
-from riskcap.engines import INSTALL_DASK
-from riskcap.errors import EngineError, EngineUnavailable
+from riskcap.errors import INSTALL_DASK, EngineError, EngineUnavailable
 from riskcap.stream.memory import keep_freed_memory
 from riskcap.stream.threads import numba_threads
 
