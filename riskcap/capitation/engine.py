@@ -125,7 +125,7 @@ class ScenarioResult:
 
     def lever_frames(self) -> dict[str, pd.DataFrame]:
         """Per-practice tables of the levers this scenario sets, by output name (stop_loss, risk_pools,
-        withhold_outcome)."""
+        withhold_outcome, components, coding_intensity): each is written as ``<name>.csv``."""
         out = {}
         if self.stop_loss is not None:
             out["stop_loss"] = stoploss.practice_frame(self.scenario, self.population, self.stop_loss)
@@ -135,6 +135,10 @@ class ScenarioResult:
             out["withhold_outcome"] = withhold.practice_frame(self.scenario, self.population,
                                                               self.budgets.withhold_by_practice,
                                                               self.budgets.withhold_outcome)
+        if self.budgets.components is not None:
+            out["components"] = self.components_frame()
+        if self.budgets.coding is not None:
+            out["coding_intensity"] = self.coding_frame()
         return out
 
     # --- tables ----------------------------------------------------------------------

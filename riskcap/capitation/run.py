@@ -78,7 +78,7 @@ class RunResult:
     #: practices of the practices table with no one on their list in the outcome year, and why
     practices_without_people: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["practice_code", "icb_code", "reason"]))
-    #: per-practice tables of the issue 19 levers scenarios set (stop_loss, risk_pools, withhold_outcome)
+    #: per-practice tables of the issue 19 levers scenarios set (ScenarioResult.lever_frames)
     levers: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def summary(self, inputs: dict | None = None) -> dict:
@@ -544,12 +544,6 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
         write_csv(run.pace_path, out / "pace_path.csv")
     for name, frame in run.levers.items():
         write_csv(frame, out / f"{name}.csv")
-    components = [f for f in (r.components_frame() for r in run.results) if f is not None]
-    if components:  # issue 19: component budgets per practice
-        write_csv(pd.concat(components, ignore_index=True), out / "components.csv")
-    coding = [f for f in (r.coding_frame() for r in run.results) if f is not None]
-    if coding:  # issue 19: the coding-intensity safeguard per practice
-        write_csv(pd.concat(coding, ignore_index=True), out / "coding_intensity.csv")
     write_json(run.summary(inputs), out / "summary.json")
     for result in run.results:
         name = result.scenario.name
@@ -564,10 +558,6 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             write_csv(result.pace_path_frame(), folder / "pace_path.csv")
         for table, frame in result.lever_frames().items():
             write_csv(frame, folder / f"{table}.csv")
-        if result.budgets.components is not None:
-            write_csv(result.components_frame(), folder / "components.csv")
-        if result.budgets.coding is not None:
-            write_csv(result.coding_frame(), folder / "coding_intensity.csv")
         write_json({"inputs": inputs or {}, "source": result.scenario.source, **result.summary()},
                    folder / "summary.json")
         with atomic_path(folder / "scenario.yaml") as tmp:
