@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from riskcap.capitation import accuracy
 from riskcap.capitation.engine import evaluate
 from riskcap.capitation.money import PPM
-from riskcap.capitation.population import Population, attach_scores, kth_smallest
+from riskcap.capitation.population import Population, attach_scores
+from riskcap.capitation.tails import kth_smallest
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import assign_need_groups, load_scheme
 from riskcap.capitation.settlement import settle
@@ -247,9 +248,9 @@ def test_kth_smallest_is_exact(values, q, sample_above):
 
 @pytest.mark.parametrize("sample_above", [10**9, 100])  # numpy.partition, and the sampled tail
 def test_cap_is_the_nearest_rank_percentile_and_excess_is_per_cell(population_frames, monkeypatch, sample_above):
-    from riskcap.capitation import population as population_module
+    from riskcap.capitation import tails
 
-    monkeypatch.setattr(population_module, "SAMPLE_ABOVE", sample_above)
+    monkeypatch.setattr(tails, "SAMPLE_ABOVE", sample_above)
     features, practices = population_frames
     pop = population(features, practices)
     ordered = np.sort(pop.person_base)
