@@ -94,7 +94,7 @@ class ScenarioResult:
 
     def lever_summary(self) -> dict:
         """Summary lines of the issue 19 levers a scenario sets (none by default: outputs unchanged)."""
-        out = {}
+        b, out = self.budgets, {}
         if self.stop_loss is not None:
             out.update(stoploss.summary(self.stop_loss, self.tariffs.stop_loss_loading_pence))
         if self.pooled is not None:
@@ -102,11 +102,10 @@ class ScenarioResult:
             out["risk_pools"] = int(len(self.pooled.unit_codes))
             out["risk_pool_transfer_pence"] = int(np.abs(self.pooled.settlement.provider_share_pence
                                                          - self.pooled.pooled_provider).sum() // 2)
-        if self.budgets.withhold_outcome is not None:
+        if b.withhold_outcome is not None:
             out["withhold_measure"] = self.scenario.withhold_by_outcome.measure
-            out["withhold_practices_earning_all"] = int(sum(f == 1 for f in self.budgets.withhold_outcome.share))
-            out["withhold_practices_earning_none"] = int(sum(f == 0 for f in self.budgets.withhold_outcome.share))
-        b = self.budgets
+            out["withhold_practices_earning_all"] = int(sum(f == 1 for f in b.withhold_outcome.share))
+            out["withhold_practices_earning_none"] = int(sum(f == 0 for f in b.withhold_outcome.share))
         if b.components is not None:
             out["components"] = b.components.summary()
         if b.inequalities is not None:
