@@ -1,24 +1,10 @@
-"""The finance workbook: practice budgets per scenario, comparison, tariffs, settlement, assumptions.
+"""The finance workbook: practice budgets per scenario, comparison, tariffs, settlement,
+accuracy, the levers' sheets and the assumptions (sheet by sheet: ``docs/report.md``).
 
-Sheets, in order:
-
-- ``Comparison``: one row per scenario (envelope in pence and pounds, top-slices, pool,
-  settlement shares, accuracy);
-- one sheet per scenario (named after it): practice budgets in whole pence and in pounds,
-  per head, target, current, distance from target, withhold, change vs baseline; a totals
-  row, the scenario's envelope and a check that the budgets add up to it to the penny (a
-  stored value, and an Excel formula that re-checks the listed budgets if anyone edits them);
-- ``Tariffs``: each scenario's need-group tariffs;
-- ``Settlement``: each scenario's per-practice settlement (predictive ratio per practice);
-- ``Accuracy``: each scenario's predictive ratio by need group and overall, with its noise
-  and the tariff method that priced it;
-- a sheet per lever some scenario sets (:data:`riskcap.report.levers.LEVERS`);
-- ``Assumptions``: every scenario parameter (dotted keys, defaults filled in) side by side,
-  the run's dates and the SHA-256 of every data and model file.
-
-Header rows are bold and frozen, columns have set widths and money has number formats
-(pence ``#,##0``, pounds ``#,##0.00``). Document dates are fixed to the run's index date and
-zip entries are normalised, so the same run outputs give the same bytes.
+Each scenario's budget sheet ends with a check that the budgets add up to the envelope to the
+penny (a stored value, and an Excel formula that re-checks them if anyone edits a budget).
+Document dates are fixed to the run's index date and zip entries are normalised, so the same
+run outputs give the same bytes.
 """
 from __future__ import annotations
 
