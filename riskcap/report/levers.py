@@ -1,4 +1,4 @@
-"""The issue 19 levers in the report and the workbook, each described once (:data:`LEVERS`).
+"""The policy levers in the report and the workbook, each described once (:data:`LEVERS`).
 
 A lever shows only when some scenario of the run sets it (its keys in the scenario's
 ``summary.json`` entry, or its per-practice table in the capitation output), so runs without
