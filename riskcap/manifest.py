@@ -3,24 +3,9 @@
 Every run directory holds ``manifest.json`` with the command line, riskcap and dependency
 versions, seed, the index dates used and where each came from, input fingerprints (size and
 SHA-256), config contents, model fingerprints, output files with their SHA-256, and
-start/end times. :func:`verify_run` re-checks outputs.
-
-What riskcap writes into (``docs/security.md``):
-
-- A run folder (``--out`` of train, evaluate, casefind, capitation run|sweep, demo) must be
-  new, empty, or an earlier riskcap run's folder (its ``manifest.json`` says so); anything
-  else is refused, so riskcap never overwrites, deletes or changes the permissions of files
-  it did not write. Symbolic links inside it are refused too (nothing is written through
-  one). From the moment a run claims its folder until it finishes, ``manifest.json`` says
-  the run is unfinished (so a killed run's folder is recognised by its rerun, and
-  ``verify`` says it did not finish).
-- The manifest lists only the files this run wrote (new or replaced since it started):
-  regular files inside the folder, never links, devices or pipes. Outputs of the earlier
-  run that this one did not write again are removed, but only when they still have the
-  SHA-256 that run recorded (provably riskcap's own).
-- A single output file (``score --out``, ``validate --summary``, ``report --out``) is
-  replaced only when it is a regular file that riskcap recognises as its own output of that
-  kind (:func:`claim_file`).
+start/end times. :func:`verify_run` re-checks outputs. What riskcap may write into (a run
+folder it made, or a single output file it recognises: :func:`claim_file`) is in
+``docs/security.md``, "How ``--out`` is treated".
 """
 from __future__ import annotations
 

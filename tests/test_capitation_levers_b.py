@@ -307,9 +307,9 @@ def test_the_safeguard_finds_the_practices_the_generator_made_code_up(tmp_path):
     assert (change[sorted(coders)] < 0).all()  # normalised: their budgets go down
     assert int(budgets[budgets["scenario"] == "coding_intensity"]["budget_pence"].sum()) == summary["envelope_pence"]
     from riskcap.report.outputs import read_run
-    from riskcap.report.sections import lever_tables
+    from riskcap.report.levers import lever_tables
 
-    tables = lever_tables(read_run(tmp_path / "demo").capitation)
+    tables = lever_tables(read_run(tmp_path / "demo").capitation, "budgets")
     table = next(t for t in tables if t.title == "Coding-intensity safeguard")
     assert table.rows[0][0] == "coding_intensity" and set(table.rows[0][3].split(", ")) == coders
 

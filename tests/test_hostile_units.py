@@ -372,11 +372,11 @@ def test_report_plots_draw_any_label_as_text(label):
 def test_workbook_cells_drop_characters_xml_cannot_hold(tmp_path):
     from openpyxl import Workbook
 
-    from riskcap.report.workbook import Column, _write_table
+    from riskcap.report.xlsx import Column, sheet_table
 
     wb = Workbook()
     frame = pd.DataFrame({"name": ["a\0b\x07c", "ok"]})
-    _write_table(wb.active, frame, [Column("name", "name")])
+    sheet_table(wb.active, frame, [Column("name", "name")])
     wb.save(tmp_path / "w.xlsx")
     assert wb.active.cell(row=2, column=1).value == "abc"
     assert stat.S_ISREG((tmp_path / "w.xlsx").stat().st_mode)

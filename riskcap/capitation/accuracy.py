@@ -1,20 +1,6 @@
-"""How well budgets matched outturn: predictive ratios, share within +/-10 %, R-squared.
-
-* **Predictive ratio** = actual / budget (budget here is the settlement basis: budget plus
-  withhold earned). 1.0 is a perfect match; above 1 the budget was too small.
-* **Within +/-10 %**: practices with ``|ratio - 1| <= 0.10``.
-* **Practice-level R-squared** = ``1 - sum (actual - budget)^2 / sum (actual - mean actual)^2``
-  over practices: the share of the variation in practice outturn the budgets explain (it can
-  be negative when budgets are worse than giving every practice the mean).
-* **By need group**: each practice's basis is divided over its need groups in proportion to
-  the mode's weights (tariff x list days, need x list days, or their blend), then summed per
-  group; the ratio is the group's actual cost over that allocation.
-* **Noise** (``ratio_se``): the standard error of a ratio from the spread of people's costs
-  around their group's cost per registered day, in the outcome year and in the tariff year
-  (:func:`spread`; the ratio-estimator variance ``sum (x_i - r d_i)^2 / (sum d_i)^2``, with
-  costs in whole pounds). The two years share most people, whose errors partly cancel, so it
-  errs on the wide side. ``z = (ratio - 1) / ratio_se``: a group more than about 2 from 0 is
-  off by more than its own noise.
+"""How well budgets matched outturn: predictive ratios (actual / basis) by need group and by
+practice, the share within +/-10 %, practice-level R-squared and each ratio's noise
+(``ratio_se``, ``z``). Definitions: ``docs/capitation.md``, "Accuracy".
 """
 from __future__ import annotations
 

@@ -1,33 +1,10 @@
 """Practice budgets: tariff, fair-share and blended modes, top-slices and pace of change.
 
-All amounts are whole pence and every split adds up exactly (largest remainder, ties to the
-lower practice_code; see :mod:`riskcap.capitation.money`):
-
-1. **Gross envelope.** Tariff mode: ``round_half_up(sum_p W_p / 365)`` with practice weight
-   ``W_p = sum_g tariff_g x list_days_pg`` (people's days on the list in the outcome year, so
-   a person registered half the year counts half). Fair shares and blend: the scenario's
-   ``envelope_gbp``, or the tariff-mode gross when it is not given (same money, shared
-   differently).
-2. **Top-slices.** ``contingency = round_half_up(gross x rate)``, likewise the outcome
-   withhold; the **envelope** shared by practices is ``gross - contingency - withhold``.
-3. **Targets.** The envelope is split by weights: tariff mode ``W_p``; fair shares the summed
-   need ``sum_i need_pence_i x list_days_i`` (need = predicted next-year cost; people without
-   one among people with one, e.g. joiners after T, at their group tariff, counted in the mode
-   label; with no predictions at all, everyone's group tariff as a labelled fallback); blend ``a x B_tariff + (1 - a) x B_fair``
-   (the two allocations in pence, ``a`` the tariff weight).
-4. **Current** budgets are each practice's base-year in-scope spend scaled to the envelope;
-   distance from target is ``(current - target) / target``.
-5. **Pace of change** (optional): ``current + step x (target - current)``, growth on current
-   kept within [min, max] (practices without base-year spend are not limited), rescaled to
-   the envelope by one common factor, then re-allocated to the penny. With ``years: N`` the
-   path over N years is also reported (each year starts from the last, same envelope).
-6. The withhold is shared in proportion to the final budgets; ``withhold_earned_pct`` of it
-   is assumed earned back in the settlement back-test, or each practice earns its own share by
-   a measured outcome (``withhold_earned_by``: :mod:`riskcap.capitation.withhold`).
-7. Levers (issue 19, docs/capitation.md): the health-inequalities adjustment
-   (:mod:`.inequalities`) and the coding-intensity normalisation (:mod:`.coding`) reweight the
-   split in step 3; component budgets (:mod:`.components`) replace it; a growing envelope
-   (:func:`growing_envelope_path`) changes what the pace of change starts from.
+All amounts are whole pence and every split adds up exactly (largest remainder:
+:mod:`riskcap.capitation.money`). The steps (gross envelope, top-slices, targets, current,
+pace of change, withhold) are in ``docs/capitation.md``, "Practice budgets"; the levers that
+reweight or replace the split (:mod:`.inequalities`, :mod:`.coding`, :mod:`.components`) and
+the growing envelope (:func:`growing_envelope_path`) under "Policy levers".
 """
 from __future__ import annotations
 

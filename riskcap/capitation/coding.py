@@ -1,26 +1,9 @@
 """Coding-intensity safeguard: practices whose disease registers grow faster than their ICB's.
 
-Grouping and need follow the registers practices keep, so a practice that codes more (a
-backlog recorded, borderline cases added) gains budget without its people being sicker. The
-safeguard compares each practice's **age-sex-standardised** register entries with its ICB's
-in the base year (people registered a year before T) and the current year (people registered
-at T):
-
-* per practice p and year y: observed entries ``O_py`` (the disease registers of the LTC count
-  and frailty, summed over its people) and expected entries ``E_py = sum_b people_pyb x r_b``,
-  with ``r_b`` the ICB's base-year entries per person in age-sex band b (5-year bands to 90+,
-  by sex): the same standard in both years (indirect standardisation);
-* the practice's **standardised growth** ``G_p = (O_p1 / E_p1) / (O_p0 / E_p0) - 1``: its
-  register growth with its own age-sex change taken out;
-* the ICB's growth ``G_icb`` = the median of its practices' ``G_p`` (a median, so the few
-  practices coding up, large ones included, do not move the yardstick they are measured by);
-* **excess growth** ``x_p = (1 + G_p) / (1 + G_icb) - 1``.
-
-``budget.coding_intensity`` reports this per practice, flags practices with ``x_p`` above
-``flag_threshold_pct`` for audit and, with ``normalise_pct`` = k, divides the practice's share
-weight (its risk-adjusted need: tariff or need x list days) by ``1 + k x max(x_p, 0)`` before
-the envelope is shared, as CMS's coding-intensity adjustment scales risk scores down (there a
-uniform percentage; here each practice's measured excess).
+A practice that codes more gains budget without its people being sicker. Each practice's
+age-sex-standardised register growth is compared with its ICB's median practice; practices
+above ``flag_threshold_pct`` are flagged and, with ``normalise_pct``, their share weight is
+scaled down by their excess. The formulas: ``docs/capitation.md``, "Coding-intensity safeguard".
 """
 from __future__ import annotations
 

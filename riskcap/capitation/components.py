@@ -1,21 +1,10 @@
-"""Component budgets: the envelope split into acute, community, mental health, prescribing,
-primary care (or any components a scenario names), each with its own tariff table and need basis.
+"""Component budgets: the envelope split into components (acute, community, mental health,
+prescribing, primary care, or any a scenario names), each a set of settings with its own
+tariffs and need basis.
 
-A component is a set of the scenario's settings (``budget.components``; every setting in exactly
-one component). Its population is the scenario's, costed over those settings only (the run
-aggregates one :class:`~riskcap.capitation.population.Population` per component's settings), so:
-
-1. **Component tariffs** ``tariff_gc`` are priced as the scenario's tariffs (same uplift), from
-   the component's costs alone and without the individual cap (the cap and the high-cost pool
-   apply to a person's whole in-scope cost, i.e. to the total).
-2. **Component envelopes.** The envelope (after top-slices) is split over components by their
-   tariff totals ``T_c = sum_p sum_g tariff_gc x list_days_pg`` (largest remainder, ties to the
-   earlier component): ``sum_c E_c`` is the envelope exactly.
-3. **Component targets.** ``E_c`` is split over practices by the component's need basis:
-   ``group_tariff`` its own tariffs x list days; ``list_size`` list days (a flat amount per
-   registered day); ``predicted_cost`` predicted next-year cost x list days (a cost scores file).
-4. A practice's target is the sum of its component targets; after a pace of change its budget
-   is divided over components in proportion to its component targets (largest remainder).
+Component envelopes are shared by the components' tariff totals and each is shared over
+practices by its own need basis; a practice's budget is divided over components in proportion
+to its component targets (``docs/capitation.md``, "Component budgets").
 """
 from __future__ import annotations
 

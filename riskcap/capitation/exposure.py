@@ -1,17 +1,8 @@
-"""Days on the lists and costs charged by the day, for one partition (issue 18).
+"""Days on the lists and costs charged by the day, for one partition.
 
-Capitation works on two years around the index date T:
-
-* the **tariff year** ``[T0, T)``, ``T0`` = T less one calendar year (:func:`tariff_start`; 366
-  days when it holds a 29 February, costs being priced per day): the people registered at ``T0`` (grouped with their
-  features then), their days registered anywhere in the ICB in that year and the cost of their
-  activity on those days: what a group costs per registered day, looking forward;
-* the **outcome year** ``[T, T + 365)``: everyone on a list on any of its days (registered at T,
-  or joining later), grouped at T. Each registration period's days go to its practice (budgets
-  are pro-rated by them), and each activity row's cost to the practice the person was
-  registered with on the row's start day, or to the ICB's **unregistered** line when they were
-  on no list that day (between lists, after leaving, before registering).
-
+The tariff year ``[T0, T)`` prices groups from the people registered at ``T0``; the outcome
+year ``[T, T + 365)`` charges each activity row to the practice the person was on the list of
+that day, or to the ICB's unregistered line (``docs/capitation.md``, "Timing").
 :func:`exposure_of` finds all of it with :meth:`riskcap.registrations.Periods.on`; it does not
 depend on the need-group scheme or the in-scope settings (costs are kept per setting), so one
 exposure serves every (scheme, settings) of a run.

@@ -1,18 +1,8 @@
 """Health-inequalities (unmet need) adjustment by deprivation, in the form NHS England uses.
 
-NHS England's allocations share a fixed part of the money (the *weight*: 10 % of core ICB
-allocations, 15 % of primary medical care) by need multiplied by an index of unmet need (the
-standardised mortality ratio under 75), and the rest by need alone; the adjustment moves money
-between areas without changing the total. Here the index is given per IMD decile or quintile
-(``budget.inequalities``), and each person's weight in the split of the envelope is
-
-    weight_i x A_b,   A_b = (1 - w) + w x index_b / I,   I = sum_i weight_i index_b(i) / sum_i weight_i
-
-with ``weight_i`` the person's share basis (group tariff x list days for ``apply_to: tariffs``;
-need x list days for ``apply_to: fair_shares``), ``b`` their band and ``w`` the weight. ``I`` is
-the weighted mean index, so ``sum_i weight_i A_b = sum_i weight_i``: the gross envelope is
-unchanged and the adjustment only moves money towards bands with an index above the mean.
-Practices' adjusted weights are ``sum_b S_pb A_b`` (``S_pb``: the practice's basis in band b).
+A weight of the money is shared by need x an index of unmet need per IMD band, normalised by
+the weighted mean index so the envelope is unchanged and money only moves between practices
+(``docs/capitation.md``, "Health-inequalities adjustment").
 """
 from __future__ import annotations
 

@@ -1,27 +1,9 @@
 """Risk pooling and size-aware corridors (issue 19, lever 2).
 
-A scenario's ``risk_pool`` section says which unit the risk corridor settles:
-
-* ``level: practice`` (default): each practice alone, as :func:`~riskcap.capitation.settlement.settle`;
-* ``level: pcn``: the practices of a Primary Care Network together (``practices.pcn_code``; a
-  practice without one settles alone); ``level: icb``: every practice of an ICB together.
-
-A pool's basis, actual and variance are its members' sums; the corridor shares the pool's
-variance between payer and providers. Back to members, in whole pence by largest remainder
-in proportion to their basis: the payer's share of the pool (``payer_share_pence``), and the
-providers' share (``pooled_provider_share_pence``, what each member bears of the pool's
-result). A member's **provider side** is its own variance less its payer share (the
-settlement's ``provider_share_pence``, so ``variance = payer + provider`` still holds per
-practice); ``pool_transfer_pence = provider side - pooled provider share`` is what the other
-members carried for it (negative: what it carried for them); transfers add to zero per pool.
-
-``widen_by_size`` (optional): a unit with ``n`` people on its list (at the index date) below
-``reference_list_size`` ``N`` has a noisier variance, by ``f = min(max_factor, sqrt(N / n))``
-(rounded to a whole part per million; ``f = 1`` at or above ``N``). With ``protects: practice``
-(default) every corridor tier bound is divided by ``f``: the practice's own first band narrows
-and the payer shares its variance sooner, so a small practice is not punished for noise. With
-``protects: payer`` every bound is multiplied by ``f``, as CMS's minimum savings rate widens for
-smaller ACOs: the payer does not share what may be noise. Caps and collars are not scaled.
+``risk_pool.level`` settles the corridor per practice, PCN or ICB and shares each pool's
+result back to its members by basis (``pool_transfer_pence``: what other members carried);
+``widen_by_size`` scales the corridor's bands by a unit's noise. The rules, in whole pence:
+``docs/capitation.md``, "Risk pooling and size-aware corridors".
 """
 from __future__ import annotations
 

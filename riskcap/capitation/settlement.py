@@ -1,20 +1,8 @@
 """Year-end settlement: variance against the budget shared by a risk corridor.
 
-Per practice, in whole pence: ``variance = actual - basis`` where ``basis`` is the budget
-plus the withhold earned back, and ``actual`` is the outcome-year in-scope cost of the
-practice's people (less what the high-cost pool pays). The variance splits exactly into
-``payer_share + provider_share`` (positive = cost borne, negative = saving kept):
-
-1. **Tiers.** ``X = |variance|``. Each tier covers the band ``[from, to)`` % of basis (bounds
-   rounded down to whole pence); the payer bears ``payer_share`` of the part of ``X`` in the
-   band (marginal, like tax bands: beyond 8 % the payer bears 80 % *of that part*). Tiers for
-   overspends and underspends are separate, so corridors can be asymmetric. The payer's
-   amount is rounded half up to the penny; the provider gets the rest of ``X``.
-2. **Provider loss cap** (overspends): the provider bears at most this % of basis; the payer
-   takes the rest. **Provider gain collar** (underspends): the provider keeps at most this %
-   of basis; the payer takes the rest.
-3. **Payer exposure cap** (overspends, applied last): the payer pays at most this % of
-   basis; the provider bears the rest (even beyond its loss cap).
+Per practice, in whole pence, ``variance = actual - basis`` splits exactly into
+``payer_share + provider_share`` by marginal tiers, then the provider's loss cap and gain
+collar, then the payer's exposure cap (``docs/capitation.md``, "Settlement and risk corridors").
 """
 from __future__ import annotations
 

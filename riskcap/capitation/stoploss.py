@@ -1,20 +1,9 @@
 """Stop-loss / high-cost pool with a pound attachment point (issue 19, lever 1).
 
-A scenario's ``stop_loss`` section sets an **attachment point** ``A`` in pounds per person-year
-(contract, i.e. outcome-year, prices), the **pool's share** ``s`` of each person's cost above it,
-and optionally a **practice cap** ``C``: the most a practice bears in total of its people's
-costs above ``A`` (the pool pays the rest). All amounts whole pence (``docs/capitation.md``):
-
-* tariff year: the attachment in tariff-year prices ``A0 = round_half_up(A / (1 + cost uplift))``;
-  each person's cost above ``A0`` leaves their group's tariff base (``E`` in total), so one
-  outlier cannot move a group's tariff. The pool is funded with ``round_half_up(s x E x U)``;
-  the practices' retained share ``(1 - s) x E x U`` is spread over every group as one flat
-  **loading** per registered year, ``round_half_up((1 - s) x E x U x 365 / D)`` (``D`` the
-  tariff year's registered days, ``U`` the scenario's uplift), added to each priced tariff;
-* outcome year, per practice x group cell: excess ``e = sum_i max(o_i - A, 0)``; the pool pays
-  ``round_half_up(s x e)``; a practice whose retained excess passes ``C`` hands the part
-  above ``C`` to the pool too (split over its cells by largest remainder). Practices'
-  ``actual`` is their outturn less what the pool paid.
+Costs above the attachment point leave the group tariffs; the pool pays its share of each
+person's outcome-year cost above it, and all of a practice's share beyond the practice cap;
+practices' retained share comes back as one flat loading on every tariff. The rules, in whole
+pence: ``docs/capitation.md``, "Stop-loss with a pound attachment point".
 """
 from __future__ import annotations
 

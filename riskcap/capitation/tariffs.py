@@ -1,21 +1,8 @@
 """Year of Care group tariffs, per registered day, from the tariff year's in-scope costs.
 
-For need group g, over the people the tariffs are priced from (:class:`~riskcap.capitation.
-population.TariffBasis`; forward: the people registered a year before T, grouped then, with their
-days registered anywhere in the ICB in the following year and their costs on those days):
-
-* each person's tariff-year in-scope cost ``c_i`` (pence) is optionally capped at ``K`` = the
-  scenario's nearest-rank percentile of all ``c_i`` (:meth:`Population.cap_value`); the
-  excess ``max(c_i - K, 0)`` is funded by a commissioner-held high-cost pool (``excess:
-  pool``) or not at all (``excess: drop``);
-* ``tariff_g = round_half_up(sum_i min(c_i, K) x 365 / days_g x U)`` whole pence per
-  registered year (a registered day costs ``tariff_g / 365``), with the uplift
-  ``U = (1 + demographic growth) x (1 + cost uplift) x (1 - efficiency)`` applied exactly.
-  With the base-year basis (a features frame only) ``days_g = 365 x people_g``: the old per
-  head tariff;
-* the pool is funded with ``round_half_up(sum_i max(c_i - K, 0) x U)`` pence, and in the
-  outcome year pays each person's in-scope cost above ``K x (1 + cost uplift)`` (the cap in
-  outcome-year prices), which practices then do not carry.
+Each person's cost is optionally capped at a nearest-rank percentile (the excess funds a
+high-cost pool or is dropped), and a group's tariff is its capped cost per registered year
+times the scenario's uplift, in whole pence (``docs/capitation.md``, "Tariffs").
 """
 from __future__ import annotations
 

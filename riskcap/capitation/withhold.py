@@ -1,17 +1,9 @@
 """Outcome withhold earned per practice from a measured outcome (issue 19, lever 7).
 
-``top_slices.withhold_earned_by`` replaces the one ``withhold_earned_pct`` for everyone:
-each practice earns back a share of its withhold set by its **observed / expected** outcome.
-
-* **observed** ``O_p``: the practice's people (at the index date) with an emergency admission in
-  the outcome year (``y_emergency_12m``);
-* **expected** ``E_p = sum_g n_pg x O_g / n_g``: what its people would have had at the whole
-  population's rate in each need group (indirect standardisation by the capitation model's
-  own groups, ``n`` people, ``O`` observed);
-* **earned share** ``f_p = (none - R_p) / (none - full)`` kept within [0, 1], ``R_p = O_p / E_p``
-  (exact fractions): all earned at ``R <= full_at_ratio``, none at ``R >= none_at_ratio``. A
-  practice with no expected admissions earns it all (nothing to measure);
-* earned ``= round_half_up(withhold_p x f_p)`` pence.
+Each practice earns back a share of its withhold set by its observed / expected emergency
+admissions (expected at the population's rate in each need group), all at or below
+``full_at_ratio``, none at or above ``none_at_ratio`` (``docs/capitation.md``, "Outcome withhold
+earned per practice").
 """
 from __future__ import annotations
 

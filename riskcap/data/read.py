@@ -63,8 +63,6 @@ def table_names() -> list[str]:
 
 # --- Whole tables ---------------------------------------------------------------------
 
-_ARROW_KIND = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32(), "bool": pa.bool_()}
-
 
 def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: list[str] | None = None,
              codes: bool = False) -> pa.Table:

@@ -1,22 +1,12 @@
 """What every file riskcap writes for people to open must respect (``docs/security.md``).
 
-**Owner-only.** A file holding person-level rows (scores, need groups per person, quarantined
-rows, ``validate --summary``, case-finding lists) is created readable by its owner only,
-:data:`OWNER_ONLY`, and the folders made for such files :data:`OWNER_ONLY_DIR`
-(:func:`private_dir`). Files are created with that mode (``riskcap.data.write.atomic_path`` starts
-from a new ``0600`` file), never opened to others and closed down after.
+**Owner-only.** A file holding person-level rows is created readable by its owner only
+(:data:`OWNER_ONLY`, from a new ``0600`` file: :func:`atomic_path`), and the folders made for
+such files :data:`OWNER_ONLY_DIR` (:func:`private_dir`).
 
-**No formulas.** Text a spreadsheet would run as a formula (first character, after any
-blanks and invisible characters, ``=``, ``+``, ``-``, ``@``, their full-width and small forms
-or the minus sign U+2212, or a value starting with a tab or a carriage return) is written
-with a ``'`` in front, which spreadsheets read as "this is text", in CSV files and workbooks
-alike (:func:`to_cell`). Text that is a plain decimal number (``-5``, ``+44``, ``-0.5``,
-``1e3``) is a number to a spreadsheet, not a formula, and is written as it is. Such text
-that already starts with ``'`` gets one more, so :func:`from_cell` reads riskcap's own CSVs
-back exactly. In a CSV file a carriage return inside text is written as a line feed, which
-is quoted (Python's CSV writer leaves a lone CR unquoted, and a spreadsheet would start a
-new row, and maybe a formula, after it); column names are treated like values. In a
-workbook every text cell is also a text cell (``riskcap.report.xlsx``).
+**No formulas.** Text a spreadsheet would run as a formula gets a ``'`` in front, in CSV files
+and workbooks alike (:func:`to_cell`; :func:`from_cell` reads riskcap's own CSVs back
+exactly); a carriage return inside CSV text is written as a line feed, which is quoted.
 """
 from __future__ import annotations
 

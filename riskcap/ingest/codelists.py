@@ -261,9 +261,6 @@ class Codelists:
         pos = np.searchsorted(self.codes, codes).clip(max=len(self.codes) - 1)
         return np.where(self.codes[pos] == codes, self.masks[pos], np.uint64(0))
 
-    def register_lists(self, register: str, role: str) -> list[Codelist]:
-        return [self.lists[m.codelist_id] for m in self.mapping if m.register == register and m.role == role]
-
     def is_acs(self, compact_codes) -> np.ndarray:
         """Whether each compact ICD-10 code (no dot) starts with a code of the ``acs`` lists."""
         prefixes = self.acs

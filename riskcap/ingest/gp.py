@@ -1,21 +1,7 @@
 """GP extracts: practices; registrations to the contract's ``registrations`` and ``persons``; the
 coded journal to ``conditions`` (registers from codelists, with QOF-style exclusions); and GP
-appointments and prescriptions to ``activity``.
-
-**Persons from registrations** (docs/data-contract.md and the contract's ``registrations``):
-a person's periods, sorted by ``registered_from``, must not overlap (only the last may be open);
-``persons.registered_from`` is the first period's start, ``registered_to`` and ``practice_code``
-the last period's; sex, birth date, date of death and NHS number must agree across the
-person's rows, and deprivation, care home and opt-out are the latest period's (they change
-when people move). A death ends the last period: an open period, or one ending after the
-death, ends on ``died_on`` (counted in the report).
-
-**Registers from the journal**: a person is on a register when their latest code in its
-``include`` lists is later than their latest code in its ``exclude`` lists (a resolution, CKD
-stage 1-2, mild frailty; a code on the same day as the exclusion does not count); the register's
-``diagnosed_on`` is their earliest include code after that latest exclusion (the whole history
-when there is none). Registers are as at the extract date: the contract has no end date for a
-register entry.
+appointments and prescriptions to ``activity``. How persons are made from registrations and
+the register rules: ``docs/import.md``.
 """
 from __future__ import annotations
 

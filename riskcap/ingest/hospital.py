@@ -1,25 +1,11 @@
 """Hospital extracts to contract activity: admitted patient care spells (SUS APC), outpatient
 appointments (SUS OPA) and A&E attendances (ECDS).
 
-Admitted patient care, by NHS Data Dictionary admission method and patient classification:
-
-=====================  ==================  ======================================================
-admission method       classification      contract
-=====================  ==================  ======================================================
-11, 12, 13 (elective)  1 ordinary          ``elective_inpatient``
-11, 12, 13 (elective)  2 day case          ``day_case``
-21-28, 2A-2D           1 or 2              ``emergency_inpatient``
-31, 32 (maternity)     any                 not mapped (counted): the contract has no maternity
-81, 82, 83 (other)     any                 not mapped (counted): transfers, babies born in hospital
-any                    3, 4 regular        not mapped (counted): regular day and night attenders
-any                    5 mother and baby   not mapped (counted)
-=====================  ==================  ======================================================
-
-Any other admission method or classification is an error. The primary diagnosis is ICD-10 in
-any of the forms extracts use (``I50.0``, ``I500``, ``i50.0``, HES's ``I10X``), written in the
-contract's dotted form (:func:`riskcap.ingest.codelists.normalise_icd10`). Outpatient
-appointments count when attended (codes 5, 6); first and follow-up attendances are priced
-apart when a cost is missing.
+Admitted patient care maps by NHS Data Dictionary admission method and patient classification
+(the table is in ``docs/import.md``; any other method or classification is an error); the
+primary diagnosis is ICD-10 in any of the forms extracts use, written in the contract's dotted
+form (:func:`riskcap.ingest.codelists.normalise_icd10`). Outpatient appointments count when
+attended (codes 5, 6); first and follow-up attendances are priced apart when a cost is missing.
 """
 from __future__ import annotations
 

@@ -89,12 +89,6 @@ class Rows:
                     self._reason_column[reason] = column
             self._reason[mask] = self._reasons.index(reason)
 
-    def unmapped_for(self, reason: str) -> np.ndarray:
-        """Rows counted as not mapped for ``reason`` (and not rejected)."""
-        if reason not in self._reasons:
-            return np.zeros(self.n, dtype=bool)
-        return (self._reason == self._reasons.index(reason)) & ~self.rejected
-
     @property
     def keep(self) -> np.ndarray:
         """Rows that map to the contract: neither rejected nor unmapped."""

@@ -9,9 +9,65 @@ timestamps: the same sections give the same bytes.
 from __future__ import annotations
 
 import base64
+import math
+from dataclasses import dataclass, field
 from html import escape
 
-from riskcap.report.sections import Figure, Section, Table
+@dataclass
+class Figure:
+    """One chart: PNG bytes, a title, alt text and the one-line reading."""
+
+    key: str
+    title: str
+    png: bytes
+    reading: str
+
+
+@dataclass
+class Table:
+    """A small table of already formatted text; ``numeric`` columns are right-aligned."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    numeric: list[bool] | None = None
+    note: str = ""
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    intro: str = ""
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    not_run: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# --- Formatting ------------------------------------------------------------------------
+
+def missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def gbp(pounds, signed: bool = False, pence: bool = False) -> str:
+    """£1,234 (or £1,234.56 with ``pence``); "-" when missing."""
+    if missing(pounds):
+        return "-"
+    sign = "-" if pounds < 0 else "+" if signed and pounds > 0 else ""
+    return f"{sign}£{abs(pounds):,.{2 if pence else 0}f}"
+
+
+def pct(value, digits: int = 1, signed: bool = False) -> str:
+    if missing(value):
+        return "-"
+    return f"{value:+.{digits}%}" if signed else f"{value:.{digits}%}"
+
+
+def num(value, digits: int = 3) -> str:
+    return "-" if missing(value) else f"{value:.{digits}f}"
+
 
 CSS = """
 body { font-family: "Segoe UI", Arial, sans-serif; color: #222; margin: 0; background: #f6f6f4; }

@@ -33,7 +33,7 @@ from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.names import is_safe_name
-from riskcap.report.levers import read_lever_tables
+from riskcap.report.levers import LEVERS
 from riskcap.schema import CONDITIONS
 from riskcap.untrusted import read_output
 
@@ -77,7 +77,7 @@ class CapitationOutputs:
     settlement: pd.DataFrame
     accuracy: pd.DataFrame
     scenarios: dict[str, dict]  # name -> {"summary": ..., "raw": scenario.yaml mapping}
-    levers: dict[str, pd.DataFrame] = field(default_factory=dict)  # optional tables (report/levers.py)
+    levers: dict[str, pd.DataFrame] = field(default_factory=dict)  # per-practice lever tables (report/levers.py)
 
     @property
     def baseline(self) -> str:
@@ -259,14 +259,18 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
                        "payer_share_pence", "provider_share_pence"),
         "accuracy": ("scenario", "level", "unit", "allocated_pence", "actual_pence", "predictive_ratio"),
     }
-    for name, columns in need.items():
+    optional = {lever.file: lever.needs for lever in LEVERS if lever.file}  # only when a scenario sets the lever
+    levers = {}
+    for name, columns in {**need, **optional}.items():
         file = folder / f"{name}.csv"
+        if name in optional and not file.exists():
+            continue
         if not file.exists():
             raise DataError(f"{file}: missing from the capitation output (summary.json is there)")
-        tables[name] = _require(_csv(file), columns, file)
-        for col in ("practice_code", "icb_code", "need_group", "unit", "scenario"):
-            if col in tables[name].columns:
-                tables[name][col] = tables[name][col].astype(str)
+        frame = (levers if name in optional else tables)[name] = _require(_csv(file), columns, file)
+        for col in ("practice_code", "icb_code", "need_group", "unit", "scenario", "pool_code"):
+            if col in frame.columns:
+                frame[col] = frame[col].astype(str)
     scenarios = {}
     for s in summary["scenarios"]:
         name = s["scenario"]
@@ -280,8 +284,7 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
             except ConfigError as exc:
                 raise DataError(str(exc)) from exc
         scenarios[name] = {"summary": s, "raw": raw}
-    return CapitationOutputs(summary=summary, scenarios=scenarios, **tables,
-                             levers=read_lever_tables(folder, _csv, _require))
+    return CapitationOutputs(summary=summary, scenarios=scenarios, **tables, levers=levers)
 
 
 def _index_date(run_dir: Path, metrics: dict, capitation: CapitationOutputs | None, casefinding: dict | None

@@ -6,16 +6,13 @@ boilerplate); a section whose inputs were not produced by the run says "not run"
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
-import pandas as pd
 
-from riskcap.report import levers, plots
-from riskcap.report.levers_b import coding_rows, component_rows, envelope_rows, inequality_rows
+from riskcap.report import plots
+from riskcap.report.html import Figure, Section, Table, gbp, missing, num, pct
+from riskcap.report.levers import lever_tables
 from riskcap.report.outputs import (ENGLAND_SHARE_18_PLUS, ENGLAND_SHARE_65_PLUS, MODEL_KINDS, RISK_KINDS,
-                                    CapitationOutputs, RunOutputs)
+                                    RunOutputs)
 
 #: Section ids, in report order (the HTML anchors; the rendering test checks every one).
 SECTION_IDS: tuple[str, ...] = ("population", "models", "subgroups", "risk-pyramid", "need-groups", "budgets",
@@ -24,62 +21,6 @@ SECTION_IDS: tuple[str, ...] = ("population", "models", "subgroups", "risk-pyram
 BAND = 0.10
 #: Per-practice tables in the HTML show at most this many practices (the files have them all).
 MAX_TABLE_PRACTICES = 50
-
-
-@dataclass
-class Figure:
-    """One chart: PNG bytes, a title, alt text and the one-line reading."""
-
-    key: str
-    title: str
-    png: bytes
-    reading: str
-
-
-@dataclass
-class Table:
-    """A small table of already formatted text; ``numeric`` columns are right-aligned."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    numeric: list[bool] | None = None
-    note: str = ""
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    intro: str = ""
-    figures: list[Figure] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-    not_run: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-# --- Formatting ------------------------------------------------------------------------
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def gbp(pounds, signed: bool = False, pence: bool = False) -> str:
-    """£1,234 (or £1,234.56 with ``pence``); "-" when missing."""
-    if _missing(pounds):
-        return "-"
-    sign = "-" if pounds < 0 else "+" if signed and pounds > 0 else ""
-    return f"{sign}£{abs(pounds):,.{2 if pence else 0}f}"
-
-
-def pct(value, digits: int = 1, signed: bool = False) -> str:
-    if _missing(value):
-        return "-"
-    return f"{value:+.{digits}%}" if signed else f"{value:.{digits}%}"
-
-
-def num(value, digits: int = 3) -> str:
-    return "-" if _missing(value) else f"{value:.{digits}f}"
 
 
 def _of(part: float, whole: float) -> str:
@@ -112,7 +53,7 @@ def population_section(run: RunOutputs) -> Section:
     prev = pop.prevalence
     top = prev.sort_values(["prevalence", "condition"], ascending=[False, True], kind="stable").iloc[0]
     multi = pop.adults_2plus_ltc / pop.adults if pop.adults else float("nan")
-    eng = f", England {pct(top['england'])}" if not _missing(top["england"]) else ""
+    eng = f", England {pct(top['england'])}" if not missing(top["england"]) else ""
     s.figures.append(Figure(
         "ltc-prevalence", "Long-term conditions: recorded prevalence",
         plots.ltc_prevalence(prev["name"].tolist(), prev["prevalence"].to_numpy(), prev["england"].to_numpy()),
@@ -428,52 +369,8 @@ def budgets_section(run: RunOutputs) -> Section:
     s.tables.append(Table("Scenarios side by side",
                           ["scenario", "budget mode", "envelope", "per head", f"vs {cap.baseline}",
                            "contingency + withhold", "high-cost pool"], rows, [False, False] + [True] * 5))
-    s.tables.extend(lever_tables(cap))
+    s.tables.extend(lever_tables(cap, "budgets"))
     return s
-
-
-def lever_tables(cap: CapitationOutputs) -> list[Table]:
-    """Report tables for issue 19's levers B that some scenario uses (none otherwise; :mod:`.levers_b`)."""
-    tables = []
-    c = component_rows(cap)
-    if len(c):
-        tables.append(Table(
-            "Component budgets", ["scenario", "component", "settings", "shared by", "envelope", "actual", "ratio"],
-            [[r.scenario, r.component, r.settings, r.need, gbp(r.envelope_pence / 100, pence=True),
-              gbp(r.actual_pence / 100, pence=True), "" if pd.isna(r.predictive_ratio) else f"{r.predictive_ratio:.3f}"]
-             for r in c.itertuples()], [False] * 4 + [True] * 3,
-            "Each component is priced from its own settings' costs and shared by its own need basis; the "
-            "components add up to the envelope to the penny (components.csv per practice)."))
-    i = inequality_rows(cap)
-    if len(i):
-        tables.append(Table(
-            "Health-inequalities adjustment: money by deprivation band", ["scenario", "band", "index", "factor",
-                                                                          "before", "after", "change"],
-            [[r.scenario, f"{r.by.replace('imd_', 'IMD ')} {r.band}", f"{r.index:g}", f"{r.factor:.4f}",
-              gbp(r.before_pence / 100, pence=True), gbp(r.after_pence / 100, pence=True),
-              gbp(r.change_pence / 100, signed=True, pence=True)] for r in i.itertuples()],
-            [False, False] + [True] * 5,
-            "Band 1 is the most deprived. A weight of the money is shared by need x the band's index (NHS "
-            "England's form); the envelope is unchanged. Moved between practices: "
-            + "; ".join(f"{n} {gbp(v / 100, pence=True)}" for n, v in
-                        i.groupby("scenario", sort=False)["moved_between_practices_pence"].first().items()) + "."))
-    k = coding_rows(cap)
-    if len(k):
-        tables.append(Table(
-            "Coding-intensity safeguard", ["scenario", "flag above", "normalised", "practices flagged",
-                                           "ICB growth (median practice)", "money moved"],
-            [[r.scenario, pct(r.flag_threshold_pct / 100), pct(r.normalise_pct / 100, 0), r.flagged, r.icb_growth,
-              gbp(r.moved_pence / 100, pence=True)] for r in k.itertuples()], [False, True, True, False, False, True],
-            "Age-sex-standardised register growth per practice against its ICB's between the base and the "
-            "current year (coding_intensity.csv per practice)."))
-    e = envelope_rows(cap)
-    if len(e):
-        tables.append(Table(
-            "Pace of change with a growing envelope", ["scenario", "year", "envelope"],
-            [[r.scenario, "last year" if r.year == 0 else str(r.year), gbp(r.envelope_pence / 100, pence=True)]
-             for r in e.itertuples()], [False, True, True],
-            "Growth floors and caps apply to each practice's budget of the year before (pace_path.csv)."))
-    return tables
 
 
 def distance_section(run: RunOutputs) -> Section:
@@ -565,7 +462,7 @@ def settlement_section(run: RunOutputs) -> Section:
         rows, [False] + [True] * 8,
         "Commissioner balance: planned spend (budgets, top-slices and pool funding) minus what it paid out; "
         "negative means it paid more than planned."))
-    s.tables.extend(levers.section_tables(cap, Table, gbp))  # issue 19: stop-loss, risk pools (when set)
+    s.tables.extend(lever_tables(cap, "settlement"))
     return s
 
 

@@ -1,115 +1,29 @@
-"""The finance workbook: practice budgets per scenario, comparison, tariffs, settlement, assumptions.
+"""The finance workbook: practice budgets per scenario, comparison, tariffs, settlement,
+accuracy, the levers' sheets and the assumptions (sheet by sheet: ``docs/report.md``).
 
-Sheets, in order:
-
-- ``Comparison``: one row per scenario (envelope in pence and pounds, top-slices, pool,
-  settlement shares, accuracy);
-- one sheet per scenario (named after it): practice budgets in whole pence and in pounds,
-  per head, target, current, distance from target, withhold, change vs baseline; a totals
-  row, the scenario's envelope and a check that the budgets add up to it to the penny (a
-  stored value, and an Excel formula that re-checks the listed budgets if anyone edits them);
-- ``Tariffs``: each scenario's need-group tariffs;
-- ``Settlement``: each scenario's per-practice settlement (predictive ratio per practice);
-- ``Accuracy``: each scenario's predictive ratio by need group and overall, with its noise
-  and the tariff method that priced it;
-- ``Stop-loss``, ``Risk pools`` and ``Withhold by outcome`` (only when a scenario sets them,
-  issue 19): per practice, who paid the costs above the attachment point; each practice's pool
-  settlement; its observed and expected outcome and the withhold it earned;
-- ``Assumptions``: every scenario parameter (dotted keys, defaults filled in) side by side,
-  the run's dates and the SHA-256 of every data and model file.
-
-Header rows are bold and frozen, columns have set widths and money has number formats
-(pence ``#,##0``, pounds ``#,##0.00``). Document dates are fixed to the run's index date and
-zip entries are normalised, so the same run outputs give the same bytes.
+Each scenario's budget sheet ends with a check that the budgets add up to the envelope to the
+penny (a stored value, and an Excel formula that re-checks them if anyone edits a budget).
+Document dates are fixed to the run's index date and zip entries are normalised, so the same
+run outputs give the same bytes.
 """
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from riskcap.capitation.scenario import (DEFAULTS, PACE_DEFAULTS, RISK_POOL_DEFAULTS, STOP_LOSS_DEFAULTS,
                                         WITHHOLD_OUTCOME_DEFAULTS)
-from riskcap.report import levers
 from riskcap.data.write import atomic_path
-from riskcap.report.levers_b import coding_rows, component_rows, envelope_rows, inequality_rows
+from riskcap.report.levers import LEVERS, lever_sheets
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
-from riskcap.report.xlsx import _xml_text, cell_text, saved_bytes
+from riskcap.report.xlsx import GBP, INT, PCT, PCT2, PENCE, RATIO, Column, _xml_text, cell_text, pounds, saved_bytes, sheet_table
 
-PENCE = "#,##0"
-GBP = "#,##0.00"
-PCT = "0.0%"
-PCT2 = "0.00%"
-RATIO = "0.000"
-INT = "#,##0"
-FIXED_SHEETS = ("Comparison", "Tariffs", "Settlement", "Accuracy", "Assumptions", *levers.SHEETS.values())
+FIXED_SHEETS = ("Comparison", "Tariffs", "Settlement", "Accuracy", "Assumptions", *(lever.sheet for lever in LEVERS))
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 _ABSENT = object()
-
-
-@dataclass(frozen=True)
-class Column:
-    """A worksheet column: its header, the frame column or a function of the frame, format, width."""
-
-    header: str
-    source: object  # str (column name) or callable(frame) -> array
-    fmt: str | None = None
-    width: int = 14
-
-
-def _values(frame: pd.DataFrame, col: Column) -> list:
-    raw = col.source(frame) if callable(col.source) else frame[col.source]
-    out = []
-    for v in pd.Series(raw).astype(object).tolist():
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-            out.append(None)
-        elif isinstance(v, (bool, np.bool_)):
-            out.append(bool(v))
-        elif isinstance(v, (int, np.integer)):
-            out.append(int(v))
-        elif isinstance(v, (float, np.floating)):
-            out.append(float(v))
-        else:
-            out.append(cell_text(str(v)))
-    return out
-
-
-def _write_table(ws, frame: pd.DataFrame, columns: list[Column], first_row: int = 1) -> int:
-    """Header at ``first_row`` then one row per frame row; returns the last row written."""
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    bold = Font(bold=True)
-    for j, col in enumerate(columns, start=1):
-        cell = ws.cell(row=first_row, column=j, value=col.header)
-        cell.font = bold
-        ws.column_dimensions[get_column_letter(j)].width = col.width
-    data = [_values(frame, c) for c in columns]
-    for i in range(len(frame)):
-        r = first_row + 1 + i
-        for j, col in enumerate(columns, start=1):
-            value = data[j - 1][i]
-            if value is None:
-                continue
-            cell = ws.cell(row=r, column=j, value=value)
-            if isinstance(value, str):
-                cell.data_type = "s"  # text stays text (never a formula)
-            elif col.fmt:
-                cell.number_format = col.fmt
-    return first_row + len(frame)
-
-
-def _finish(ws, columns: int, last_row: int, header_row: int = 1, freeze: str = "B2") -> None:
-    from openpyxl.utils import get_column_letter
-
-    ws.freeze_panes = freeze
-    if last_row > header_row:
-        ws.auto_filter.ref = f"A{header_row}:{get_column_letter(columns)}{last_row}"
 
 
 def sheet_names(scenarios: list[str]) -> dict[str, str]:
@@ -130,10 +44,6 @@ def sheet_names(scenarios: list[str]) -> dict[str, str]:
 
 # --- Sheets ----------------------------------------------------------------------------
 
-def _pence_to_gbp(col: str):
-    return lambda f: f[col].astype("float64") / 100
-
-
 COMPARISON_COLUMNS = [
     Column("scenario", "scenario", width=22),
     Column("description", "description", width=48),
@@ -145,23 +55,23 @@ COMPARISON_COLUMNS = [
     Column("contingency (pence)", "contingency_pence", PENCE, 16),
     Column("outcome withhold (pence)", "withhold_pence", PENCE, 16),
     Column("envelope (pence)", "envelope_pence", PENCE, 16),
-    Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16),
+    Column("envelope (£)", pounds("envelope_pence"), GBP, 16),
     Column("envelope per head (£)", "envelope_per_head_gbp", GBP, 12),
-    Column("change vs baseline (£)", _pence_to_gbp("change_vs_baseline_pence"), GBP, 16),
-    Column("high-cost pool funding (£)", _pence_to_gbp("pool_funding_pence"), GBP, 16),
-    Column("budget basis incl. withhold earned (£)", _pence_to_gbp("basis_pence"), GBP, 18),
-    Column("actual (£)", _pence_to_gbp("actual_pence"), GBP, 16),
-    Column("variance (£)", _pence_to_gbp("variance_pence"), GBP, 16),
-    Column("commissioner share (£)", _pence_to_gbp("payer_share_pence"), GBP, 16),
-    Column("practices' share (£)", _pence_to_gbp("provider_share_pence"), GBP, 16),
-    Column("commissioner balance (£)", _pence_to_gbp("commissioner_balance_pence"), GBP, 16),
+    Column("change vs baseline (£)", pounds("change_vs_baseline_pence"), GBP, 16),
+    Column("high-cost pool funding (£)", pounds("pool_funding_pence"), GBP, 16),
+    Column("budget basis incl. withhold earned (£)", pounds("basis_pence"), GBP, 18),
+    Column("actual (£)", pounds("actual_pence"), GBP, 16),
+    Column("variance (£)", pounds("variance_pence"), GBP, 16),
+    Column("commissioner share (£)", pounds("payer_share_pence"), GBP, 16),
+    Column("practices' share (£)", pounds("provider_share_pence"), GBP, 16),
+    Column("commissioner balance (£)", pounds("commissioner_balance_pence"), GBP, 16),
     Column("predictive ratio", "predictive_ratio", RATIO, 10),
     Column("practices within ±10%", "practices_within_10pct", PCT, 10),
     Column("practice R²", "r_squared", RATIO, 10),
     Column("mean |distance from target|", "mean_abs_distance_from_target", PCT, 12),
-    Column("outturn read (£)", _pence_to_gbp("outturn_read_pence"), GBP, 16),
-    Column("charged to practices (£)", _pence_to_gbp("charged_to_practices_pence"), GBP, 16),
-    Column("unregistered, ICB (£)", _pence_to_gbp("unregistered_pence"), GBP, 14),
+    Column("outturn read (£)", pounds("outturn_read_pence"), GBP, 16),
+    Column("charged to practices (£)", pounds("charged_to_practices_pence"), GBP, 16),
+    Column("unregistered, ICB (£)", pounds("unregistered_pence"), GBP, 14),
     Column("tariff method", "tariff_method", width=48),
 ]
 
@@ -173,8 +83,8 @@ ACCURACY_COLUMNS = [
     Column("ratio noise (s.e.)", "ratio_se", RATIO, 10),
     Column("z", "z", RATIO, 8),
     Column("people", "people", INT, 10),
-    Column("allocated (£)", _pence_to_gbp("allocated_pence"), GBP, 16),
-    Column("actual (£)", _pence_to_gbp("actual_pence"), GBP, 16),
+    Column("allocated (£)", pounds("allocated_pence"), GBP, 16),
+    Column("actual (£)", pounds("actual_pence"), GBP, 16),
     Column("tariff method", "method", width=48),
 ]
 
@@ -184,14 +94,14 @@ BUDGET_COLUMNS = [
     Column("list size", "list_size", INT, 10),
     Column("weighted list size (list days / 365)", "weighted_list_size", "#,##0.000", 14),
     Column("budget (pence)", "budget_pence", PENCE, 16),
-    Column("budget (£)", _pence_to_gbp("budget_pence"), GBP, 16),
+    Column("budget (£)", pounds("budget_pence"), GBP, 16),
     Column("budget per head (£)", "budget_per_head_gbp", GBP, 12),
     Column("target (pence)", "target_pence", PENCE, 16),
-    Column("target (£)", _pence_to_gbp("target_pence"), GBP, 16),
-    Column("current (£)", _pence_to_gbp("current_pence"), GBP, 16),
+    Column("target (£)", pounds("target_pence"), GBP, 16),
+    Column("current (£)", pounds("current_pence"), GBP, 16),
     Column("distance from target", "distance_from_target", PCT, 10),
     Column("outcome withhold (pence)", "withhold_pence", PENCE, 14),
-    Column("change vs baseline (£)", _pence_to_gbp("change_vs_baseline_pence"), GBP, 14),
+    Column("change vs baseline (£)", pounds("change_vs_baseline_pence"), GBP, 14),
     Column("change vs baseline (%)", lambda f: f["change_vs_baseline_pct"].astype("float64") / 100, PCT2, 10),
 ]
 
@@ -201,26 +111,26 @@ TARIFF_COLUMNS = [
     Column("need group", "need_group_name", width=36),
     Column("people", "people", INT, 10),
     Column("list days", "list_days", INT, 12),
-    Column("base-year cost (£)", _pence_to_gbp("base_cost_pence"), GBP, 16),
-    Column("excess above cap (£)", _pence_to_gbp("excess_pence"), GBP, 14),
+    Column("base-year cost (£)", pounds("base_cost_pence"), GBP, 16),
+    Column("excess above cap (£)", pounds("excess_pence"), GBP, 14),
     Column("mean base cost (£)", "mean_base_cost_gbp", GBP, 12),
     Column("mean capped cost (£)", "mean_capped_cost_gbp", GBP, 12),
     Column("tariff (pence)", "tariff_pence", PENCE, 12),
-    Column("tariff (£)", _pence_to_gbp("tariff_pence"), GBP, 12),
+    Column("tariff (£)", pounds("tariff_pence"), GBP, 12),
 ]
 
 SETTLEMENT_COLUMNS = [
     Column("scenario", "scenario", width=22),
     Column("practice_code", "practice_code", width=12),
     Column("icb_code", "icb_code", width=10),
-    Column("budget (£)", _pence_to_gbp("budget_pence"), GBP, 16),
-    Column("withhold earned (£)", _pence_to_gbp("withhold_earned_pence"), GBP, 14),
-    Column("basis (£)", _pence_to_gbp("basis_pence"), GBP, 16),
-    Column("actual (£)", _pence_to_gbp("actual_pence"), GBP, 16),
-    Column("variance (£)", _pence_to_gbp("variance_pence"), GBP, 14),
+    Column("budget (£)", pounds("budget_pence"), GBP, 16),
+    Column("withhold earned (£)", pounds("withhold_earned_pence"), GBP, 14),
+    Column("basis (£)", pounds("basis_pence"), GBP, 16),
+    Column("actual (£)", pounds("actual_pence"), GBP, 16),
+    Column("variance (£)", pounds("variance_pence"), GBP, 14),
     Column("variance (% of basis)", lambda f: f["variance_pct"].astype("float64") / 100, PCT2, 10),
-    Column("commissioner share (£)", _pence_to_gbp("payer_share_pence"), GBP, 14),
-    Column("practice share (£)", _pence_to_gbp("provider_share_pence"), GBP, 14),
+    Column("commissioner share (£)", pounds("payer_share_pence"), GBP, 14),
+    Column("practice share (£)", pounds("provider_share_pence"), GBP, 14),
     Column("predictive ratio", "predictive_ratio", RATIO, 10),
 ]
 
@@ -236,7 +146,7 @@ def _budget_sheet(ws, frame: pd.DataFrame, envelope_pence: int) -> None:
     from openpyxl.styles import Font
 
     frame = frame.sort_values("practice_code", kind="stable").reset_index(drop=True)
-    last = _write_table(ws, frame, BUDGET_COLUMNS)
+    last = sheet_table(ws, frame, BUDGET_COLUMNS)
     bold = Font(bold=True)
     total_row, env_row, check_row = last + 2, last + 3, last + 4
     total = int(frame["budget_pence"].sum())
@@ -252,7 +162,6 @@ def _budget_sheet(ws, frame: pd.DataFrame, envelope_pence: int) -> None:
     status = ("OK: the budgets add up to the envelope to the penny (difference 0 when written)"
               if total == envelope_pence else f"MISMATCH: budgets - envelope = {total - envelope_pence} pence")
     ws.cell(row=check_row, column=6, value=status).data_type = "s"
-    _finish(ws, len(BUDGET_COLUMNS), last)
 
 
 def flatten(value, prefix: str = "") -> dict[str, object]:
@@ -420,37 +329,6 @@ def _assumptions_sheet(ws, run: RunOutputs) -> None:
     ws.column_dimensions["C"].width = max(ws.column_dimensions["C"].width or 0, 66)
 
 
-def _lever_sheets(wb, cap: CapitationOutputs) -> None:
-    """Sheets for issue 19's levers B that some scenario uses (none otherwise; :mod:`.levers_b`)."""
-    sheets = [
-        ("Component budgets", component_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("component", "component", width=16),
-            Column("settings", "settings", width=40), Column("need basis", "need", width=14),
-            Column("envelope (pence)", "envelope_pence", PENCE, 18), Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16),
-            Column("budget (pence)", "budget_pence", PENCE, 18), Column("actual (pence)", "actual_pence", PENCE, 18),
-            Column("predictive ratio", "predictive_ratio", RATIO)]),
-        ("Inequalities adjustment", inequality_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("by", "by"), Column("applied to", "apply_to"),
-            Column("weight %", "weight_pct", "0.00"), Column("band (1 = most deprived)", "band", INT, 12),
-            Column("index", "index", "0.000000"), Column("factor", "factor", "0.000000"),
-            Column("before (pence)", "before_pence", PENCE, 18), Column("after (pence)", "after_pence", PENCE, 18),
-            Column("change (pence)", "change_pence", PENCE, 18),
-            Column("moved between practices (pence)", "moved_between_practices_pence", PENCE, 20)]),
-        ("Coding intensity", coding_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("flag above %", "flag_threshold_pct", "0.00"),
-            Column("normalise %", "normalise_pct", "0.00"), Column("practices flagged", "flagged", width=40),
-            Column("ICB growth (median practice)", "icb_growth", width=30),
-            Column("money moved (pence)", "moved_pence", PENCE, 18)]),
-        ("Envelope path", envelope_rows(cap), [
-            Column("scenario", "scenario", width=22), Column("year (0 = last year)", "year", INT),
-            Column("envelope (pence)", "envelope_pence", PENCE, 18), Column("envelope (£)", _pence_to_gbp("envelope_pence"), GBP, 16)]),
-    ]
-    for title, frame, columns in sheets:
-        if len(frame):
-            ws = wb.create_sheet(title)
-            _finish(ws, len(columns), _write_table(ws, frame, columns))
-
-
 def _source(cap: CapitationOutputs, name: str) -> str:
     """Where a scenario came from (its file name only: paths differ between machines)."""
     source = cap.scenarios[name]["summary"].get("source") or ""
@@ -475,25 +353,19 @@ def workbook_bytes(run: RunOutputs) -> bytes:
     else:
         frame = _comparison_frame(cap)
         columns = [c for c in COMPARISON_COLUMNS if callable(c.source) or c.source in frame]
-        _finish(ws, len(columns), _write_table(ws, frame, columns))
+        sheet_table(ws, frame, columns)
         names = sheet_names(cap.names)
         for n in cap.names:
             sheet = wb.create_sheet(names[n])
             _budget_sheet(sheet, cap.budgets[cap.budgets["scenario"] == n], cap.scenarios[n]["summary"]["envelope_pence"])
         tariffs = wb.create_sheet("Tariffs")
-        _finish(tariffs, len(TARIFF_COLUMNS), _write_table(tariffs, cap.tariffs, TARIFF_COLUMNS), freeze="C2")
+        sheet_table(tariffs, cap.tariffs, TARIFF_COLUMNS, freeze="C2")
         settlement = wb.create_sheet("Settlement")
-        _finish(settlement, len(SETTLEMENT_COLUMNS), _write_table(settlement, cap.settlement, SETTLEMENT_COLUMNS),
-                freeze="C2")
+        sheet_table(settlement, cap.settlement, SETTLEMENT_COLUMNS, freeze="C2")
         accuracy = wb.create_sheet("Accuracy")
         columns = [c for c in ACCURACY_COLUMNS if callable(c.source) or c.source in cap.accuracy]
-        _finish(accuracy, len(columns), _write_table(accuracy, cap.accuracy, columns), freeze="D2")
-        lever_columns = levers.sheet_columns(Column, GBP, INT, RATIO)
-        for name, frame in cap.levers.items():  # issue 19 levers, only when a scenario sets them
-            sheet = wb.create_sheet(levers.SHEETS[name])
-            _finish(sheet, len(lever_columns[name]), _write_table(sheet, frame, lever_columns[name]), freeze="C2")
-    if cap is not None:  # issue 19 levers B: their sheets, only when a scenario uses them
-        _lever_sheets(wb, cap)
+        sheet_table(accuracy, cap.accuracy, columns, freeze="D2")
+        lever_sheets(wb, cap)
     _assumptions_sheet(wb.create_sheet("Assumptions"), run)
 
     return saved_bytes(wb)

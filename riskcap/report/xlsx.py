@@ -14,6 +14,7 @@ import io
 import math
 import re
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -173,3 +174,73 @@ def normalise_zip(data: bytes, splice: dict[str, str] | None = None) -> bytes:
             fixed.external_attr = 0o600 << 16
             dst.writestr(fixed, content)
     return out.getvalue()
+
+
+# --- Tables on openpyxl sheets (the finance workbook) --------------------------------
+
+PENCE = "#,##0"
+GBP = "#,##0.00"
+PCT = "0.0%"
+PCT2 = "0.00%"
+RATIO = "0.000"
+INT = "#,##0"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A worksheet column: its header, the frame column or a function of the frame, format, width."""
+
+    header: str
+    source: object  # str (column name) or callable(frame) -> array
+    fmt: str | None = None
+    width: int = 14
+
+
+def _values(frame: pd.DataFrame, col: Column) -> list:
+    raw = col.source(frame) if callable(col.source) else frame[col.source]
+    out = []
+    for v in pd.Series(raw).astype(object).tolist():
+        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        elif isinstance(v, (bool, np.bool_)):
+            out.append(bool(v))
+        elif isinstance(v, (int, np.integer)):
+            out.append(int(v))
+        elif isinstance(v, (float, np.floating)):
+            out.append(float(v))
+        else:
+            out.append(cell_text(str(v)))
+    return out
+
+
+def sheet_table(ws, frame: pd.DataFrame, columns: list[Column], freeze: str = "B2") -> int:
+    """A bold header row then one row per frame row, panes frozen at ``freeze`` and an auto-filter;
+    returns the last row written."""
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    bold = Font(bold=True)
+    for j, col in enumerate(columns, start=1):
+        cell = ws.cell(row=1, column=j, value=col.header)
+        cell.font = bold
+        ws.column_dimensions[get_column_letter(j)].width = col.width
+    data = [_values(frame, c) for c in columns]
+    for i in range(len(frame)):
+        for j, col in enumerate(columns, start=1):
+            value = data[j - 1][i]
+            if value is None:
+                continue
+            cell = ws.cell(row=i + 2, column=j, value=value)
+            if isinstance(value, str):
+                cell.data_type = "s"  # text stays text (never a formula)
+            elif col.fmt:
+                cell.number_format = col.fmt
+    ws.freeze_panes = freeze
+    if len(frame):
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(frame) + 1}"
+    return len(frame) + 1
+
+
+def pounds(col: str):
+    """A column of pence as pounds."""
+    return lambda f: f[col].astype("float64") / 100
