@@ -14,8 +14,8 @@ In the same run:
 * scikit-learn's ``Pipeline.predict_proba`` (given the feature matrix ready-made) against
   riskcap's ``LogisticModel.predict_uncalibrated`` (from the features frame), both on the
   same rows; answers must agree to 1e-12;
-* the end-to-end time: ``score_features`` + ``write_scores`` (the work of ``riskcap score``
-  after the features exist).
+* the end-to-end time: ``score_candidates`` into a ``ScoresWriter`` (the work of ``riskcap
+  score`` after a partition's features exist: score, reasons, ranks, parquet).
 
 Times are best of 3 (the machine may be shared).
 """
@@ -30,7 +30,10 @@ import pytest
 from riskcap.features import MODEL_FEATURES, build_features
 from riskcap.models.base import feature_matrix
 from riskcap.models.logistic import LogisticModel, fit_pipeline
-from riskcap.models.score import SCORE_COLUMNS, score_features, write_scores
+from riskcap.data.summary import LoadSummary
+from riskcap.models.persist import read_model_files, save_model
+from riskcap.models.score import SCORE_COLUMNS, ScoresWriter, score_candidates
+from riskcap.stream.context import RunContext
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, generate_tables
 from riskcap.bench import best_of
 
@@ -75,9 +78,13 @@ def test_logistic_scoring(benchmark, population_size, trained, features, tmp_pat
     assert max_diff <= 1e-12
 
     out = tmp_path / "scores.parquet"
+    save_model(model, tmp_path / "model")
+    model_files = read_model_files(tmp_path / "model")
 
     def end_to_end():
-        return write_scores(score_features(model, frame), out)
+        with ScoresWriter(out, model_files) as writer:
+            writer.add(score_candidates(model, [frame], writer.share))
+            return writer.finish(LoadSummary(str(tmp_path), "", "reject"), None, [], RunContext())
 
     start = time.perf_counter()
     benchmark.pedantic(end_to_end, rounds=3, iterations=1)

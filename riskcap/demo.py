@@ -1,7 +1,8 @@
 """The whole job on a synthetic ICB: generate, train, evaluate, score, list, budget, report.
 
 :func:`run_demo` calls the same core functions as the individual commands, but loads and
-validates the data once and builds each index date's features once. The run directory:
+validates the data once and builds each index date's features once; scoring runs ``riskcap
+score``'s path on the data folder. The run directory:
 
 ``data/`` synthetic population; ``models/{logistic,gbm,cost}/``;
 ``evaluation/{logistic,gbm,cost}/metrics.json`` (temporal validation: trained two years and
@@ -75,8 +76,9 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.features import build_features_partitioned
     from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
-    from riskcap.models.persist import save_model
-    from riskcap.models.score import rank, score_frame, score_partitions, write_scores
+    from riskcap.data.read import read_raw
+    from riskcap.models.persist import read_model_files, save_model
+    from riskcap.models.score import score_population
     from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
     from riskcap.casefinding.run import casefind
     from riskcap.casefinding.selection import SelectionRule
@@ -126,10 +128,8 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
         write_json(result.metrics[kind], run_dir / "evaluation" / kind / "metrics.json")
 
     stage("score")
-    scores = score_partitions(models["gbm"], [lambda: eval_frame])  # reasons for the top 20%
-    write_scores(scores, run_dir / "scores.parquet")
-    cost_scores = rank(score_frame(models["cost"], eval_frame, reasons=False), "cost")
-    write_scores(cost_scores, run_dir / "cost_scores.parquet")
+    for kind, name in (("gbm", "scores.parquet"), ("cost", "cost_scores.parquet")):  # as `riskcap score`
+        score_population(read_model_files(run_dir / "models" / kind), data_dir, evaluated_at.date, run_dir / name)
 
     stage("casefind")
     found = casefind(run_dir / "scores.parquet", data_dir, run_dir / "casefinding", SelectionRule.parse("2%"),
@@ -140,8 +140,9 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     # the demo prices from the features frame, which cannot give the coding-intensity safeguard
     # its base-year registers (that needs `riskcap capitation run --data`): those scenarios are left out
     scenarios = [s for s in (load_scenario(p) for p in shipped_scenarios()) if s.coding_intensity is None]
-    features = attach_scores(eval_frame, scores, source="scores.parquet")
-    features = attach_scores(features, cost_scores, source="cost_scores.parquet")
+    features = eval_frame
+    for name in ("scores.parquet", "cost_scores.parquet"):
+        features = attach_scores(features, read_raw(run_dir / name).to_pandas(), source=name)
     run = run_scenarios(features, practices, scenarios)
     write_run(run, run_dir / "capitation", {"data": "data", "index_date": str(evaluated_at.date),
                                             "index_date_source": evaluated_at.source,

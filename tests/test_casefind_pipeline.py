@@ -18,7 +18,8 @@ from riskcap.cli import main
 from riskcap.data.load import load_tables
 from riskcap.features import MODEL_FEATURES, build_features
 from riskcap.models.explain import reasons_for
-from riskcap.models.score import score_tables, write_scores
+from riskcap.models.persist import read_model_files, save_model
+from riskcap.models.score import score_population
 from riskcap.models.train import train_model
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey, pseudonymise
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
@@ -33,8 +34,10 @@ def scored(tmp_path_factory):
     write_population(folder, SynthConfig(people=4_000, seed=11))
     tables, _ = load_tables(folder)
     model = train_model("logistic", build_features(tables, TRAIN_INDEX_DATE), TRAIN_INDEX_DATE)
-    scores = score_tables(model, tables, EVAL_INDEX_DATE)
-    write_scores(scores, folder / "scores.parquet")
+    model_dir = tmp_path_factory.mktemp("model")
+    save_model(model, model_dir)
+    score_population(read_model_files(model_dir), folder, EVAL_INDEX_DATE, folder / "scores.parquet")
+    scores = pd.read_parquet(folder / "scores.parquet")
     return folder, tables, scores
 
 

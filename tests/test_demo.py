@@ -47,3 +47,14 @@ def test_demo_rerun_is_byte_identical(demo_runs):
     assert fa.keys() == fb.keys()
     differ = sorted(k for k in fa if fa[k]["sha256"] != fb[k]["sha256"])
     assert differ == []
+
+
+def test_demo_scores_are_what_riskcap_score_writes(demo_runs, tmp_path):
+    """The demo's scores files are `riskcap score`'s on the demo's own data, models and date."""
+    run = demo_runs[0]
+    at = json.loads((run / "manifest.json").read_text())["index_dates"]["score"]["date"]
+    for kind, name in (("gbm", "scores.parquet"), ("cost", "cost_scores.parquet")):
+        result = CliRunner().invoke(main, ["score", "--model", str(run / "models" / kind), "--data", str(run / "data"),
+                                           "--out", str(tmp_path / name), "--index-date", at])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name).read_bytes() == (run / name).read_bytes(), name

@@ -15,10 +15,10 @@ from riskcap.features import COST_LABEL, LABEL, MODEL_FEATURES, build_features
 from riskcap.models import evaluate as E
 from riskcap.models.base import check_features, feature_matrix
 from riskcap.models.explain import reasons_for, top_reasons
-from riskcap.models.persist import load_model, save_model
-from riskcap.models.score import SCORE_COLUMNS, score_frame, score_tables
+from riskcap.models.persist import load_model, read_model_files, save_model
+from riskcap.models.score import SCORE_COLUMNS, score_frame, score_population
 from riskcap.models.train import evaluate_model, train_model
-from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, generate_tables
+from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, generate_tables, write_population
 from reference import explain as naive_explain
 from reference import logistic as naive_logistic
 
@@ -271,12 +271,26 @@ def test_every_model_feature_has_a_reason():
 
 # --- scoring -------------------------------------------------------------------------
 
-def test_score_tables_partitions_and_columns(logistic, population):
-    tables, _ = population
-    whole = score_tables(logistic, tables, EVAL_INDEX_DATE, people=10**9)
-    parts = score_tables(logistic, tables, EVAL_INDEX_DATE, people=1000)
-    assert score_tables(logistic, tables, EVAL_INDEX_DATE, people=1000, reasons_for=30).equals(
-        score_tables(logistic, tables, EVAL_INDEX_DATE, people=10**9, reasons_for=30))
+@pytest.fixture(scope="module")
+def score(logistic, tmp_path_factory):
+    """``score(name, **options)``: the population, written to a data folder, scored by
+    :func:`score_population` with the logistic model into ``name`` and read back."""
+    root = tmp_path_factory.mktemp("scoring")
+    write_population(root / "data", SynthConfig(people=6000, seed=11, partition_people=1000))
+    save_model(logistic, root / "model")
+
+    def run(name: str, **options) -> pd.DataFrame:
+        score_population(read_model_files(root / "model"), root / "data", EVAL_INDEX_DATE, root / name, **options)
+        return pd.read_parquet(root / name)
+
+    return run
+
+
+def test_scores_partitions_and_columns(score):
+    whole = score("whole.parquet", people=10**9)
+    parts = score("parts.parquet", people=1000)
+    assert score("top_parts.parquet", people=1000, reasons_for=30).equals(
+        score("top_whole.parquet", people=10**9, reasons_for=30))
     pd.testing.assert_frame_equal(whole, parts, check_exact=True)
     assert list(whole.columns) == SCORE_COLUMNS
     assert whole["person_id"].is_monotonic_increasing
@@ -295,22 +309,19 @@ def test_score_frame_gbm_reasons(gbm, frames):
     assert out["probability"].between(0, 1).all()
 
 
-def test_reasons_for_the_top_share_only(logistic, frames):
-    from riskcap.models.score import score_features
-
-    test = frames[1]
-    everyone = score_features(logistic, test, people=2000)
-    top = score_features(logistic, test, people=2000, reasons_for=5)
+def test_reasons_for_the_top_share_only(score):
+    everyone = score("everyone.parquet", people=2000)
+    top = score("top.parquet", people=2000, reasons_for=5)
     chosen = top["percentile"] > 95
     assert chosen.any() and (~chosen).any()
     for col in ("reason_1", "reason_2", "reason_3"):
         assert (top.loc[chosen, col].astype(str) == everyone.loc[chosen, col].astype(str)).all()
         assert (top.loc[~chosen, col].astype(str) == "").all()
     assert (top["probability"] == everyone["probability"]).all()
-    nobody = score_features(logistic, test, reasons_for=0)
+    nobody = score("nobody.parquet", reasons_for=0)
     assert (nobody["reason_1"].astype(str) == "").all()
     with pytest.raises(ValueError, match="percent"):
-        score_features(logistic, test, reasons_for=120)
+        score("bad.parquet", reasons_for=120)
 
 
 # --- recalibration map ---------------------------------------------------------------

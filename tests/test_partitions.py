@@ -2,6 +2,7 @@
 whole-table validation finds, and streamed scores are byte for byte the whole-table scores."""
 from __future__ import annotations
 
+import datetime
 import shutil
 import warnings
 from pathlib import Path
@@ -23,10 +24,11 @@ from riskcap.data.write import write_parquet
 from riskcap.errors import DataError
 from riskcap.features import build_features
 from riskcap.models.persist import load_model, load_model_files, read_model_files, save_model
-from riskcap.models.score import score_population, score_tables, write_scores
+from riskcap.models.score import score_population
 from riskcap.models.train import train_model
 from riskcap.stream.plan import StreamingFallbackWarning, plan_partitions
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
+from reference.scoring import score_everyone, write_everyone
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
 SAMPLE = Path(__file__).resolve().parent.parent / "synthetic_data"
@@ -50,13 +52,9 @@ def models(population, tmp_path_factory):
     return root
 
 
-def _reference_write(scores, path):
-    """``write_scores`` as committed before streaming: one ``write_table`` call."""
-    table = pa.Table.from_pandas(scores, preserve_index=False)
-    for col in ("practice_code", "tier", "reason_1", "reason_2", "reason_3", "model"):
-        if col in table.column_names:
-            table = table.set_column(table.schema.get_field_index(col), col, table[col].cast(pa.string()))
-    return write_parquet(table, path, row_group_size=1 << 20)
+def _reference_scores(model, tables, path, index_date=EVAL_INDEX_DATE, reasons_for=None):
+    """The whole population's scores the obvious way (:mod:`reference.scoring`), written to ``path``."""
+    return write_everyone(score_everyone(model, build_features(tables, index_date), reasons_for), path)
 
 
 def _streamed(data_dir, people, as_of=None, on_invalid="reject"):
@@ -287,7 +285,7 @@ def test_partition_rows_are_numbered_as_in_the_file(population):
 def test_streamed_scores_are_the_whole_table_scores(population, models, kind, people, tmp_path):
     model = load_model(models / kind)
     tables, _ = load_tables(population)
-    _reference_write(score_tables(model, tables, EVAL_INDEX_DATE), tmp_path / "whole.parquet")
+    _reference_scores(model, tables, tmp_path / "whole.parquet")
     scored = score_population(read_model_files(models / kind), population, EVAL_INDEX_DATE, tmp_path / "streamed.parquet",
                               people=people)
     assert scored.summary.status == "clean"
@@ -303,8 +301,7 @@ def test_reasons_come_from_pass_one_or_a_second_read(population, models, margin,
 
     monkeypatch.setattr(S, "CANDIDATE_MARGIN", margin)
     tables, _ = load_tables(population)
-    _reference_write(score_tables(load_model(models / "gbm"), tables, EVAL_INDEX_DATE, reasons_for=10),
-                     tmp_path / "whole.parquet")
+    _reference_scores(load_model(models / "gbm"), tables, tmp_path / "whole.parquet", reasons_for=10)
     reread = []
     score_population(read_model_files(models / "gbm"), population, EVAL_INDEX_DATE, tmp_path / "streamed.parquet",
                      people=700, reasons_for=10, progress=lambda stage, done, total: reread.append(stage))
@@ -313,18 +310,18 @@ def test_reasons_come_from_pass_one_or_a_second_read(population, models, margin,
         assert ("reasons" in reread) == (margin < 1)
 
 
-def test_write_scores_in_row_groups_matches_one_write(population, models, tmp_path, monkeypatch):
+def test_scores_in_row_groups_match_one_write(population, models, tmp_path, monkeypatch):
     import riskcap.models.score as S
 
-    scores = score_tables(load_model(models / "gbm"), load_tables(population)[0], EVAL_INDEX_DATE)
     monkeypatch.setattr(S, "SCORES_ROW_GROUP", 1000)
-    write_scores(scores, tmp_path / "a.parquet")
+    score_population(read_model_files(models / "gbm"), population, EVAL_INDEX_DATE, tmp_path / "a.parquet", people=700)
     table = pq.read_table(tmp_path / "a.parquet")
-    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.num_row_groups == -(-len(scores) // 1000)
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.num_row_groups == -(-table.num_rows // 1000)
     write_parquet(table, tmp_path / "b.parquet", row_group_size=1000)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
-    write_scores(scores.iloc[:0], tmp_path / "empty.parquet")
-    _reference_write(scores.iloc[:0], tmp_path / "empty_ref.parquet")
+    nobody = datetime.date(1900, 1, 1)  # before anyone registered: an empty file, with its columns
+    score_population(read_model_files(models / "gbm"), population, nobody, tmp_path / "empty.parquet")
+    _reference_scores(load_model(models / "gbm"), load_tables(population)[0], tmp_path / "empty_ref.parquet", nobody)
     assert (tmp_path / "empty.parquet").read_bytes() == (tmp_path / "empty_ref.parquet").read_bytes()
 
 
@@ -344,7 +341,7 @@ def test_streamed_quarantine_scores_and_rejects_match(population, models, tmp_pa
     data = _with_bad_rows(population, tmp_path / "data")
     model = load_model(models / "logistic")
     tables, _ = load_tables(data, on_invalid="quarantine", rejects_dir=tmp_path / "whole")
-    _reference_write(score_tables(model, tables, EVAL_INDEX_DATE), tmp_path / "whole.parquet")
+    _reference_scores(model, tables, tmp_path / "whole.parquet")
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", data, "--out",
                                        tmp_path / "out" / "scores.parquet", "--on-invalid", "quarantine",
                                        "--partition-people", "800", "--index-date", EVAL_INDEX_DATE])
@@ -373,10 +370,10 @@ def test_streamed_reject_lists_every_partitions_problems(population, models, tmp
 
 
 def test_score_command_matches_the_committed_path_on_the_sample(models, tmp_path):
-    """`riskcap score` on synthetic_data/ writes the bytes score_tables + write_scores wrote before."""
+    """`riskcap score` on synthetic_data/ writes the bytes of the whole population scored at once."""
     for kind in ("logistic", "gbm"):
         tables, _ = load_tables(SAMPLE)
-        _reference_write(score_tables(load_model(models / kind), tables, EVAL_INDEX_DATE), tmp_path / "ref.parquet")
+        _reference_scores(load_model(models / kind), tables, tmp_path / "ref.parquet")
         out = tmp_path / f"{kind}.parquet"
         result = CliRunner().invoke(main, ["score", "--model", models / kind, "--data", SAMPLE, "--out", out,
                                            "--partition-people", "6000", "--index-date", EVAL_INDEX_DATE])
@@ -387,7 +384,7 @@ def test_score_command_matches_the_committed_path_on_the_sample(models, tmp_path
 
 def test_score_command_on_csv_warns_and_loads_whole(models, tmp_path):
     tables, _ = load_tables(CORPUS / "valid")
-    _reference_write(score_tables(load_model(models / "logistic"), tables, EVAL_INDEX_DATE), tmp_path / "ref.parquet")
+    _reference_scores(load_model(models / "logistic"), tables, tmp_path / "ref.parquet")
     out = tmp_path / "scores.parquet"
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", CORPUS / "valid",
                                        "--out", out, "--index-date", EVAL_INDEX_DATE])

@@ -30,8 +30,8 @@ from riskcap.data.write import sha256_file, write_json
 from riskcap.errors import DataError
 from riskcap.features import build_features
 from riskcap.manifest import RunManifest
-from riskcap.models.persist import save_model
-from riskcap.models.score import score_tables, write_scores
+from riskcap.models.persist import read_model_files, save_model
+from riskcap.models.score import score_population
 from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
 from riskcap.pseudonymise import PseudonymKey
 from riskcap.report import build_report
@@ -55,7 +55,7 @@ def make_run(run: Path, people: int = 4_000) -> Path:
     evaluation = build_features(tables, EVAL_INDEX_DATE)
     truth = truth_probabilities(data, evaluation["person_id"].to_numpy(), EVAL_INDEX_DATE)
     write_json(evaluate_model(model, evaluation, EVAL_INDEX_DATE, truth), run / "evaluation" / "logistic" / "metrics.json")
-    write_scores(score_tables(model, tables, EVAL_INDEX_DATE), run / "scores.parquet")
+    score_population(read_model_files(run / "models" / "logistic"), data, EVAL_INDEX_DATE, run / "scores.parquet")
     casefind(run / "scores.parquet", data, run / "casefinding", key=PseudonymKey(b"report-test-key-0123456789", "file"))
     result = run_scenarios(evaluation, tables.practices, [load_scenario(s) for s in SCENARIOS])
     write_run(result, run / "capitation", {"data": "data", "index_date": EVAL_INDEX_DATE.isoformat()})

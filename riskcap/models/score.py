@@ -1,13 +1,12 @@
 """Scoring a population: probability, 0-100 score, tier, percentile and three reasons per person.
 
-:func:`score_frame` scores one partition's features; :func:`score_tables` scores tables
-already in memory one ``person_id`` range at a time, and :func:`score_population` does the
-same straight from disk (:mod:`riskcap.data.load`: each partition read, checked and scored
-by :func:`score_partition` on an engine of :mod:`riskcap.stream.engines`, so memory is bounded by a
-partition), with byte-identical results. Both then rank everyone (percentiles and tiers
-need the whole population's probabilities, which are 8 bytes a person); from disk the
-partitions' scores wait in files meanwhile (:class:`ScoresWriter`). The output columns
-are shared interface 5 (``scores.parquet``):
+:func:`score_population` is the one scoring path (``riskcap score``, ``riskcap demo``, and
+``riskcap capitation run --model`` through :class:`ScoresWriter`): each ``person_id`` range is
+read, checked and scored by :func:`score_partition` on an engine of :mod:`riskcap.stream.engines`
+(memory bounded by a partition); the partitions' unranked scores wait on disk until everyone
+is scored, then everyone is ranked (percentiles and tiers need the whole population's
+probabilities, 8 bytes a person) and written. The output columns are shared interface 5
+(``scores.parquet``):
 ``person_id, practice_code, probability, score, tier, percentile, reason_1..3, model``.
 For the cost model ``probability``, ``score`` and ``tier`` are replaced by
 ``expected_cost_gbp`` (the percentile ranks expected cost).
@@ -17,10 +16,9 @@ model's contributions are nearly free, so everyone gets reasons (100); the gbm's
 contributions cost about 10 us a person on 2 threads even with riskcap's kernel (25 times
 LightGBM's ``pred_contrib`` speed; ``benchmarks/test_bench_reasons.py``), as much as the
 rest of scoring, so by default only the top 20% get them (the "rising" tier and above:
-everyone a case-finding list can show); the rest have empty reasons. In memory,
-those partitions are scored twice: once for everyone's probability, once for the reasons
-of the people above the threshold. From disk, pass one already explains each partition's own
-top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a second read.
+everyone a case-finding list can show); the rest have empty reasons. Pass one explains each
+partition's own top ``20% * CANDIDATE_MARGIN``, and only chosen people it missed cost a
+second read of their partition.
 """
 from __future__ import annotations
 
@@ -36,7 +34,6 @@ import pandas as pd
 import pyarrow as pa
 
 from riskcap.data.load import load_partition, scans_for
-from riskcap.data.read import Tables
 from riskcap.data.summary import LoadSummary
 from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter
 from riskcap.errors import LoadRejected
@@ -78,14 +75,14 @@ def score_frame(model, frame: pd.DataFrame, reasons: bool = True) -> pd.DataFram
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate partition scores, merging categoricals (reasons; practice codes when streamed)."""
+    """Concatenate a partition's frames' scores, merging their reasons' categoricals."""
     parts = [p for p in parts if len(p)] or parts[:1]  # an empty part's categories have no text dtype
     if len(parts) == 1:
         return parts[0]
     from pandas.api.types import union_categoricals
 
     merged = {}
-    for col in parts[0].columns:  # the reasons (and, when streamed, practice codes)
+    for col in parts[0].columns:
         if isinstance(parts[0][col].dtype, pd.CategoricalDtype):
             merged[col] = union_categoricals([p[col] for p in parts])
     out = pd.concat([p.drop(columns=list(merged)) for p in parts], ignore_index=True)
@@ -94,19 +91,10 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def rank(scores: pd.DataFrame, kind: str, population: np.ndarray | None = None) -> pd.DataFrame:
-    """Add population percentiles (and tiers for risk models) and order the columns.
-
-    ``population``: the whole population's sorted values (:func:`value_column`) when
-    ``scores`` are only part of it; by default ``scores`` are everyone. Reasons stay pandas
-    Categoricals (a few thousand distinct phrases among millions of people) with their
-    phrases sorted, so the frame does not depend on how it was partitioned.
-    """
-    for col in ("reason_1", "reason_2", "reason_3"):  # phrase lists in a canonical (sorted) order
-        if isinstance(scores[col].dtype, pd.CategoricalDtype):
-            scores[col] = scores[col].cat.reorder_categories(sorted(scores[col].cat.categories))
-    value = scores[value_column(kind)].to_numpy()
-    scores["percentile"] = risk_percentiles(value) if population is None else percentiles_among(population, value)
+def rank(scores: pd.DataFrame, kind: str, population: np.ndarray) -> pd.DataFrame:
+    """Add percentiles among ``population`` (everyone's sorted values, :func:`value_column`; and
+    tiers for risk models) to some people's ``scores`` and order the columns."""
+    scores["percentile"] = percentiles_among(population, scores[value_column(kind)].to_numpy())
     scores["model"] = kind
     if kind == "cost":
         return scores[COST_SCORE_COLUMNS]
@@ -132,38 +120,8 @@ def reasons_share(kind: str, reasons_for: float | None) -> float:
     return share
 
 
-def score_partitions(model, partitions, reasons_for: float | None = None) -> pd.DataFrame:
-    """Score and rank people given as an iterable of zero-argument callables returning features.
-
-    Each callable builds one partition's features (so a second pass for reasons can rebuild
-    them instead of keeping every partition in memory).
-    """
-    share = reasons_share(model.kind, reasons_for)
-    partitions = list(partitions)
-    parts = [score_frame(model, build(), reasons=share >= 100) for build in partitions]
-    scores = rank(_concat(parts), model.kind)
-    chosen = explain_mask(scores, share)
-    if chosen is not None:
-        texts = _reason_texts(scores)
-        start = 0
-        for build, part in zip(partitions, parts):
-            stop = start + len(part)
-            local = np.flatnonzero(chosen[start:stop])
-            if len(local):
-                _put_reasons(texts, start + local, score_frame(model, build().iloc[local], reasons=True))
-            start = stop
-        _set_reasons(scores, texts)
-    return scores
-
-
-def explain_mask(scores: pd.DataFrame, share: float) -> np.ndarray | None:
-    """Who gets reasons in a second pass: the top ``share`` percent (None when 0 or 100)."""
-    if not 0 < share < 100:
-        return None
-    return _top(scores["percentile"].to_numpy(), share)
-
-
 def _top(percentiles: np.ndarray, share: float) -> np.ndarray:
+    """Who is in the top ``share`` percent."""
     return percentiles > 100 - share + _PERCENT_EPS
 
 
@@ -181,40 +139,9 @@ def _set_reasons(scores: pd.DataFrame, texts: dict[str, np.ndarray]) -> None:
         scores[col] = pd.Categorical(values, categories=sorted(set(values)))
 
 
-def score_tables(model, tables: Tables, index_date, people: int = PARTITION_PEOPLE,
-                 reasons_for: float | None = None) -> pd.DataFrame:
-    """Score everyone registered and alive at ``index_date``, ``people`` persons at a time.
-
-    ``reasons_for``: percent of people, from the top, given reasons (default per model
-    kind, :data:`DEFAULT_REASONS_FOR`).
-    """
-    builders = [lambda part=part: build_features(part, index_date) for part in iter_partitions(tables, people)]
-    return score_partitions(model, builders, reasons_for)
-
-
-def score_features(model, frame: pd.DataFrame, people: int = PARTITION_PEOPLE,
-                   reasons_for: float | None = None) -> pd.DataFrame:
-    """Score an already-built features frame, ``people`` rows at a time, then rank everyone."""
-    builders = [lambda lo=lo: frame.iloc[lo:lo + people] for lo in range(0, max(len(frame), 1), people)]
-    return score_partitions(model, builders, reasons_for)
-
-
-#: People per row group of scores.parquet (and per slice converted to arrow when writing).
+#: People per row group of scores.parquet.
 SCORES_ROW_GROUP = 1 << 20
 _TEXT_COLUMNS = ("practice_code", "tier", "reason_1", "reason_2", "reason_3", "model")
-
-
-def write_scores(scores: pd.DataFrame, path: str | Path) -> Path:
-    """Write a scores frame to parquet atomically (text columns, reasons included, as plain strings).
-
-    Converted and written one row group (:data:`SCORES_ROW_GROUP` people) at a time, so the
-    text of ten million people's reasons never sits in memory at once; the bytes are those of
-    ``pyarrow.parquet.write_table`` with that row group size.
-    """
-    with ParquetRowsWriter(path, SCORES_ROW_GROUP, mode=OWNER_ONLY) as writer:
-        for lo in range(0, max(len(scores), 1), SCORES_ROW_GROUP):
-            writer.write(_scores_arrow(scores.iloc[lo:lo + SCORES_ROW_GROUP]))
-    return Path(path)
 
 
 def _scores_arrow(scores: pd.DataFrame) -> pa.Table:
@@ -329,9 +256,7 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
                      on_invalid: str = "reject", as_of=None, progress=None) -> ScoredPopulation:
     """Score everyone registered and alive at ``index_date`` from ``data_dir`` into ``out_path``.
 
-    The same file as :func:`write_scores` of :func:`score_tables` on
-    :func:`~riskcap.data.load.load_tables`' tables, in memory bounded by a partition plus 8
-    bytes a person (see :class:`ScoresWriter`). ``parts``:
+    In memory bounded by a partition plus 8 bytes a person (see :class:`ScoresWriter`). ``parts``:
     :func:`~riskcap.stream.plan.plan_partitions` (planned here when None); ``engine``: a
     :mod:`riskcap.stream.engines` engine (local by default); ``progress(stage, done, total)`` is
     called after each partition. A partition with a data problem (reject mode) stops the
@@ -434,9 +359,8 @@ class ScoresWriter:
         scored = ScoredPopulation(self.kind, summary)
         for i in range(len(self)):
             scores = rank(self._read(i), self.kind, population)
-            chosen = explain_mask(scores, self.share)
-            if chosen is not None:  # reasons for the chosen only, the missed ones from the second pass
-                texts = _reason_texts(scores)
+            if 0 < self.share < 100:  # reasons for the top share only, the missed ones from the second pass
+                chosen, texts = _top(scores["percentile"].to_numpy(), self.share), _reason_texts(scores)
                 if i in found:
                     ids = scores["person_id"].to_numpy()
                     _put_reasons(texts, np.searchsorted(ids, found[i]["person_id"].to_numpy()), found[i])
