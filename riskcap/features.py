@@ -3,7 +3,8 @@
 :func:`build_features` turns one partition's :class:`~riskcap.data.read.Tables` into one row per
 person registered with a practice and alive at the index date. It is a pure, vectorised
 function (``searchsorted`` to map events to people, ``bincount`` per look-back window), so a
-population is processed by calling it once per contiguous ``person_id`` range.
+population is processed by calling it once per contiguous ``person_id`` range
+(:func:`features_at` does so for a data folder, on an engine).
 
 Only information dated *before* the index date enters a model feature; the outcome columns
 (``y_emergency_12m``, ``cost_next_12m_*``, ``list_days_next_12``) look forward from it.
