@@ -13,6 +13,8 @@ is what the stage processed (rows written or read, persons, people scored).
 
     pytest benchmarks/test_bench_end_to_end.py --bench-sizes 1000000 -s
 
+Features are the commands' path (``features_at``: each person_id range read, checked and
+built), so they read the data again; the whole-folder load gives the budgets their practices.
 The gbm is riskcap's classifier (``train_model("gbm")``) trained, untimed, on a seeded
 sample of 50,000 people of the same index date; scoring is its ``predict`` on everyone
 (feature matrix, tree scorer, recalibration: what ``riskcap score`` computes before the
@@ -48,7 +50,7 @@ def rss_mb() -> float:
 def test_bench_end_to_end(benchmark, population_size, tmp_path):
     from riskcap.capitation.run import run_scenarios
     from riskcap.capitation.scenario import load_scenario
-    from riskcap.features import build_features_partitioned
+    from riskcap.features import features_at
     from riskcap.models.base import feature_matrix
     from riskcap.models.train import train_model
     from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
@@ -78,7 +80,7 @@ def test_bench_end_to_end(benchmark, population_size, tmp_path):
         tables, loaded = timed("load", lambda: load_tables(data, on_invalid="quarantine", rejects_dir=rejects),
                                sum(written.rows.values()))
         state["quarantined"] = int(sum(loaded.rows_quarantined.values()))
-        features = timed("features", lambda: build_features_partitioned(tables, EVAL_INDEX_DATE),
+        features = timed("features", lambda: features_at(data, EVAL_INDEX_DATE, on_invalid="quarantine")[0],
                          len(tables.persons))
         sample = features.iloc[np.sort(np.random.default_rng(SEED).choice(
             len(features), min(TRAIN_PEOPLE, len(features)), replace=False))].reset_index(drop=True)

@@ -5,7 +5,8 @@ and the straightforward baseline it replaces, on the same rows and threads, and 
 agree:
 
 * ``synthetic`` and ``load``: generating the population and loading it (no baseline);
-* ``features``: :func:`riskcap.features.build_features_partitioned` (no baseline);
+* ``features``: :func:`riskcap.features.features_at`, the commands' path: each person_id range
+  read, checked and built (no baseline);
 * ``gbm_scoring``: riskcap's tree scorer (:class:`riskcap.models.treescorer.TreeEnsemble`)
   against ``lightgbm.Booster.predict``; the booster is trained as riskcap's gbm is, on a
   sample of the same people (speed, not accuracy, is measured);
@@ -216,7 +217,7 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
     progress : callable, optional
         Called with each stage's name as it starts.
     """
-    from riskcap.features import build_features_partitioned
+    from riskcap.features import features_at
     from riskcap.data.dates import index_date_for
     from riskcap.synthetic import SynthConfig, write_population
     from riskcap.data.load import load_tables
@@ -240,7 +241,7 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
         say("features")
         start = time.perf_counter()
         index = index_date_for("evaluate", folder / "data")
-        features = build_features_partitioned(tables, index.date)
+        features, _ = features_at(folder / "data", index.date, on_invalid="quarantine")
         stages.append(_stage("features", written.people_start, time.perf_counter() - start, persons=len(tables.persons),
                              rows_out=int(len(features)), index_date=str(index.date)))
         booster = train_bench_booster(features, seed)

@@ -73,7 +73,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.capitation.population import attach_scores
     from riskcap.capitation.run import run_scenarios, write_run
     from riskcap.capitation.scenario import load_scenario
-    from riskcap.features import build_features_partitioned
+    from riskcap.features import features_at
     from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
     from riskcap.data.read import read_raw
@@ -108,8 +108,8 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     fingerprint = {"dir": "data", "fingerprint": data_fingerprint(data_dir)["sha256"]}
 
     stage("features")
-    train_frame = build_features_partitioned(tables, trained_at.date)
-    eval_frame = build_features_partitioned(tables, evaluated_at.date)
+    train_frame, _ = features_at(data_dir, trained_at.date)
+    eval_frame, _ = features_at(data_dir, evaluated_at.date)
     practices = tables.practices
     del tables
     result.people = len(eval_frame)

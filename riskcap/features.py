@@ -3,7 +3,8 @@
 :func:`build_features` turns one partition's :class:`~riskcap.data.read.Tables` into one row per
 person registered with a practice and alive at the index date. It is a pure, vectorised
 function (``searchsorted`` to map events to people, ``bincount`` per look-back window), so a
-population is processed by calling it once per contiguous ``person_id`` range.
+population is processed by calling it once per contiguous ``person_id`` range
+(:func:`features_at` does so for a data folder, on an engine).
 
 Only information dated *before* the index date enters a model feature; the outcome columns
 (``y_emergency_12m``, ``cost_next_12m_*``, ``list_days_next_12``) look forward from it.
@@ -19,7 +20,6 @@ Date conventions (documented in ``docs/features.md``):
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,16 @@ import pyarrow.compute as pc
 from numba import njit, prange
 from pandas.api.types import union_categoricals
 
-from riskcap.data.read import Tables, _date32_days, days
+from riskcap.data.load import load_partition, scans_for
+from riskcap.data.read import Tables
 from riskcap.data.read import day_numbers as _date_days
-from riskcap.errors import DataError
+from riskcap.data.summary import LoadSummary
+from riskcap.errors import DataError, LoadRejected
 from riskcap.registrations import Periods, periods_of
 from riskcap.schema import CONDITION_CODES, CONDITIONS, INPATIENT_SETTINGS, SETTING_CODES, SETTINGS, is_acs
-from riskcap.stream.plan import PARTITION_PEOPLE
+from riskcap.stream.context import RunContext
+from riskcap.stream.engines import LocalEngine
+from riskcap.stream.plan import PARTITION_PEOPLE, plan_partitions
 from riskcap.stream.threads import kernel_threads
 
 #: Look-back windows: name -> (months before the index date: near end, far end).
@@ -473,111 +477,57 @@ def _condition_features(conditions: pd.DataFrame, ids: np.ndarray, idx: int) -> 
     return out
 
 
-# --- Reading for feature building ---------------------------------------------------------
+# --- A data folder, one person_id range at a time --------------------------------------
 
-#: The columns of each table the builder reads.
-FEATURE_INPUTS: dict[str, list[str]] = {
-    "persons": ["person_id", "practice_code", "sex", "birth_date", "imd_decile", "registered_from",
-                "registered_to", "died_on", "care_home", "opted_out"],
-    "conditions": ["person_id", "condition", "diagnosed_on"],
-    "activity": ["person_id", "setting", "start_date", "end_date", "quantity", "cost_gbp", "primary_diagnosis"],
-    "registrations": ["person_id", "practice_code", "registered_from", "registered_to"],  # when present
-}
+def partition_features(part, *, run: RunContext) -> tuple[dict[str, object] | None, LoadSummary]:
+    """Load and check one person_id range (:func:`~riskcap.data.load.load_partition`) and build
+    its features at ``run.index_date``, as columns (None when its data were rejected): the
+    partition function of :func:`features_at`."""
+    tables, summary = load_partition(run.data_dir, part, run.as_of, run.on_invalid, run.scans)
+    return (None if tables is None else _feature_columns(tables, to_day(run.index_date))), summary
 
 
-#: Activity rows per batch when :func:`read_feature_tables` streams the activity table: small
-#: enough that every batch reuses the memory of the one before.
-BATCH_ROWS = 262_144
+def features_at(data_dir, index_date, *, parts=None, engine=None, on_invalid: str = "reject",
+                progress=None) -> tuple[pd.DataFrame, LoadSummary]:
+    """Everyone's features at ``index_date`` from the data folder ``data_dir``, and its load summary.
 
-
-def _date32_as_arrow(arrow_type):
-    """pandas types for arrow conversion: ``date32`` stays arrow (no per-row conversion)."""
-    return pd.ArrowDtype(arrow_type) if pa.types.is_date32(arrow_type) else None
-
-
-@dataclass(frozen=True)
-class ActivityBatches:
-    """An activity parquet file read ``rows`` rows at a time, each batch a frame like
-    :func:`read_feature_tables`' (text as categoricals, dates as arrow ``date32``).
-
-    :func:`build_features` takes it in place of the activity frame: memory then holds one
-    batch instead of the table (about 30 bytes a row), and each batch reuses the last one's.
+    The one way a data folder becomes a features frame (train, evaluate, the demo, the
+    benchmarks): each person_id range of ``parts`` (:func:`~riskcap.stream.plan.plan_partitions`
+    when None) is read, checked and built by :func:`partition_features` on ``engine`` (local
+    when None), and the ranges are joined in order. ``progress(stage, done, total)`` is called
+    after each. Data problems (reject mode, or file-level) raise
+    :class:`~riskcap.errors.LoadRejected` listing every problem of every range; in quarantine
+    mode the summary's ``rejected_rows`` are for :func:`~riskcap.data.load.write_rejects`.
     """
-
-    path: Path
-    columns: tuple[str, ...]
-    text: tuple[str, ...]
-    rows: int = BATCH_ROWS
-
-    def __iter__(self):
-        import pyarrow.parquet as pq
-
-        # buffered column reads: the file is not held in memory a row group at a time
-        with pq.ParquetFile(self.path, read_dictionary=list(self.text), buffer_size=1 << 20,
-                            pre_buffer=False) as file:
-            batches = file.iter_batches(batch_size=self.rows, columns=list(self.columns))
-            yield from _prefetched(batch.to_pandas(types_mapper=_date32_as_arrow) for batch in batches)
-
-
-def _prefetched(items):
-    """The items of an iterator, each made on a worker thread while the caller uses the one before
-    (arrow reads and numba kernels release the GIL, so the two overlap)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="riskcap-read") as pool:
-        pending = pool.submit(next, items, None)
-        while (item := pending.result()) is not None:
-            pending = pool.submit(next, items, None)
-            yield item
+    parts = plan_partitions(data_dir, PARTITION_PEOPLE) if parts is None else list(parts)
+    engine = LocalEngine() if engine is None else engine
+    # a Dask worker elsewhere needs an absolute path; locally the folder is named as the user gave it
+    where = str(data_dir) if engine.name == "local" else str(Path(data_dir).resolve())
+    run = RunContext(data_dir=where, index_date=index_date, on_invalid=on_invalid, scans=scans_for(data_dir, parts))
+    columns, summaries = [], []
+    for part_columns, summary in engine.map(partition_features, parts, run=run):
+        summaries.append(summary)
+        if part_columns is not None:
+            columns.append(part_columns)
+        if progress is not None:
+            progress("features", len(summaries), len(parts))
+    summary = LoadSummary.combine(summaries)
+    if summary.status == "rejected":
+        raise LoadRejected(summary)
+    return _joined(columns), summary
 
 
-def read_feature_tables(data_dir, person_range: tuple[int, int] | None = None, stream: bool = False) -> Tables:
-    """Read the columns :func:`build_features` uses, as cheaply as arrow allows. No validation.
-
-    Text codes come back as categoricals (parquet's dictionary pages, never decoded to
-    Python strings), dates as arrow ``date32`` and numbers as numpy, so a million people's
-    fifty million activity rows load in a few seconds. ``person_range = (first, stop)``
-    reads one contiguous partition (row groups outside it are skipped). With ``stream``, an
-    activity table in one parquet file is left on disk: ``tables.activity`` is then an
-    :class:`ActivityBatches`, read as :func:`build_features` goes (pass such tables to
-    ``build_features`` only).
-
-    This skips :func:`riskcap.data.load.load_tables`' checks: use it on data that has been
-    validated (or in benchmarks); commands load through ``load_tables``.
-    """
-    import pyarrow.parquet as pq
-
-    from riskcap.data.read import parquet_schema, read_optional_table, read_table, table_path
-
-    frames = {"practices": read_table(data_dir, "practices")}
-    filters = None if person_range is None else [("person_id", ">=", int(person_range[0])),
-                                                 ("person_id", "<", int(person_range[1]))]
-    for name, wanted in FEATURE_INPUTS.items():
-        if name == "registrations" and read_optional_table(data_dir, name, columns=[]) is None:
-            continue
-        path = table_path(data_dir, name)
-        if path.suffix == ".csv":  # text files: the ordinary reader
-            frames[name] = read_table(data_dir, name, filters=filters)
-            continue
-        schema = parquet_schema(path)
-        columns = [c for c in wanted if c in schema.names]
-        text = [c for c in columns if pa.types.is_string(schema.field(c).type)
-                or pa.types.is_large_string(schema.field(c).type)]
-        if stream and name == "activity" and filters is None and path.is_file():
-            frames[name] = ActivityBatches(path, tuple(columns), tuple(text))
-            continue
-        if filters is None and path.is_file():  # one chunk per column: numbers become numpy without a copy
-            with pq.ParquetFile(path, read_dictionary=text) as file:
-                table = file.read(columns=columns)
-        else:
-            table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=text)
-        # a block per column and arrow's buffers freed as they convert: fewer copies and fresh pages
-        frames[name] = table.to_pandas(types_mapper=_date32_as_arrow, split_blocks=True, self_destruct=True)
-        del table
-    return Tables(**frames)
+def _joined(parts: list[dict[str, object]]) -> pd.DataFrame:
+    """The frame of consecutive person_id ranges' :func:`_feature_columns`, in order."""
+    if len(parts) == 1:
+        return _frame(parts[0])
+    whole = {c: union_categoricals([p[c] for p in parts]) if isinstance(parts[0][c], pd.Categorical)
+             else np.concatenate([p[c] for p in parts]) for c in COLUMNS if c not in _BLOCK_COLUMNS}
+    whole[_BLOCK] = np.concatenate([p[_BLOCK] for p in parts], axis=1)
+    return _frame(whole)
 
 
-# --- Partitions ----------------------------------------------------------------------
+# --- Partitions in memory --------------------------------------------------------------
 
 def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
     """Split tables into contiguous ``person_id`` ranges of about ``people`` persons each.
@@ -613,18 +563,6 @@ def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
         )
 
 
-def build_features_partitioned(tables: Tables, index_date, people: int = PARTITION_PEOPLE) -> pd.DataFrame:
-    """:func:`build_features` one partition at a time, concatenated (same result, less peak memory)."""
-    idx = to_day(index_date)
-    parts = [_feature_columns(part, idx) for part in iter_partitions(tables, people)]
-    if len(parts) == 1:
-        return _frame(parts[0])
-    whole = {c: union_categoricals([p[c] for p in parts]) if isinstance(parts[0][c], pd.Categorical)
-             else np.concatenate([p[c] for p in parts]) for c in COLUMNS if c not in _BLOCK_COLUMNS}
-    whole[_BLOCK] = np.concatenate([p[_BLOCK] for p in parts], axis=1)
-    return _frame(whole)
-
-
 # --- The activity kernel ---------------------------------------------------------------
 
 _EMERGENCY = SETTING_CODES.index("emergency_inpatient")
@@ -645,66 +583,42 @@ _LAST_ROW = _KERNEL_INTS.index("days_since_emergency")
 _BLOCK_PEOPLE = 512
 
 
-class _ActivityTotals:
-    """The activity columns of people ``ids`` (sorted, unique), summed one batch of rows at a
-    time: :meth:`add` each batch (any order, a person's rows may span batches), then :meth:`columns`.
-
-    The output matrices are the running totals (pence, last dates) until :meth:`columns`
-    turns them into the columns, so a batch costs no memory beyond its own rows.
-    """
-
-    def __init__(self, ids: np.ndarray, idx: int):
-        n = len(ids)
-        self.ids = ids
-        self.bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
-                                idx + OUTCOME_DAYS], dtype=np.int64)
-        self.ints = np.zeros((len(_KERNEL_INTS), n), dtype=np.int32)
-        self.ints[_LAST_ROW:_LAST_ROW + 2] = np.iinfo(np.int32).min  # no last event yet
-        self.floats = np.zeros((len(_KERNEL_FLOATS), n))
-        self.label = np.zeros(n, dtype=np.int8)
-
-    def add(self, activity: pd.DataFrame) -> None:
-        """Add one batch of activity rows (rows of people not in ``ids`` are ignored)."""
-        missing = np.iinfo(np.int32).min
-        person = activity["person_id"].to_numpy(dtype=np.int64)
-        if not len(person) or not len(self.ids):
-            return
+def _activity_features(activity: pd.DataFrame, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
+    """The activity columns of people ``ids`` (sorted, unique) in one parallel pass over the rows
+    (numba, :func:`_add_activity`, summing straight into the output matrices; rows of other people
+    are ignored)."""
+    n, missing = len(ids), np.iinfo(np.int32).min
+    bounds = np.array([months_before(idx, 36), months_before(idx, 24), months_before(idx, 12), idx,
+                       idx + OUTCOME_DAYS], dtype=np.int64)
+    ints = np.zeros((len(_KERNEL_INTS), n), dtype=np.int32)
+    ints[_LAST_ROW:_LAST_ROW + 2] = missing  # no last event yet
+    floats = np.zeros((len(_KERNEL_FLOATS), n))
+    label = np.zeros(n, dtype=np.int8)
+    person = activity["person_id"].to_numpy(dtype=np.int64)
+    if len(person) and n:
         start = _date_days(activity["start_date"], missing, np.int32)
         end = _date_days(activity["end_date"], missing, np.int32) if "end_date" in activity.columns else start
         setting, setting_lookup = _coded(activity["setting"], SETTING_CODES, "activity", "setting")
         quantity = _numbers(activity["quantity"], 1.0) if "quantity" in activity.columns else np.ones(len(person))
         cost_gbp = _numbers(activity["cost_gbp"], np.nan)
-        diag, acs_table = _acs_codes(activity, setting, setting_lookup, start, self.bounds)
+        diag, acs_table = _acs_codes(activity, setting, setting_lookup, start, bounds)
         if not is_sorted(person):  # a parallel task finds its people's rows by binary search
             order = np.argsort(person, kind="stable")
             person, start, end, setting, quantity, cost_gbp, diag = (
                 a[order] for a in (person, start, end, setting, quantity, cost_gbp, diag))
-        first = np.searchsorted(self.ids, person[0])
-        stop = np.searchsorted(self.ids, person[-1], side="right")
+        first = np.searchsorted(ids, person[0])
+        stop = np.searchsorted(ids, person[-1], side="right")
         blocks = np.append(np.arange(first, stop, _BLOCK_PEOPLE, dtype=np.int64), stop)
         with kernel_threads(len(person)):
-            _add_activity(person, self.ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag,
-                          acs_table, self.bounds, _SPELL, _SETTING_MEASURE, _BED_DAYS, _EMERGENCY, _ELECTIVE, _AE,
-                          _LAST_ROW, self.ints, self.floats, self.label)
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """The columns (once: the totals become them in place)."""
-        _finish_activity(self.ints, self.floats, _LAST_ROW, int(self.bounds[3]), NO_EVENT_DAYS,
-                         len(SETTING_CODES))
-        out = {c: self.ints[j] for j, c in enumerate(_KERNEL_INTS)}
-        out[_BLOCK] = self.ints[:len(_BLOCK_COLUMNS)]  # the frame's block as it is
-        out.update({c: self.floats[j] for j, c in enumerate(_KERNEL_FLOATS)})
-        out[LABEL] = self.label
-        return out
-
-
-def _activity_features(activity, ids: np.ndarray, idx: int) -> dict[str, np.ndarray]:
-    """The activity columns of ``activity`` (a frame, or an iterable of frames: batches of rows)
-    in one parallel pass over the rows (numba; see :func:`_add_activity`)."""
-    totals = _ActivityTotals(ids, idx)
-    for batch in [activity] if isinstance(activity, pd.DataFrame) else activity:
-        totals.add(batch)
-    return totals.columns()
+            _add_activity(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag,
+                          acs_table, bounds, _SPELL, _SETTING_MEASURE, _BED_DAYS, _EMERGENCY, _ELECTIVE, _AE,
+                          _LAST_ROW, ints, floats, label)
+    _finish_activity(ints, floats, _LAST_ROW, idx, NO_EVENT_DAYS, len(SETTING_CODES))
+    out = {c: ints[j] for j, c in enumerate(_KERNEL_INTS)}
+    out[_BLOCK] = ints[:len(_BLOCK_COLUMNS)]  # the frame's block as it is
+    out.update({c: floats[j] for j, c in enumerate(_KERNEL_FLOATS)})
+    out[LABEL] = label
+    return out
 
 
 def _acs_codes(activity: pd.DataFrame, setting: np.ndarray, setting_lookup: np.ndarray, start: np.ndarray,
@@ -734,7 +648,7 @@ def _acs_codes(activity: pd.DataFrame, setting: np.ndarray, setting_lookup: np.n
 def _add_activity(person, ids, blocks, start, end, setting, setting_lookup, quantity, cost_gbp, diag, acs_table,
                   bounds, spell, setting_measure, bed_days, emergency, elective, ae, last_row, ints, floats,
                   label):  # pragma: no cover - compiled
-    """Add one batch of activity rows to the running totals of people ``ids``.
+    """Add activity rows to the totals of people ``ids``.
 
     ``person`` is sorted and ``ids`` sorted and unique. People ``blocks[b]:blocks[b + 1]`` are
     one parallel task: it finds their rows by binary search and adds them to their cells of

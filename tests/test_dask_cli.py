@@ -82,6 +82,18 @@ def test_score_on_dask_equals_local(model_dir, data_dir, scheduler, tmp_path):
     same_outputs(tmp_path / "local", tmp_path / "dask")
 
 
+def test_train_and_evaluate_on_dask_equal_local(data_dir, scheduler, tmp_path):
+    for engine in ("local", "dask"):
+        common = ["--data", data_dir, "--partition-people", PARTITION, "--engine", engine]
+        common += ["--scheduler", scheduler] if engine == "dask" else []
+        model = tmp_path / engine / "model"
+        result = run(["train", "--model", "logistic", "--out", model, *common])
+        assert result.exit_code == 0, result.output
+        result = run(["evaluate", "--model", model, "--out", tmp_path / engine / "eval", *common])
+        assert result.exit_code == 0, result.output
+    same_outputs(tmp_path / "local", tmp_path / "dask")
+
+
 def test_score_on_its_own_local_cluster_equals_local(model_dir, data_dir, tmp_path):
     pytest.importorskip("distributed")
     common = ["score", "--model", model_dir, "--data", data_dir, "--partition-people", 1_000]

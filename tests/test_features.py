@@ -1,7 +1,6 @@
 """Feature builder: hand-built cases, the index-date boundary, and a plain-Python reference."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 
@@ -303,7 +302,8 @@ def test_empty_population_and_partitions():
     parts = list(F.iter_partitions(t, 7))
     assert sum(len(p.persons) for p in parts) == 30
     assert sum(len(p.activity) for p in parts) == len(t.activity)
-    pd.testing.assert_frame_equal(F.build_features_partitioned(t, INDEX, 7), F.build_features(t, INDEX))
+    joined = F._joined([F._feature_columns(p, F.to_day(INDEX)) for p in parts])  # as features_at joins ranges
+    pd.testing.assert_frame_equal(joined, F.build_features(t, INDEX))
 
 
 @settings(max_examples=60, deadline=None)
@@ -340,55 +340,6 @@ def test_activity_kernel_matches_numpy_reference(seed, n, index):
     for col in want:
         np.testing.assert_array_equal(got[col], want[col], err_msg=col)
         assert got[col].dtype == want[col].dtype, col
-
-
-def test_read_feature_tables_gives_the_same_features(tmp_path):
-    """The arrow reader (dictionary text, date32) and the ordinary reader build identical frames."""
-    import pyarrow as pa
-
-    from riskcap.data.read import read_table
-    from riskcap.data.write import write_csv, write_parquet
-
-    t = random_tables(np.random.default_rng(8), 40)
-    t.activity.loc[t.activity.index[::3], "primary_diagnosis"] = None
-    for name in ("practices", "persons", "conditions", "activity"):
-        frame = getattr(t, name)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        for i, field in enumerate(table.schema):  # dates as date32, as the generator writes them
-            if pa.types.is_timestamp(field.type):
-                table = table.set_column(i, field.name, table.column(i).cast(pa.date32()))
-        write_parquet(table, tmp_path / f"{name}.parquet", row_group_size=97)  # several row groups
-    ordinary = Tables(**{n: read_table(tmp_path, n) for n in ("practices", "persons", "conditions", "activity")})
-    fast = F.read_feature_tables(tmp_path)
-    assert isinstance(fast.activity["setting"].dtype, pd.CategoricalDtype)
-    pd.testing.assert_frame_equal(F.build_features(fast, INDEX), F.build_features(ordinary, INDEX))
-    pd.testing.assert_frame_equal(F.build_features_partitioned(fast, INDEX, 7), F.build_features(ordinary, INDEX))
-    streamed = F.read_feature_tables(tmp_path, stream=True)
-    assert isinstance(streamed.activity, F.ActivityBatches)
-    for rows in (1, 13, 10_000):  # a person's rows split across batches, and one batch for all
-        batches = dataclasses.replace(streamed.activity, rows=rows)
-        pd.testing.assert_frame_equal(F.build_features(dataclasses.replace(streamed, activity=batches), INDEX),
-                                      F.build_features(ordinary, INDEX))
-    part = F.read_feature_tables(tmp_path, (10, 20))
-    assert part.persons["person_id"].between(10, 19).all() and part.activity["person_id"].between(10, 19).all()
-    whole = F.build_features(ordinary, INDEX)
-    pd.testing.assert_frame_equal(F.build_features(part, INDEX),
-                                  whole[whole["person_id"].between(10, 19)].reset_index(drop=True))
-    # CSV tables go through the ordinary reader
-    write_csv(t.activity, tmp_path / "activity.csv")
-    (tmp_path / "activity.parquet").unlink()
-    pd.testing.assert_frame_equal(F.build_features(F.read_feature_tables(tmp_path), INDEX), whole)
-
-
-def test_date32_days_with_nulls_and_chunk_offsets():
-    import pyarrow as pa
-
-    days = pa.array([0, -1, None, 19782, 5], type=pa.int32()).cast(pa.date32())
-    chunked = pa.chunked_array([days.slice(1, 3), days.slice(0, 1), days.slice(3)])
-    got = F._date32_days(chunked, -99)
-    assert got.tolist() == [-1, -99, 19782, 0, 19782, 5]
-    series = pd.Series(pd.arrays.ArrowExtensionArray(chunked))
-    assert F._date_days(series, -99).tolist() == got.tolist()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -436,7 +387,8 @@ def test_frame_is_not_fragmented():
     """Few enough pandas blocks that adding a column does not warn (PerformanceWarning)."""
     import warnings
 
-    f = F.build_features_partitioned(random_tables(np.random.default_rng(2), 30), INDEX, 7)
+    parts = F.iter_partitions(random_tables(np.random.default_rng(2), 30), 7)
+    f = F._joined([F._feature_columns(p, F.to_day(INDEX)) for p in parts])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         f["extra"] = 1

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskcap.features import build_features_partitioned
+from riskcap.features import build_features
 from riskcap.models.gbm import VALIDATION_FRACTION
 from riskcap.models.train import evaluate_model, train_model
 from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, generate_tables
@@ -64,8 +64,8 @@ def tolerances(people: int) -> dict:
 def measure(people: int, seed: int) -> dict:
     """Train both models at TRAIN_INDEX_DATE and evaluate them at EVAL_INDEX_DATE."""
     tables, truth = generate_tables(SynthConfig(people=people, seed=seed))
-    train = build_features_partitioned(tables, TRAIN_INDEX_DATE)
-    test = build_features_partitioned(tables, EVAL_INDEX_DATE)
+    train = build_features(tables, TRAIN_INDEX_DATE)
+    test = build_features(tables, EVAL_INDEX_DATE)
     del tables
     at_eval = truth[truth["year_start"] == pd.Timestamp(EVAL_INDEX_DATE)].set_index("person_id")["p_emergency"]
     truth_p = at_eval.reindex(test["person_id"].to_numpy()).to_numpy()

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -22,7 +23,7 @@ from riskcap.data.read import INT64_MAX, INT64_MIN, PERSON_TABLES, PersonRange, 
 from riskcap.data.summary import LoadSummary
 from riskcap.data.write import write_parquet
 from riskcap.errors import DataError
-from riskcap.features import build_features
+from riskcap.features import build_features, features_at
 from riskcap.models.persist import load_model, load_model_files, read_model_files, save_model
 from riskcap.models.score import score_population
 from riskcap.models.train import train_model
@@ -254,6 +255,60 @@ def test_streamed_quarantine_reconciles_and_rejects_the_same_rows(case, tmp_path
     for name in person_tables(data):  # the rows used are the same rows, partition by partition
         used = np.concatenate([getattr(t, name)["person_id"].to_numpy(dtype=np.int64) for t, _ in loaded])
         assert np.array_equal(used, getattr(tables, name)["person_id"].to_numpy(dtype=np.int64))
+
+
+# --- Features by range -------------------------------------------------------------------
+
+@pytest.mark.parametrize("people", [700, 100_000])
+def test_features_by_range_are_the_whole_table_features(population, people):
+    tables, whole = load_tables(population)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StreamingFallbackWarning)
+        parts = plan_partitions(population, people)
+    assert (len(parts) > 1) == (people == 700)
+    frame, summary = features_at(population, EVAL_INDEX_DATE, parts=parts)
+    pd.testing.assert_frame_equal(frame, build_features(tables, EVAL_INDEX_DATE))
+    assert summary.as_dict() == whole.as_dict()
+
+
+@pytest.mark.parametrize("case", ["several_problems", "unknown_person", "many_bad_rows"])
+def test_features_by_range_reject_and_quarantine_as_the_whole_table_load(case, tmp_path):
+    data = _as_parquet(case, tmp_path / "data")
+    parts = plan_partitions(data, 3)
+    assert len(parts) > 1
+    with pytest.raises(DataError) as whole:
+        load_tables(data)
+    with pytest.raises(DataError) as streamed:
+        features_at(data, EVAL_INDEX_DATE, parts=parts)
+    assert str(streamed.value) == str(whole.value)
+    tables, summary = validate_data(data, on_invalid="quarantine", rejects_dir=tmp_path / "whole")
+    frame, streamed = features_at(data, EVAL_INDEX_DATE, parts=parts, on_invalid="quarantine")
+    pd.testing.assert_frame_equal(frame, build_features(tables, EVAL_INDEX_DATE))
+    assert streamed.as_dict()["tables"].keys() == summary.as_dict()["tables"].keys()
+    for name, table in summary.rejected_rows.items():
+        assert streamed.rejected_rows[name].equals(table), name
+
+
+def test_train_and_evaluate_quarantine_write_the_rejects_validate_writes(population, tmp_path):
+    """The commands' load, now range by range: the same rejects files as the whole-table load."""
+    data = tmp_path / "data"
+    shutil.copytree(population, data)
+    persons = pq.read_table(data / "persons.parquet")
+    imd = persons.column("imd_decile").to_numpy().copy()
+    imd[[5, 2000]] = 11  # one bad row in the first range, one in a later one
+    write_parquet(persons.set_column(persons.schema.get_field_index("imd_decile"), "imd_decile", pa.array(imd)),
+                  data / "persons.parquet", row_group_size=700)
+    validate_data(data, on_invalid="quarantine", rejects_dir=tmp_path / "whole")
+    assert pq.read_table(tmp_path / "whole" / "persons_rejects.parquet").num_rows == 2
+    for args in (["train", "--model", "logistic", "--index-date", TRAIN_INDEX_DATE],
+                 ["evaluate", "--model", tmp_path / "out-train", "--index-date", EVAL_INDEX_DATE]):
+        out = tmp_path / f"out-{args[0]}"
+        result = CliRunner().invoke(main, [str(a) for a in [*args, "--data", data, "--out", out, "--on-invalid",
+                                                            "quarantine", "--partition-people", 700]])
+        assert result.exit_code == 0, result.output
+        assert "row(s) quarantined" in result.output
+        for file in (tmp_path / "whole").iterdir():
+            assert (out / "rejects" / file.name).read_bytes() == file.read_bytes(), file.name
 
 
 def test_wrong_type_throughout_a_column_is_one_file_problem(tmp_path):

@@ -2,6 +2,7 @@
 rows, the scores table."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,23 @@ def plan(data_dir: Path, people: int, console: Console) -> list:
     for w in caught:
         console.print(f"[yellow]warning: {w.message}[/yellow]")
     return parts
+
+
+@contextlib.contextmanager
+def partition_progress(console: Console):
+    """A transient progress bar per stage of a streamed run; yields ``progress(stage, done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        tasks = {}
+
+        def progress(stage, done, total):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{stage} partitions", total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield progress
 
 
 def write_quarantined(summary, rejects_dir: Path, console: Console) -> None:

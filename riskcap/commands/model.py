@@ -10,21 +10,20 @@ from riskcap.commands.options import (data_option, engine_options, index_date_op
                                       on_invalid_option, partition_people_option, reasons_for_option)
 
 
-def _load(data_dir: Path, on_invalid: str, rejects_dir: Path, console):
-    from riskcap.data.load import load_tables
+def _features(data_dir: Path, index, on_invalid: str, partition_people: int, engine_name: str, scheduler,
+              rejects_dir: Path, console):
+    """Everyone's features at the index date, read, checked and built one person_id range at a time."""
+    from riskcap.commands._partitions import partition_progress, plan, write_quarantined
+    from riskcap.features import features_at
+    from riskcap.stream.engines import get_engine
 
-    tables, summary = load_tables(data_dir, on_invalid=on_invalid,
-                                  rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
-    quarantined = sum(summary.rows_quarantined.values())
-    if quarantined:
-        console.print(f"[yellow]{quarantined:,} row(s) quarantined; see {rejects_dir}/[/yellow]")
-    return tables, summary
-
-
-def _features(tables, index_date, people: int):
-    from riskcap.features import build_features_partitioned
-
-    return build_features_partitioned(tables, index_date, people)
+    parts = plan(data_dir, partition_people, console)
+    with get_engine(engine_name, scheduler) as engine, partition_progress(console) as progress:
+        frame, summary = features_at(data_dir, index.date, parts=parts, engine=engine, on_invalid=on_invalid,
+                                     progress=progress)
+    if on_invalid == "quarantine":
+        write_quarantined(summary, rejects_dir, console)
+    return frame
 
 
 @click.command("train")
@@ -38,7 +37,9 @@ def _features(tables, index_date, people: int):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the validation split and LightGBM.")
 @on_invalid_option
 @partition_people_option()
-def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_invalid: str, partition_people: int):
+@engine_options
+def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_invalid: str, partition_people: int,
+          engine_name: str, scheduler):
     """Train a model at an index date and write a model directory.
 
     Validates the data, builds one row of features per person registered and alive at the
@@ -65,9 +66,8 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
     manifest = RunManifest(out_dir, seed=seed)
     index = chosen_index_date("train", data_dir, index_date, console)
     manifest.add_index_date("train", index)
-    tables, _ = _load(data_dir, on_invalid, out_dir / "rejects", console)
-    frame = _features(tables, index.date, partition_people)
-    del tables
+    frame = _features(data_dir, index, on_invalid, partition_people, engine_name, scheduler, out_dir / "rejects",
+                      console)
     console.print(f"features: {len(frame):,} people at {index.date}")
     model = train_model(kind, frame, index.date, seed=seed,
                         data={"dir": str(data_dir), "fingerprint": data_fingerprint(data_dir)["sha256"]})
@@ -109,7 +109,9 @@ def train(data_dir: Path, index_date, kind: str, out_dir: Path, seed: int, on_in
               help="Folder for metrics.json: new, empty, or an earlier riskcap run's.")
 @on_invalid_option
 @partition_people_option()
-def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int):
+@engine_options
+def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_invalid: str, partition_people: int,
+             engine_name: str, scheduler):
     """Evaluate a model at an index date: discrimination, calibration, top-N, subgroups.
 
     Writes metrics.json (auroc, auprc, brier, calibration slope and intercept,
@@ -135,9 +137,8 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
     model = load_model(model_dir)
     index = chosen_index_date("evaluate", data_dir, index_date, console)
     manifest.add_index_date("evaluate", index)
-    tables, _ = _load(data_dir, on_invalid, out_dir / "rejects", console)
-    frame = _features(tables, index.date, partition_people)
-    del tables
+    frame = _features(data_dir, index, on_invalid, partition_people, engine_name, scheduler, out_dir / "rejects",
+                      console)
     truth = truth_probabilities(data_dir, frame["person_id"].to_numpy(), index.date)
     metrics = evaluate_model(model, frame, index.date, truth)
     write_json(metrics, out_dir / "metrics.json")
@@ -182,9 +183,8 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from riskcap.commands._partitions import plan, scored_table, write_quarantined
+    from riskcap.commands._partitions import partition_progress, plan, scored_table, write_quarantined
     from riskcap.stream.engines import get_engine
     from riskcap.manifest import claim_file, table_with_columns
     from riskcap.models.persist import read_model_files
@@ -196,16 +196,7 @@ def score(model_dir: Path, data_dir: Path, index_date, out_path: Path, reasons_f
     model_files = read_model_files(model_dir)
     index = chosen_index_date("score", data_dir, index_date, console)
     parts = plan(data_dir, partition_people, console)
-    with get_engine(engine_name, scheduler) as engine, Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True) as bar:
-        tasks = {}
-
-        def progress(stage, done, total):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{stage} partitions", total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with get_engine(engine_name, scheduler) as engine, partition_progress(console) as progress:
         scored = score_population(model_files, data_dir, index.date, out_path, parts=parts, engine=engine,
                                   people=partition_people, reasons_for=reasons_for, on_invalid=on_invalid,
                                   progress=progress)

@@ -320,13 +320,9 @@ def day_numbers(series: pd.Series, missing: int, dtype=np.int64) -> np.ndarray:
     """Dates as days since 1970-01-01 (``dtype``: int64, or int32 with an int32 ``missing``),
     nulls replaced by ``missing``.
 
-    Datetime columns (as the readers return them) are converted in one integer pass, arrow
-    ``date32`` columns (``riskcap.features.read_feature_tables``) by a copy of their integers; anything
+    Datetime columns (as the readers return them) are converted in one integer pass; anything
     else goes through :func:`days`.
     """
-    kind = getattr(series, "dtype", None)
-    if isinstance(kind, pd.ArrowDtype) and pa.types.is_date32(kind.pyarrow_dtype):
-        return _date32_days(pa.chunked_array(series.array._pa_array), missing, dtype)
     values = series.to_numpy() if hasattr(series, "to_numpy") else np.asarray(series)
     if values.dtype.kind == "M":
         unit = np.datetime_data(values.dtype)[0]
@@ -337,23 +333,6 @@ def day_numbers(series: pd.Series, missing: int, dtype=np.int64) -> np.ndarray:
             return out.astype(dtype, copy=False)
     out = days(series).astype(dtype)
     out[out == np.iinfo(np.int32).min] = missing
-    return out
-
-
-def _date32_days(arr: pa.ChunkedArray, missing: int, dtype=np.int64) -> np.ndarray:
-    """An arrow date32 column as days (its stored integers, as ``dtype``), nulls as ``missing``."""
-    out = np.empty(len(arr), dtype=dtype)
-    fill = np.array(missing, dtype=dtype)
-    pos = 0
-    for chunk in arr.chunks:
-        n = len(chunk)
-        part = out[pos:pos + n]
-        part[:] = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n, offset=chunk.offset * 4)
-        if chunk.null_count:
-            bits = np.frombuffer(chunk.buffers()[0], dtype=np.uint8)
-            valid = np.unpackbits(bits, count=chunk.offset + n, bitorder="little")[chunk.offset:]
-            np.copyto(part, fill, where=valid == 0)
-        pos += n
     return out
 
 
