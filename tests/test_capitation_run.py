@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from riskcap.capitation.engine import evaluate
-from riskcap.capitation.population import Population, _Spill
+from riskcap.capitation.population import Population
 from riskcap.capitation.run import run_scenarios, write_run
+from riskcap.stream.spill import Spill
 from riskcap.capitation.scenario import load_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.capitation.sweep import parse_axis, run_sweep
@@ -169,10 +170,10 @@ def test_scheme_paths_are_relative_to_the_scenario_file(frames, tmp_path):
 
 @pytest.mark.e2e
 def test_a_full_disk_while_streaming_is_a_clear_error_and_leaves_no_outputs(synth_dir, tmp_path, monkeypatch):
-    def full(self, arrays):
+    def full(self, table):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_Spill, "_write", full)
+    monkeypatch.setattr(Spill, "append", full)
     out = tmp_path / "o"
     result = CliRunner().invoke(main, ["capitation", "run", "baseline", "--data", str(synth_dir), "--out", str(out),
                                        "--partition-people", "1000"])

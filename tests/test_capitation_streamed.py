@@ -106,10 +106,8 @@ def test_per_person_costs_wait_in_the_spill_folder_and_leave_nothing_there(tmp_p
     whole = Population.from_features(features, SCHEME, ["gp"], practices)
     assert_same_population(whole, Population.combine(parts, SCHEME, spill_dir=tmp_path))
     assert list(tmp_path.iterdir()) == []
-    builder = PopulationBuilder(SCHEME, spill_dir=tmp_path / "absent")
-    builder.add(parts[0])  # one part is kept as it is
-    with pytest.raises(FileNotFoundError):
-        builder.add(parts[1])  # a second goes to the folder
+    with pytest.raises(FileNotFoundError):  # the parts go to the folder
+        PopulationBuilder(SCHEME, spill_dir=tmp_path / "absent")
 
 
 def test_released_people_keep_what_was_computed_and_refuse_the_rest():
