@@ -69,8 +69,7 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
 
     ``stage(name)`` is called as each stage of :data:`STAGES` starts (for progress display).
     """
-    from riskcap.capitation.population import attach_scores
-    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.capitation.run import run_capitation
     from riskcap.capitation.scenario import load_scenario
     from riskcap.features import build_features_partitioned
     from riskcap.data.write import write_json
@@ -99,8 +98,9 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
 
     stage("load")
     trained_at, evaluated_at = index_date_for("train", data_dir), index_date_for("evaluate", data_dir)
+    capitated_at = index_date_for("capitation", data_dir)
     for name, index in (("train", trained_at), ("evaluate", evaluated_at), ("score", evaluated_at),
-                        ("casefind", evaluated_at), ("capitation", evaluated_at)):
+                        ("casefind", evaluated_at), ("capitation", capitated_at)):
         manifest.add_index_date(name, index)
     tables, _ = load_tables(data_dir)
     fingerprint = {"dir": "data", "fingerprint": data_fingerprint(data_dir)["sha256"]}
@@ -108,7 +108,6 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     stage("features")
     train_frame = build_features_partitioned(tables, trained_at.date)
     eval_frame = build_features_partitioned(tables, evaluated_at.date)
-    practices = tables.practices
     del tables
     result.people = len(eval_frame)
 
@@ -137,16 +136,10 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     result.casefind_summary = found.summary
 
     stage("capitation")
-    # the demo prices from the features frame, which cannot give the coding-intensity safeguard
-    # its base-year registers (that needs `riskcap capitation run --data`): those scenarios are left out
-    scenarios = [s for s in (load_scenario(p) for p in shipped_scenarios()) if s.coding_intensity is None]
-    features = attach_scores(eval_frame, scores, source="scores.parquet")
-    features = attach_scores(features, cost_scores, source="cost_scores.parquet")
-    run = run_scenarios(features, practices, scenarios)
-    write_run(run, run_dir / "capitation", {"data": "data", "index_date": str(evaluated_at.date),
-                                            "index_date_source": evaluated_at.source,
-                                            "scores": ["scores.parquet", "cost_scores.parquet"],
-                                            "people": int(len(features))})
+    scenarios = [load_scenario(p) for p in shipped_scenarios()]
+    run = run_capitation(data_dir, scenarios, run_dir / "capitation", capitated_at,
+                         scores=(run_dir / "scores.parquet", run_dir / "cost_scores.parquet"),
+                         shown=lambda path: path.relative_to(run_dir).as_posix())
     result.comparison = run.comparison
     for s in scenarios:
         manifest.add_config(f"scenario:{s.name}", s.raw)

@@ -57,6 +57,7 @@ from riskcap.data.summary import LoadSummary
 from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
 from riskcap.stream.context import RunContext
+from riskcap.stream.plan import PARTITION_PEOPLE
 
 
 @dataclass
@@ -437,6 +438,53 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
             result.scored = scores_to.finish(summary, engine, tasks, run)
     result.load_summary = summary
     return result
+
+
+def run_capitation(data_dir: str | Path, scenarios: list[Scenario], out_dir: str | Path, index, *,
+                   scores: tuple[Path, ...] = (), model_files: dict[str, bytes] | None = None,
+                   reasons_for: float | None = None, on_invalid: str = "reject", partition_people: int = PARTITION_PEOPLE,
+                   engine=None, parts: list | None = None, on_result: Callable[[RunPart], None] | None = None,
+                   shown: Callable[[Path], str] = str) -> RunResult:
+    """``riskcap capitation run``: the scenarios over the data folder's partitions (``parts``, else
+    planned here), written to ``out_dir``; with ``model_files`` everyone is also scored into
+    ``out_dir/scores.parquet`` in the same pass. ``index`` is the :class:`~riskcap.data.dates.IndexDate`;
+    ``shown`` how the summary names the data and scores paths. The demo runs this too."""
+    from riskcap.models.score import ScoresWriter  # noqa: PLC0415
+    from riskcap.stream.engines import LocalEngine  # noqa: PLC0415
+    from riskcap.stream.plan import plan_partitions  # noqa: PLC0415
+
+    out_dir = Path(out_dir)
+    parts = plan_partitions(data_dir, partition_people) if parts is None else parts
+    with (contextlib.nullcontext() if model_files is None else
+          ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
+        result = run_scenarios_streamed(engine or LocalEngine(), parts, scenarios, need_groups_dir=out_dir / "need_groups",
+                                        on_result=on_result, scores_to=scores_to, spill_dir=spill_dir(out_dir),
+                                        run=run_context(data_dir, parts, index.date, on_invalid, scores))
+    write_run(result, out_dir, run_inputs(data_dir, index, scores, result.results[0].population.n_people, shown))
+    return result
+
+
+def run_context(data_dir: str | Path, parts: list, index_date, on_invalid: str, scores: tuple[Path, ...]) -> RunContext:
+    """What every partition of a capitation run over ``data_dir`` shares. Paths are absolute: a
+    Dask worker on another machine, or in another folder, reads the same files."""
+    from riskcap.data.load import scans_for  # noqa: PLC0415
+
+    return RunContext(data_dir=str(Path(data_dir).resolve()), index_date=index_date, on_invalid=on_invalid,
+                      scans=scans_for(data_dir, parts),
+                      scores=tuple((str(Path(p).resolve()), scores_are_cost(p)) for p in scores))
+
+
+def spill_dir(out_dir: str | Path) -> Path:
+    """The nearest existing folder at or above ``out_dir``: per-person costs wait there until the
+    last partition, on the disk chosen for the outputs (not in /tmp, which may be memory)."""
+    out_dir = Path(out_dir).resolve()
+    return next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
+
+
+def run_inputs(data_dir, index, scores, people: int, shown: Callable[[Path], str] = str) -> dict:
+    """The inputs a run's summary.json records."""
+    return {"data": shown(data_dir), "index_date": str(index.date), "index_date_source": index.source,
+            "scores": [shown(p) for p in scores], "people": int(people)}
 
 
 def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenarios: list[Scenario]) -> RunResult:
