@@ -18,7 +18,9 @@ built), so they read the data again; the whole-folder load gives the budgets the
 The gbm is riskcap's classifier (``train_model("gbm")``) trained, untimed, on a seeded
 sample of 50,000 people of the same index date; scoring is its ``predict`` on everyone
 (feature matrix, tree scorer, recalibration: what ``riskcap score`` computes before the
-reasons); grouping + budgets is ``run_scenarios`` on the ``baseline`` scenario. Checks
+reasons); capitation is the command's run (``run_scenarios_streamed``) on the ``baseline``
+scenario with the tables in memory as one partition (features at the index date and a year
+before, by-day tariffs, budgets, settlement). Checks
 alongside: budgets add up to the envelope to the penny, and the tree scorer's log-odds on a
 sample equal LightGBM's.
 """
@@ -48,13 +50,15 @@ def rss_mb() -> float:
 
 
 def test_bench_end_to_end(benchmark, population_size, tmp_path):
-    from riskcap.capitation.run import run_scenarios
+    from riskcap.capitation.run import run_scenarios_streamed
     from riskcap.capitation.scenario import load_scenario
     from riskcap.features import features_at
     from riskcap.models.base import feature_matrix
     from riskcap.models.train import train_model
     from riskcap.synthetic import EVAL_INDEX_DATE, TRAIN_INDEX_DATE, SynthConfig, write_population
     from riskcap.data.load import load_tables
+    from riskcap.stream.context import RunContext
+    from riskcap.stream.engines import LocalEngine
 
     stages: dict[str, dict] = {}
     state: dict = {}
@@ -89,8 +93,9 @@ def test_bench_end_to_end(benchmark, population_size, tmp_path):
         # what `riskcap score` computes: the feature matrix, the tree scorer, the recalibration
         probability = timed("gbm_scoring", lambda: model.predict(features), len(features))
         scenario = load_scenario("baseline")
-        run_scenarios(features.iloc[:1000], tables.practices, [scenario])  # load the compiled kernels
-        run = timed("grouping_budgets", lambda: run_scenarios(features, tables.practices, [scenario]), len(features))
+        run = timed("capitation", lambda: run_scenarios_streamed(LocalEngine(), [tables], [scenario],
+                                                                 run=RunContext(index_date=EVAL_INDEX_DATE)),
+                    len(features))
         state.update(features=features, model=model, probability=probability, run=run)
 
     benchmark.pedantic(pipeline, rounds=1, iterations=1)

@@ -16,10 +16,11 @@ agree:
   contributions compared;
 * ``logistic_scoring``: riskcap's JSON logistic model (numba kernel) against the
   scikit-learn pipeline's ``predict_proba`` it was exported from;
-* ``capitation``: need grouping + tariffs + budgets of the ``baseline`` scenario (the steps
-  of :func:`riskcap.capitation.run.run_scenarios` before settlement), checking the budgets
-  add up to the envelope to the penny; the whole ``run_scenarios`` is timed as well (no
-  baseline here: the ratio to a pandas implementation is measured by
+* ``capitation``: need grouping + tariffs + budgets of the ``baseline`` scenario on the
+  features (the kernels of a capitation run), checking the budgets add up to the envelope to
+  the penny; the whole run (:func:`riskcap.capitation.run.run_scenarios_streamed` on the
+  tables in memory as one partition: features at the index date and a year before, by-day
+  tariffs, budgets, settlement) is timed as well (no baseline here: the ratio to a pandas implementation is measured by
   ``benchmarks/test_bench_capitation.py``, which has that implementation).
 
 Speeds are people per second, best of ``repeats`` runs for both sides of each comparison:
@@ -165,38 +166,43 @@ def bench_logistic(features, threads: int, repeats: int, seed: int) -> dict:
                     "scikit-learn", sk_seconds, diff)
 
 
-def bench_capitation(features, practices, repeats: int) -> dict:
+def bench_capitation(features, tables, index_date, repeats: int) -> dict:
     """Grouping + tariffs + budgets (``baseline`` scenario) in people per second.
 
     ``assign_need_groups``, ``Population.from_features``, ``compute_tariffs`` and
     ``compute_budgets``; ``envelope_minus_budgets_pence`` is 0 when the practice budgets add
-    up to the envelope to the penny. The whole ``run_scenarios`` (adding settlement, accuracy
-    and the per-person need-group table) is timed too, as ``run_scenarios_people_per_second``.
+    up to the envelope to the penny. The whole run on ``tables`` (the capitation command's
+    path with the tables as one partition in memory: features, by-day tariffs, budgets,
+    settlement, accuracy) is timed too, as ``run_people_per_second`` (people registered at
+    ``index_date``, as for the kernels).
     """
     from riskcap.capitation.budgets import compute_budgets
     from riskcap.capitation.population import Population
-    from riskcap.capitation.run import run_scenarios
+    from riskcap.capitation.run import run_scenarios_streamed
     from riskcap.capitation.scenario import load_scenario
     from riskcap.capitation.scheme import assign_need_groups, load_scheme
     from riskcap.capitation.tariffs import compute_tariffs
+    from riskcap.stream.context import RunContext
+    from riskcap.stream.engines import LocalEngine
     from riskcap.stream.threads import use_threads
 
     scenario = load_scenario("baseline")
     scheme = load_scheme(scenario.scheme_location)
 
-    def fast():
+    def fast(features=features):
         groups = assign_need_groups(features, scheme)
-        population = Population.from_features(features, scheme, scenario.settings, practices, groups=groups)
+        population = Population.from_features(features, scheme, scenario.settings, tables.practices, groups=groups)
         return compute_budgets(population, scenario, compute_tariffs(population, scenario))
 
-    run_scenarios(features.iloc[:1000], practices, [scenario])  # compile / load the kernels
+    fast(features.iloc[:1000])  # compile / load the kernels
     budgets, seconds = best_of(fast, repeats)
-    _, run_seconds = best_of(lambda: run_scenarios(features, practices, [scenario]), repeats)
+    run = RunContext(index_date=index_date)
+    _, run_seconds = best_of(lambda: run_scenarios_streamed(LocalEngine(), [tables], [scenario], run=run), repeats)
     pence = np.asarray(budgets.budget_pence, dtype=np.int64)
     return _stage("capitation", len(features), seconds, scenario=scenario.name, practices=int(len(pence)),
                   envelope_minus_budgets_pence=int(budgets.envelope_pence) - int(pence.sum()),
-                  run_scenarios_seconds=run_seconds, kernels_parallel=use_threads(len(features)),
-                  run_scenarios_people_per_second=round(len(features) / run_seconds, 1))
+                  run_seconds=run_seconds, kernels_parallel=use_threads(len(features)),
+                  run_people_per_second=round(len(features) / run_seconds, 1))
 
 
 def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repeats: int = 3,
@@ -252,7 +258,7 @@ def run_bench(people: int = DEFAULT_PEOPLE, threads: int = DEFAULT_THREADS, repe
         say("logistic_scoring")
         stages.append(bench_logistic(features, used, repeats, seed))
         say("capitation")
-        stages.append(bench_capitation(features, tables.practices, repeats))
+        stages.append(bench_capitation(features, tables, index.date, repeats))
     by_name = {s["stage"]: s for s in stages}
     gbm = by_name["gbm_scoring"]
     return {

@@ -70,13 +70,11 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
 
     ``stage(name)`` is called as each stage of :data:`STAGES` starts (for progress display).
     """
-    from riskcap.capitation.population import attach_scores
-    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.capitation.run import run_capitation
     from riskcap.capitation.scenario import load_scenario
     from riskcap.features import features_at
     from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
-    from riskcap.data.read import read_raw
     from riskcap.models.persist import read_model_files, save_model
     from riskcap.models.score import score_population
     from riskcap.models.train import data_fingerprint, evaluate_model, train_model, truth_probabilities
@@ -84,7 +82,6 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     from riskcap.casefinding.selection import SelectionRule
     from riskcap.data.dates import index_date_for
     from riskcap.synthetic.pipeline import SynthConfig, write_population
-    from riskcap.data.load import load_tables
 
     stage = stage or (lambda name: None)
     run_dir = Path(out_dir)
@@ -101,17 +98,15 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
 
     stage("load")
     trained_at, evaluated_at = index_date_for("train", data_dir), index_date_for("evaluate", data_dir)
+    capitated_at = index_date_for("capitation", data_dir)
     for name, index in (("train", trained_at), ("evaluate", evaluated_at), ("score", evaluated_at),
-                        ("casefind", evaluated_at), ("capitation", evaluated_at)):
+                        ("casefind", evaluated_at), ("capitation", capitated_at)):
         manifest.add_index_date(name, index)
-    tables, _ = load_tables(data_dir)
     fingerprint = {"dir": "data", "fingerprint": data_fingerprint(data_dir)["sha256"]}
 
     stage("features")
     train_frame, _ = features_at(data_dir, trained_at.date)
     eval_frame, _ = features_at(data_dir, evaluated_at.date)
-    practices = tables.practices
-    del tables
     result.people = len(eval_frame)
 
     stage("train")
@@ -137,17 +132,10 @@ def run_demo(out_dir: str | Path, people: int | None = None, seed: int | None = 
     result.casefind_summary = found.summary
 
     stage("capitation")
-    # the demo prices from the features frame, which cannot give the coding-intensity safeguard
-    # its base-year registers (that needs `riskcap capitation run --data`): those scenarios are left out
-    scenarios = [s for s in (load_scenario(p) for p in shipped_scenarios()) if s.coding_intensity is None]
-    features = eval_frame
-    for name in ("scores.parquet", "cost_scores.parquet"):
-        features = attach_scores(features, read_raw(run_dir / name).to_pandas(), source=name)
-    run = run_scenarios(features, practices, scenarios)
-    write_run(run, run_dir / "capitation", {"data": "data", "index_date": str(evaluated_at.date),
-                                            "index_date_source": evaluated_at.source,
-                                            "scores": ["scores.parquet", "cost_scores.parquet"],
-                                            "people": int(len(features))})
+    scenarios = [load_scenario(p) for p in shipped_scenarios()]
+    run = run_capitation(data_dir, scenarios, run_dir / "capitation", capitated_at,
+                         scores=(run_dir / "scores.parquet", run_dir / "cost_scores.parquet"),
+                         shown=lambda path: path.relative_to(run_dir).as_posix())
     result.comparison = run.comparison
     for s in scenarios:
         manifest.add_config(f"scenario:{s.name}", s.raw)

@@ -12,7 +12,7 @@ from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_sc
 from riskcap.capitation.scheme import load_scheme, parse_scheme
 from riskcap.capitation.sweep import run_sweep
 from riskcap.errors import ConfigError
-from reference.fabricated import make_features
+from reference.fabricated import make_features, run_on_features
 
 TWO = parse_scheme({"name": "two", "groups": [{"id": "old", "rules": [["age >= 65"]]}, {"id": "young", "rules": [[]]}]})
 SETTINGS = ("gp", "prescribing")
@@ -321,14 +321,14 @@ def test_levers_show_in_the_report_and_the_workbook(tmp_path):
 
     from openpyxl import load_workbook
 
-    from riskcap.capitation.run import run_scenarios, write_run
+    from riskcap.capitation.run import write_run
     from riskcap.report.outputs import read_run
     from riskcap.report.sections import budgets_section
     from riskcap.report.workbook import workbook_bytes
 
     features, practices = make_features(2000, 6, seed=3, with_scores=True)
     names = ["baseline", "components", "inequalities", "convergence_growing"]
-    result = run_scenarios(features, practices, [load_scenario(n) for n in names])
+    result = run_on_features(features, practices, [load_scenario(n) for n in names])
     write_run(result, tmp_path / "capitation", {"data": "x"})
     assert (tmp_path / "capitation" / "components.csv").exists()
     run = read_run(tmp_path)
@@ -341,6 +341,6 @@ def test_levers_show_in_the_report_and_the_workbook(tmp_path):
     rows = list(book["Component budgets"].iter_rows(min_row=2, values_only=True))
     envelope = run.capitation.scenarios["components"]["summary"]["envelope_pence"]
     assert sum(r[4] for r in rows) == envelope and len(rows) == 5
-    plain = run_scenarios(features, practices, [load_scenario("baseline")])
+    plain = run_on_features(features, practices, [load_scenario("baseline")])
     write_run(plain, tmp_path / "plain" / "capitation", {"data": "x"})
     assert [t.title for t in budgets_section(read_run(tmp_path / "plain")).tables] == ["Scenarios side by side"]

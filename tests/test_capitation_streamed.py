@@ -1,6 +1,7 @@
 """Capitation runs streamed partition by partition equal the whole-frame run, to the penny and byte for byte."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import PREDICTED_COST, Population, PopulationBuilder, population_part
-from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios, run_scenarios_streamed,
+from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios_streamed,
                                     scores_are_cost, stream_populations, write_run)
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import load_scheme
@@ -106,10 +107,8 @@ def test_per_person_costs_wait_in_the_spill_folder_and_leave_nothing_there(tmp_p
     whole = Population.from_features(features, SCHEME, ["gp"], practices)
     assert_same_population(whole, Population.combine(parts, SCHEME, spill_dir=tmp_path))
     assert list(tmp_path.iterdir()) == []
-    builder = PopulationBuilder(SCHEME, spill_dir=tmp_path / "absent")
-    builder.add(parts[0])  # one part is kept as it is
-    with pytest.raises(FileNotFoundError):
-        builder.add(parts[1])  # a second goes to the folder
+    with pytest.raises(FileNotFoundError):  # the parts go to the folder
+        PopulationBuilder(SCHEME, spill_dir=tmp_path / "absent")
 
 
 def test_released_people_keep_what_was_computed_and_refuse_the_rest():
@@ -187,43 +186,37 @@ def test_parquet_rows_writer_leaves_nothing_on_failure(tmp_path):
 RUN_SCENARIOS = ["baseline", "cap_p99", "social_care_pooled", "fair_shares", "blend"]
 
 
-@pytest.fixture(scope="module")
-def frames():
-    return make_features(5000, 11, seed=8, with_scores=True)
-
-
 def assert_same_run(a, b) -> None:
     for name in ("budgets", "tariffs", "settlement", "settlement_icb", "accuracy", "pace_path", "comparison"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert json.dumps(a.summary(), sort_keys=True) == json.dumps(b.summary(), sort_keys=True)
 
 
-@pytest.mark.parametrize("people", [5000, 1234, 97])
-def test_streamed_run_equals_the_whole_frame_run(frames, tmp_path, people):
-    features, practices = frames
+@pytest.mark.parametrize("people", [1234, 9000])
+def test_streamed_run_equals_the_one_partition_run(tables, tmp_path, people):
     scenarios = [load_scenario(s) for s in RUN_SCENARIOS]
-    whole = run_scenarios(features, practices, scenarios)
+    run = RunContext(index_date=INDEX_DATE)
+    whole = run_scenarios_streamed(LocalEngine(), [tables], scenarios, need_groups_dir=tmp_path / "whole" / "need_groups",
+                                   run=run)
     write_run(whole, tmp_path / "whole")
-    tasks = [features.iloc[lo:lo + people] for lo in range(0, len(features), people)]
+    tasks = list(iter_partitions(tables, people))
     seen = []
     streamed = run_scenarios_streamed(LocalEngine(), tasks, scenarios,
                                       need_groups_dir=tmp_path / "streamed" / "need_groups",
-                                      on_result=lambda r: seen.append(r.n_people), practices=practices)
-    assert seen == [len(t) for t in tasks]
-    assert streamed.person_groups == {}
+                                      on_result=lambda r: seen.append(r.n_people), run=run)
+    assert len(seen) == len(tasks) > 1 and all(seen)
     assert_same_run(whole, streamed)
     write_run(streamed, tmp_path / "streamed")
     assert_same_folders(tmp_path / "whole", tmp_path / "streamed")
 
 
-def test_a_failed_streamed_run_writes_no_need_groups(frames, tmp_path):
-    features, practices = frames
-    bad = features.copy()
-    bad.loc[4500, "cost_gp_0_12"] = -1.0  # found only when the last partition is combined
-    tasks = [bad.iloc[lo:lo + 1000] for lo in range(0, len(bad), 1000)]
-    with pytest.raises(DataError, match="base-year cost"):
-        run_scenarios_streamed(LocalEngine(), tasks, [load_scenario("baseline")], need_groups_dir=tmp_path / "ng",
-                               practices=practices)
+def test_a_failed_streamed_run_writes_no_need_groups(tables, tmp_path):
+    activity = tables.activity.copy()
+    activity.loc[activity.index[-5], "cost_gbp"] = -1.0  # found only in the last partition
+    bad = dataclasses.replace(tables, activity=activity)
+    with pytest.raises(DataError, match="cost_gbp"):
+        run_scenarios_streamed(LocalEngine(), list(iter_partitions(bad, 5000)), [load_scenario("baseline")],
+                               need_groups_dir=tmp_path / "ng", run=RunContext(index_date=INDEX_DATE))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -349,18 +342,15 @@ def test_cli_quarantine_and_reject_match_the_whole_table_load(tmp_path):
     assert_same_folders(tmp_path / "ref", tmp_path / "q")
 
 
-def test_dask_engine_gives_the_local_answer(frames, tmp_path):
+def test_dask_engine_gives_the_local_answer(tables, tmp_path):
     pytest.importorskip("distributed")
     from riskcap.stream.engines import get_engine
 
-    features, practices = frames
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99")]
-    tasks = [features.iloc[lo:lo + 1500] for lo in range(0, len(features), 1500)]
-    local = run_scenarios_streamed(LocalEngine(), tasks, scenarios, need_groups_dir=tmp_path / "local",
-                                   practices=practices)
+    tasks, run = list(iter_partitions(tables, 6000)), RunContext(index_date=INDEX_DATE)
+    local = run_scenarios_streamed(LocalEngine(), tasks, scenarios, need_groups_dir=tmp_path / "local", run=run)
     with get_engine("dask") as engine:
-        remote = run_scenarios_streamed(engine, tasks, scenarios, need_groups_dir=tmp_path / "dask",
-                                        practices=practices)
+        remote = run_scenarios_streamed(engine, tasks, scenarios, need_groups_dir=tmp_path / "dask", run=run)
     assert_same_run(local, remote)
     name = "yoc_illustrative.parquet"
     assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()

@@ -58,3 +58,22 @@ def test_demo_scores_are_what_riskcap_score_writes(demo_runs, tmp_path):
                                            "--out", str(tmp_path / name), "--index-date", at])
         assert result.exit_code == 0, result.output
         assert (tmp_path / name).read_bytes() == (run / name).read_bytes(), name
+
+
+def test_demo_capitation_is_the_command_on_the_demos_data_and_scores(demo_runs, tmp_path, monkeypatch):
+    """The demo prices as `riskcap capitation run` does: every shipped scenario, coding intensity
+    included, on its data folder with its scores files, gives the same files byte for byte."""
+    from riskcap.demo import shipped_scenarios
+
+    run, _, _ = demo_runs
+    monkeypatch.chdir(run)  # the demo's summary names its inputs relative to the run folder
+    out = tmp_path / "capitation"
+    command = CliRunner().invoke(main, ["capitation", "run", *(str(p) for p in shipped_scenarios()), "--data", "data",
+                                        "--scores", "scores.parquet", "--scores", "cost_scores.parquet",
+                                        "--out", str(out)])
+    assert command.exit_code == 0, command.output
+    demo, ran = fingerprint(run / "capitation"), fingerprint(out)
+    ran.pop("manifest.json")  # the command's own record (times, command line); the demo's is the run's
+    assert "coding_intensity.csv" in demo
+    assert demo.keys() == ran.keys()
+    assert sorted(k for k in demo if demo[k]["sha256"] != ran[k]["sha256"]) == []

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from riskcap.capitation.run import run_scenarios, write_run
+from riskcap.capitation.run import run_capitation
+from riskcap.data.dates import IndexDate
 from riskcap.capitation.scenario import load_scenario
 from riskcap.casefinding.run import casefind
 from riskcap.cli import main
@@ -57,8 +58,8 @@ def make_run(run: Path, people: int = 4_000) -> Path:
     write_json(evaluate_model(model, evaluation, EVAL_INDEX_DATE, truth), run / "evaluation" / "logistic" / "metrics.json")
     score_population(read_model_files(run / "models" / "logistic"), data, EVAL_INDEX_DATE, run / "scores.parquet")
     casefind(run / "scores.parquet", data, run / "casefinding", key=PseudonymKey(b"report-test-key-0123456789", "file"))
-    result = run_scenarios(evaluation, tables.practices, [load_scenario(s) for s in SCENARIOS])
-    write_run(result, run / "capitation", {"data": "data", "index_date": EVAL_INDEX_DATE.isoformat()})
+    run_capitation(data, [load_scenario(s) for s in SCENARIOS], run / "capitation",
+                   IndexDate(EVAL_INDEX_DATE, "given"), shown=lambda path: path.relative_to(run).as_posix())
     return run
 
 

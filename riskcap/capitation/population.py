@@ -16,7 +16,6 @@ are summed, so every total is an exact integer whatever the summation order.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +30,7 @@ from riskcap.capitation.money import MAX_PENCE, MAX_PRODUCT, check_pence
 from riskcap.capitation.accuracy import spread_sums
 from riskcap.capitation.scheme import RISK_TIER_CODES, NeedGroupScheme, assign_need_groups
 from riskcap.capitation.tails import select_tail, values_between
+from riskcap.stream.spill import Spill
 from riskcap.stream.threads import kernel_threads
 from riskcap.errors import DataError
 from riskcap.features import LABEL
@@ -362,73 +362,25 @@ def _by_day(exposure, settings, practice_codes: np.ndarray, groups: np.ndarray, 
     return days, need_days, outcome, unpredicted, person
 
 
-class _Spill:
-    """Per-person arrays of several parts, concatenated: the first part's kept as they are, from
-    the second on written to unnamed temporary files in ``spill_dir`` and read back once."""
-
-    def __init__(self, dtypes: tuple, spill_dir: str | Path | None):
-        self.dtypes, self.spill_dir = dtypes, spill_dir
-        self._first: list[np.ndarray] | None = None
-        self._files: list | None = None
-        self._added = 0
-        self.n = 0
-
-    def add(self, arrays: list[np.ndarray]) -> tuple[int, int]:
-        """Append one part's arrays; returns their (start, stop) in the whole."""
-        self._added += 1
-        if self._added == 1:
-            self._first = arrays
-        else:
-            if self._files is None:
-                self._files = [tempfile.TemporaryFile(dir=self.spill_dir) for _ in self.dtypes]
-                self._write(self._first)
-                self._first = None
-            self._write(arrays)
-        n, m = self.n, arrays[0].size
-        self.n = n + m
-        return n, n + m
-
-    def _write(self, arrays: list[np.ndarray]) -> None:
-        for file, dtype, a in zip(self._files, self.dtypes, arrays):
-            file.write(np.ascontiguousarray(a, dtype=dtype).data)
-
-    def everyone(self) -> list[np.ndarray]:
-        """Everyone's arrays: the first part's, or read back from the files (closed)."""
-        if self._files is None:
-            return self._first
-        out = []
-        for file, dtype in zip(self._files, self.dtypes):
-            a = np.empty(self.n, dtype=dtype)
-            file.seek(0)
-            if file.readinto(a.data.cast("B")) != a.nbytes:  # pragma: no cover - a failing disk
-                raise OSError(f"temporary file of per-person costs in {self.spill_dir or tempfile.gettempdir()} "
-                              f"came back short")
-            file.close()
-            out.append(a)
-        self._files = self._first = None
-        return out
-
-
 class PopulationBuilder:
     """Adds :class:`PopulationPart` s in order and builds the :class:`Population` of them all.
 
-    A single part's per-person arrays are used as they are. From the second part on, the
-    per-person arrays (20 bytes a person, and 10 per person of the tariff year) go to unnamed
-    temporary files in ``spill_dir`` (the system's temporary folder by default), read back
-    once by :meth:`build`: while partitions stream, memory holds one part's people, not
-    everyone's (1.26 GB at England's 63M).
+    The per-person arrays (20 bytes a person, and 10 per person of the tariff year) wait in a
+    :class:`~riskcap.stream.spill.Spill` in ``spill_dir`` until :meth:`build` reads them back
+    once: while partitions stream, memory holds one part's people, not everyone's (1.26 GB at
+    England's 63M).
     """
 
-    _DTYPES = (np.int32, np.int64, np.int64)  # person_cell, person_base, person_outcome
-    _TARIFF_DTYPES = (np.int64, np.int16)  # tariff-year cost and need group of the people priced
+    _DTYPES = {"person_cell": np.int32, "person_base": np.int64, "person_outcome": np.int64}
+    _TARIFF_DTYPES = {"person_cost": np.int64, "person_group": np.int16}  # of the tariff year's people priced
 
     def __init__(self, scheme: NeedGroupScheme, spill_dir: str | Path | None = None):
         self.scheme = scheme
         self.spill_dir = spill_dir
         self._parts: list[PopulationPart] = []  # with their per-person arrays dropped
         self._bounds: list[tuple[int, int]] = []
-        self._people = _Spill(self._DTYPES, spill_dir)
-        self._tariff = _Spill(self._TARIFF_DTYPES, spill_dir)
+        self._people = Spill(spill_dir)
+        self._tariff = Spill(spill_dir)
 
     def add(self, part: PopulationPart) -> None:
         """Append one part (parts must come in person order: the order of the per-person arrays)."""
@@ -440,10 +392,12 @@ class PopulationBuilder:
         forward = part.tariff.method == FORWARD
         if self._parts and part.tariff.method != self._parts[0].tariff.method:
             raise ValueError("parts priced by different tariff methods")
-        self._bounds.append(self._people.add([part.person_cell, part.person_base, part.person_outcome]))
+        start = self._people.rows
+        self._people.append(_arrays(part, self._DTYPES))
+        self._bounds.append((start, self._people.rows))
         tariff = part.tariff
         if forward:
-            self._tariff.add([tariff.person_cost, tariff.person_group])
+            self._tariff.append(_arrays(tariff, self._TARIFF_DTYPES))
             tariff = replace(tariff, person_cost=None, person_group=None)
         self._parts.append(replace(part, person_cell=None, person_base=None, person_outcome=None, tariff=tariff))
 
@@ -463,7 +417,7 @@ class PopulationBuilder:
         with_dep = all(p.deprivation is not None for p in parts)
         deprivation = np.zeros((2, len(codes), n_groups, IMD_DECILES), dtype=np.int64) if with_dep else None
         sums = np.zeros((N_SUMS, len(codes), n_groups), dtype=np.int64)
-        cell, base, outcome = self._people.everyone()
+        cell, base, outcome = _read_back(self._people, self._DTYPES)
         for part, (lo, hi) in zip(parts, self._bounds):
             rows = np.searchsorted(codes, part.practice_codes).astype(np.int64)
             sums[:, rows, :] += part.sums
@@ -482,8 +436,7 @@ class PopulationBuilder:
         tariff = TariffBasis(method=method, people=sum(p.tariff.people for p in parts),
                              days=sum(p.tariff.days for p in parts), cost=sum(p.tariff.cost for p in parts))
         if method == FORWARD:
-            tariff.person_cost, tariff.person_group = self._tariff.everyone() if self._tariff.n else \
-                (np.zeros(0, np.int64), np.zeros(0, np.int16))
+            tariff.person_cost, tariff.person_group = _read_back(self._tariff, self._TARIFF_DTYPES)
         missing = sum(p.need_missing for p in parts)
         unpredicted = None
         if all(p.has_need for p in parts) and (not missing or method == FORWARD):
@@ -516,6 +469,17 @@ class PopulationBuilder:
 
 
 _REMAP_CHUNK = 1 << 20
+
+
+def _arrays(source, dtypes: dict) -> pa.Table:
+    """The per-person arrays ``dtypes`` names, attributes of ``source``, as one table."""
+    return pa.table({name: np.ascontiguousarray(getattr(source, name), dtype=d) for name, d in dtypes.items()})
+
+
+def _read_back(spill: Spill, dtypes: dict) -> list[np.ndarray]:
+    """Everyone's arrays ``dtypes`` names, then the spill is closed."""
+    with spill:
+        return [spill.column(name, d) for name, d in dtypes.items()]
 
 
 @dataclass

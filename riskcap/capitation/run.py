@@ -23,14 +23,12 @@ Output folder layout::
     OUT/scenarios/<name>/       the same tables for one scenario, its summary.json and scenario.yaml
     OUT/need_groups/<scheme>.parquet  each person's need group (person_id, practice_code, need_group)
 
-Two ways in, one aggregation: :func:`run_scenarios` takes one features frame;
-:func:`run_scenarios_streamed` maps :func:`capitation_partition` over person-range partitions
-with an engine (:mod:`riskcap.stream.engines`), so memory is bounded by one partition plus about 20
+:func:`run_capitation` is the command (and the demo's stage): :func:`run_scenarios_streamed`
+maps :func:`capitation_partition` over person-range partitions with an engine (:mod:`riskcap.stream.engines`), so memory is bounded by one partition plus about 20
 bytes per person per (scheme, settings) for the population-wide cost cap and pool. Each
 partition returns a :class:`RunPart` (a :class:`~riskcap.capitation.population.PopulationPart`
 per (scheme, settings)); the driver combines them in task order, streams the per-person need
-groups to parquet, and evaluates the scenarios on the combined populations. Both give the
-same results to the penny and the same output bytes. A streamed run given a
+groups to parquet, and evaluates the scenarios on the combined populations. A run given a
 :class:`~riskcap.models.score.ScoresWriter` also scores each partition's features, so one read
 of the data gives scores and budgets (``riskcap capitation run --model``).
 """
@@ -57,6 +55,7 @@ from riskcap.data.summary import LoadSummary
 from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
 from riskcap.stream.context import RunContext
+from riskcap.stream.plan import PARTITION_PEOPLE
 
 
 @dataclass
@@ -72,7 +71,6 @@ class RunResult:
     accuracy: pd.DataFrame
     pace_path: pd.DataFrame
     comparison: pd.DataFrame
-    person_groups: dict[str, pa.Table] = field(default_factory=dict)  # by scheme name; {} when streamed to files
     load_summary: LoadSummary | None = None  # of every partition loaded from files (streamed runs)
     scored: object = None  # the ScoredPopulation a run that also scored wrote (riskcap.models.score)
     #: practices of the practices table with no one on their list in the outcome year, and why
@@ -265,47 +263,36 @@ def read_scores_range(path: str | Path, first: int, stop: int) -> pd.DataFrame:
 _INT64_MAX = int(np.iinfo(np.int64).max)  # a last PersonRange's stop: that range includes it
 
 
-def _person_range(task, features: pd.DataFrame) -> tuple[int, int]:
-    """The person_ids a partition covers: its PersonRange, else its persons' or features' ids."""
-    if hasattr(task, "first") and hasattr(task, "stop"):
-        return int(task.first), int(task.stop)
-    ids = (task.persons if isinstance(task, Tables) else features)["person_id"].to_numpy(dtype=np.int64)
-    return (int(ids.min()), int(ids.max()) + 1) if ids.size else (0, 0)
-
-
-def capitation_partition(task, *, run: RunContext, plan: RunPlan, practices: pd.DataFrame | None = None) -> RunPart:
+def capitation_partition(task, *, run: RunContext, plan: RunPlan) -> RunPart:
     """One partition of a capitation run: load, build features, attach scores, group and aggregate;
     with ``run.model_files``, also score the features (``run.share``: as for
     :func:`~riskcap.models.score.score_candidates`), so one read serves scores and budgets.
 
     ``task`` is a :class:`riskcap.data.read.PersonRange` (rows of ``run.data_dir`` loaded and
-    checked by :func:`~riskcap.data.load.load_partition`), a :class:`~riskcap.data.read.Tables`
-    partition in memory, or a features frame (with ``practices`` for ICB codes). ``run.scores``
-    are (path, :func:`scores_are_cost`) pairs; only the partition's person_id range of each
-    file is read.
+    checked by :func:`~riskcap.data.load.load_partition`) or a :class:`~riskcap.data.read.Tables`
+    partition in memory. ``run.scores`` are (path, :func:`scores_are_cost`) pairs; only the
+    partition's person_id range of each file is read.
     """
     index_date = run.index_date
     summary = None
-    exposure = tariff_groups = registers = None
-    notes = None if practices is None else practice_notes(practices, None, index_date)
-    if isinstance(task, pd.DataFrame):
-        features = registered = task
+    if isinstance(task, Tables):
+        tables = task
+        ids = tables.persons["person_id"].to_numpy(dtype=np.int64)
+        first, stop = (int(ids.min()), int(ids.max()) + 1) if ids.size else (0, 0)
     else:
-        if isinstance(task, Tables):
-            tables = task
-        else:
-            from riskcap.data.load import load_partition  # noqa: PLC0415
+        from riskcap.data.load import load_partition  # noqa: PLC0415
 
-            tables, summary = load_partition(run.data_dir, task, run.as_of, run.on_invalid, run.scans)
-            if tables is None:
-                return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
-        practices = tables.practices
-        notes = practice_notes(practices, tables.practice_changes, index_date)
-        features, tariff_groups, exposure, at_index, registers = forward_inputs(tables, index_date, plan)
-        registered = features if at_index.all() else features.loc[at_index].reset_index(drop=True)
-        if plan.coding:
-            registers = combine_registers([registers, register_cells(registered, 1, practices)])
-        del tables
+        tables, summary = load_partition(run.data_dir, task, run.as_of, run.on_invalid, run.scans)
+        if tables is None:
+            return RunPart(np.zeros(0, dtype=np.int64), {}, summary)
+        first, stop = int(task.first), int(task.stop)
+    practices = tables.practices
+    notes = practice_notes(practices, tables.practice_changes, index_date)
+    features, tariff_groups, exposure, at_index, registers = forward_inputs(tables, index_date, plan)
+    registered = features if at_index.all() else features.loc[at_index].reset_index(drop=True)
+    if plan.coding:
+        registers = combine_registers([registers, register_cells(registered, 1, practices)])
+    del tables
     scored = None
     if run.model_files is not None:
         from riskcap.models.persist import load_model_files  # noqa: PLC0415
@@ -313,7 +300,6 @@ def capitation_partition(task, *, run: RunContext, plan: RunPlan, practices: pd.
 
         scored = score_candidates(load_model_files(run.model_files), [registered], run.share)  # as `riskcap score`: at T
     del registered
-    first, stop = _person_range(task, features)
     for path, cost_file in run.scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
     run_part = aggregate_partition(features, plan, practices, exposure, tariff_groups)
@@ -348,8 +334,7 @@ def practice_notes(practices: pd.DataFrame, changes: pd.DataFrame | None, index_
 
 
 def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], None]],
-            on_result: Callable[[RunPart], None] | None, run: RunContext, practices: pd.DataFrame | None = None,
-            scores_to=None, spill_dir=None) -> tuple[dict[Key, Population], LoadSummary | None]:
+            on_result: Callable[[RunPart], None] | None, run: RunContext, scores_to=None, spill_dir=None) -> tuple[dict[Key, Population], LoadSummary | None]:
     """Map :func:`capitation_partition` over tasks; combine parts in task order (per-person arrays
     spilled to ``spill_dir``, see :class:`PopulationBuilder`); feed need groups to sinks (and
     partitions' scores to the ``scores_to`` ScoresWriter).
@@ -363,7 +348,7 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
     notes = None
     people = 0
     run = run if scores_to is None else scores_to.scoring(run)
-    for result in engine.map(capitation_partition, tasks, run=run, plan=plan, practices=practices):
+    for result in engine.map(capitation_partition, tasks, run=run, plan=plan):
         if result.summary is not None:
             summaries.append(result.summary)
         if notes is None and result.notes is not None:
@@ -395,25 +380,25 @@ def _stream(engine, tasks, plan: RunPlan, sinks: dict[str, Callable[[pa.Table], 
 
 
 def stream_populations(engine, tasks, plan: RunPlan, *, run: RunContext = RunContext(),
-                       practices: pd.DataFrame | None = None, on_result: Callable[[RunPart], None] | None = None,
+                       on_result: Callable[[RunPart], None] | None = None,
                        spill_dir: str | Path | None = None) -> tuple[dict[Key, Population], LoadSummary | None]:
     """The combined Population of each plan key over partition ``tasks``, and the combined load
     summary (None for in-memory tasks); raises DataError if any partition's data were rejected.
 
     ``spill_dir``: where per-person arrays wait until the last partition (see
-    :class:`~riskcap.capitation.population.PopulationBuilder`). ``run`` and ``practices`` go to
+    :class:`~riskcap.capitation.population.PopulationBuilder`). ``run`` goes to
     :func:`capitation_partition`.
     """
-    return _stream(engine, tasks, plan, {}, on_result, run, practices, spill_dir=spill_dir)[:2]
+    return _stream(engine, tasks, plan, {}, on_result, run, spill_dir=spill_dir)[:2]
 
 
 def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_groups_dir: str | Path | None = None,
                            on_result: Callable[[RunPart], None] | None = None, scores_to=None,
-                           spill_dir: str | Path | None = None, run: RunContext = RunContext(),
-                           practices: pd.DataFrame | None = None) -> RunResult:
-    """:func:`run_scenarios` partition by partition: the same result with bounded memory.
+                           spill_dir: str | Path | None = None, run: RunContext = RunContext()) -> RunResult:
+    """Evaluate scenarios partition by partition (bounded memory) and build the comparison tables.
 
-    ``tasks`` go to :func:`capitation_partition` (with ``run`` and ``practices``) through
+    The baseline for "change vs baseline" is the scenario named ``baseline`` if there is one,
+    else the first scenario. ``tasks`` go to :func:`capitation_partition` (with ``run``) through
     ``engine.map``. Per-person need groups are written to ``need_groups_dir/<scheme>.parquet``
     as partitions arrive (the files appear only if the whole run succeeds), not kept in the
     result; ``on_result`` sees each partition's result (e.g. for progress). ``scores_to``: a
@@ -427,9 +412,8 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
             where: stack.enter_context(ParquetRowsWriter(Path(need_groups_dir) / f"{scheme.name}.parquet",
                                                          mode=OWNER_ONLY)).write
             for where, scheme in plan.schemes.items()}
-        populations, summary, notes = _stream(engine, tasks, plan, sinks, on_result, run, practices, scores_to,
-                                              spill_dir)
-        result = _tabulate(plan, scenarios, populations, notes)
+        populations, summary, notes = _stream(engine, tasks, plan, sinks, on_result, run, scores_to, spill_dir)
+        result = tabulate(plan, scenarios, populations, notes)
         if scores_to is not None:
             for population in populations.values():  # ranking and re-reads need the room
                 population.release_people()
@@ -439,23 +423,51 @@ def run_scenarios_streamed(engine, tasks, scenarios: list[Scenario], *, need_gro
     return result
 
 
-def run_scenarios(features: pd.DataFrame, practices: pd.DataFrame | None, scenarios: list[Scenario]) -> RunResult:
-    """Evaluate scenarios on one features frame and build the comparison tables.
-
-    The baseline for "change vs baseline" is the scenario named ``baseline`` if there is one,
-    else the first scenario. ``person_groups`` holds each scheme's per-person need groups.
-    """
+def run_capitation(data_dir: str | Path, scenarios: list[Scenario], out_dir: str | Path, index, *,
+                   scores: tuple[Path, ...] = (), model_files: dict[str, bytes] | None = None,
+                   reasons_for: float | None = None, on_invalid: str = "reject", partition_people: int = PARTITION_PEOPLE,
+                   engine=None, parts: list | None = None, on_result: Callable[[RunPart], None] | None = None,
+                   shown: Callable[[Path], str] = str) -> RunResult:
+    """``riskcap capitation run``: the scenarios over the data folder's partitions (``parts``, else
+    planned here), written to ``out_dir``; with ``model_files`` everyone is also scored into
+    ``out_dir/scores.parquet`` in the same pass. ``index`` is the :class:`~riskcap.data.dates.IndexDate`;
+    ``shown`` how the summary names the data and scores paths. The demo runs this too."""
+    from riskcap.models.score import ScoresWriter  # noqa: PLC0415
     from riskcap.stream.engines import LocalEngine  # noqa: PLC0415
+    from riskcap.stream.plan import plan_partitions  # noqa: PLC0415
 
-    plan = plan_run(scenarios)
-    if len(features) == 0:
-        raise DataError(_NOBODY)
-    tables: dict[str, list[pa.Table]] = {where: [] for where in plan.schemes}
-    populations, _, notes = _stream(LocalEngine(), [features], plan, {w: t.append for w, t in tables.items()}, None,
-                                    RunContext(), practices)
-    run = _tabulate(plan, scenarios, populations, notes)
-    run.person_groups = {plan.schemes[w].name: pa.concat_tables(t) for w, t in tables.items()}
-    return run
+    out_dir = Path(out_dir)
+    parts = plan_partitions(data_dir, partition_people) if parts is None else parts
+    with (contextlib.nullcontext() if model_files is None else
+          ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
+        result = run_scenarios_streamed(engine or LocalEngine(), parts, scenarios, need_groups_dir=out_dir / "need_groups",
+                                        on_result=on_result, scores_to=scores_to, spill_dir=spill_dir(out_dir),
+                                        run=run_context(data_dir, parts, index.date, on_invalid, scores))
+    write_run(result, out_dir, run_inputs(data_dir, index, scores, result.results[0].population.n_people, shown))
+    return result
+
+
+def run_context(data_dir: str | Path, parts: list, index_date, on_invalid: str, scores: tuple[Path, ...]) -> RunContext:
+    """What every partition of a capitation run over ``data_dir`` shares. Paths are absolute: a
+    Dask worker on another machine, or in another folder, reads the same files."""
+    from riskcap.data.load import scans_for  # noqa: PLC0415
+
+    return RunContext(data_dir=str(Path(data_dir).resolve()), index_date=index_date, on_invalid=on_invalid,
+                      scans=scans_for(data_dir, parts),
+                      scores=tuple((str(Path(p).resolve()), scores_are_cost(p)) for p in scores))
+
+
+def spill_dir(out_dir: str | Path) -> Path:
+    """The nearest existing folder at or above ``out_dir``: per-person costs wait there until the
+    last partition, on the disk chosen for the outputs (not in /tmp, which may be memory)."""
+    out_dir = Path(out_dir).resolve()
+    return next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
+
+
+def run_inputs(data_dir, index, scores, people: int, shown: Callable[[Path], str] = str) -> dict:
+    """The inputs a run's summary.json records."""
+    return {"data": shown(data_dir), "index_date": str(index.date), "index_date_source": index.source,
+            "scores": [shown(p) for p in scores], "people": int(people)}
 
 
 def component_populations(populations: dict[Key, Population], scenario: Scenario) -> dict[tuple, Population]:
@@ -463,7 +475,7 @@ def component_populations(populations: dict[Key, Population], scenario: Scenario
     return {c.settings: populations[(scenario.scheme_location, c.settings)] for c in scenario.components}
 
 
-def _tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population],
+def tabulate(plan: RunPlan, scenarios: list[Scenario], populations: dict[Key, Population],
               notes: pd.DataFrame | None = None) -> RunResult:
     """Evaluate every scenario on its population and build the comparison tables (``notes``:
     :func:`practice_notes`, for the practices' list changes and those without people)."""
@@ -563,6 +575,4 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
         with atomic_path(folder / "scenario.yaml") as tmp:
             tmp.write_text(f"# resolved from {result.scenario.source}\n"
                            + yaml.safe_dump(result.scenario.raw, sort_keys=False), encoding="utf-8")
-    for scheme_name, frame in run.person_groups.items():
-        write_parquet(frame, out / "need_groups" / f"{scheme_name}.parquet", mode=OWNER_ONLY)
     return out

@@ -65,8 +65,8 @@ def bench(people, threads, repeats, json_path):
     Console().print(table)
     cap = next(s for s in results["stages"] if s["stage"] == "capitation")
     Console().print(f"capitation: grouping + tariffs + budgets, {cap['envelope_minus_budgets_pence']} pence short of "
-                    f"the envelope; the whole run_scenarios (with settlement) ran at "
-                    f"{_rate(cap['run_scenarios_people_per_second'])} people/s")
+                    f"the envelope; the whole capitation run on the tables (features, settlement) ran at "
+                    f"{_rate(cap['run_people_per_second'])} people/s")
     if json_path is not None:
         write_json(results, json_path)
         Console().print(f"wrote {json_path}")

@@ -31,23 +31,16 @@ def _stream_options(f):
     return partition_people_option()(f)
 
 
-def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out_dir: Path,
-            partition_people: int, engine_name: str, scheduler, console: Console):
-    """Plan the partitions and call ``work(engine, tasks, on_result, run, spill_dir) -> (value, load summary)``
-    (riskcap.capitation.run's streamed functions) under a progress bar; write quarantined rows
-    to OUT/rejects. Returns the value."""
+def _stream(work, data_dir: Path, on_invalid: str, out_dir: Path, partition_people: int, engine_name: str,
+            scheduler, console: Console):
+    """Plan the partitions and call ``work(engine, parts, on_result) -> (value, load summary)``
+    under a progress bar; write quarantined rows to OUT/rejects. Returns the value."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from riskcap.capitation.run import scores_are_cost
     from riskcap.commands._partitions import plan, write_quarantined
-    from riskcap.stream.context import RunContext
     from riskcap.stream.engines import get_engine
-    from riskcap.data.load import scans_for
 
     parts = plan(data_dir, partition_people, console)
-    scans = scans_for(data_dir, parts)
-    # absolute paths: a Dask worker on another machine, or in another folder, reads the same files
-    scores = tuple((str(p.resolve()), scores_are_cost(p)) for p in scores_paths)
     with get_engine(engine_name, scheduler) as engine, Progress(
             TextColumn("[bold]partitions"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[people]:,} people"), TimeElapsedColumn(), console=console, transient=True) as bar:
@@ -58,24 +51,10 @@ def _stream(work, data_dir: Path, index_date, scores_paths, on_invalid: str, out
             people[0] += result.n_people
             bar.update(task, advance=1, people=people[0])
 
-        run = RunContext(data_dir=str(data_dir.resolve()), index_date=index_date, on_invalid=on_invalid, scans=scans,
-                         scores=scores)
-        value, summary = work(engine, parts, advance, run, _spill_dir(out_dir))
+        value, summary = work(engine, parts, advance)
     if on_invalid == "quarantine":
         write_quarantined(summary, out_dir / "rejects", console)
     return value
-
-
-def _spill_dir(out_dir: Path) -> Path:
-    """The nearest existing folder at or above OUT: per-person costs wait there in unnamed files
-    until the last partition, on the disk chosen for the outputs (not in /tmp, which may be memory)."""
-    out_dir = out_dir.resolve()
-    return next(p for p in (out_dir, *out_dir.parents) if p.is_dir())
-
-
-def _inputs(data_dir, index, scores_paths, people: int) -> dict:
-    return {"data": str(data_dir), "index_date": str(index.date), "index_date_source": index.source,
-            "scores": [str(p) for p in scores_paths], "people": int(people)}
 
 
 @click.group("capitation")
@@ -123,13 +102,10 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
             --scores run/scores.parquet --scores run/cost_scores.parquet --out cap-run
         riskcap capitation run baseline --data england --model models/gbm --out run
     """
-    import contextlib
-
-    from riskcap.capitation.run import run_scenarios_streamed, write_run
+    from riskcap.capitation.run import run_capitation
     from riskcap.capitation.scenario import load_scenario
     from riskcap.manifest import RunManifest
     from riskcap.models.persist import read_model_files
-    from riskcap.models.score import ScoresWriter
 
     console = Console(width=max(Console().width, 120))
     loaded = [load_scenario(s) for s in scenarios]  # refuse bad files before reading data
@@ -142,17 +118,14 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         manifest.add_input(f"scores:{path.name}", path)
     started = time.perf_counter()
 
-    def work(engine, tasks, on_result, run, spill_dir):
-        with (contextlib.nullcontext() if model_files is None else
-              ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
-            result = run_scenarios_streamed(engine, tasks, loaded, need_groups_dir=out_dir / "need_groups",
-                                            on_result=on_result, scores_to=scores_to, spill_dir=spill_dir, run=run)
+    def work(engine, parts, on_result):
+        result = run_capitation(data_dir, loaded, out_dir, index, scores=scores_paths, model_files=model_files,
+                                reasons_for=reasons_for, on_invalid=on_invalid, partition_people=partition_people,
+                                engine=engine, parts=parts, on_result=on_result)
         return result, result.load_summary
 
-    result = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
-                     engine_name, scheduler, console)
+    result = _stream(work, data_dir, on_invalid, out_dir, partition_people, engine_name, scheduler, console)
     people = result.results[0].population.n_people
-    write_run(result, out_dir, _inputs(data_dir, index, scores_paths, people))
     for s in loaded:
         manifest.add_config(f"scenario:{s.name}", s.raw)
     if result.scored is not None:
@@ -227,7 +200,8 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
             --vary tariff.cap_percentile=null,95,96,97,98,99,99.5,99.8,99.9,99.95 \\
             --vary corridor.overspend.1.payer_share_pct=0:90:10
     """
-    from riskcap.capitation.run import component_populations, plan_run, stream_populations
+    from riskcap.capitation.run import (component_populations, plan_run, run_context, run_inputs, spill_dir,
+                                        stream_populations)
     from riskcap.capitation.scenario import load_scenario
     from riskcap.capitation.sweep import parse_axes, run_sweep
     from riskcap.data.write import write_csv, write_json, write_parquet
@@ -244,13 +218,12 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     plan = plan_run([base], deprivation=any(k.startswith("budget.inequalities") for k, _ in parsed),
                     coding=any(k.startswith("budget.coding_intensity") for k, _ in parsed))
 
-    def work(engine, tasks, on_result, run, spill_dir):
-        populations, summary = stream_populations(engine, tasks, plan, run=run, on_result=on_result,
-                                                  spill_dir=spill_dir)
-        return populations, summary
+    def work(engine, parts, on_result):
+        return stream_populations(engine, parts, plan, run=run_context(data_dir, parts, index.date, on_invalid,
+                                                                       scores_paths),
+                                  on_result=on_result, spill_dir=spill_dir(out_dir))
 
-    populations = _stream(work, data_dir, index.date, scores_paths, on_invalid, out_dir, partition_people,
-                          engine_name, scheduler, console)
+    populations = _stream(work, data_dir, on_invalid, out_dir, partition_people, engine_name, scheduler, console)
     population = populations[plan.keys[0]]
     frame = run_sweep(population, base, parsed, component_populations(populations, base))
     seconds = time.perf_counter() - started
@@ -258,7 +231,7 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     write_parquet(frame, out_dir / "sweep.parquet")
     write_csv(frame, out_dir / "sweep.csv")
     write_json({"base_scenario": base.source, "axes": [{"key": k, "values": v} for k, v in parsed],
-                "combinations": len(frame), "inputs": _inputs(data_dir, index, scores_paths, people)},
+                "combinations": len(frame), "inputs": run_inputs(data_dir, index, scores_paths, people)},
                out_dir / "summary.json")
     manifest.add_config(f"scenario:{base.name}", base.raw)
     manifest.add_config("axes", list(axes))

@@ -23,9 +23,6 @@ second read of their partition.
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +40,7 @@ from riskcap.models.persist import load_model_files
 from riskcap.stream.context import RunContext
 from riskcap.stream.memory import release_freed_memory
 from riskcap.stream.plan import PARTITION_PEOPLE, plan_partitions
+from riskcap.stream.spill import Spill
 from riskcap.tiers import assign_tiers, percentiles_among, risk_percentiles
 
 SCORE_COLUMNS = ["person_id", "practice_code", "probability", "score", "tier", "percentile",
@@ -295,9 +293,8 @@ class ScoresWriter:
     """Writes a population's scores file from its partitions' unranked scores (:func:`score_partition`
     or any partition function that scores with :func:`score_candidates`), in partition order.
 
-    Partitions' scores wait on disk (arrow files one after another in one unnamed temporary
-    file beside ``out_path``, :class:`_Spill`: nothing person-level is left behind even if
-    the process is killed) until everyone has been scored; :meth:`finish` then reads everyone's
+    Partitions' scores wait on disk (a :class:`~riskcap.stream.spill.Spill` beside ``out_path``)
+    until everyone has been scored; :meth:`finish` then reads everyone's
     value back into one sorted array (the only population-sized memory: 8 bytes a person) for
     the percentiles, reads the reasons the first pass missed (a second read of those people's
     partitions) and ranks and writes the partitions one by one. ``out_path`` appears only when
@@ -311,7 +308,6 @@ class ScoresWriter:
         self.share = reasons_share(self.kind, reasons_for)
         self.model_files, self.people = model_files, int(people)
         self.value = value_column(self.kind)
-        self.sizes: list[int] = []
         self._stack = contextlib.ExitStack()
 
     def scoring(self, run: RunContext) -> RunContext:
@@ -321,30 +317,25 @@ class ScoresWriter:
 
     def __enter__(self) -> "ScoresWriter":
         self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP, mode=OWNER_ONLY))
-        self._spill = self._stack.enter_context(_Spill(self.out_path.parent))
+        self._spill = self._stack.enter_context(Spill(self.out_path.parent))
         return self
 
     def __exit__(self, *exc) -> None:
         self._stack.__exit__(*exc)
 
     def __len__(self) -> int:
-        return len(self.sizes)
+        return len(self._spill)
 
     def add(self, scores: pd.DataFrame) -> None:
         """Keep the next partition's unranked scores (on disk)."""
         self._spill.append(scores)
-        self.sizes.append(len(scores))
 
     def _read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
-        return self._spill.read(i, columns)
+        return self._spill.read(i, columns).to_pandas()
 
     def _sorted_values(self) -> np.ndarray:
         """Everyone's ranked value, sorted."""
-        values = np.empty(sum(self.sizes), dtype=np.float64)
-        start = 0
-        for i, n in enumerate(self.sizes):
-            values[start:start + n] = self._read(i, [self.value])[self.value].to_numpy()
-            start += n
+        values = self._spill.column(self.value, np.float64)
         if np.isnan(values).any():
             raise ValueError(f"the model gave {int(np.isnan(values).sum())} missing {self.value} value(s)")
         values.sort()
@@ -390,80 +381,6 @@ class ScoresWriter:
             found[i] = reasons
             _tick(progress, "reasons", done, len(tasks))
         return found
-
-
-class _Spill:
-    """Frames kept on disk as arrow (feather) files one after another in one unnamed temporary
-    file in ``folder``: it has no name, so it disappears when closed, or if the process dies."""
-
-    def __init__(self, folder: Path):
-        self._file = tempfile.TemporaryFile(dir=folder)
-        self._spans: list[tuple[int, int]] = []
-
-    def __enter__(self) -> "_Spill":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
-
-    def append(self, frame: pd.DataFrame) -> None:
-        import pyarrow.feather as feather
-
-        start = self._file.seek(0, 2)
-        feather.write_feather(frame, pa.PythonFile(_Appender(self._file), mode="w"), compression="uncompressed")
-        self._file.flush()
-        self._spans.append((start, self._file.tell() - start))
-
-    def read(self, i: int, columns: list[str] | None = None) -> pd.DataFrame:
-        import pyarrow.feather as feather
-
-        window = pa.PythonFile(_Window(self._file.fileno(), *self._spans[i]), mode="r")
-        return feather.read_table(window, columns=columns, memory_map=False).to_pandas()
-
-
-class _Appender(io.RawIOBase):
-    """Writes go to the end of a file that stays open when arrow closes its writer."""
-
-    def __init__(self, file):
-        self._target = file
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        return self._target.write(data)
-
-    def tell(self) -> int:
-        return self._target.tell()
-
-    def close(self) -> None:
-        pass
-
-
-class _Window(io.RawIOBase):
-    """A read-only view of ``size`` bytes of file descriptor ``fd`` from offset ``start``."""
-
-    def __init__(self, fd: int, start: int, size: int):
-        self._fd, self._start, self._size, self._pos = fd, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = (offset, self._pos + offset, self._size + offset)[whence]
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        data = os.pread(self._fd, max(0, min(len(buffer), self._size - self._pos)), self._start + self._pos)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
 
 
 def _tick(progress, stage: str, done: int, total: int) -> None:

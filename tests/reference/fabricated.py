@@ -78,3 +78,26 @@ def make_features(n_people: int, n_practices: int = 20, seed: int = 0, n_icbs: i
     practices = pd.DataFrame({"practice_code": codes, "icb_code": icbs[np.arange(n_practices) % len(icbs)],
                               "list_size": np.bincount(practice, minlength=n_practices)})
     return features, practices
+
+
+def run_on_features(features: pd.DataFrame, practices: pd.DataFrame | None, scenarios: list):
+    """Scenarios evaluated on one fabricated features frame (base-year tariffs; no data folder, so
+    no by-day exposure, joiners or registers): the capitation tables of
+    :func:`riskcap.capitation.run.tabulate` for tests of the scenario logic. ``person_groups``:
+    each scheme's per-person need groups."""
+    from riskcap.capitation.population import PopulationBuilder
+    from riskcap.capitation.run import aggregate_partition, need_group_table, plan_run, practice_notes, tabulate
+    from riskcap.errors import DataError
+
+    plan = plan_run(scenarios)
+    if len(features) == 0:
+        raise DataError("no people in the features (nobody registered and alive at the index date?)")
+    part = aggregate_partition(features, plan, practices)
+    populations = {}
+    for key, population_part in part.parts.items():
+        builder = PopulationBuilder(plan.schemes[key[0]])
+        builder.add(population_part)
+        populations[key] = builder.build()
+    result = tabulate(plan, scenarios, populations, None if practices is None else practice_notes(practices, None))
+    result.person_groups = {s.name: need_group_table(part, plan, w) for w, s in plan.schemes.items()}
+    return result
