@@ -369,10 +369,14 @@ DIALYSIS_AGES = (30.0, 85.0)
 # --- Interactions in the risk of emergency admission --------------------------------------
 
 #: Older and frail people admitted in the previous year: deconditioning and delirium after a
-#: stay raise the risk beyond the sum of age, frailty and prior use (log-rate added after an
-#: admission: AFTER_ADMISSION_OLDER x a ramp from age 50 to 80, plus FRAIL_AFTER_ADMISSION
-#: on the frailty register).
-AFTER_ADMISSION_OLDER = 0.4
+#: stay raise the risk beyond the sum of age, frailty and prior use, while a younger person's
+#: admission (often incidental) says less about the next year. Log-rate added after an
+#: admission: AFTER_ADMISSION_OLDER x (a ramp from 0 at age 50 to 1 at 80, less
+#: AFTER_ADMISSION_CENTRE, so negative below about 62), plus FRAIL_AFTER_ADMISSION on the
+#: frailty register. The centring keeps the average effect of a prior admission (which a
+#: main-effects model learns) near where it was and adds the age interaction around it.
+AFTER_ADMISSION_OLDER = 1.0
+AFTER_ADMISSION_CENTRE = 0.4
 FRAIL_AFTER_ADMISSION = 0.6
 #: Incidental emergency admissions (injuries, acute surgery, poisoning) not driven by health,
 #: common in young adults: admissions a year by age. Prior admissions therefore say less about
@@ -386,7 +390,7 @@ LATENT_AGES = np.array([0, 30, 50, 70, 85, 105], dtype=float)
 LATENT_SCALE = np.array([0.35, 0.45, 0.8, 1.3, 1.65, 1.65])
 #: Multimorbidity x older age: the conditions' summed effect is scaled by age.
 CONDITION_AGE_KNOTS = np.array([0, 40, 60, 75, 90, 105], dtype=float)
-CONDITION_AGE_SCALE = np.array([0.3, 0.5, 1.0, 1.4, 1.7, 1.7])
+CONDITION_AGE_SCALE = np.array([0.2, 0.4, 1.0, 1.6, 2.0, 2.0])
 #: Exacerbations: people with COPD, asthma or heart failure, or with serious mental illness or
 #: depression, have their own yearly state (AR(1), EXACERBATION_RHO) of flare-ups and crises that
 #: raises emergency admissions (EXACERBATION_ADMISSIONS per SD) and shows first in particular
@@ -399,9 +403,10 @@ EXACERBATION_RHO = 0.8
 EXACERBATION_ADMISSIONS = 0.8
 EXACERBATION_SIGNAL = {"cardiorespiratory": {"ae": 0.9, "gp": 0.4, "acute_items": 0.8},
                        "mental": {"mental_health": 1.0, "ae": 0.6, "gp": 0.4}}
-#: Deprivation x mental illness: SMI or depression in a deprived area (log-rate per unit of
-#: deprivation above the middle, +1 = decile 1).
-DEPRIVED_MENTAL = 0.5
+#: Deprivation x mental illness: SMI or depression weighs more in a deprived area and less in
+#: an affluent one (log-rate per unit of deprivation, +1 = decile 1, -1 = decile 10), so the
+#: effect is unchanged in the middle.
+DEPRIVED_MENTAL = 0.9
 MENTAL_CODES = ("smi", "depression")
 
 # --- Lengths of stay and costs (DOMAIN.md section 3; pence) ----------------------------------

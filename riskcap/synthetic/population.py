@@ -307,12 +307,12 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         x_t = P.EXACERBATION_RHO * x_prev + x_innov * rng.normal(size=n)
         groups = {"cardiorespiratory": present[:, cardioresp].any(axis=1), "mental": present[:, mental].any(axis=1)}
         flare = groups["cardiorespiratory"] | groups["mental"]
-        after_admission = prev_admitted * (P.AFTER_ADMISSION_OLDER * np.clip((age - 50) / 30, 0, 1)
-                                           + P.FRAIL_AFTER_ADMISSION * present[:, j_frail])
+        older = np.clip((age - 50) / 30, 0, 1) - P.AFTER_ADMISSION_CENTRE
+        after_admission = prev_admitted * (P.AFTER_ADMISSION_OLDER * older + P.FRAIL_AFTER_ADMISSION * present[:, j_frail])
         # exacerbations keep the mean rate of the people they concern
         mean_keeping = -0.5 * flare * P.EXACERBATION_ADMISSIONS ** 2
         interaction = (after_admission + mean_keeping
-                       + P.DEPRIVED_MENTAL * np.maximum(dep, 0) * present[:, mental].any(axis=1)
+                       + P.DEPRIVED_MENTAL * dep * present[:, mental].any(axis=1)
                        + h_cond * (np.interp(age, P.CONDITION_AGE_KNOTS, P.CONDITION_AGE_SCALE) - 1)
                        + (latent_scale - 1) * (P.SIGMA_FRAILTY * frailty + morbidity))
         base = (P.EMERGENCY_INTERCEPT + np.interp(age, P.EMERGENCY_AGES, P.EMERGENCY_AGE_LOG)
