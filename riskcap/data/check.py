@@ -393,23 +393,30 @@ def _agrees_with_persons(df: pd.DataFrame, persons: pd.DataFrame, name: str, fil
     first = (pid != pid.shift()).to_numpy() & pid.notna().to_numpy()
     last = (pid != pid.shift(-1)).to_numpy() & pid.notna().to_numpy()
     keyed = persons.dropna(subset=["person_id"]).drop_duplicates("person_id").set_index("person_id")
+    row = keyed.index.get_indexer(pid)
+    known = row >= 0
 
-    def person(column: str) -> np.ndarray:
-        return pid.map(keyed[column]).to_numpy()
+    def differs(column: str, rows: np.ndarray) -> np.ndarray:
+        """Selected rows whose value differs from their person's; missing equals missing."""
+        at = np.flatnonzero(rows)
+        mine, theirs = df[column].to_numpy()[at], keyed[column].to_numpy()[row[at]]
+        if mine.dtype.kind == theirs.dtype.kind == "M":
+            mine, theirs = mine.astype("datetime64[s]"), theirs.astype("datetime64[s]")
+        missing = pd.isna(mine), pd.isna(theirs)
+        both = ~missing[0] & ~missing[1]
+        out = np.zeros(len(df), dtype=bool)
+        out[at] = missing[0] != missing[1]
+        out[at[both]] = np.asarray(mine[both] != theirs[both], dtype=bool)
+        return out
 
-    def differs(mine: pd.Series, theirs: np.ndarray) -> np.ndarray:
-        a, b = pd.Series(mine.to_numpy(), dtype=object), pd.Series(theirs, dtype=object)
-        return (a.isna() != b.isna()).to_numpy() | (a.notna() & b.notna() & (a != b)).to_numpy()
-
-    known = pid.isin(keyed.index).to_numpy()
     return [
-        row_problem(df, known & first & differs(df["registered_from"], person("registered_from")), name, file,
+        row_problem(df, differs("registered_from", known & first), name, file,
                     ["registered_from", "person_id"], "persons_mismatch",
                     f"the person's first registered_from differs from {persons_file}"),
-        row_problem(df, known & last & differs(df["registered_to"], person("registered_to")), name, file,
+        row_problem(df, differs("registered_to", known & last), name, file,
                     ["registered_to", "person_id"], "persons_mismatch",
                     f"the person's last registered_to differs from {persons_file}"),
-        row_problem(df, known & last & differs(df["practice_code"].astype(object), person("practice_code")), name, file,
+        row_problem(df, differs("practice_code", known & last), name, file,
                     ["practice_code", "person_id"], "persons_mismatch",
                     f"the person's last practice_code differs from {persons_file}"),
     ]
