@@ -28,7 +28,8 @@ import pandas as pd
 
 from riskcap.config import parse_yaml, read_text_file
 from riskcap.data.dates import default_index_date
-from riskcap.data.read import cannot_read, read_optional_table, read_table, table_path
+from riskcap.data.read import read_optional_table, read_table, table_path
+from riskcap.data.scores import score_batches
 from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
@@ -156,7 +157,7 @@ def read_run(run_dir: str | Path) -> RunOutputs:
         out.missing["data"] = f"no {data_dir.name}/ folder in the run directory"
     scores_path = run_dir / "scores.parquet"
     if scores_path.exists():
-        out.scores = read_scores(scores_path)
+        out.scores = summarise_scores(scores_path)
     else:
         out.missing["scores"] = "no scores.parquet (riskcap score was not run)"
     for kind in MODEL_KINDS:
@@ -170,10 +171,6 @@ def read_run(run_dir: str | Path) -> RunOutputs:
     return out
 
 
-SCORE_COLUMNS = ("practice_code", "probability", "tier", "percentile")
-SCORE_BATCH_ROWS = 1 << 20
-
-
 @dataclass
 class ScoresSummary:
     """Aggregates of a risk scores file: people per (practice, tier) and per-tier ranges."""
@@ -184,25 +181,14 @@ class ScoresSummary:
     tiers: pd.DataFrame  # index tier (from the top): people, min_probability, max_probability
 
 
-def read_scores(path: Path) -> ScoresSummary:
-    """Aggregate a risk scores file one batch at a time (memory bounded by the batch, not the
-    population); DataError when it lacks the interface's columns.
+def summarise_scores(path: Path) -> ScoresSummary:
+    """Aggregate a risk scores file one batch at a time (:func:`riskcap.data.scores.score_batches`:
+    memory bounded by the batch, not the population).
 
     Tiers are ordered from the highest risk down by their people's mean percentile.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        file = pq.ParquetFile(path)
-        names = file.schema_arrow.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise cannot_read(path, exc) from exc
-    _require(pd.DataFrame(columns=names), SCORE_COLUMNS, path)
     counts, stats, models = [], [], set()
-    columns = list(SCORE_COLUMNS) + (["model"] if "model" in names else [])
-    for batch in file.iter_batches(batch_size=SCORE_BATCH_ROWS, columns=columns):
-        frame = batch.to_pandas()
+    for frame in score_batches(path, ("practice_code", "probability", "tier", "percentile"), optional=("model",)):
         frame["practice_code"] = frame["practice_code"].astype(str)
         frame["tier"] = frame["tier"].astype(str)
         counts.append(frame.groupby(["practice_code", "tier"]).size())
