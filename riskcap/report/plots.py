@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from riskcap.capitation.money import gbp
+
 DPI = 100
 WIDTH, HEIGHT = 7.5, 3.8
 STYLE = {
@@ -50,13 +52,7 @@ MAX_LABELLED = 40
 _pct = PercentFormatter(xmax=1.0, decimals=0)
 
 
-def _gbp(value: float, _pos=None) -> str:
-    a = abs(value)
-    text = f"{a / 1e6:,.1f}m" if a >= 1e6 else f"{a / 1e3:,.0f}k" if a >= 1e4 else f"{a:,.0f}"
-    return ("-" if value < 0 else "") + "£" + text
-
-
-gbp_formatter = FuncFormatter(_gbp)
+gbp_formatter = FuncFormatter(lambda value, _pos: gbp(value, 1, compact=True))
 
 
 @contextmanager
@@ -285,9 +281,9 @@ def settlement_waterfall(steps: list[tuple[str, float]], total_label: str) -> by
             else:
                 ax.bar(i, value, bottom=running, color=RED if value > 0 else GREEN)
                 running += value
-            ax.annotate(_gbp(value), (i, running if i else value), ha="center", va="bottom", fontsize=7)
+            ax.annotate(gbp(value, 1, compact=True), (i, running if i else value), ha="center", va="bottom", fontsize=7)
         ax.bar(len(steps), running, color=GREY)
-        ax.annotate(_gbp(running), (len(steps), running), ha="center", va="bottom", fontsize=7)
+        ax.annotate(gbp(running, 1, compact=True), (len(steps), running), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(np.arange(len(labels)), labels, fontsize=7)
         ax.yaxis.set_major_formatter(gbp_formatter)
         low = min(0.0, running)

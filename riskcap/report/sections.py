@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from riskcap.capitation.money import gbp
 from riskcap.report import plots
-from riskcap.report.html import Figure, Section, Table, gbp, missing, num, pct
+from riskcap.report.html import Figure, Section, Table, missing, num, pct
 from riskcap.report.levers import lever_tables
 from riskcap.report.outputs import (ENGLAND_SHARE_18_PLUS, ENGLAND_SHARE_65_PLUS, MODEL_KINDS, RISK_KINDS,
                                     RunOutputs)
@@ -327,7 +328,7 @@ def need_groups_section(run: RunOutputs) -> Section:
     scenario_names = [n for n in cap.names if n in wide.columns]
     rows = []
     for code, name, n in zip(order, names, base["people"]):
-        rows.append([name, f"{int(n):,}", *(gbp(wide.loc[code, sc] / 100 if code in wide.index else None, pence=True)
+        rows.append([name, f"{int(n):,}", *(gbp(wide.loc[code, sc] / 100 if code in wide.index else None, 2)
                                             for sc in scenario_names)])
     s.tables.append(Table("Tariff per person per year by scenario (£)", ["need group", "people", *scenario_names],
                           rows, [False] + [True] * (1 + len(scenario_names)),
@@ -360,12 +361,12 @@ def budgets_section(run: RunOutputs) -> Section:
                             plots.budgets_per_head(cap.names, values), reading + "."))
     rows = []
     for sc in cap.summary["scenarios"]:
-        rows.append([sc["scenario"], str(sc["mode"]), gbp(sc["envelope_pence"] / 100, pence=True),
-                     gbp(sc.get("envelope_per_head_gbp"), pence=True),
+        rows.append([sc["scenario"], str(sc["mode"]), gbp(sc["envelope_pence"] / 100, 2),
+                     gbp(sc.get("envelope_per_head_gbp"), 2),
                      gbp((sc["envelope_pence"] - cap.scenarios[cap.baseline]["summary"]["envelope_pence"]) / 100,
-                         signed=True, pence=True),
-                     gbp((sc["contingency_pence"] + sc["withhold_pence"]) / 100, pence=True),
-                     gbp(sc["pool_funding_pence"] / 100, pence=True)])
+                         2, signed=True),
+                     gbp((sc["contingency_pence"] + sc["withhold_pence"]) / 100, 2),
+                     gbp(sc["pool_funding_pence"] / 100, 2)])
     s.tables.append(Table("Scenarios side by side",
                           ["scenario", "budget mode", "envelope", "per head", f"vs {cap.baseline}",
                            "contingency + withhold", "high-cost pool"], rows, [False, False] + [True] * 5))
@@ -491,9 +492,9 @@ def accuracy_section(run: RunOutputs) -> Section:
                "budget was too small. R² is over practices.")
     base = cap.scenarios.get(cap.baseline, {}).get("summary", {})
     if "tariff_method" in base:
-        s.intro += (f" Tariffs: {base['tariff_method']}. Outturn read £{base['outturn_read_pence'] / 100:,.2f} = "
-                    f"charged to practices £{base['charged_to_practices_pence'] / 100:,.2f} + unregistered (ICB) "
-                    f"£{base['unregistered_pence'] / 100:,.2f}.")
+        s.intro += (f" Tariffs: {base['tariff_method']}. Outturn read {gbp(base['outturn_read_pence'] / 100, 2)} = "
+                    f"charged to practices {gbp(base['charged_to_practices_pence'] / 100, 2)} + unregistered (ICB) "
+                    f"{gbp(base['unregistered_pence'] / 100, 2)}.")
     s.figures.append(Figure("accuracy-scatter", "Budget against outturn per practice",
                             plots.accuracy_scatter(series, BAND), reading))
     acc = cap.accuracy
