@@ -53,7 +53,7 @@ from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_
 from riskcap.data.read import Tables
 from riskcap.data.scores import read_scores_range, scores_are_cost
 from riskcap.data.summary import LoadSummary
-from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, write_csv, write_file, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
 from riskcap.stream.context import RunContext
 from riskcap.stream.plan import PARTITION_PEOPLE
@@ -531,7 +531,6 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             write_csv(frame, folder / f"{table}.csv")
         write_json({"inputs": inputs or {}, "source": result.scenario.source, **result.summary()},
                    folder / "summary.json")
-        with atomic_path(folder / "scenario.yaml") as tmp:
-            tmp.write_text(f"# resolved from {result.scenario.source}\n"
-                           + yaml.safe_dump(result.scenario.raw, sort_keys=False), encoding="utf-8")
+        write_file(f"# resolved from {result.scenario.source}\n" + yaml.safe_dump(result.scenario.raw, sort_keys=False),
+                   folder / "scenario.yaml")
     return out
