@@ -104,7 +104,7 @@ def ltc_prevalence(names: list[str], prevalence: np.ndarray, england: np.ndarray
         ok = np.isfinite(eng)
         ax.plot(eng[ok], y[ok], "|", color=RED, markersize=12, markeredgewidth=2, label="England (QOF 2019/20)")
         ax.set_yticks(y, [names[i] for i in order])
-        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.xaxis.set_major_formatter(_pct)
         ax.set_xlabel("recorded prevalence (QOF denominator)")
         ax.set_title("Long-term conditions")
         ax.legend(loc="lower right")
@@ -201,7 +201,7 @@ def risk_pyramid(practices: list[str], tiers: list[str], shares: np.ndarray) -> 
         else:
             ax.set_yticks([])
             ax.set_ylabel(f"{n} practices, sorted")
-        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.xaxis.set_major_formatter(_pct)
         ax.set_xlabel(f"share of the practice's people (rest: {tiers[-1]})")
         ax.set_title("Risk pyramid by practice")
         ax.legend(loc="lower right")
@@ -262,7 +262,7 @@ def distance_from_target(practices: list[str], distance: np.ndarray, band: float
         else:
             ax.set_xticks([])
             ax.set_xlabel(f"{n} practices, sorted")
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.yaxis.set_major_formatter(_pct)
         ax.set_ylabel("(current - target) / target")
         ax.set_title(f"Distance from target (shaded: within ±{band:.0%})")
         return png(fig)

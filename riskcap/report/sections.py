@@ -14,6 +14,7 @@ from riskcap.report.html import Figure, Section, Table, missing, num, pct
 from riskcap.report.levers import lever_tables
 from riskcap.report.outputs import (ENGLAND_SHARE_18_PLUS, ENGLAND_SHARE_65_PLUS, MODEL_KINDS, RISK_KINDS,
                                     RunOutputs)
+from riskcap.tiers import percent_label
 
 #: Section ids, in report order (the HTML anchors; the rendering test checks every one).
 SECTION_IDS: tuple[str, ...] = ("population", "models", "subgroups", "risk-pyramid", "need-groups", "budgets",
@@ -27,10 +28,6 @@ MAX_TABLE_PRACTICES = 50
 def _of(part: float, whole: float) -> str:
     """``part`` as a percentage of ``whole`` ("-" when ``whole`` is zero)."""
     return pct(part / whole) if whole else "-"
-
-
-def _pct_label(fraction: float) -> str:
-    return f"{100 * fraction:g}%"
 
 
 # --- Population ------------------------------------------------------------------------
@@ -141,11 +138,12 @@ def models_section(run: RunOutputs) -> Section:
     keys = list(m["ppv_at"])
     fractions = [float(k) for k in keys]
     pick = min(keys, key=lambda k: abs(float(k) - 0.02))
+    pick_label = percent_label(100 * float(pick))
     s.figures.append(Figure(
         "ppv", "PPV and sensitivity at the top of the list",
-        plots.ppv_at_top([_pct_label(f) for f in fractions], np.array([m["ppv_at"][k] or 0 for k in keys]),
+        plots.ppv_at_top([percent_label(100 * f) for f in fractions], np.array([m["ppv_at"][k] or 0 for k in keys]),
                          np.array([m["sensitivity_at"][k] or 0 for k in keys]), m["prevalence"]),
-        f"The top {_pct_label(float(pick))} of people by risk ({m['top_n'][pick]:,} people) include "
+        f"The top {pick_label} of people by risk ({m['top_n'][pick]:,} people) include "
         f"{pct(m['sensitivity_at'][pick], 0)} of those with an emergency admission in the next year; "
         f"{pct(m['ppv_at'][pick], 0)} of them were admitted, against {pct(m['prevalence'])} of everyone."))
 
@@ -158,14 +156,14 @@ def models_section(run: RunOutputs) -> Section:
     s.tables.append(Table(
         "Model comparison (evaluation year)",
         ["model", "people", "admitted", "AUROC", "oracle AUROC", "AUPRC", "Brier", "cal. slope", "cal. intercept",
-         "obs / exp", f"PPV top {_pct_label(float(pick))}", f"sensitivity top {_pct_label(float(pick))}"],
+         "obs / exp", f"PPV top {pick_label}", f"sensitivity top {pick_label}"],
         rows, [False] + [True] * 11,
         "oracle AUROC: the synthetic population's true probabilities on the same people (the best any model "
         "could do); '-' on real data."))
     s.tables.append(Table(
         f"Top of the {primary} risk list",
         ["top", "people", "PPV", "sensitivity", "enrol per admitted person reached"],
-        [[_pct_label(float(k)), f"{m['top_n'][k]:,}", pct(m["ppv_at"][k]), pct(m["sensitivity_at"][k]),
+        [[percent_label(100 * float(k)), f"{m['top_n'][k]:,}", pct(m["ppv_at"][k]), pct(m["sensitivity_at"][k]),
           num(m["number_to_enrol_per_admission"].get(k), 1)] for k in keys],
         [False, True, True, True, True]))
     if "cost" in run.metrics:
