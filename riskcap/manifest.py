@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from riskcap import __version__
-from riskcap.data.write import OWNER_ONLY, private_dir, write_json
+from riskcap.data.write import OWNER_ONLY, private_dir, write_file, write_json
 from riskcap.errors import DataError, UnusablePath
 from riskcap.untrusted import Refused, open_regular, read_regular
 
@@ -157,7 +157,7 @@ class _Claim:
     earlier: dict[str, dict]
     earlier_manifest: bytes | None
     created: bool
-    manifest_mode: int = 0o600
+    manifest_mode: int = OWNER_ONLY
 
 
 def claim_run_folder(run_dir: Path) -> _Claim:
@@ -183,7 +183,7 @@ def claim_run_folder(run_dir: Path) -> _Claim:
         links = sorted(name for name, info in entries.items() if stat.S_ISLNK(info.st_mode))
         if links:
             raise _refuse(run_dir, f"holds a symbolic link ({links[0]}), which riskcap never writes through")
-    mode = stat.S_IMODE(entries[MANIFEST].st_mode) if entries else 0o600
+    mode = stat.S_IMODE(entries[MANIFEST].st_mode) if entries else OWNER_ONLY
     return _Claim({name: _identity(info) for name, info in entries.items()}, earlier, earlier_manifest, False, mode)
 
 
@@ -344,10 +344,7 @@ class RunManifest:
                    for name, info in _entries(self.run_dir).items()):
                 return
             if self._claim.earlier_manifest is not None:
-                from riskcap.data.write import atomic_path
-
-                with atomic_path(self.run_dir / MANIFEST, self._claim.manifest_mode) as tmp:
-                    tmp.write_bytes(self._claim.earlier_manifest)
+                write_file(self._claim.earlier_manifest, self.run_dir / MANIFEST, self._claim.manifest_mode)
                 return
             (self.run_dir / MANIFEST).unlink(missing_ok=True)
             if self._claim.created:

@@ -68,11 +68,11 @@ class Pyramid:
         lines, previous = [], 0.0
         for tier in self.tiers:
             if previous == 0:
-                span = f"top {_fmt_pct(tier.top_percent)}"
+                span = f"top {percent_label(tier.top_percent)}"
             elif tier.top_percent >= 100:
-                span = f"everyone below the top {_fmt_pct(previous)}"
+                span = f"everyone below the top {percent_label(previous)}"
             else:
-                span = f"next, down to the top {_fmt_pct(tier.top_percent)}"
+                span = f"next, down to the top {percent_label(tier.top_percent)}"
             lines.append(f"{tier.name}: {span}" + (f" ({tier.offer})" if tier.offer else ""))
             previous = tier.top_percent
         return lines
@@ -81,8 +81,9 @@ class Pyramid:
         return {"name": self.name, "tiers": [{"name": t.name, "top_percent": t.top_percent} for t in self.tiers]}
 
 
-def _fmt_pct(value: float) -> str:
-    return f"{value:g}%"
+def percent_label(percent: float) -> str:
+    """A share of the population as its label in tier descriptions and the report: 2%, 0.5%."""
+    return f"{percent:g}%"
 
 
 def load_pyramid(path: str | Path | None = None) -> Pyramid:

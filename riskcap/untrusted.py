@@ -59,3 +59,32 @@ def read_output(path: str | Path, limit: int = MAX_OUTPUT_BYTES) -> bytes:
         return read_regular(path, limit)
     except Refused as exc:
         raise DataError(f"{path}: cannot read: {exc.reason}; riskcap reads back regular files it wrote") from None
+
+
+def read_output_json(path: str | Path):
+    """An earlier run's JSON file (:func:`read_output`); DataError when it is not valid JSON."""
+    import json
+
+    from riskcap.errors import DataError
+
+    try:
+        return json.loads(read_output(path).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_output_csv(path: str | Path, **options):
+    """An earlier run's CSV file (:func:`read_output`; ``options`` for ``pandas.read_csv``), its
+    text as it was before riskcap wrote it (:func:`riskcap.data.write.frame_from_csv`);
+    DataError when it cannot be parsed."""
+    import io
+
+    import pandas as pd
+
+    from riskcap.data.write import frame_from_csv
+    from riskcap.errors import DataError
+
+    try:
+        return frame_from_csv(pd.read_csv(io.BytesIO(read_output(path)), **options))
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read CSV ({exc})") from exc

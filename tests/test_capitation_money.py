@@ -81,3 +81,13 @@ def test_gbp_to_pence_rounds_half_up():
     assert money.gbp_to_pence("1234.565") == 123457
     assert money.gbp_to_pence(0.1) == 10
     assert money.gbp_to_pence(1_234_567.89) == 123_456_789
+
+
+def test_gbp_formats_pounds_for_people():
+    """The one money formatter: the report's, the terminal's and the charts' pounds."""
+    assert [money.gbp(v) for v in (1234.5, -1234.4, 0.0, None, float("nan"))] == ["£1,234", "-£1,234", "£0", "-", "-"]
+    assert money.gbp(1234.567, 2, signed=True) == "+£1,234.57" and money.gbp(-5, signed=True) == "-£5"
+    assert money.gbp(2**53 / 100, symbol="GBP ") == "GBP 90,071,992,547,410"
+    compact = [money.gbp(v, 2, symbol="", compact=True) for v in (512_340_000, 698_149, 9_999.4, -10_000)]
+    assert compact == ["512.34m", "698.1k", "9,999", "-10.0k"]
+    assert [money.gbp(v, 1, compact=True) for v in (1_250_000, 45_600, 950)] == ["£1.2m", "£46k", "£950"]

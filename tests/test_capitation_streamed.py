@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from riskcap.capitation.engine import evaluate
 from riskcap.capitation.population import PREDICTED_COST, Population, PopulationBuilder, population_part
-from riskcap.capitation.run import (plan_run, read_scores_range, run_scenarios_streamed,
-                                    scores_are_cost, stream_populations, write_run)
+from riskcap.capitation.run import plan_run, run_scenarios_streamed, stream_populations, write_run
 from riskcap.capitation.scenario import HEALTH_SETTINGS, load_scenario, parse_scenario
 from riskcap.capitation.scheme import load_scheme
 from riskcap.cli import main
 from riskcap.data.load import load_tables
+from riskcap.data.scores import read_scores_range, scores_are_cost
 from riskcap.data.write import ParquetRowsWriter, write_parquet
 from riskcap.errors import DataError
 from riskcap.features import build_features, iter_partitions

@@ -15,6 +15,7 @@ of a total adds back to that total exactly. The rules (documented in ``docs/capi
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -35,8 +36,22 @@ class PenceOverflow(DataError, OverflowError):
     """An amount too large for exact whole-pence arithmetic: refused, never wrapped."""
 
 
-def _gbp(pence: float) -> str:
-    return f"GBP {pence / 100:,.0f}"
+def gbp(pounds, decimals: int = 0, *, signed: bool = False, symbol: str = "£", compact: bool = False) -> str:
+    """Pounds as text for people to read, the one money formatter: ``£1,234`` (``decimals``
+    places); "-" when missing; ``signed``: a + before gains. ``compact`` (terminal tables, chart
+    axes): ``£512.34m``, ``£698.1k`` (``decimals`` places in millions, one fewer in thousands),
+    whole pounds below 10,000. The files keep exact pence; this is display only."""
+    if pounds is None or (isinstance(pounds, float) and math.isnan(pounds)):
+        return "-"
+    sign = "-" if pounds < 0 else "+" if signed and pounds > 0 else ""
+    value = abs(pounds)
+    if compact and value >= 1e6:
+        text = f"{value / 1e6:,.{decimals}f}m"
+    elif compact and value >= 1e4:
+        text = f"{value / 1e3:,.{decimals - 1}f}k"
+    else:
+        text = f"{value:,.{0 if compact else decimals}f}"
+    return sign + symbol + text
 
 
 def check_pence(amounts, what: str, limit: int = MAX_PENCE) -> None:
@@ -50,7 +65,7 @@ def check_pence(amounts, what: str, limit: int = MAX_PENCE) -> None:
     if not total < limit:  # NaN and infinity included
         amount = f"{total:,.0f}" if total < 1e21 else f"{total:.3g}"
         raise PenceOverflow(f"{what} reach {amount}, beyond riskcap's exact whole-pence arithmetic "
-                            f"(below {limit:,}; {_gbp(MAX_PENCE)} as money): check the costs in the data "
+                            f"(below {limit:,}; {gbp(MAX_PENCE / 100, symbol='GBP ')} as money): check the costs in the data "
                             "(activity cost_gbp, predicted_cost_gbp) and the scenario's envelope and rates")
 
 
@@ -105,7 +120,7 @@ def muldiv(a: np.ndarray, b: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray
     estimate = np.floor(a.astype(np.float64) * (b.astype(np.float64) / float(c)))
     if estimate.size and estimate.max() >= _MAX_EXACT:
         raise PenceOverflow("amount too large for exact pence arithmetic (over 2**53 pence, "
-                            f"{_gbp(MAX_PENCE)})")
+                            f"{gbp(MAX_PENCE / 100, symbol='GBP ')})")
     q = estimate.astype(np.int64)
     with np.errstate(over="ignore"):
         r = (a.astype(np.uint64) * b.astype(np.uint64) - q.astype(np.uint64) * np.uint64(c)).view(np.int64)

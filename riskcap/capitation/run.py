@@ -50,9 +50,10 @@ from riskcap.capitation.population import (Population, PopulationBuilder, Popula
                                            population_part, tariff_basis)
 from riskcap.capitation.scenario import Scenario
 from riskcap.capitation.scheme import NeedGroupScheme, assign_need_groups, load_scheme
-from riskcap.data.read import Tables, parquet_schema, read_raw
+from riskcap.data.read import Tables
+from riskcap.data.scores import read_scores_range, scores_are_cost
 from riskcap.data.summary import LoadSummary
-from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, atomic_path, write_csv, write_json, write_parquet
+from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter, write_csv, write_file, write_json, write_parquet
 from riskcap.errors import ConfigError, DataError, LoadRejected
 from riskcap.stream.context import RunContext
 from riskcap.stream.plan import PARTITION_PEOPLE
@@ -221,48 +222,6 @@ def need_group_table(run_part: RunPart, plan: RunPlan, where: str) -> pa.Table:
     })
 
 
-def scores_are_cost(path: str | Path) -> bool:
-    """Whether every row of a scores file has ``model == "cost"`` (one column, read in batches)."""
-    import pyarrow.compute as pc  # noqa: PLC0415
-    import pyarrow.dataset as ds  # noqa: PLC0415
-
-    def all_cost(column) -> bool:
-        return bool(pc.all(pc.fill_null(pc.equal(column.cast(pa.string()), "cost"), False)).as_py())
-
-    path = Path(path)
-    try:
-        dataset = ds.dataset(path, format="csv" if path.suffix == ".csv" else "parquet")
-        if "model" not in dataset.schema.names:
-            return False
-        return all(all_cost(batch.column(0)) for batch in dataset.to_batches(columns=["model"]))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
-        table = read_raw(path)  # names the problem, or reads what pyarrow.dataset would not
-        return "model" in table.column_names and all_cost(table["model"])
-
-
-def read_scores_range(path: str | Path, first: int, stop: int) -> pd.DataFrame:
-    """Rows of a scores file (parquet or CSV) with ``first <= person_id < stop``.
-
-    Parquet files with an integer person_id are read with a filter (only the matching row
-    groups); otherwise the whole file is read and filtered. A ``stop`` of the largest int64
-    (a last :class:`~riskcap.data.read.PersonRange`) has no upper bound.
-    """
-    path = Path(path)
-    if path.suffix != ".csv":
-        schema = parquet_schema(path)
-        if "person_id" in schema.names and pa.types.is_integer(schema.field("person_id").type):
-            filters = [("person_id", ">=", int(first))] + ([("person_id", "<", int(stop))] if stop < _INT64_MAX else [])
-            return read_raw(path, filters=filters).to_pandas()
-    frame = read_raw(path).to_pandas()
-    if "person_id" not in frame.columns:
-        return frame  # attach_scores names the missing column
-    ids = pd.to_numeric(frame["person_id"], errors="coerce")
-    return frame[(ids >= first) & ((ids < stop) | (stop >= _INT64_MAX))]
-
-
-_INT64_MAX = int(np.iinfo(np.int64).max)  # a last PersonRange's stop: that range includes it
-
-
 def capitation_partition(task, *, run: RunContext, plan: RunPlan) -> RunPart:
     """One partition of a capitation run: load, build features, attach scores, group and aggregate;
     with ``run.model_files``, also score the features (``run.share``: as for
@@ -270,7 +229,7 @@ def capitation_partition(task, *, run: RunContext, plan: RunPlan) -> RunPart:
 
     ``task`` is a :class:`riskcap.data.read.PersonRange` (rows of ``run.data_dir`` loaded and
     checked by :func:`~riskcap.data.load.load_partition`) or a :class:`~riskcap.data.read.Tables`
-    partition in memory. ``run.scores`` are (path, :func:`scores_are_cost`) pairs; only the
+    partition in memory. ``run.scores`` are (path, :func:`~riskcap.data.scores.scores_are_cost`) pairs; only the
     partition's person_id range of each file is read.
     """
     index_date = run.index_date
@@ -572,7 +531,6 @@ def write_run(run: RunResult, out_dir: str | Path, inputs: dict | None = None) -
             write_csv(frame, folder / f"{table}.csv")
         write_json({"inputs": inputs or {}, "source": result.scenario.source, **result.summary()},
                    folder / "summary.json")
-        with atomic_path(folder / "scenario.yaml") as tmp:
-            tmp.write_text(f"# resolved from {result.scenario.source}\n"
-                           + yaml.safe_dump(result.scenario.raw, sort_keys=False), encoding="utf-8")
+        write_file(f"# resolved from {result.scenario.source}\n" + yaml.safe_dump(result.scenario.raw, sort_keys=False),
+                   folder / "scenario.yaml")
     return out

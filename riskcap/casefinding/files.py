@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.lists import LIST_COLUMNS
-from riskcap.data.write import OWNER_ONLY, atomic_path, private_dir, write_csv, write_json
+from riskcap.data.write import OWNER_ONLY, private_dir, write_csv, write_file, write_json
 from riskcap.report.xlsx import xlsx_bytes
 from riskcap.tiers import Pyramid
 
@@ -29,13 +29,6 @@ PRACTICE_DIR = "practices"
 _WIDTHS = {"rank": 6, "pseudo_id": 18, "nhs_number": 12, "age": 5, "sex": 5, "score": 6, "tier": 10,
            "change": 10, "previous_rank": 8, "reason_1": 44, "reason_2": 44, "reason_3": 44,
            "long_term_conditions": 50, "ltc_count": 6, "impactable": 10}
-
-
-def _write_private_bytes(data: bytes, path: Path) -> Path:
-    """Write bytes atomically; the file is created owner-only."""
-    with atomic_path(path, OWNER_ONLY) as tmp:
-        tmp.write_bytes(data)
-    return path
 
 
 def practice_notes(code: str, name: str, summary: dict, pyramid: Pyramid, columns: list[str]) -> list[tuple[str, str]]:
@@ -101,7 +94,7 @@ def write_lists(lists: pd.DataFrame, summary: dict, out_dir: str | Path, pyramid
         xlsx_path = practice_dir / f"{code}.xlsx"
         written.append(write_csv(frame, csv_path, mode=OWNER_ONLY))
         notes = practice_notes(code, names.get(code, ""), summary, pyramid, columns)
-        written.append(_write_private_bytes(xlsx_bytes(frame, notes, widths=_WIDTHS, created=created), xlsx_path))
+        written.append(write_file(xlsx_bytes(frame, notes, widths=_WIDTHS, created=created), xlsx_path, OWNER_ONLY))
         p = summary["practices"][code]
         row = {"practice_code": code, "practice_name": names.get(code, ""), "scored": p["scored"],
                "eligible": p["eligible"], "excluded": p["scored"] - p["eligible"], "listed": p["listed"]}

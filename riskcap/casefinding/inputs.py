@@ -1,4 +1,5 @@
-"""What case-finding reads: the scores file, and the data rows of the listed people only.
+"""What case-finding reads besides the scores file (:mod:`riskcap.data.scores`): the data rows
+of the listed people only.
 
 A list holds a few percent of the population, so the listed people's conditions and
 activity are read with the person filter pushed down to parquet (text read
@@ -12,78 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from riskcap.data.read import Tables, parquet_schema, read_raw, read_rows_of, read_table, table_path
+from riskcap.data.read import Tables, parquet_schema, read_rows_of, read_table, table_path
 from riskcap.errors import DataError
-from riskcap.names import is_safe_name
-from riskcap.names import ALLOWED as SAFE_NAME
 from riskcap.schema import TABLES
-
-SCORE_REQUIRED: tuple[str, ...] = ("person_id", "practice_code", "probability")
-
-
-def read_scores(path: str | Path) -> tuple[pd.DataFrame, pa.Table]:
-    """Read and check a scores file (``riskcap score`` output, parquet or CSV).
-
-    Returns
-    -------
-    (DataFrame, pyarrow.Table)
-        The frame has ``person_id``, ``practice_code``, ``probability``, ``score`` (computed
-        as ``round(100 x probability)`` when absent) and ``tier`` / ``percentile`` /
-        ``model`` / ``index_date`` when present, plus ``_row`` (row number in the file);
-        the arrow table is the file as read (reason columns are taken from it for the
-        listed rows only).
-
-    Raises
-    ------
-    DataError
-        A required column is missing, ids are missing or repeated, a probability is not in
-        [0, 1], a score is not a whole number 0-100, or a practice code is unusable as a
-        file name.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: scores file not found")
-    table = read_raw(path, codes=True)  # each distinct reason decoded once, not once a row
-    missing = [c for c in SCORE_REQUIRED if c not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected a `riskcap score` output "
-                        f"with {', '.join(SCORE_REQUIRED)}, score, tier, percentile, reason_1..3")
-    keep = [c for c in ("person_id", "practice_code", "probability", "score", "tier", "percentile", "model",
-                        "index_date") if c in table.column_names]
-    frame = table.select(keep).to_pandas()
-
-    def bad(column: str, mask: np.ndarray, what: str) -> None:
-        if mask.any():
-            examples = ", ".join(repr(v) for v in frame.loc[mask, column].head(5).tolist())
-            raise DataError(f"{path}: column '{column}': {int(mask.sum())} row(s) {what}; examples: {examples}")
-
-    ids = pd.to_numeric(frame["person_id"], errors="coerce")
-    bad("person_id", (ids.isna() | (ids != np.floor(ids))).to_numpy(), "are not whole numbers")
-    frame["person_id"] = ids.astype(np.int64)
-    bad("person_id", frame["person_id"].duplicated().to_numpy(), "repeat a person_id")
-    prob = pd.to_numeric(frame["probability"], errors="coerce").astype(np.float64)
-    bad("probability", (prob.isna() | (prob < 0) | (prob > 1)).to_numpy(), "are not probabilities in [0, 1]")
-    frame["probability"] = prob
-    if "score" in frame.columns:
-        score = pd.to_numeric(frame["score"], errors="coerce")
-        bad("score", (score.isna() | (score != np.floor(score)) | (score < 0) | (score > 100)).to_numpy(),
-            "are not whole numbers from 0 to 100")
-        frame["score"] = score.astype(np.int64)
-    else:
-        frame["score"] = np.round(100 * prob.to_numpy()).astype(np.int64)
-    code = frame["practice_code"].astype("string").str.strip()
-    bad("practice_code", code.isna().to_numpy(), "are empty")
-    frame["practice_code"] = code.astype(str)
-    unsafe = ~frame["practice_code"].map(is_safe_name).to_numpy(dtype=bool)
-    bad("practice_code", unsafe, f"cannot name a practice's list files (allowed: {SAFE_NAME})")
-    if "percentile" in frame.columns:
-        pct = pd.to_numeric(frame["percentile"], errors="coerce")
-        bad("percentile", (pct.isna() | (pct < 0) | (pct > 100)).to_numpy(), "are not percentiles in [0, 100]")
-    frame["_row"] = np.arange(len(frame), dtype=np.int64)
-    return frame, table
-
 
 
 def read_persons(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:

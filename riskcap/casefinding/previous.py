@@ -6,20 +6,17 @@ the same key made both lists, so a different or one-off key is refused.
 """
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from riskcap.casefinding.files import PRACTICE_DIR, SUMMARY_FILE
-from riskcap.data.write import frame_from_csv
 from riskcap.errors import ConfigError, DataError
 from riskcap.names import is_safe_name
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey
 from riskcap.tiers import Pyramid
-from riskcap.untrusted import read_output
+from riskcap.untrusted import read_output_csv, read_output_json
 
 CHANGES: tuple[str, ...] = ("new", "up", "down", "unchanged")
 
@@ -41,11 +38,11 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
     summary_path = previous_dir / SUMMARY_FILE
     if not summary_path.exists():
         raise DataError(f"{previous_dir}: not a riskcap casefind output (no {SUMMARY_FILE})")
+    summary = read_output_json(summary_path)
     try:
-        summary = json.loads(read_output(summary_path).decode("utf-8"))
         fingerprint = summary["pseudonym_key"]["fingerprint"]
         codes = list(summary["practices"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise DataError(f"{summary_path}: not a riskcap casefind summary ({exc})") from exc
     if fingerprint != key.fingerprint:
         raise ConfigError(f"{summary_path}: the previous list was made with a different pseudonymisation key "
@@ -58,8 +55,8 @@ def read_previous(previous_dir: str | Path, key: PseudonymKey, pyramid: Pyramid)
         path = previous_dir / PRACTICE_DIR / f"{code}.csv"
         if not path.exists():
             raise DataError(f"{path}: listed in {summary_path} but missing")
-        frame = frame_from_csv(pd.read_csv(io.BytesIO(read_output(path)), dtype={"pseudo_id": str, "tier": str},
-                                           usecols=lambda c: c in ("pseudo_id", "rank", "tier")))
+        frame = read_output_csv(path, dtype={"pseudo_id": str, "tier": str},
+                                usecols=lambda c: c in ("pseudo_id", "rank", "tier"))
         missing = {"pseudo_id", "rank", "tier"} - set(frame.columns)
         if missing:
             raise DataError(f"{path}: column(s) {sorted(missing)} missing")

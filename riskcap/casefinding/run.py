@@ -18,12 +18,13 @@ import pyarrow as pa
 
 from riskcap.casefinding.eligibility import EXCLUSIONS, Eligibility, eligibility, palliative_ids
 from riskcap.casefinding.files import write_lists
-from riskcap.casefinding.inputs import listed_features, listed_features_mapped, read_persons, read_scores
+from riskcap.casefinding.inputs import listed_features, listed_features_mapped, read_persons
 from riskcap.casefinding.lists import REASON_COLUMNS, build_lists, check_reasons
 from riskcap.casefinding.previous import CHANGES, add_changes, read_previous
 from riskcap.casefinding.selection import SelectionRule, select
 from riskcap.data.dates import IndexDate, index_date_for
 from riskcap.data.read import read_table, table_path
+from riskcap.data.scores import read_scores
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import to_date, to_day
 from riskcap.pseudonymise import KEY_ENV, PseudonymKey

@@ -62,14 +62,15 @@ def scored_table(scored, title: str):
     """A rich table of what a scores file holds: people per tier (cost model: expected cost)."""
     from rich.table import Table
 
+    from riskcap.capitation.money import gbp
     from riskcap.tiers import load_pyramid
 
     table = Table(title=title)
     if scored.kind == "cost":
         table.add_column("measure")
         table.add_column("value", justify="right")
-        table.add_row("mean expected cost (GBP)", f"{scored.expected_cost_gbp / max(scored.people, 1):,.0f}")
-        table.add_row("total expected cost (GBP)", f"{scored.expected_cost_gbp:,.0f}")
+        table.add_row("mean expected cost (GBP)", gbp(scored.expected_cost_gbp / max(scored.people, 1), symbol=""))
+        table.add_row("total expected cost (GBP)", gbp(scored.expected_cost_gbp, symbol=""))
         return table
     for c in ("tier", "people", "mean probability", "lowest score"):
         table.add_column(c, justify="left" if c == "tier" else "right")

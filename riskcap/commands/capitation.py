@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import click
@@ -9,9 +10,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from riskcap.capitation.money import gbp
 from riskcap.commands._partitions import chosen_index_date, scored_table
 from riskcap.commands.options import (data_option, engine_options, index_date_option, on_invalid_option,
                                       partition_people_option, reasons_for_option)
+
+#: compact pounds for the terminal (512.34m, 698.1k, 950); the files hold exact pence
+short_gbp = partial(gbp, decimals=2, symbol="", compact=True)
 
 
 def _common(f):
@@ -139,23 +144,15 @@ def run(scenarios, data_dir: Path, index_date, scores_paths, out_dir: Path, on_i
         if r.budgets.people_at_group_tariff:
             console.print(f"[yellow]{r.scenario.name}: {r.budgets.mode_label}[/yellow]")
     first = result.results[0].summary()
-    console.print(f"Outturn read {gbp(first['outturn_read_pence'] / 100)} = charged to practices "
-                  f"{gbp(first['charged_to_practices_pence'] / 100)} + unregistered (ICB) "
-                  f"{gbp(first['unregistered_pence'] / 100)}; tariffs: {first['tariff_method']}")
+    console.print(f"Outturn read {short_gbp(first['outturn_read_pence'] / 100)} = charged to practices "
+                  f"{short_gbp(first['charged_to_practices_pence'] / 100)} + unregistered (ICB) "
+                  f"{short_gbp(first['unregistered_pence'] / 100)}; tariffs: {first['tariff_method']}")
     without = result.practices_without_people
     if len(without):
         console.print(f"[yellow]{len(without)} practice(s) with no one on their list in the outcome year "
                       f"(e.g. {without['practice_code'].iloc[0]}: {without['reason'].iloc[0]}): "
                       f"{out_dir / 'practices_without_people.csv'}[/yellow]")
     console.print(f"{len(loaded)} scenario(s) in {time.perf_counter() - started:.1f} s -> {out_dir}")
-
-
-def gbp(amount: float, signed: bool = False) -> str:
-    """Compact pounds for the terminal: 512.34m, 698.1k, 950."""
-    sign = "+" if signed and amount > 0 else "-" if amount < 0 else ""
-    value = abs(amount)
-    text = f"{value / 1e6:,.2f}m" if value >= 1e6 else f"{value / 1e3:,.1f}k" if value >= 1e4 else f"{value:,.0f}"
-    return sign + text
 
 
 def comparison_table(comparison: pd.DataFrame, baseline: str, index_date, people: int) -> Table:
@@ -167,10 +164,11 @@ def comparison_table(comparison: pd.DataFrame, baseline: str, index_date, people
         table.add_column(name, justify="left" if name == "scenario" else "right", no_wrap=True)
     for row in comparison.itertuples():
         table.add_row(
-            row.scenario, gbp(row.envelope_gbp), f"{row.per_head_gbp:,.2f}" if row.per_head_gbp else "-",
-            gbp(row.change_vs_baseline_gbp, signed=True), f"{row.practices_within_10pct:.0%}",
+            row.scenario, short_gbp(row.envelope_gbp), gbp(row.per_head_gbp, 2, symbol="") if row.per_head_gbp else "-",
+            short_gbp(row.change_vs_baseline_gbp, signed=True), f"{row.practices_within_10pct:.0%}",
             f"{row.r_squared:.3f}" if pd.notna(row.r_squared) else "-",
-            gbp(row.payer_share_gbp, signed=True), gbp(row.provider_share_gbp, signed=True), gbp(row.pool_funding_gbp),
+            short_gbp(row.payer_share_gbp, signed=True), short_gbp(row.provider_share_gbp, signed=True),
+            short_gbp(row.pool_funding_gbp),
         )
     table.caption = ("payer / provider: shares of (actual - budget) after the risk corridor (+ cost borne, "
                      "- saving kept); pool: high-cost pool funding. Exact pence: comparison.csv, budgets.csv.")
@@ -240,9 +238,9 @@ def sweep(scenario, axes, data_dir: Path, index_date, scores_paths, out_dir: Pat
     for name in ("", "envelope £", "within ±10%", "R²", "payer £", "provider £"):
         table.add_column(name, justify="right")
     for label, stat in (("min", "min"), ("median", "median"), ("max", "max")):
-        table.add_row(label, gbp(getattr(frame["envelope_pence"], stat)() / 100),
+        table.add_row(label, short_gbp(getattr(frame["envelope_pence"], stat)() / 100),
                       f"{getattr(frame['practices_within_10pct'], stat)():.0%}",
                       f"{getattr(frame['r_squared'], stat)():.3f}",
-                      gbp(getattr(frame["payer_share_pence"], stat)() / 100, signed=True),
-                      gbp(getattr(frame["provider_share_pence"], stat)() / 100, signed=True))
+                      short_gbp(getattr(frame["payer_share_pence"], stat)() / 100, signed=True),
+                      short_gbp(getattr(frame["provider_share_pence"], stat)() / 100, signed=True))
     console.print(table)

@@ -32,6 +32,7 @@ def demo(out_dir: Path, people: int | None, seed: int | None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from riskcap.capitation.money import gbp
     from riskcap.demo import STAGES, run_demo
 
     console = Console()
@@ -68,8 +69,8 @@ def demo(out_dir: Path, people: int | None, seed: int | None):
     for col in ("scenario", "envelope £", "per head £", "within ±10% of outturn", "R²"):
         budgets.add_column(col, justify="left" if col == "scenario" else "right")
     for row in result.comparison.itertuples():
-        budgets.add_row(row.scenario, f"{row.envelope_gbp:,.2f}",
-                        f"{row.per_head_gbp:,.2f}" if row.per_head_gbp else "-",
+        budgets.add_row(row.scenario, gbp(row.envelope_gbp, 2, symbol=""),
+                        gbp(row.per_head_gbp, 2, symbol="") if row.per_head_gbp else "-",
                         f"{row.practices_within_10pct:.0%}", f"{row.r_squared:.3f}")
     console.print(budgets)
 

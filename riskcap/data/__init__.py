@@ -7,6 +7,7 @@
 - :mod:`~riskcap.data.load`: read, parse and check a folder or one range of it; reject or quarantine.
 - :mod:`~riskcap.data.summary`: what a load read, found wrong, used and quarantined.
 - :mod:`~riskcap.data.dates`: where the data end, and the index dates that default from it.
+- :mod:`~riskcap.data.scores`: the one reader of a scores file (``riskcap score``'s output).
 - :mod:`~riskcap.data.write`: atomic writers, and what files people open must respect:
   person-level files owner-only, no text a spreadsheet would run as a formula.
 """

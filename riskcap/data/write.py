@@ -81,14 +81,18 @@ def _rewrite(values: pd.Series, needs, rewrite) -> pd.Series | None:
     return values.where(~is_text.index.isin(text.index[picked]), text[picked].map(rewrite))
 
 
-def _csv_needs(text: pd.Series) -> pd.Series:
+def _formulas(text: pd.Series) -> pd.Series:
+    """:func:`is_formula` of the text behind any ``'`` marks, over a series."""
     core = text.str.lstrip(TEXT_MARK)
-    return (core.str.match(_FORMULA) & ~core.str.fullmatch(_NUMBER)) | text.str.contains("\r", regex=False)
+    return core.str.match(_FORMULA) & ~core.str.fullmatch(_NUMBER)
+
+
+def _csv_needs(text: pd.Series) -> pd.Series:
+    return _formulas(text) | text.str.contains("\r", regex=False)
 
 
 def _own_needs(text: pd.Series) -> pd.Series:
-    core = text.str.lstrip(TEXT_MARK)
-    return text.str.startswith(TEXT_MARK) & core.str.match(_FORMULA) & ~core.str.fullmatch(_NUMBER)
+    return text.str.startswith(TEXT_MARK) & _formulas(text)
 
 
 def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -228,9 +232,7 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: str | Path, row_group_size:
 
 def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Path:
     """Write a frame to CSV atomically (UTF-8, no index), no text a spreadsheet would run as
-    a formula (:func:`riskcap.data.write.csv_frame`)."""
-    from riskcap.data.write import csv_frame
-
+    a formula (:func:`csv_frame`)."""
     with atomic_path(path, mode) as tmp:
         csv_frame(df).to_csv(tmp, index=False, lineterminator="\n")
     return Path(path)
@@ -238,8 +240,13 @@ def write_csv(df: pd.DataFrame, path: str | Path, mode: int | None = None) -> Pa
 
 def write_json(obj, path: str | Path, mode: int | None = None) -> Path:
     """Write JSON atomically with sorted keys, so equal content gives equal bytes."""
+    return write_file(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", path, mode)
+
+
+def write_file(data: bytes | str, path: str | Path, mode: int | None = None) -> Path:
+    """Write bytes (text as UTF-8) atomically, with file ``mode`` if given (:func:`atomic_path`)."""
     with atomic_path(path, mode) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from riskcap.capitation.money import gbp
 from riskcap.config import load_yaml, shipped_config
 from riskcap.ingest.extracts import EXTRACTS
 from riskcap.schema import CONDITION_CODES, CONDITIONS
@@ -83,10 +84,6 @@ def prevalence_counts(persons: pa.Table, registrations: pa.Table, conditions: pa
             min_age = table.get(name, (0.0, 0))[1]
             out[("register", name)] += int((ok & (age >= min_age) & (names == name)).sum())
     return out
-
-
-def _gbp(pence: int) -> str:
-    return f"{pence / 100:,.2f}"
 
 
 @dataclass
@@ -260,7 +257,7 @@ class ImportReport:
             for c in ("price", "per", "GBP each", "rows", "GBP"):
                 costs.add_column(c, justify="left" if c in ("price", "per") else "right")
             for k, v in self.costs_priced.items():
-                costs.add_row(k, v["per"], f"{v['price_gbp']:,.2f}", f"{v['rows']:,}", f"{v['gbp']:,.2f}")
+                costs.add_row(k, v["per"], gbp(v["price_gbp"], 2, symbol=""), f"{v['rows']:,}", gbp(v["gbp"], 2, symbol=""))
             if self.costs_rounded:
                 costs.add_row("rounded to the penny", "-", "-", f"{self.costs_rounded:,}", "-")
             out.append(costs)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
+from riskcap.capitation.money import gbp
 from riskcap.features import CONDITIONS, MEASURES, NO_EVENT_DAYS, WINDOWS
 
 N_REASONS = 3
@@ -72,10 +73,6 @@ def _ago(days: float) -> str:
     return f"{months} months ago"
 
 
-def _money(value: float) -> str:
-    return f"£{int(round(value)):,}"
-
-
 def _money_bucket(values: np.ndarray) -> np.ndarray:
     """Pounds rounded to the nearest 10 (under 1,000) or 100."""
     step = np.where(values >= 995, 100.0, 10.0)
@@ -113,7 +110,7 @@ def _reason_for(feature: str) -> Reason | None:
         setting = feature[len("cost_"):-len("_0_12")]
         text = _COST_TEXT[setting]
         return Reason(feature, (feature,), feature, _positive,
-                      lambda v, t=text: f"{_money(v)} of {t} in the last 12 months", _money_bucket)
+                      lambda v, t=text: f"{gbp(v)} of {t} in the last 12 months", _money_bucket)
     for measure in list(MEASURES) + ["acs_admissions"]:
         for window in WINDOWS:
             if feature == f"{measure}_{window}":

@@ -154,12 +154,9 @@ class LightGBMModel:
         return self.from_raw(self._raw(X)), self._contributions(X)
 
     def save(self, model_dir: str | Path) -> list[Path]:
-        from riskcap.data.write import atomic_path
+        from riskcap.data.write import write_file
 
-        path = Path(model_dir) / MODEL_TEXT
-        with atomic_path(path) as tmp:
-            tmp.write_text(self.model_text, encoding="utf-8")
-        return [path]
+        return [write_file(self.model_text, Path(model_dir) / MODEL_TEXT)]
 
     @staticmethod
     def text_of(files: dict[str, bytes], origin: Path) -> str:

@@ -45,7 +45,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
     riskcap.errors.DataError
         When ``run_dir`` is not a directory or a part that is present cannot be read.
     """
-    from riskcap.data.write import atomic_path
+    from riskcap.data.write import write_file
     from riskcap.manifest import claim_file
     from riskcap.report.html import render_html
     from riskcap.report.outputs import read_run
@@ -63,8 +63,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, workbook: s
         "Risk stratification and Year of Care capitation",
         f"Emergency-admission risk, case-finding and capitation scenarios at {run.index_date_text}",
         headline(run), sections, provenance(run))
-    with atomic_path(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    write_file(html, out)
     write_workbook(run, workbook)
     return ReportFiles(out, workbook, tuple(s.id for s in sections if s.not_run))
 

@@ -51,14 +51,6 @@ def missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def gbp(pounds, signed: bool = False, pence: bool = False) -> str:
-    """£1,234 (or £1,234.56 with ``pence``); "-" when missing."""
-    if missing(pounds):
-        return "-"
-    sign = "-" if pounds < 0 else "+" if signed and pounds > 0 else ""
-    return f"{sign}£{abs(pounds):,.{2 if pence else 0}f}"
-
-
 def pct(value, digits: int = 1, signed: bool = False) -> str:
     if missing(value):
         return "-"

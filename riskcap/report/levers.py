@@ -13,7 +13,8 @@ from typing import Callable
 
 import pandas as pd
 
-from riskcap.report.html import Table, gbp, pct
+from riskcap.capitation.money import gbp
+from riskcap.report.html import Table, pct
 from riskcap.report.xlsx import GBP, INT, PENCE, RATIO, Column, pounds, sheet_table
 
 
@@ -75,7 +76,7 @@ def _moved(rows: list[dict]) -> str:
     moved = {r["scenario"]: r["moved_between_practices_pence"] for r in rows}
     return ("Band 1 is the most deprived. A weight of the money is shared by need x the band's index (NHS England's "
             "form); the envelope is unchanged. Moved between practices: "
-            + "; ".join(f"{n} {gbp(v / 100, pence=True)}" for n, v in moved.items()) + ".")
+            + "; ".join(f"{n} {gbp(v / 100, 2)}" for n, v in moved.items()) + ".")
 
 
 def _coding(cap) -> pd.DataFrame | None:
@@ -114,7 +115,7 @@ LEVERS = (
         ("borne by practices", True, _money("stop_loss_practice_retained_pence")),
         ("practices at their cap", True, lambda r: f"{r['stop_loss_practices_capped']:,}"),
         ("pool funding", True, _money("pool_funding_pence")),
-        ("loading on every tariff (a year)", True, _money("stop_loss_loading_pence", pence=True))],
+        ("loading on every tariff (a year)", True, _money("stop_loss_loading_pence", decimals=2))],
         "The pool pays its share of each person's outcome-year cost above the attachment, and all of a practice's "
         "share beyond its cap; costs above the attachment were taken out of the group tariffs, and practices' share "
         "of them is added back as one flat loading per registered year (stop_loss.csv).",
@@ -166,8 +167,8 @@ LEVERS = (
         Column("actual (pence)", "actual_pence", PENCE, 18), Column("predictive ratio", "predictive_ratio", RATIO)],
         "budgets", "Component budgets", [
         _NAME, ("component", False, lambda r: r["component"]), ("settings", False, lambda r: r["settings"]),
-        ("shared by", False, lambda r: r["need"]), ("envelope", True, _money("envelope_pence", pence=True)),
-        ("actual", True, _money("actual_pence", pence=True)),
+        ("shared by", False, lambda r: r["need"]), ("envelope", True, _money("envelope_pence", decimals=2)),
+        ("actual", True, _money("actual_pence", decimals=2)),
         ("ratio", True, lambda r: "" if pd.isna(r["predictive_ratio"]) else f"{r['predictive_ratio']:.3f}")],
         "Each component is priced from its own settings' costs and shared by its own need basis; the components add "
         "up to the envelope to the penny (components.csv per practice)."),
@@ -180,8 +181,8 @@ LEVERS = (
         "budgets", "Health-inequalities adjustment: money by deprivation band", [
         _NAME, ("band", False, lambda r: f"{r['by'].replace('imd_', 'IMD ')} {r['band']}"),
         ("index", True, lambda r: f"{r['index']:g}"), ("factor", True, lambda r: f"{r['factor']:.4f}"),
-        ("before", True, _money("before_pence", pence=True)), ("after", True, _money("after_pence", pence=True)),
-        ("change", True, _money("change_pence", signed=True, pence=True))], _moved),
+        ("before", True, _money("before_pence", decimals=2)), ("after", True, _money("after_pence", decimals=2)),
+        ("change", True, _money("change_pence", signed=True, decimals=2))], _moved),
     Lever("Coding intensity", _coding, [
         _SCENARIO, Column("flag above %", "flag_threshold_pct", "0.00"), Column("normalise %", "normalise_pct", "0.00"),
         Column("practices flagged", "flagged", width=40), Column("ICB growth (median practice)", "icb_growth", width=30),
@@ -191,7 +192,7 @@ LEVERS = (
         ("normalised", True, lambda r: pct(r["normalise_pct"] / 100, 0)),
         ("practices flagged", False, lambda r: r["flagged"]),
         ("ICB growth (median practice)", False, lambda r: r["icb_growth"]),
-        ("money moved", True, _money("moved_pence", pence=True))],
+        ("money moved", True, _money("moved_pence", decimals=2))],
         "Age-sex-standardised register growth per practice against its ICB's between the base and the current year "
         "(coding_intensity.csv per practice)."),
     Lever("Envelope path", _envelopes, [
@@ -199,7 +200,7 @@ LEVERS = (
         Column("envelope (£)", pounds("envelope_pence"), GBP, 16)],
         "budgets", "Pace of change with a growing envelope", [
         _NAME, ("year", True, lambda r: "last year" if r["year"] == 0 else str(r["year"])),
-        ("envelope", True, _money("envelope_pence", pence=True))],
+        ("envelope", True, _money("envelope_pence", decimals=2))],
         "Growth floors and caps apply to each practice's budget of the year before (pace_path.csv)."),
 )
 

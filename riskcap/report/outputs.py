@@ -18,8 +18,6 @@ then fail); fingerprints are taken from the data and model files themselves.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +26,14 @@ import pandas as pd
 
 from riskcap.config import parse_yaml, read_text_file
 from riskcap.data.dates import default_index_date
-from riskcap.data.read import cannot_read, read_optional_table, read_table, table_path
-from riskcap.data.write import frame_from_csv
+from riskcap.data.read import read_optional_table, read_table, table_path
+from riskcap.data.scores import score_batches
 from riskcap.errors import ConfigError, DataError
 from riskcap.features import age_on, eligible_mask, to_date, to_day
 from riskcap.names import is_safe_name
 from riskcap.report.levers import LEVERS
 from riskcap.schema import CONDITIONS
-from riskcap.untrusted import read_output
+from riskcap.untrusted import read_output_csv, read_output_json
 
 #: Model kinds in the order the report shows them; the first present risk model is primary.
 MODEL_KINDS = ("gbm", "logistic", "cost")
@@ -114,22 +112,6 @@ class RunOutputs:
         return next((k for k in RISK_KINDS if k in self.metrics), None)
 
 
-def read_json(path: Path) -> dict:
-    """Parse a JSON file; DataError naming the file when it is not valid JSON."""
-    try:
-        return json.loads(read_output(path).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _csv(path: Path) -> pd.DataFrame:
-    """A CSV riskcap wrote, its text as it was (riskcap.data.write)."""
-    try:
-        return frame_from_csv(pd.read_csv(io.BytesIO(read_output(path)), keep_default_na=True))
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: cannot read CSV ({exc})") from exc
-
-
 def _require(frame: pd.DataFrame, columns, path: Path) -> pd.DataFrame:
     absent = [c for c in columns if c not in frame.columns]
     if absent:
@@ -144,7 +126,7 @@ def read_run(run_dir: str | Path) -> RunOutputs:
         raise DataError(f"{run_dir}: not a directory; give a run directory written by 'riskcap demo'")
     metrics, metadata = _read_models(run_dir)
     capitation = _read_capitation(run_dir / "capitation")
-    casefinding = read_json(run_dir / "casefinding" / "summary.json") \
+    casefinding = read_output_json(run_dir / "casefinding" / "summary.json") \
         if (run_dir / "casefinding" / "summary.json").exists() else None
     index_date, source = _index_date(run_dir, metrics, capitation, casefinding)
     out = RunOutputs(run_dir, index_date, source, metrics=metrics, model_metadata=metadata,
@@ -156,7 +138,7 @@ def read_run(run_dir: str | Path) -> RunOutputs:
         out.missing["data"] = f"no {data_dir.name}/ folder in the run directory"
     scores_path = run_dir / "scores.parquet"
     if scores_path.exists():
-        out.scores = read_scores(scores_path)
+        out.scores = summarise_scores(scores_path)
     else:
         out.missing["scores"] = "no scores.parquet (riskcap score was not run)"
     for kind in MODEL_KINDS:
@@ -170,10 +152,6 @@ def read_run(run_dir: str | Path) -> RunOutputs:
     return out
 
 
-SCORE_COLUMNS = ("practice_code", "probability", "tier", "percentile")
-SCORE_BATCH_ROWS = 1 << 20
-
-
 @dataclass
 class ScoresSummary:
     """Aggregates of a risk scores file: people per (practice, tier) and per-tier ranges."""
@@ -184,25 +162,14 @@ class ScoresSummary:
     tiers: pd.DataFrame  # index tier (from the top): people, min_probability, max_probability
 
 
-def read_scores(path: Path) -> ScoresSummary:
-    """Aggregate a risk scores file one batch at a time (memory bounded by the batch, not the
-    population); DataError when it lacks the interface's columns.
+def summarise_scores(path: Path) -> ScoresSummary:
+    """Aggregate a risk scores file one batch at a time (:func:`riskcap.data.scores.score_batches`:
+    memory bounded by the batch, not the population).
 
     Tiers are ordered from the highest risk down by their people's mean percentile.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        file = pq.ParquetFile(path)
-        names = file.schema_arrow.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise cannot_read(path, exc) from exc
-    _require(pd.DataFrame(columns=names), SCORE_COLUMNS, path)
     counts, stats, models = [], [], set()
-    columns = list(SCORE_COLUMNS) + (["model"] if "model" in names else [])
-    for batch in file.iter_batches(batch_size=SCORE_BATCH_ROWS, columns=columns):
-        frame = batch.to_pandas()
+    for frame in score_batches(path, ("practice_code", "probability", "tier", "percentile"), optional=("model",)):
         frame["practice_code"] = frame["practice_code"].astype(str)
         frame["tier"] = frame["tier"].astype(str)
         counts.append(frame.groupby(["practice_code", "tier"]).size())
@@ -230,7 +197,7 @@ def _read_models(run_dir: Path) -> tuple[dict, dict]:
     for kind in MODEL_KINDS:
         path = run_dir / "evaluation" / kind / "metrics.json"
         if path.exists():
-            metrics[kind] = read_json(path)
+            metrics[kind] = read_output_json(path)
             need = ("calibration_by_decile",) + (("auroc", "ppv_at", "sensitivity_at", "top_n")
                                                   if kind in RISK_KINDS else ("r2",))
             absent = [k for k in need if k not in metrics[kind]]
@@ -238,7 +205,7 @@ def _read_models(run_dir: Path) -> tuple[dict, dict]:
                 raise DataError(f"{path}: missing key(s) {', '.join(absent)}; write it with 'riskcap evaluate'")
         meta_path = run_dir / "models" / kind / "metadata.json"
         if meta_path.exists():
-            metadata[kind] = read_json(meta_path)
+            metadata[kind] = read_output_json(meta_path)
     return metrics, metadata
 
 
@@ -246,7 +213,7 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
     path = folder / "summary.json"
     if not path.exists():
         return None
-    summary = read_json(path)
+    summary = read_output_json(path)
     if not summary.get("scenarios"):
         raise DataError(f"{path}: no scenarios; write it with 'riskcap capitation run'")
     tables = {}
@@ -267,7 +234,7 @@ def _read_capitation(folder: Path) -> CapitationOutputs | None:
             continue
         if not file.exists():
             raise DataError(f"{file}: missing from the capitation output (summary.json is there)")
-        frame = (levers if name in optional else tables)[name] = _require(_csv(file), columns, file)
+        frame = (levers if name in optional else tables)[name] = _require(read_output_csv(file, keep_default_na=True), columns, file)
         for col in ("practice_code", "icb_code", "need_group", "unit", "scenario", "pool_code"):
             if col in frame.columns:
                 frame[col] = frame[col].astype(str)
@@ -400,7 +367,7 @@ def fingerprints(run_dir: Path) -> dict:
     for kind in MODEL_KINDS:
         folder = run_dir / "models" / kind
         if folder.is_dir():
-            meta = read_json(folder / "metadata.json") if (folder / "metadata.json").exists() else {}
+            meta = read_output_json(folder / "metadata.json") if (folder / "metadata.json").exists() else {}
             models[kind] = {"files": fingerprint(folder),
                             "training_index_date": meta.get("training_index_date"),
                             "data_fingerprint": (meta.get("data") or {}).get("fingerprint")}

@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from riskcap.capitation.money import gbp
+
 DPI = 100
 WIDTH, HEIGHT = 7.5, 3.8
 STYLE = {
@@ -50,13 +52,7 @@ MAX_LABELLED = 40
 _pct = PercentFormatter(xmax=1.0, decimals=0)
 
 
-def _gbp(value: float, _pos=None) -> str:
-    a = abs(value)
-    text = f"{a / 1e6:,.1f}m" if a >= 1e6 else f"{a / 1e3:,.0f}k" if a >= 1e4 else f"{a:,.0f}"
-    return ("-" if value < 0 else "") + "£" + text
-
-
-gbp_formatter = FuncFormatter(_gbp)
+gbp_formatter = FuncFormatter(lambda value, _pos: gbp(value, 1, compact=True))
 
 
 @contextmanager
@@ -108,7 +104,7 @@ def ltc_prevalence(names: list[str], prevalence: np.ndarray, england: np.ndarray
         ok = np.isfinite(eng)
         ax.plot(eng[ok], y[ok], "|", color=RED, markersize=12, markeredgewidth=2, label="England (QOF 2019/20)")
         ax.set_yticks(y, [names[i] for i in order])
-        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.xaxis.set_major_formatter(_pct)
         ax.set_xlabel("recorded prevalence (QOF denominator)")
         ax.set_title("Long-term conditions")
         ax.legend(loc="lower right")
@@ -205,7 +201,7 @@ def risk_pyramid(practices: list[str], tiers: list[str], shares: np.ndarray) -> 
         else:
             ax.set_yticks([])
             ax.set_ylabel(f"{n} practices, sorted")
-        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.xaxis.set_major_formatter(_pct)
         ax.set_xlabel(f"share of the practice's people (rest: {tiers[-1]})")
         ax.set_title("Risk pyramid by practice")
         ax.legend(loc="lower right")
@@ -266,7 +262,7 @@ def distance_from_target(practices: list[str], distance: np.ndarray, band: float
         else:
             ax.set_xticks([])
             ax.set_xlabel(f"{n} practices, sorted")
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.yaxis.set_major_formatter(_pct)
         ax.set_ylabel("(current - target) / target")
         ax.set_title(f"Distance from target (shaded: within ±{band:.0%})")
         return png(fig)
@@ -285,9 +281,9 @@ def settlement_waterfall(steps: list[tuple[str, float]], total_label: str) -> by
             else:
                 ax.bar(i, value, bottom=running, color=RED if value > 0 else GREEN)
                 running += value
-            ax.annotate(_gbp(value), (i, running if i else value), ha="center", va="bottom", fontsize=7)
+            ax.annotate(gbp(value, 1, compact=True), (i, running if i else value), ha="center", va="bottom", fontsize=7)
         ax.bar(len(steps), running, color=GREY)
-        ax.annotate(_gbp(running), (len(steps), running), ha="center", va="bottom", fontsize=7)
+        ax.annotate(gbp(running, 1, compact=True), (len(steps), running), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(np.arange(len(labels)), labels, fontsize=7)
         ax.yaxis.set_major_formatter(gbp_formatter)
         low = min(0.0, running)

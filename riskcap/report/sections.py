@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from riskcap.capitation.money import gbp
 from riskcap.report import plots
-from riskcap.report.html import Figure, Section, Table, gbp, missing, num, pct
+from riskcap.report.html import Figure, Section, Table, missing, num, pct
 from riskcap.report.levers import lever_tables
 from riskcap.report.outputs import (ENGLAND_SHARE_18_PLUS, ENGLAND_SHARE_65_PLUS, MODEL_KINDS, RISK_KINDS,
                                     RunOutputs)
+from riskcap.tiers import percent_label
 
 #: Section ids, in report order (the HTML anchors; the rendering test checks every one).
 SECTION_IDS: tuple[str, ...] = ("population", "models", "subgroups", "risk-pyramid", "need-groups", "budgets",
@@ -26,10 +28,6 @@ MAX_TABLE_PRACTICES = 50
 def _of(part: float, whole: float) -> str:
     """``part`` as a percentage of ``whole`` ("-" when ``whole`` is zero)."""
     return pct(part / whole) if whole else "-"
-
-
-def _pct_label(fraction: float) -> str:
-    return f"{100 * fraction:g}%"
 
 
 # --- Population ------------------------------------------------------------------------
@@ -140,11 +138,12 @@ def models_section(run: RunOutputs) -> Section:
     keys = list(m["ppv_at"])
     fractions = [float(k) for k in keys]
     pick = min(keys, key=lambda k: abs(float(k) - 0.02))
+    pick_label = percent_label(100 * float(pick))
     s.figures.append(Figure(
         "ppv", "PPV and sensitivity at the top of the list",
-        plots.ppv_at_top([_pct_label(f) for f in fractions], np.array([m["ppv_at"][k] or 0 for k in keys]),
+        plots.ppv_at_top([percent_label(100 * f) for f in fractions], np.array([m["ppv_at"][k] or 0 for k in keys]),
                          np.array([m["sensitivity_at"][k] or 0 for k in keys]), m["prevalence"]),
-        f"The top {_pct_label(float(pick))} of people by risk ({m['top_n'][pick]:,} people) include "
+        f"The top {pick_label} of people by risk ({m['top_n'][pick]:,} people) include "
         f"{pct(m['sensitivity_at'][pick], 0)} of those with an emergency admission in the next year; "
         f"{pct(m['ppv_at'][pick], 0)} of them were admitted, against {pct(m['prevalence'])} of everyone."))
 
@@ -157,14 +156,14 @@ def models_section(run: RunOutputs) -> Section:
     s.tables.append(Table(
         "Model comparison (evaluation year)",
         ["model", "people", "admitted", "AUROC", "oracle AUROC", "AUPRC", "Brier", "cal. slope", "cal. intercept",
-         "obs / exp", f"PPV top {_pct_label(float(pick))}", f"sensitivity top {_pct_label(float(pick))}"],
+         "obs / exp", f"PPV top {pick_label}", f"sensitivity top {pick_label}"],
         rows, [False] + [True] * 11,
         "oracle AUROC: the synthetic population's true probabilities on the same people (the best any model "
         "could do); '-' on real data."))
     s.tables.append(Table(
         f"Top of the {primary} risk list",
         ["top", "people", "PPV", "sensitivity", "enrol per admitted person reached"],
-        [[_pct_label(float(k)), f"{m['top_n'][k]:,}", pct(m["ppv_at"][k]), pct(m["sensitivity_at"][k]),
+        [[percent_label(100 * float(k)), f"{m['top_n'][k]:,}", pct(m["ppv_at"][k]), pct(m["sensitivity_at"][k]),
           num(m["number_to_enrol_per_admission"].get(k), 1)] for k in keys],
         [False, True, True, True, True]))
     if "cost" in run.metrics:
@@ -327,7 +326,7 @@ def need_groups_section(run: RunOutputs) -> Section:
     scenario_names = [n for n in cap.names if n in wide.columns]
     rows = []
     for code, name, n in zip(order, names, base["people"]):
-        rows.append([name, f"{int(n):,}", *(gbp(wide.loc[code, sc] / 100 if code in wide.index else None, pence=True)
+        rows.append([name, f"{int(n):,}", *(gbp(wide.loc[code, sc] / 100 if code in wide.index else None, 2)
                                             for sc in scenario_names)])
     s.tables.append(Table("Tariff per person per year by scenario (£)", ["need group", "people", *scenario_names],
                           rows, [False] + [True] * (1 + len(scenario_names)),
@@ -360,12 +359,12 @@ def budgets_section(run: RunOutputs) -> Section:
                             plots.budgets_per_head(cap.names, values), reading + "."))
     rows = []
     for sc in cap.summary["scenarios"]:
-        rows.append([sc["scenario"], str(sc["mode"]), gbp(sc["envelope_pence"] / 100, pence=True),
-                     gbp(sc.get("envelope_per_head_gbp"), pence=True),
+        rows.append([sc["scenario"], str(sc["mode"]), gbp(sc["envelope_pence"] / 100, 2),
+                     gbp(sc.get("envelope_per_head_gbp"), 2),
                      gbp((sc["envelope_pence"] - cap.scenarios[cap.baseline]["summary"]["envelope_pence"]) / 100,
-                         signed=True, pence=True),
-                     gbp((sc["contingency_pence"] + sc["withhold_pence"]) / 100, pence=True),
-                     gbp(sc["pool_funding_pence"] / 100, pence=True)])
+                         2, signed=True),
+                     gbp((sc["contingency_pence"] + sc["withhold_pence"]) / 100, 2),
+                     gbp(sc["pool_funding_pence"] / 100, 2)])
     s.tables.append(Table("Scenarios side by side",
                           ["scenario", "budget mode", "envelope", "per head", f"vs {cap.baseline}",
                            "contingency + withhold", "high-cost pool"], rows, [False, False] + [True] * 5))
@@ -491,9 +490,9 @@ def accuracy_section(run: RunOutputs) -> Section:
                "budget was too small. R² is over practices.")
     base = cap.scenarios.get(cap.baseline, {}).get("summary", {})
     if "tariff_method" in base:
-        s.intro += (f" Tariffs: {base['tariff_method']}. Outturn read £{base['outturn_read_pence'] / 100:,.2f} = "
-                    f"charged to practices £{base['charged_to_practices_pence'] / 100:,.2f} + unregistered (ICB) "
-                    f"£{base['unregistered_pence'] / 100:,.2f}.")
+        s.intro += (f" Tariffs: {base['tariff_method']}. Outturn read {gbp(base['outturn_read_pence'] / 100, 2)} = "
+                    f"charged to practices {gbp(base['charged_to_practices_pence'] / 100, 2)} + unregistered (ICB) "
+                    f"{gbp(base['unregistered_pence'] / 100, 2)}.")
     s.figures.append(Figure("accuracy-scatter", "Budget against outturn per practice",
                             plots.accuracy_scatter(series, BAND), reading))
     acc = cap.accuracy

@@ -16,7 +16,7 @@ import pandas as pd
 
 from riskcap.capitation.scenario import (DEFAULTS, PACE_DEFAULTS, RISK_POOL_DEFAULTS, STOP_LOSS_DEFAULTS,
                                         WITHHOLD_OUTCOME_DEFAULTS)
-from riskcap.data.write import atomic_path
+from riskcap.data.write import write_file
 from riskcap.report.levers import LEVERS, lever_sheets
 from riskcap.report.outputs import CapitationOutputs, RunOutputs
 from riskcap.report.xlsx import GBP, INT, PCT, PCT2, PENCE, RATIO, Column, _xml_text, cell_text, pounds, saved_bytes, sheet_table
@@ -373,7 +373,4 @@ def workbook_bytes(run: RunOutputs) -> bytes:
 
 def write_workbook(run: RunOutputs, path: str | Path) -> Path:
     """Write the workbook atomically."""
-    data = workbook_bytes(run)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+    return write_file(workbook_bytes(run), path)
