@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from riskcap import __version__
-from riskcap.data.write import OWNER_ONLY, private_dir, write_file, write_json
+from riskcap.data.write import OWNER_ONLY, private_dir, sha256_of, write_file, write_json
 from riskcap.errors import DataError, UnusablePath
 from riskcap.untrusted import Refused, open_regular, read_regular
 
@@ -61,10 +60,7 @@ def _hashed(path: Path) -> dict:
         raise DataError(f"{path}: {exc.reason}; riskcap reads and fingerprints regular files only") from None
     info = os.fstat(fd)
     with os.fdopen(fd, "rb") as fh:
-        digest = hashlib.sha256()
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return {"bytes": info.st_size, "sha256": digest.hexdigest()}
+        return {"bytes": info.st_size, "sha256": sha256_of(fh)}
 
 
 def _entries(folder: Path, follow_files: bool = False) -> dict[str, os.stat_result]:

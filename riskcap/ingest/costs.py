@@ -8,7 +8,6 @@ recorded ones.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from riskcap.config import load_yaml, resolve_config
+from riskcap.data.write import sha256_file
 from riskcap.errors import ConfigError
 from riskcap.schema import SETTING_CODES
 
@@ -66,7 +66,7 @@ def load_unit_costs(path: str | Path | None = None) -> UnitCosts:
         if abs(gbp * 100 - p) > 1e-6:
             raise ConfigError(f"{path}: prices.{key}.gbp: {gbp!r} is not a whole number of pence")
         pence[key], per[key] = int(p), str(entry["per"])
-    return UnitCosts(Path(path), pence, per, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    return UnitCosts(Path(path), pence, per, sha256_file(path))
 
 
 @dataclass
