@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from riskcap.stream.threads import numba_threads
+from riskcap.stream.threads import blas_threads, numba_threads
 
 DEFAULT_PEOPLE = 200_000
 DEFAULT_THREADS = 2
@@ -154,9 +154,7 @@ def bench_logistic(features, threads: int, repeats: int, seed: int) -> dict:
     model.predict_uncalibrated(features.iloc[:1000])  # compile / load the kernel before timing
 
     def sklearn_predict():
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=threads):  # BLAS gets the same threads as riskcap's kernel
+        with blas_threads(threads):  # BLAS gets the same threads as riskcap's kernel
             return pipeline.predict_proba(feature_matrix(features, MODEL_FEATURES))[:, 1]
 
     theirs, sk_seconds = best_of(sklearn_predict, repeats)

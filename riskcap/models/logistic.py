@@ -306,10 +306,10 @@ def fit_pipeline(frame: pd.DataFrame, C: float = 1.0) -> Pipeline:
     y = frame[LABEL].to_numpy(dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise DataError(f"training data: the label {LABEL} has only one value; cannot fit a model")
-    from threadpoolctl import threadpool_limits
+    from riskcap.stream.threads import blas_threads  # noqa: PLC0415
 
     # lbfgs takes many small steps: extra BLAS/OpenMP threads only fight over the cores
-    with threadpool_limits(limits=1):
+    with blas_threads(1):
         return make_pipeline(C=C).fit(X, y)
 
 

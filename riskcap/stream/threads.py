@@ -1,4 +1,4 @@
-"""How many threads numba's kernels use: one policy, one way of setting it.
+"""How many threads numba's kernels and the BLAS libraries use: one policy, one way of setting each.
 
 The parallel kernels (features, need groups, capitation sums, the tree scorer and TreeSHAP)
 split their work statically over numba's threads. :func:`numba_threads` is the one way
@@ -6,7 +6,8 @@ riskcap sets that number, for the enclosed block, and :func:`kernel_threads` the
 kernels whose work grows with a partition: all of numba's threads from
 :data:`PARALLEL_MIN` items, one below it, where starting threads costs more than it saves.
 ``NUMBA_NUM_THREADS`` caps the threads (a Dask task runs on one: parallelism comes from
-the workers). Results never depend on the thread count.
+the workers). Results never depend on the thread count. :func:`blas_threads` does the same
+for the BLAS/OpenMP pools scikit-learn's numpy maths runs on.
 """
 from __future__ import annotations
 
@@ -38,3 +39,12 @@ def use_threads(n: int) -> bool:
 def kernel_threads(n: int):
     """The threads a kernel over ``n`` items runs on (:func:`use_threads`), for the enclosed block."""
     return numba_threads(None if use_threads(n) else 1)
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int):
+    """Run the enclosed numpy/scikit-learn maths on at most ``threads`` BLAS/OpenMP threads."""
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415  (imported only when fitting)
+
+    with threadpool_limits(limits=threads):
+        yield
