@@ -1,6 +1,7 @@
 """``riskcap train``, ``riskcap evaluate`` and ``riskcap score``: the emergency-admission models."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -128,7 +129,6 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
 
     from riskcap.data.write import write_json
     from riskcap.manifest import RunManifest
-    from riskcap.models.evaluate import metrics_tables
     from riskcap.models.persist import load_model
     from riskcap.models.train import evaluate_model, truth_probabilities
 
@@ -153,6 +153,90 @@ def evaluate(model_dir: Path, data_dir: Path, index_date, out_dir: Path, on_inva
     if "warning" in metrics:
         out.print(f"[yellow]warning: {metrics['warning']}[/yellow]")
     out.print(f"metrics written to {out_dir / 'metrics.json'}")
+
+
+def _f(value, digits: int = 3, pct: bool = False) -> str:
+    """A metric as text: ``digits`` decimals, or a percentage; "-" when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if pct:
+        return f"{100 * value:.{max(digits - 2, 1)}f}%"
+    return f"{value:.{digits}f}"
+
+
+def metrics_tables(metrics: dict, title: str = "") -> list:
+    """Rich tables presenting a metrics dict (risk or cost)."""
+    from rich.table import Table
+
+    from riskcap.models.evaluate import TOP_FRACTIONS, fraction_key
+
+    tables = []
+    if "auroc" not in metrics:
+        head = Table(title=title or "Next-year cost model")
+        head.add_column("measure")
+        head.add_column("value", justify="right")
+        for label, key, fmt in (("people", "n", "{:,}"), ("R-squared (person)", "r2", None),
+                                ("R-squared (practice)", "practice_r2", None), ("mean observed (GBP)", "mean_observed", "{:,.0f}"),
+                                ("mean predicted (GBP)", "mean_predicted", "{:,.0f}"), ("predicted / observed", "predicted_observed", None),
+                                ("practices >10% off", "practices_10pct_off", "{:,}")):
+            if key in metrics:
+                v = metrics[key]
+                head.add_row(label, fmt.format(v) if fmt and v is not None else _f(v))
+        tables.append(head)
+        dec = Table(title="By decile of predicted cost")
+        for c in ("decile", "people", "mean predicted", "mean observed", "pred / obs"):
+            dec.add_column(c, justify="right")
+        for d in metrics["calibration_by_decile"]:
+            dec.add_row(str(d["decile"]), f"{d['n']:,}", f"{d['mean_predicted']:,.0f}", f"{d['mean_observed']:,.0f}",
+                        _f(d["predicted_observed"], 2))
+        tables.append(dec)
+        return tables
+
+    head = Table(title=title or "Emergency admission in the next 12 months")
+    head.add_column("measure")
+    head.add_column("value", justify="right")
+    head.add_row("people", f"{metrics['n']:,}")
+    head.add_row("with an emergency admission", f"{metrics['events']:,} ({_f(metrics['prevalence'], 3, pct=True)})")
+    head.add_row("AUROC", _f(metrics["auroc"]))
+    if metrics.get("oracle_auroc") is not None:
+        head.add_row("oracle AUROC (true probabilities)", _f(metrics["oracle_auroc"]))
+        head.add_row("gap to oracle", _f(metrics["oracle_gap"]))
+    head.add_row("AUPRC", _f(metrics["auprc"]))
+    head.add_row("Brier score", _f(metrics["brier"], 4))
+    head.add_row("calibration slope", _f(metrics["calibration_slope"]))
+    head.add_row("calibration intercept (in the large)", _f(metrics["calibration_intercept"]))
+    head.add_row("observed / expected", _f(metrics["observed_expected"]))
+    if "enrol_to_capture_1000" in metrics:
+        head.add_row("enrol to capture 1,000 admitted people", f"{metrics['enrol_to_capture_1000']:,}")
+    tables.append(head)
+
+    top = Table(title="Top of the risk list")
+    for c in ("top", "people", "PPV", "sensitivity", "enrol per admission captured"):
+        top.add_column(c, justify="right")
+    for f in TOP_FRACTIONS:
+        k = fraction_key(f)
+        top.add_row(f"{100 * f:g}%", f"{metrics['top_n'][k]:,}", _f(metrics["ppv_at"][k]), _f(metrics["sensitivity_at"][k]),
+                    _f(metrics["number_to_enrol_per_admission"][k], 2))
+    tables.append(top)
+
+    dec = Table(title="Calibration by risk decile (10 = highest)")
+    for c in ("decile", "people", "mean predicted", "observed rate", "observed / expected"):
+        dec.add_column(c, justify="right")
+    for d in metrics["calibration_by_decile"]:
+        dec.add_row(str(d["decile"]), f"{d['n']:,}", _f(d["mean_predicted"], 4), _f(d["observed_rate"], 4),
+                    _f(d["observed_expected"], 3))
+    tables.append(dec)
+
+    if metrics.get("subgroups"):
+        sub = Table(title="Subgroups")
+        for c in ("subgroup", "group", "people", "prevalence", "AUROC", "observed / expected"):
+            sub.add_column(c, justify="right" if c not in ("subgroup", "group") else "left")
+        for key, groups in metrics["subgroups"].items():
+            for g in groups:
+                sub.add_row(key, str(g["group"]), f"{g['n']:,}", _f(g["prevalence"], 3, pct=True), _f(g["auroc"]),
+                            _f(g["observed_expected"]))
+        tables.append(sub)
+    return tables
 
 
 @click.command("score")
