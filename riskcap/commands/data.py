@@ -40,7 +40,7 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
         claim_file(summary_path, json_with_keys("data_dir", "as_of", "status", "tables", "problems"), "validate summary")
     tables, summary = validate_data(data_dir, as_of=as_of, on_invalid=on_invalid,
                                     rejects_dir=rejects_dir if on_invalid == "quarantine" else None)
-    console.print(summary.rows_table())
+    console.print(rows_table(summary))
     if summary.problems:
         console.print(Text(f"{len(summary.problems)} problem(s):", style="bold"))
         for problem in summary.problems:
@@ -56,3 +56,18 @@ def validate(data_dir: Path, as_of, on_invalid: str, rejects_dir: Path, summary_
                            f"(<table>_rejects.parquet and .csv, with a reason per row)", style="yellow"))
     else:
         console.print(Text("valid: no problems found", style="green"))
+
+
+def rows_table(summary):
+    """A rich table of a load summary's rows per table: in / with problems / used / quarantined."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary.data_dir} (as of {summary.as_of}, {summary.status})")
+    for header in ("table", "file", "rows in", "with problems", "used", "quarantined"):
+        table.add_column(header, justify="left" if header in ("table", "file") else "right")
+    for name in summary.table_names:
+        rows_in = summary.rows_in.get(name)
+        table.add_row(name, Path(summary.files[name]).name if summary.files.get(name) else "-",
+                      "-" if rows_in is None else f"{rows_in:,}", f"{summary.rows_failing.get(name, 0):,}",
+                      f"{summary.rows_used.get(name, 0):,}", f"{summary.rows_quarantined.get(name, 0):,}")
+    return table

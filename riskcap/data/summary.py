@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from riskcap.data.parse import MAX_EXAMPLES, Problem
 from riskcap.schema import ALL_TABLES, TABLES
+
 
 @dataclass
 class LoadSummary:
@@ -114,17 +114,3 @@ class LoadSummary:
         elif self.on_invalid == "reject":
             head += " (fix them, or run with --on-invalid quarantine to set bad rows aside)"
         return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
-
-    def rows_table(self):
-        """A rich table of rows per table: in / with problems / used / quarantined."""
-        from rich.table import Table as RichTable
-
-        table = RichTable(title=f"{self.data_dir} (as of {self.as_of}, {self.status})")
-        for header in ("table", "file", "rows in", "with problems", "used", "quarantined"):
-            table.add_column(header, justify="left" if header in ("table", "file") else "right")
-        for name in self.table_names:
-            rows_in = self.rows_in.get(name)
-            table.add_row(name, Path(self.files[name]).name if self.files.get(name) else "-",
-                          "-" if rows_in is None else f"{rows_in:,}", f"{self.rows_failing.get(name, 0):,}",
-                          f"{self.rows_used.get(name, 0):,}", f"{self.rows_quarantined.get(name, 0):,}")
-        return table
