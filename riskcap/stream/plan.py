@@ -2,12 +2,13 @@
 
 :func:`plan_partitions` cuts the persons' ids (only that column is read) into
 :class:`~riskcap.data.read.PersonRange` ranges; :func:`riskcap.data.load.load_partition`
-reads and checks one. Streaming needs parquet (a file or a dataset directory of files with
-one schema) with an integer ``person_id`` in persons, conditions and activity. Otherwise
-(CSV, text ids, a table that is missing or unreadable) the plan warns
-(:class:`StreamingFallbackWarning`) and returns one range covering everyone, which is read
-whole (so memory is not bounded). Data not sorted by ``person_id`` still streams correctly,
-but every partition may decode most of each file: the plan warns with the re-read factor.
+reads and checks one. Parquet streams when it is a file or a dataset directory of files with
+one schema, with an integer ``person_id`` in persons, conditions and activity; otherwise (text
+ids, a table that is missing or unreadable) the plan warns (:class:`StreamingFallbackWarning`)
+and returns one range covering everyone, which is read whole (so memory is not bounded).
+CSV streams too, but every partition parses the whole file (in blocks), so several partitions
+re-read it: the plan warns. Data not sorted by ``person_id`` still streams correctly, but
+every partition may decode most of each file: the plan warns with the re-read factor.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskcap.data.read import (_BATCH_ROWS, INT64_MAX, INT64_MIN, PersonRange, _overlaps, _row_groups, parquet_files,
-                               person_tables, table_path)
+from riskcap.data.read import (_BATCH_ROWS, INT64_MAX, INT64_MIN, PersonRange, _overlaps, _row_groups, csv_batches,
+                               csv_person_ids, parquet_files, person_tables, table_path)
 from riskcap.errors import DataError
 
 #: Default number of people per partition (a streamed range, or an in-memory slice).
@@ -39,7 +40,7 @@ def _stream_blocker(data_dir: Path) -> str | None:
         except DataError:
             return f"table '{name}' not found"
         if path.suffix == ".csv":
-            return f"{path.name} is CSV"
+            continue
         try:
             files = parquet_files(path)
             schemas = [pq.read_schema(f).remove_metadata() for f in files]
@@ -73,13 +74,16 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
     parts = person_ranges(sorted_person_ids(table_path(data_dir, "persons")), people)
     if len(parts) > 1:
         for name in person_tables(data_dir):
-            factor = _reread_factor(table_path(data_dir, name), parts)
+            path = table_path(data_dir, name)
+            factor = _reread_factor(path, parts)
             if factor > _REREAD_WARN:
-                warnings.warn(f"{table_path(data_dir, name)}: its row groups each span several person_id ranges "
-                              f"(not sorted by person_id, or row groups larger than a partition), so the "
-                              f"{len(parts)} partitions decode it {factor:.1f} times over; sort it by person_id, "
-                              f"with row groups of fewer people than a partition, to stream it fast",
-                              StreamingFallbackWarning, stacklevel=2)
+                why, fix = (("is CSV, whose every partition parses the whole file", "convert it to parquet sorted by "
+                             "person_id") if path.suffix == ".csv" else
+                            ("its row groups each span several person_id ranges (not sorted by person_id, or row "
+                             "groups larger than a partition)", "sort it by person_id, with row groups of fewer "
+                             "people than a partition,"))
+                warnings.warn(f"{path}: {why}, so the {len(parts)} partitions decode it {factor:.1f} times over; "
+                              f"{fix} to stream it fast", StreamingFallbackWarning, stacklevel=2)
     return parts
 
 
@@ -94,7 +98,12 @@ def person_ranges(ids: np.ndarray, people: int) -> list[PersonRange]:
 
 def sorted_person_ids(path: Path) -> np.ndarray:
     """The persons' non-null person_ids, sorted: read in batches into one int64 array (8 bytes a
-    row, the planning's only population-sized memory), sorted in place unless already in order."""
+    row, the planning's only population-sized memory), sorted in place unless already in order.
+    In a CSV, ids that are not integers are left out (they belong to the first range)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        chunks = [csv_person_ids(batch).drop_null().to_numpy() for _, batch in csv_batches(path, ["person_id"])]
+        return np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
     files = parquet_files(path)
     ids = np.empty(sum(pq.ParquetFile(f).metadata.num_rows for f in files), dtype=np.int64)
     n, in_order = 0, True
@@ -112,7 +121,10 @@ def sorted_person_ids(path: Path) -> np.ndarray:
 
 
 def _reread_factor(path: Path, parts: list[PersonRange]) -> float:
-    """Rows decoded by all the partitions over the rows in the table (1 when sorted)."""
+    """Rows decoded by all the partitions over the rows in the table (1 when sorted; every
+    partition parses the whole of a CSV)."""
+    if path.suffix == ".csv":
+        return float(len(parts))
     total = read = 0
     for _, pf, _, column in _row_groups(path):
         for g in range(pf.metadata.num_row_groups):
