@@ -198,7 +198,7 @@ def test_plan_cuts_about_people_persons(population):
 
 
 def test_csv_is_planned_by_person_range_and_warns_that_each_partition_parses_it():
-    with pytest.warns(StreamingFallbackWarning, match="persons.csv: is CSV, whose every partition parses the whole file"):
+    with pytest.warns(StreamingFallbackWarning, match="persons.csv is CSV: every partition parses the whole file"):
         parts = plan_partitions(CORPUS / "valid", 1)
     assert len(parts) > 2 and parts[0].first == INT64_MIN and parts[-1].stop == INT64_MAX
     assert all(a.stop == b.first for a, b in zip(parts, parts[1:]))
@@ -219,6 +219,29 @@ def test_csv_range_reads_the_whole_table_rows_of_the_range():
     assert sorted([*low_rows, *high_rows]) == list(range(whole.num_rows))
     assert whole.take(pa.array(low_rows)).equals(low) and whole.take(pa.array(high_rows)).equals(high)
     assert not (ids[high_rows] < cut).any() and not (ids[low_rows] >= cut).any()  # unparsed ids are the first range's
+
+
+def test_a_csv_without_person_id_or_unreadable_at_its_start_is_loaded_whole(tmp_path):
+    shutil.copytree(CORPUS / "valid", tmp_path / "no_id")
+    conditions = pd.read_csv(tmp_path / "no_id" / "conditions.csv")
+    conditions.drop(columns="person_id").to_csv(tmp_path / "no_id" / "conditions.csv", index=False)
+    shutil.copytree(CORPUS / "valid", tmp_path / "latin1")
+    (tmp_path / "latin1" / "activity.csv").write_bytes(b"person_id,setting\n1,caf\xe9\n")
+    for data, why in ((tmp_path / "no_id", "has no person_id column"), (tmp_path / "latin1", "not UTF-8")):
+        with pytest.warns(StreamingFallbackWarning, match=why):
+            assert plan_partitions(data, 2) == [PersonRange(0, INT64_MIN, INT64_MAX)]
+
+
+def test_a_csv_unreadable_past_its_first_block_is_reported_as_the_whole_load_reports_it(tmp_path):
+    data = shutil.copytree(CORPUS / "valid", tmp_path / "data")
+    rows = (data / "activity.csv").read_bytes().splitlines()
+    body = b"\n".join([*rows, *rows[1:] * 4_000]) + b"\n"  # several MB: pyarrow reads it in several blocks
+    (data / "activity.csv").write_bytes(body + b"1,gp,2023-01-10,,1,42.00,caf\xe9\n")
+    _, whole = validate_data(data, as_of=AS_OF)
+    parts, _, streamed = _streamed(data, 3, as_of=AS_OF)
+    assert len(parts) > 1 and whole.status == "rejected"
+    assert [p.rule for p in whole.file_problems] == ["unreadable"]
+    assert streamed.as_dict() == whole.as_dict()
 
 
 # --- Streamed validation ---------------------------------------------------------------
@@ -470,7 +493,7 @@ def test_score_command_on_csv_streams_by_range(models, people, tmp_path):
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", CORPUS / "valid",
                                        "--out", out, "--index-date", EVAL_INDEX_DATE, "--partition-people", people])
     assert result.exit_code == 0, result.output
-    assert ("persons.csv: is CSV" in result.output) == (people == 2)
+    assert ("persons.csv is CSV" in result.output) == (people == 2)
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()
 
 

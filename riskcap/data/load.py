@@ -98,6 +98,8 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
             problems[name] += scan.problems
             path = Path(scan.file)
             summary.files[name] = scan.file
+            if any(p.rule == "unreadable" for p in scan.problems):
+                continue
         else:
             try:
                 path = table_path(data_dir, name)
@@ -339,7 +341,11 @@ def scan_table(path: Path, name: str) -> TableScan:
     spec = ALL_TABLES[name]
     file = str(path)
     if path.suffix == ".csv":
-        names, rows, counts = _csv_counts(path, spec)
+        try:
+            names, rows, counts = _csv_counts(path, spec)
+        except DataError as exc:  # as check_tables reports a table it cannot read; partitions skip it
+            return TableScan(file, [_file_problem(name, path, str(exc).removeprefix(f"{path}: "), rule="unreadable")],
+                             schema_failed=True)
     else:
         groups = list(_row_groups(path))
         schema = groups[0][1].schema_arrow

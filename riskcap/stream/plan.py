@@ -40,6 +40,12 @@ def _stream_blocker(data_dir: Path) -> str | None:
         except DataError:
             return f"table '{name}' not found"
         if path.suffix == ".csv":
+            try:
+                first = next(csv_batches(path), None)
+            except DataError as exc:
+                return str(exc).removeprefix(f"{path}: ")
+            if first is not None and "person_id" not in first[1].schema.names:
+                return f"{path} has no person_id column"
             continue
         try:
             files = parquet_files(path)
@@ -77,12 +83,12 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
             path = table_path(data_dir, name)
             factor = _reread_factor(path, parts)
             if factor > _REREAD_WARN:
-                why, fix = (("is CSV, whose every partition parses the whole file", "convert it to parquet sorted by "
+                why, fix = ((" is CSV: every partition parses the whole file", "convert it to parquet sorted by "
                              "person_id") if path.suffix == ".csv" else
-                            ("its row groups each span several person_id ranges (not sorted by person_id, or row "
-                             "groups larger than a partition)", "sort it by person_id, with row groups of fewer "
+                            (": its row groups each span several person_id ranges (not sorted by person_id, or "
+                             "row groups larger than a partition)", "sort it by person_id, with row groups of fewer "
                              "people than a partition,"))
-                warnings.warn(f"{path}: {why}, so the {len(parts)} partitions decode it {factor:.1f} times over; "
+                warnings.warn(f"{path}{why}, so the {len(parts)} partitions decode it {factor:.1f} times over; "
                               f"{fix} to stream it fast", StreamingFallbackWarning, stacklevel=2)
     return parts
 
