@@ -6,8 +6,8 @@ reads and checks one. Parquet streams when it is a file or a dataset directory o
 one schema, with an integer ``person_id`` in persons, conditions and activity; otherwise (text
 ids, a table that is missing or unreadable) the plan warns (:class:`StreamingFallbackWarning`)
 and returns one range covering everyone, which is read whole (so memory is not bounded).
-CSV streams too, but every partition parses the whole file (in blocks), so several partitions
-re-read it: the plan warns. Data not sorted by ``person_id`` still streams correctly, but
+CSV streams too, but every partition parses each whole file (block by block): the plan warns
+when there are several partitions. Data not sorted by ``person_id`` still streams correctly, but
 every partition may decode most of each file: the plan warns with the re-read factor.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from riskcap.data.read import (_BATCH_ROWS, INT64_MAX, INT64_MIN, PersonRange, _
                                csv_person_ids, parquet_files, person_tables, table_path)
 from riskcap.errors import DataError
 
-#: Default number of people per partition (a streamed range, or an in-memory slice).
+#: Default number of people per partition (a streamed range).
 PARTITION_PEOPLE = 250_000
 _REREAD_WARN = 2.0
 
@@ -79,17 +79,20 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
     parts = person_ranges(sorted_person_ids(table_path(data_dir, "persons")), people)
     if len(parts) > 1:
-        for name in person_tables(data_dir):
-            path = table_path(data_dir, name)
-            factor = _reread_factor(path, parts)
+        paths = [table_path(data_dir, name) for name in person_tables(data_dir)]
+        csv = [path.name for path in paths if path.suffix == ".csv"]
+        if csv:
+            warnings.warn(f"{data_dir}: {', '.join(csv)} {'is' if len(csv) == 1 else 'are'} CSV, which each of the "
+                          f"{len(parts)} partitions parses whole; convert to parquet sorted by person_id to stream "
+                          f"fast", StreamingFallbackWarning, stacklevel=2)
+        for path in paths:
+            factor = 1.0 if path.suffix == ".csv" else _reread_factor(path, parts)
             if factor > _REREAD_WARN:
-                why, fix = ((" is CSV: every partition parses the whole file", "convert it to parquet sorted by "
-                             "person_id") if path.suffix == ".csv" else
-                            (": its row groups each span several person_id ranges (not sorted by person_id, or "
-                             "row groups larger than a partition)", "sort it by person_id, with row groups of fewer "
-                             "people than a partition,"))
-                warnings.warn(f"{path}{why}, so the {len(parts)} partitions decode it {factor:.1f} times over; "
-                              f"{fix} to stream it fast", StreamingFallbackWarning, stacklevel=2)
+                warnings.warn(f"{path}: its row groups each span several person_id ranges "
+                              f"(not sorted by person_id, or row groups larger than a partition), so the "
+                              f"{len(parts)} partitions decode it {factor:.1f} times over; sort it by person_id, "
+                              f"with row groups of fewer people than a partition, to stream it fast",
+                              StreamingFallbackWarning, stacklevel=2)
     return parts
 
 
@@ -127,10 +130,7 @@ def sorted_person_ids(path: Path) -> np.ndarray:
 
 
 def _reread_factor(path: Path, parts: list[PersonRange]) -> float:
-    """Rows decoded by all the partitions over the rows in the table (1 when sorted; every
-    partition parses the whole of a CSV)."""
-    if path.suffix == ".csv":
-        return float(len(parts))
+    """Rows decoded by all the partitions over the rows in the table (1 when sorted)."""
     total = read = 0
     for _, pf, _, column in _row_groups(path):
         for g in range(pf.metadata.num_row_groups):
