@@ -83,7 +83,7 @@ def test_logistic_scoring(benchmark, population_size, trained, features, tmp_pat
 
     def end_to_end():
         with ScoresWriter(out, model_files) as writer:
-            writer.add(score_candidates(model, [frame], writer.share))
+            writer.add(score_candidates(model, frame, writer.share))
             return writer.finish(LoadSummary(str(tmp_path), "", "reject"), None, [], RunContext())
 
     start = time.perf_counter()

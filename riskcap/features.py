@@ -527,42 +527,6 @@ def _joined(parts: list[dict[str, object]]) -> pd.DataFrame:
     return _frame(whole)
 
 
-# --- Partitions in memory --------------------------------------------------------------
-
-def iter_partitions(tables: Tables, people: int = PARTITION_PEOPLE):
-    """Split tables into contiguous ``person_id`` ranges of about ``people`` persons each.
-
-    Every table must be sorted by ``person_id`` (as :func:`riskcap.data.load.load_tables`
-    returns them); slices are views found with ``searchsorted``, so this costs no copies.
-    """
-    ids = tables.persons["person_id"].to_numpy(dtype=np.int64)
-    if not is_sorted(ids):
-        raise DataError("persons: rows are not sorted by person_id; load the data with riskcap.data.load.load_tables")
-    others = {}
-    for name in ("conditions", "activity") + (("registrations",) if tables.registrations is not None else ()):
-        pid = getattr(tables, name)["person_id"].to_numpy(dtype=np.int64)
-        if not is_sorted(pid):
-            raise DataError(f"{name}: rows are not sorted by person_id; load the data with riskcap.data.load.load_tables")
-        others[name] = pid
-    for lo in range(0, max(len(ids), 1), max(int(people), 1)):
-        hi = min(lo + int(people), len(ids))
-        first = ids[lo] if hi > lo else 0
-        # the last partition takes every later id, so no condition/activity row is lost
-        last = ids[hi] if hi < len(ids) else np.iinfo(np.int64).max
-        cut = {name: np.searchsorted(pid, [first, last]) for name, pid in others.items()}
-        if lo == 0:
-            cut = {name: (0, c[1]) for name, c in cut.items()}
-        yield Tables(
-            practices=tables.practices,
-            persons=tables.persons.iloc[lo:hi],
-            conditions=tables.conditions.iloc[cut["conditions"][0]:cut["conditions"][1]],
-            activity=tables.activity.iloc[cut["activity"][0]:cut["activity"][1]],
-            registrations=(tables.registrations.iloc[cut["registrations"][0]:cut["registrations"][1]]
-                           if tables.registrations is not None else None),
-            practice_changes=tables.practice_changes,
-        )
-
-
 # --- The activity kernel ---------------------------------------------------------------
 
 _EMERGENCY = SETTING_CODES.index("emergency_inpatient")

@@ -25,10 +25,11 @@ from riskcap.data.load import load_tables
 from riskcap.data.scores import read_scores_range, scores_are_cost
 from riskcap.data.write import ParquetRowsWriter, write_parquet
 from riskcap.errors import DataError
-from riskcap.features import build_features, iter_partitions
+from riskcap.features import build_features
 from riskcap.stream.context import RunContext
 from riskcap.stream.engines import LocalEngine
 from reference.fabricated import make_features
+from reference.partitions import slice_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "synthetic_data"
@@ -199,7 +200,7 @@ def test_streamed_run_equals_the_one_partition_run(tables, tmp_path, people):
     whole = run_scenarios_streamed(LocalEngine(), [tables], scenarios, need_groups_dir=tmp_path / "whole" / "need_groups",
                                    run=run)
     write_run(whole, tmp_path / "whole")
-    tasks = list(iter_partitions(tables, people))
+    tasks = list(slice_tables(tables, people))
     seen = []
     streamed = run_scenarios_streamed(LocalEngine(), tasks, scenarios,
                                       need_groups_dir=tmp_path / "streamed" / "need_groups",
@@ -215,7 +216,7 @@ def test_a_failed_streamed_run_writes_no_need_groups(tables, tmp_path):
     activity.loc[activity.index[-5], "cost_gbp"] = -1.0  # found only in the last partition
     bad = dataclasses.replace(tables, activity=activity)
     with pytest.raises(DataError, match="cost_gbp"):
-        run_scenarios_streamed(LocalEngine(), list(iter_partitions(bad, 5000)), [load_scenario("baseline")],
+        run_scenarios_streamed(LocalEngine(), list(slice_tables(bad, 5000)), [load_scenario("baseline")],
                                need_groups_dir=tmp_path / "ng", run=RunContext(index_date=INDEX_DATE))
     assert list(tmp_path.iterdir()) == []
 
@@ -231,7 +232,7 @@ def test_partitions_of_tables_equal_features_of_everyone(tables):
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99", "social_care_pooled")]
     plan = plan_run(scenarios)
     whole, _ = stream_populations(LocalEngine(), [tables], plan, run=RunContext(index_date=INDEX_DATE))
-    populations, summary = stream_populations(LocalEngine(), list(iter_partitions(tables, 3000)), plan,
+    populations, summary = stream_populations(LocalEngine(), list(slice_tables(tables, 3000)), plan,
                                               run=RunContext(index_date=INDEX_DATE))
     assert summary is None
     for key in plan.keys:
@@ -347,7 +348,7 @@ def test_dask_engine_gives_the_local_answer(tables, tmp_path):
     from riskcap.stream.engines import get_engine
 
     scenarios = [load_scenario(s) for s in ("baseline", "cap_p99")]
-    tasks, run = list(iter_partitions(tables, 6000)), RunContext(index_date=INDEX_DATE)
+    tasks, run = list(slice_tables(tables, 6000)), RunContext(index_date=INDEX_DATE)
     local = run_scenarios_streamed(LocalEngine(), tasks, scenarios, need_groups_dir=tmp_path / "local", run=run)
     with get_engine("dask") as engine:
         remote = run_scenarios_streamed(engine, tasks, scenarios, need_groups_dir=tmp_path / "dask", run=run)

@@ -15,6 +15,7 @@ from riskcap.data.read import Tables
 from riskcap.errors import DataError
 from riskcap.schema import CONDITION_CODES, SETTING_CODES, is_acs
 from reference import features as naive
+from reference.partitions import slice_tables
 
 INDEX = dt.date(2023, 4, 1)
 D = pd.Timestamp
@@ -299,7 +300,7 @@ def test_empty_population_and_partitions():
     empty = F.build_features(make_tables([]), INDEX)
     assert list(empty.columns) == F.COLUMNS and len(empty) == 0
     t = random_tables(np.random.default_rng(3), 30)
-    parts = list(F.iter_partitions(t, 7))
+    parts = list(slice_tables(t, 7))
     assert sum(len(p.persons) for p in parts) == 30
     assert sum(len(p.activity) for p in parts) == len(t.activity)
     joined = F._joined([F._feature_columns(p, F.to_day(INDEX)) for p in parts])  # as features_at joins ranges
@@ -387,7 +388,7 @@ def test_frame_is_not_fragmented():
     """Few enough pandas blocks that adding a column does not warn (PerformanceWarning)."""
     import warnings
 
-    parts = F.iter_partitions(random_tables(np.random.default_rng(2), 30), 7)
+    parts = slice_tables(random_tables(np.random.default_rng(2), 30), 7)
     f = F._joined([F._feature_columns(p, F.to_day(INDEX)) for p in parts])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from riskcap.cli import main
 from riskcap.data.load import load_partition, load_tables, scan_tables, validate_data, write_rejects
-from riskcap.data.read import INT64_MAX, INT64_MIN, PERSON_TABLES, PersonRange, person_tables, read_range
+from riskcap.data.read import (INT64_MAX, INT64_MIN, PERSON_TABLES, PersonRange, person_tables, read_range,
+                               read_raw)
 from riskcap.data.summary import LoadSummary
 from riskcap.data.write import write_parquet
 from riskcap.errors import DataError
@@ -196,10 +197,51 @@ def test_plan_cuts_about_people_persons(population):
     assert [p.persons_rows for p in parts] == sizes  # the bound a streamed capitation run reserves
 
 
-def test_csv_falls_back_to_whole_tables_with_a_warning():
-    with pytest.warns(StreamingFallbackWarning, match="CSV, so the tables are loaded whole"):
-        parts = plan_partitions(CORPUS / "valid", 2)
-    assert parts == [PersonRange(0, INT64_MIN, INT64_MAX)]
+def test_csv_is_planned_by_person_range_and_warns_that_each_partition_parses_it():
+    with pytest.warns(StreamingFallbackWarning, match="persons.csv, conditions.csv, activity.csv are CSV, which each of the 10 partitions parses whole"):
+        parts = plan_partitions(CORPUS / "valid", 1)
+    assert len(parts) > 2 and parts[0].first == INT64_MIN and parts[-1].stop == INT64_MAX
+    assert all(a.stop == b.first for a, b in zip(parts, parts[1:]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plan_partitions(CORPUS / "valid") == [PersonRange(0, INT64_MIN, INT64_MAX)]
+
+
+def test_csv_range_reads_the_whole_table_rows_of_the_range():
+    path = CORPUS / "several_problems" / "conditions.csv"
+    whole = read_raw(path)
+    ids = pd.to_numeric(whole["person_id"].to_pandas(), errors="coerce")
+    cut = int(ids.dropna().median())
+    low, low_rows = read_range(path, PersonRange(0, INT64_MIN, cut))
+    high, high_rows = read_range(path, PersonRange(1, cut, INT64_MAX))
+    assert low.schema == high.schema == whole.schema
+    assert 0 < low.num_rows < whole.num_rows and low.num_rows + high.num_rows == whole.num_rows
+    assert sorted([*low_rows, *high_rows]) == list(range(whole.num_rows))
+    assert whole.take(pa.array(low_rows)).equals(low) and whole.take(pa.array(high_rows)).equals(high)
+    assert not (ids[high_rows] < cut).any() and not (ids[low_rows] >= cut).any()  # unparsed ids are the first range's
+
+
+def test_a_csv_without_person_id_or_unreadable_at_its_start_is_loaded_whole(tmp_path):
+    shutil.copytree(CORPUS / "valid", tmp_path / "no_id")
+    conditions = pd.read_csv(tmp_path / "no_id" / "conditions.csv")
+    conditions.drop(columns="person_id").to_csv(tmp_path / "no_id" / "conditions.csv", index=False)
+    shutil.copytree(CORPUS / "valid", tmp_path / "latin1")
+    (tmp_path / "latin1" / "activity.csv").write_bytes(b"person_id,setting\n1,caf\xe9\n")
+    for data, why in ((tmp_path / "no_id", "has no person_id column"), (tmp_path / "latin1", "not UTF-8")):
+        with pytest.warns(StreamingFallbackWarning, match=why):
+            assert plan_partitions(data, 2) == [PersonRange(0, INT64_MIN, INT64_MAX)]
+
+
+def test_a_csv_unreadable_past_its_first_block_is_reported_as_the_whole_load_reports_it(tmp_path):
+    data = shutil.copytree(CORPUS / "valid", tmp_path / "data")
+    rows = (data / "activity.csv").read_bytes().splitlines()
+    body = b"\n".join([*rows, *rows[1:] * 4_000]) + b"\n"  # several MB: pyarrow reads it in several blocks
+    (data / "activity.csv").write_bytes(body + b"1,gp,2023-01-10,,1,42.00,caf\xe9\n")
+    _, whole = validate_data(data, as_of=AS_OF)
+    parts, _, streamed = _streamed(data, 3, as_of=AS_OF)
+    assert len(parts) > 1 and whole.status == "rejected"
+    assert [p.rule for p in whole.file_problems] == ["unreadable"]
+    assert streamed.as_dict() == whole.as_dict()
 
 
 # --- Streamed validation ---------------------------------------------------------------
@@ -224,10 +266,15 @@ def _as_parquet(case: str, folder: Path) -> Path:
     return folder
 
 
+def _as_format(case: str, folder: Path, fmt: str) -> Path:
+    return _as_parquet(case, folder) if fmt == "parquet" else CORPUS / case
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("case", STREAMED_CASES)
 @pytest.mark.parametrize("people", [2, 5])
-def test_streamed_validation_finds_the_same_problems(case, people, tmp_path):
-    data = _as_parquet(case, tmp_path / case)
+def test_streamed_validation_finds_the_same_problems(case, people, fmt, tmp_path):
+    data = _as_format(case, tmp_path / case, fmt)
     _, whole = validate_data(data, as_of=AS_OF)
     parts, _, streamed = _streamed(data, people, as_of=AS_OF)
     if case not in ("empty_table", "missing_column"):
@@ -237,9 +284,10 @@ def test_streamed_validation_finds_the_same_problems(case, people, tmp_path):
     assert (whole.status == "clean") == (case == "valid")
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("case", ["several_problems", "duplicate_practice_code", "unknown_person", "many_bad_rows"])
-def test_streamed_quarantine_reconciles_and_rejects_the_same_rows(case, tmp_path):
-    data = _as_parquet(case, tmp_path / "data")
+def test_streamed_quarantine_reconciles_and_rejects_the_same_rows(case, fmt, tmp_path):
+    data = _as_format(case, tmp_path / "data", fmt)
     tables, whole = validate_data(data, as_of=AS_OF, on_invalid="quarantine", rejects_dir=tmp_path / "whole")
     parts, loaded, streamed = _streamed(data, 3, as_of=AS_OF, on_invalid="quarantine")
     assert len(parts) > 1 and streamed.status == "quarantined" and streamed.reconciles()
@@ -437,14 +485,15 @@ def test_score_command_matches_the_committed_path_on_the_sample(models, tmp_path
         assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes(), kind
 
 
-def test_score_command_on_csv_warns_and_loads_whole(models, tmp_path):
+@pytest.mark.parametrize("people", [2, 250_000])
+def test_score_command_on_csv_streams_by_range(models, people, tmp_path):
     tables, _ = load_tables(CORPUS / "valid")
     _reference_scores(load_model(models / "logistic"), tables, tmp_path / "ref.parquet")
     out = tmp_path / "scores.parquet"
     result = CliRunner().invoke(main, ["score", "--model", models / "logistic", "--data", CORPUS / "valid",
-                                       "--out", out, "--index-date", EVAL_INDEX_DATE])
+                                       "--out", out, "--index-date", EVAL_INDEX_DATE, "--partition-people", people])
     assert result.exit_code == 0, result.output
-    assert "warning:" in result.output and "persons.csv is CSV" in result.output
+    assert ("activity.csv are CSV" in " ".join(result.output.split())) == (people == 2)  # as wrapped
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()
 
 

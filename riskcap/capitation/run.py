@@ -257,7 +257,7 @@ def capitation_partition(task, *, run: RunContext, plan: RunPlan) -> RunPart:
         from riskcap.models.persist import load_model_files  # noqa: PLC0415
         from riskcap.models.score import score_candidates  # noqa: PLC0415
 
-        scored = score_candidates(load_model_files(run.model_files), [registered], run.share)  # as `riskcap score`: at T
+        scored = score_candidates(load_model_files(run.model_files), registered, run.share)  # as `riskcap score`: at T
     del registered
     for path, cost_file in run.scores:
         features = attach_scores(features, read_scores_range(path, first, stop), source=str(path), cost_file=cost_file)
@@ -398,7 +398,7 @@ def run_capitation(data_dir: str | Path, scenarios: list[Scenario], out_dir: str
     out_dir = Path(out_dir)
     parts = plan_partitions(data_dir, partition_people) if parts is None else parts
     with (contextlib.nullcontext() if model_files is None else
-          ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for, partition_people)) as scores_to:
+          ScoresWriter(out_dir / "scores.parquet", model_files, reasons_for)) as scores_to:
         result = run_scenarios_streamed(engine or LocalEngine(), parts, scenarios, need_groups_dir=out_dir / "need_groups",
                                         on_result=on_result, scores_to=scores_to, spill_dir=spill_dir(out_dir),
                                         run=run_context(data_dir, parts, index.date, on_invalid, scores))

@@ -37,7 +37,7 @@ from riskcap.data.check import (PersonIndex, _as_of, check_activity, check_condi
 from riskcap.data.parse import (MAX_EXAMPLES, ON_INVALID, Problem, TableScan, _examples, _file_problem,
                                 _schema_problem, column_verdict, parse_table, row_problem)
 from riskcap.data.read import (_BATCH_ROWS, WHOLE_TABLES, PersonRange, Tables, _row_groups, arrow_to_pandas,
-                               parse_series, person_tables, read_range, read_raw, table_path)
+                               csv_batches, parse_series, person_tables, read_range, read_raw, table_path)
 from riskcap.data.summary import LoadSummary
 from riskcap.data.write import OWNER_ONLY, private_dir, write_csv, write_parquet
 from riskcap.errors import DataError, LoadRejected
@@ -98,6 +98,8 @@ def check_tables(data_dir: str | Path, as_of, on_invalid: str, read, scans: dict
             problems[name] += scan.problems
             path = Path(scan.file)
             summary.files[name] = scan.file
+            if any(p.rule == "unreadable" for p in scan.problems):
+                continue
         else:
             try:
                 path = table_path(data_dir, name)
@@ -323,7 +325,7 @@ def _finalise(df: pd.DataFrame, name: str) -> pd.DataFrame:
 # --- Whole-table facts ---------------------------------------------------------------------
 
 def scan_tables(data_dir: str | Path) -> dict[str, TableScan]:
-    """:class:`TableScan` of each person table (parquet that :func:`plan_partitions` streams)."""
+    """:class:`TableScan` of each person table (what :func:`plan_partitions` streams)."""
     return {name: scan_table(table_path(data_dir, name), name) for name in person_tables(data_dir)}
 
 
@@ -333,29 +335,62 @@ def scans_for(data_dir: str | Path, parts: list[PersonRange]) -> dict[str, Table
 
 
 def scan_table(path: Path, name: str) -> TableScan:
-    """The file-level checks of :func:`riskcap.data.parse.parse_table` for a whole parquet table:
-    from its schema and statistics, reading (in batches) only the columns they do not settle."""
+    """The file-level checks of :func:`riskcap.data.parse.parse_table` for a whole table: for
+    parquet from its schema and statistics, reading (in batches) only the columns they do not
+    settle; a CSV is parsed in one pass, block by block."""
     spec = ALL_TABLES[name]
     file = str(path)
-    groups = list(_row_groups(path))
-    schema = groups[0][1].schema_arrow
-    rows = sum(pf.metadata.num_rows for _, pf, _, _ in groups)
-    problem = _schema_problem(schema.names, rows, name, file)
+    if path.suffix == ".csv":
+        try:
+            names, rows, counts = _csv_counts(path, spec)
+        except DataError as exc:  # as check_tables reports a table it cannot read; partitions skip it
+            return TableScan(file, [_file_problem(name, path, str(exc).removeprefix(f"{path}: "), rule="unreadable")],
+                             schema_failed=True)
+    else:
+        groups = list(_row_groups(path))
+        schema = groups[0][1].schema_arrow
+        names, rows = schema.names, sum(pf.metadata.num_rows for _, pf, _, _ in groups)
+    problem = _schema_problem(names, rows, name, file)
     if problem is not None:
         return TableScan(file, [problem], schema_failed=True)
     problems, failed = [], set()
     for j, col in enumerate(spec.columns):
-        if col.name not in schema.names:
+        if col.name not in names:
             continue
-        counts = _settled_counts(groups, col, schema.field(col.name).type, rows)
-        if counts is None:
-            counts = _column_counts(groups, col)
-        present, bad, null, examples = counts
+        if path.suffix != ".csv":
+            counts = {col.name: _settled_counts(groups, col, schema.field(col.name).type, rows)}
+            if counts[col.name] is None:
+                counts = _column_counts(_parquet_batches(groups, [col.name]), [col])
+        present, bad, null, examples = counts[col.name]
         verdict = column_verdict(name, file, j, rows, present, bad, null, lambda: examples)
         if verdict is not None:
             problems.append(verdict)
             failed.add(col.name)
     return TableScan(file, problems, frozenset(failed))
+
+
+def _csv_counts(path: Path, spec) -> tuple[list[str], int, dict]:
+    """A CSV table's column names, rows and :func:`_column_counts` of its contract columns (one pass)."""
+    seen = {"names": None, "rows": 0}
+
+    def counted():
+        for start, batch in csv_batches(path):
+            seen["names"], seen["rows"] = batch.schema.names, start + batch.num_rows
+            yield start, batch
+
+    counts = _column_counts(counted(), spec.columns)
+    if seen["names"] is None:  # a header and no rows
+        return read_raw(path).column_names, 0, {}
+    return seen["names"], seen["rows"], counts
+
+
+def _parquet_batches(groups, columns: list[str]):
+    """(first row number, batch) of ``columns`` of a parquet table's files (:func:`_row_groups`)."""
+    for _, pf, offset, _ in groups:
+        start = offset
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            yield start, batch
+            start += batch.num_rows
 
 
 def _stats(groups, column: str):
@@ -394,27 +429,27 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _column_counts(groups, col):
-    """(present, bad, null, examples) of one column, parsed batch by batch."""
-    present = bad = null = 0
-    texts: list[str] = []
-    labels: list = []
-    for _, pf, offset, _ in groups:
-        start = offset
-        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=[col.name]):
-            frame = arrow_to_pandas(pa.Table.from_batches([batch]).replace_schema_metadata(None))
-            frame.index = np.arange(start, start + batch.num_rows)
-            start += batch.num_rows
+def _column_counts(batches, cols) -> dict[str, tuple]:
+    """(present, bad, null, examples) of each of ``cols``, parsed batch by batch from
+    ``batches`` of (first row number, record batch)."""
+    counts = {col.name: [0, 0, 0, [], []] for col in cols}
+    for start, batch in batches:
+        frame = arrow_to_pandas(pa.Table.from_batches([batch]).replace_schema_metadata(None))
+        frame.index = np.arange(start, start + batch.num_rows)
+        for col in cols:
+            if col.name not in frame.columns:
+                continue
+            c = counts[col.name]
             raw_values = frame[col.name]
             values, is_bad = parse_series(raw_values, col.kind)
-            present += int(raw_values.notna().sum())
-            bad += int(is_bad.sum())
-            null += int((values.isna().to_numpy() & ~is_bad).sum())
-            if len(texts) < MAX_EXAMPLES and is_bad.any():
-                positions = np.flatnonzero(is_bad)[:MAX_EXAMPLES - len(texts)]
-                texts += _examples(frame, positions, [col.name], raw_values)
-                labels += list(frame.index[positions])
-    return present, bad, null, (texts, labels)
+            c[0] += int(raw_values.notna().sum())
+            c[1] += int(is_bad.sum())
+            c[2] += int((values.isna().to_numpy() & ~is_bad).sum())
+            if len(c[3]) < MAX_EXAMPLES and is_bad.any():
+                positions = np.flatnonzero(is_bad)[:MAX_EXAMPLES - len(c[3])]
+                c[3] += _examples(frame, positions, [col.name], raw_values)
+                c[4] += list(frame.index[positions])
+    return {name: (present, bad, null, (texts, labels)) for name, (present, bad, null, texts, labels) in counts.items()}
 
 
 def load_partition(data_dir: str | Path, part: PersonRange, as_of=None, on_invalid: str = "reject",

@@ -79,11 +79,7 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: l
         if path.suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            spec = ALL_TABLES.get(path.stem)
-            text = text if text is not None else spec.names if spec else []
-            convert = pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
-                                           column_types={c: pa.string() for c in text})
-            table = pacsv.read_csv(path, convert_options=convert)
+            table = pacsv.read_csv(path, convert_options=_csv_options(path, columns, text))
             if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
                 raise DataError(_not_utf8_message(path))
             return table
@@ -91,6 +87,41 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: l
         return pq.read_table(path, columns=columns, filters=filters, read_dictionary=coded)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         raise cannot_read(path, exc) from exc
+
+
+def _csv_options(path: Path, columns: list[str] | None = None, text: list[str] | None = None):
+    """How :func:`read_raw` and :func:`csv_batches` convert a CSV: contract columns (or ``text``) as text."""
+    import pyarrow.csv as pacsv
+
+    spec = ALL_TABLES.get(path.stem)
+    text = text if text is not None else spec.names if spec else []
+    return pacsv.ConvertOptions(strings_can_be_null=True, include_columns=columns,
+                                column_types={c: pa.string() for c in text})
+
+
+def csv_batches(path: Path, columns: list[str] | None = None):
+    """(first row number, record batch) of a CSV table, one block at a time, converted as
+    :func:`read_raw` converts the whole file (the same blocks decide the inferred types)."""
+    import pyarrow.csv as pacsv
+
+    path = Path(path)
+    start = 0
+    try:
+        for batch in pacsv.open_csv(path, convert_options=_csv_options(path, columns)):
+            if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in batch.schema):
+                raise DataError(_not_utf8_message(path))
+            yield start, batch
+            start += batch.num_rows
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
+        raise cannot_read(path, exc) from exc
+
+
+def csv_person_ids(batch: pa.RecordBatch) -> pa.Array:
+    """A CSV batch's person_id parsed as the contract parses it (:func:`parse_series`), as int64;
+    null where absent or not an integer (such rows belong to the first range, where their
+    problems are reported)."""
+    values, bad = parse_series(arrow_to_pandas(pa.table({"person_id": batch.column("person_id")}))["person_id"], "int")
+    return pa.array(values.mask(bad), type=pa.int64(), from_pandas=True)
 
 
 def parquet_schema(path: Path) -> pa.Schema:
@@ -423,14 +454,17 @@ def _overlaps(rg_meta, column: int, part: PersonRange) -> bool:
 
 def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = None,
                codes: bool = False) -> tuple[pa.Table, np.ndarray]:
-    """The rows of a parquet table in ``part``, with their 0-based row numbers in the table.
+    """The rows of a table in ``part``, with their 0-based row numbers in the table.
 
-    Row groups whose statistics rule the range out are skipped; the rest are decoded in
-    batches and filtered, so memory holds the partition's rows plus one batch. ``codes``:
+    Parquet row groups whose statistics rule the range out are skipped; the rest are decoded
+    in batches and filtered, so memory holds the partition's rows plus one batch. ``codes``:
     text columns with a small dictionary (:func:`_coded_text` of the first file) stay
-    dictionary-encoded, as parquet stores them, instead of being decoded to text.
+    dictionary-encoded, as parquet stores them, instead of being decoded to text. A CSV table
+    is parsed whole, block by block (:func:`csv_batches`), keeping the range's rows.
     """
     path = Path(path)
+    if path.suffix == ".csv":
+        return _csv_range(path, part, columns)
     batches, labels, schema, plain = [], [], None, None
     try:
         for file, pf, offset, column in _row_groups(path):
@@ -467,6 +501,19 @@ def read_range(path: str | Path, part: PersonRange, columns: list[str] | None = 
         raise cannot_read(path, exc) from exc
     table = pa.Table.from_batches([b.replace_schema_metadata(None) for b in batches], schema=schema)
     return table, (np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64))
+
+
+def _csv_range(path: Path, part: PersonRange, columns: list[str] | None) -> tuple[pa.Table, np.ndarray]:
+    """:func:`read_range` of a CSV table."""
+    batches, labels, schema = [], [], None
+    for start, batch in csv_batches(path, columns):
+        schema = batch.schema if schema is None else schema
+        mask = part.mask(csv_person_ids(batch))
+        batches.append(batch.filter(pa.array(mask)))
+        labels.append(start + np.flatnonzero(mask))
+    if schema is None:  # no rows: the header's columns, as read_raw gives them
+        return read_raw(path, columns), np.zeros(0, dtype=np.int64)
+    return pa.Table.from_batches(batches, schema=schema), np.concatenate(labels)
 
 
 def _rows_before_stop(pf: pq.ParquetFile, g: int, meta, column: int, part: PersonRange) -> int:

@@ -34,7 +34,7 @@ from riskcap.data.load import load_partition, scans_for
 from riskcap.data.summary import LoadSummary
 from riskcap.data.write import OWNER_ONLY, ParquetRowsWriter
 from riskcap.errors import LoadRejected
-from riskcap.features import build_features, iter_partitions
+from riskcap.features import build_features
 from riskcap.models.explain import top_reasons
 from riskcap.models.persist import load_model_files
 from riskcap.stream.context import RunContext
@@ -70,23 +70,6 @@ def score_frame(model, frame: pd.DataFrame, reasons: bool = True) -> pd.DataFram
     for k, text in enumerate(texts, start=1):
         out[f"reason_{k}"] = text
     return pd.DataFrame(out)
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate a partition's frames' scores, merging their reasons' categoricals."""
-    parts = [p for p in parts if len(p)] or parts[:1]  # an empty part's categories have no text dtype
-    if len(parts) == 1:
-        return parts[0]
-    from pandas.api.types import union_categoricals
-
-    merged = {}
-    for col in parts[0].columns:
-        if isinstance(parts[0][col].dtype, pd.CategoricalDtype):
-            merged[col] = union_categoricals([p[col] for p in parts])
-    out = pd.concat([p.drop(columns=list(merged)) for p in parts], ignore_index=True)
-    for col, values in merged.items():
-        out[col] = values
-    return out
 
 
 def rank(scores: pd.DataFrame, kind: str, population: np.ndarray) -> pd.DataFrame:
@@ -176,21 +159,14 @@ def score_partition(part, *, run: RunContext) -> PartitionScores:
     tables, summary = load_partition(run.data_dir, part, run.as_of, run.on_invalid, run.scans)
     if tables is None:
         return PartitionScores(summary)
-    frames = [build_features(sub, run.index_date) for sub in iter_partitions(tables, run.people)]
+    frame = build_features(tables, run.index_date)
     del tables  # the checked tables are the bulk of a partition: let them go before the model runs
-    return PartitionScores(summary, score_candidates(load_model_files(run.model_files), frames, run.share))
+    return PartitionScores(summary, score_candidates(load_model_files(run.model_files), frame, run.share))
 
 
-def score_candidates(model, frames: list[pd.DataFrame], share: float) -> pd.DataFrame:
-    """One partition's unranked scores, for :meth:`ScoresWriter.add`, from its features
-    ``frames`` (consumed: each is let go once scored)."""
-    scores = _concat([_frame_candidates(model, frames.pop(0), share) for _ in range(len(frames))])
-    scores["practice_code"] = scores["practice_code"].astype("category")  # a few hundred codes, millions of rows
-    return scores
-
-
-def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
-    """:func:`score_frame`, with reasons for the frame's own top ``share * CANDIDATE_MARGIN`` percent."""
+def score_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
+    """One partition's unranked scores, for :meth:`ScoresWriter.add`, from its features:
+    :func:`score_frame`, with reasons for the partition's own top ``share * CANDIDATE_MARGIN`` percent."""
     scores = score_frame(model, frame, reasons=share >= 100)
     scores["explained"] = share >= 100
     if 0 < share < 100 and len(scores):
@@ -201,6 +177,7 @@ def _frame_candidates(model, frame: pd.DataFrame, share: float) -> pd.DataFrame:
         _put_reasons(texts, local, score_frame(model, frame.iloc[local], reasons=True))
         _set_reasons(scores, texts)
         scores["explained"] = candidates
+    scores["practice_code"] = scores["practice_code"].astype("category")  # a few hundred codes, millions of rows
     return scores
 
 
@@ -213,15 +190,10 @@ def explain_partition(task, *, run: RunContext) -> pd.DataFrame:
     """Reasons for the people ``task = (part, person_ids)`` of one partition (the second pass)."""
     part, ids = task
     tables, _ = load_partition(run.data_dir, part, run.as_of, run.on_invalid, run.scans)
-    model = load_model_files(run.model_files)
-    frames = [build_features(sub, run.index_date) for sub in iter_partitions(tables, run.people)]
+    frame = build_features(tables, run.index_date)
     del tables
-    explained = []
-    for frame in frames:
-        local = np.flatnonzero(np.isin(frame["person_id"].to_numpy(), ids))
-        if len(local):
-            explained.append(score_frame(model, frame.iloc[local], reasons=True))
-    out = pd.concat(explained, ignore_index=True)
+    local = np.flatnonzero(np.isin(frame["person_id"].to_numpy(), ids))
+    out = score_frame(load_model_files(run.model_files), frame.iloc[local], reasons=True)
     return out[["person_id", *REASON_COLUMNS]].astype({c: object for c in REASON_COLUMNS})
 
 
@@ -269,7 +241,7 @@ def score_population(model_files: dict[str, bytes], data_dir: str | Path, index_
     # absolute: a Dask worker on another machine, or in another folder, reads the same files
     run = RunContext(data_dir=str(Path(data_dir).resolve()), index_date=index_date, on_invalid=on_invalid,
                      as_of=as_of, scans=scans_for(data_dir, parts))
-    with ScoresWriter(out_path, model_files, reasons_for, people) as writer:
+    with ScoresWriter(out_path, model_files, reasons_for) as writer:
         run = writer.scoring(run)
         summaries = []
         for result in engine.map(score_partition, parts, run=run):
@@ -301,19 +273,18 @@ class ScoresWriter:
     the ``with`` block ends cleanly. :meth:`scoring` gives the run context its partition functions take.
     """
 
-    def __init__(self, out_path: str | Path, model_files: dict[str, bytes], reasons_for: float | None = None,
-                 people: int = PARTITION_PEOPLE):
+    def __init__(self, out_path: str | Path, model_files: dict[str, bytes], reasons_for: float | None = None):
         self.out_path = Path(out_path)
         self.kind = load_model_files(model_files).kind
         self.share = reasons_share(self.kind, reasons_for)
-        self.model_files, self.people = model_files, int(people)
+        self.model_files = model_files
         self.value = value_column(self.kind)
         self._stack = contextlib.ExitStack()
 
     def scoring(self, run: RunContext) -> RunContext:
-        """``run`` with this writer's model, features frame size and reasons share (what
-        :func:`score_partition`, :func:`explain_partition` and other scoring partition functions read)."""
-        return run.replace(model_files=self.model_files, people=self.people, share=self.share)
+        """``run`` with this writer's model and reasons share (what :func:`score_partition`,
+        :func:`explain_partition` and other scoring partition functions read)."""
+        return run.replace(model_files=self.model_files, share=self.share)
 
     def __enter__(self) -> "ScoresWriter":
         self._writer = self._stack.enter_context(ParquetRowsWriter(self.out_path, SCORES_ROW_GROUP, mode=OWNER_ONLY))

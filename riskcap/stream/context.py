@@ -10,8 +10,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from riskcap.stream.plan import PARTITION_PEOPLE
-
 
 @dataclass(frozen=True)
 class RunContext:
@@ -19,8 +17,8 @@ class RunContext:
 
     ``data_dir`` (absolute, so a Dask worker elsewhere reads the same files), ``on_invalid``,
     ``as_of`` and ``scans`` are :func:`riskcap.data.load.load_partition`'s; ``index_date`` the
-    date features are built at. A scoring run adds ``model_files`` (the model's file bytes),
-    ``people`` (rows per features frame) and ``share`` (the percent of people given reasons),
+    date features are built at. A scoring run adds ``model_files`` (the model's file bytes)
+    and ``share`` (the percent of people given reasons),
     see :meth:`riskcap.models.score.ScoresWriter.scoring`. ``scores``: (path, is cost) pairs of
     scores files whose rows a capitation partition joins.
     """
@@ -31,7 +29,6 @@ class RunContext:
     as_of: Any = None
     scans: dict | None = None
     model_files: dict[str, bytes] | None = None
-    people: int = PARTITION_PEOPLE
     share: float = 0.0
     scores: tuple[tuple[str, bool], ...] = ()
 

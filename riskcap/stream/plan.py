@@ -2,12 +2,13 @@
 
 :func:`plan_partitions` cuts the persons' ids (only that column is read) into
 :class:`~riskcap.data.read.PersonRange` ranges; :func:`riskcap.data.load.load_partition`
-reads and checks one. Streaming needs parquet (a file or a dataset directory of files with
-one schema) with an integer ``person_id`` in persons, conditions and activity. Otherwise
-(CSV, text ids, a table that is missing or unreadable) the plan warns
-(:class:`StreamingFallbackWarning`) and returns one range covering everyone, which is read
-whole (so memory is not bounded). Data not sorted by ``person_id`` still streams correctly,
-but every partition may decode most of each file: the plan warns with the re-read factor.
+reads and checks one. Parquet streams when it is a file or a dataset directory of files with
+one schema, with an integer ``person_id`` in persons, conditions and activity; otherwise (text
+ids, a table that is missing or unreadable) the plan warns (:class:`StreamingFallbackWarning`)
+and returns one range covering everyone, which is read whole (so memory is not bounded).
+CSV streams too, but every partition parses each whole file (block by block): the plan warns
+when there are several partitions. Data not sorted by ``person_id`` still streams correctly, but
+every partition may decode most of each file: the plan warns with the re-read factor.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskcap.data.read import (_BATCH_ROWS, INT64_MAX, INT64_MIN, PersonRange, _overlaps, _row_groups, parquet_files,
-                               person_tables, table_path)
+from riskcap.data.read import (_BATCH_ROWS, INT64_MAX, INT64_MIN, PersonRange, _overlaps, _row_groups, csv_batches,
+                               csv_person_ids, parquet_files, person_tables, table_path)
 from riskcap.errors import DataError
 
-#: Default number of people per partition (a streamed range, or an in-memory slice).
+#: Default number of people per partition (a streamed range).
 PARTITION_PEOPLE = 250_000
 _REREAD_WARN = 2.0
 
@@ -39,7 +40,13 @@ def _stream_blocker(data_dir: Path) -> str | None:
         except DataError:
             return f"table '{name}' not found"
         if path.suffix == ".csv":
-            return f"{path.name} is CSV"
+            try:
+                first = next(csv_batches(path), None)
+            except DataError as exc:
+                return str(exc).removeprefix(f"{path}: ")
+            if first is not None and "person_id" not in first[1].schema.names:
+                return f"{path} has no person_id column"
+            continue
         try:
             files = parquet_files(path)
             schemas = [pq.read_schema(f).remove_metadata() for f in files]
@@ -72,10 +79,16 @@ def plan_partitions(data_dir: str | Path, people: int = PARTITION_PEOPLE) -> lis
         return [PersonRange(0, INT64_MIN, INT64_MAX)]
     parts = person_ranges(sorted_person_ids(table_path(data_dir, "persons")), people)
     if len(parts) > 1:
-        for name in person_tables(data_dir):
-            factor = _reread_factor(table_path(data_dir, name), parts)
+        paths = [table_path(data_dir, name) for name in person_tables(data_dir)]
+        csv = [path.name for path in paths if path.suffix == ".csv"]
+        if csv:
+            warnings.warn(f"{data_dir}: {', '.join(csv)} {'is' if len(csv) == 1 else 'are'} CSV, which each of the "
+                          f"{len(parts)} partitions parses whole; convert to parquet sorted by person_id to stream "
+                          f"fast", StreamingFallbackWarning, stacklevel=2)
+        for path in paths:
+            factor = 1.0 if path.suffix == ".csv" else _reread_factor(path, parts)
             if factor > _REREAD_WARN:
-                warnings.warn(f"{table_path(data_dir, name)}: its row groups each span several person_id ranges "
+                warnings.warn(f"{path}: its row groups each span several person_id ranges "
                               f"(not sorted by person_id, or row groups larger than a partition), so the "
                               f"{len(parts)} partitions decode it {factor:.1f} times over; sort it by person_id, "
                               f"with row groups of fewer people than a partition, to stream it fast",
@@ -94,7 +107,12 @@ def person_ranges(ids: np.ndarray, people: int) -> list[PersonRange]:
 
 def sorted_person_ids(path: Path) -> np.ndarray:
     """The persons' non-null person_ids, sorted: read in batches into one int64 array (8 bytes a
-    row, the planning's only population-sized memory), sorted in place unless already in order."""
+    row, the planning's only population-sized memory), sorted in place unless already in order.
+    In a CSV, ids that are not integers are left out (they belong to the first range)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        chunks = [csv_person_ids(batch).drop_null().to_numpy() for _, batch in csv_batches(path, ["person_id"])]
+        return np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
     files = parquet_files(path)
     ids = np.empty(sum(pq.ParquetFile(f).metadata.num_rows for f in files), dtype=np.int64)
     n, in_order = 0, True
