@@ -17,7 +17,7 @@ import pandas as pd
 from riskcap.capitation.money import check_pence
 from riskcap.data.read import Tables, day_numbers
 from riskcap.errors import DataError
-from riskcap.features import OUTCOME_DAYS, _coded, _numbers, months_before
+from riskcap.features import OUTCOME_DAYS, _coded, _numbers, _rows_of, months_before
 from riskcap.registrations import NOWHERE, Periods, periods_of
 from riskcap.schema import SETTING_CODES
 
@@ -53,14 +53,6 @@ class Exposure:
     read_pence: np.ndarray
     tariff_days: np.ndarray
     tariff_pence: np.ndarray
-
-
-def _rows_of(ids: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """Position of each ``person`` in sorted ``ids``, -1 where absent."""
-    if not len(ids):
-        return np.full(len(person), -1, dtype=np.int64)
-    at = np.minimum(np.searchsorted(ids, person), len(ids) - 1)
-    return np.where(ids[at] == person, at, -1)
 
 
 def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,9 +109,10 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
                         f"{', '.join(map(str, missing))}")
     stay_of_period = np.full(len(periods), -1, dtype=np.int64)
     stay_of_period[stays] = np.arange(len(stays))
-    inside = (start >= lo) & (start < hi)
-    period = periods.on(person[inside], start[inside])
-    stay = np.where(period >= 0, stay_of_period[np.maximum(period, 0)], -1)
+    period = periods.on(person, start)  # both years' rows at once: the period holding each row's day
+    inside = start >= lo  # the rows start in [base, hi): the outcome year's, and before it the tariff year's
+    stay = stay_of_period[np.maximum(period[inside], 0)]
+    stay[period[inside] < 0] = -1
     charged = stay >= 0
     s_in, p_in = setting[inside], pence[inside]
     stay_pence = _per_setting(stay[charged], s_in[charged], p_in[charged], len(stays))
@@ -131,9 +124,9 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
     mine = tariff_period >= 0
     tariff_days = np.bincount(tariff_period[mine], weights=periods.days_in(base, lo)[mine],
                               minlength=len(tariff_ids)).astype(np.int64)
-    before = (start >= base) & (start < lo)
+    before = ~inside
     row = _rows_of(tariff_ids, person[before])
-    on_list = periods.on(person[before], start[before]) != NOWHERE
+    on_list = period[before] != NOWHERE
     keep = on_list & (row >= 0)
     tariff_pence = _per_setting(row[keep], setting[before][keep], pence[before][keep], len(tariff_ids))
 
