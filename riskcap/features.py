@@ -346,7 +346,7 @@ def eligible_mask(persons: pd.DataFrame, index_date, registrations: pd.DataFrame
     return registered_on(persons, registrations, index_date)[0]
 
 
-def build_features(tables: Tables, index_date, joining_days: int = 0) -> pd.DataFrame:
+def build_features(tables: Tables, index_date, joining_days: int = 0, periods: Periods | None = None) -> pd.DataFrame:
     """One row per person registered and alive at ``index_date``, sorted by ``person_id``.
 
     ``joining_days``: also the people who first join a list in the ``joining_days`` after the
@@ -360,6 +360,9 @@ def build_features(tables: Tables, index_date, joining_days: int = 0) -> pd.Data
         ``conditions`` and ``activity`` rows of those people. Rows of other people are ignored.
     index_date
         The date features look back from and outcomes look forward from.
+    periods
+        ``periods_of(tables.persons, tables.registrations)`` when the caller has it already
+        (capitation builds features at two dates from one partition's tables).
 
     Returns
     -------
@@ -368,7 +371,7 @@ def build_features(tables: Tables, index_date, joining_days: int = 0) -> pd.Data
         :data:`MODEL_FEATURES` (dated strictly before the index date) and the outcome columns
         :data:`OUTCOME_COLUMNS` (dated on or after it).
     """
-    return _frame(_feature_columns(tables, to_day(index_date), joining_days))
+    return _frame(_feature_columns(tables, to_day(index_date), joining_days, periods))
 
 
 #: Consecutive int32 columns made one pandas block, so the frame has under 100 blocks (pandas
@@ -403,10 +406,11 @@ def _categorical(series: pd.Series) -> pd.Categorical:
     return pd.Categorical(series.astype("str"))
 
 
-def _feature_columns(tables: Tables, idx: int, joining_days: int = 0) -> dict[str, object]:
+def _feature_columns(tables: Tables, idx: int, joining_days: int = 0, periods: Periods | None = None
+                     ) -> dict[str, object]:
     """:func:`build_features`' columns as arrays, text as categoricals (see :func:`_frame`)."""
     persons = tables.persons
-    periods = periods_of(persons, tables.registrations)
+    periods = periods_of(persons, tables.registrations) if periods is None else periods
     keep, practice = registered_on(persons, tables.registrations, idx, periods)
     if joining_days:
         joins, joined = joining(persons, periods, idx, idx + joining_days)

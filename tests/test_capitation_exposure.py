@@ -86,6 +86,12 @@ def test_every_penny_of_outturn_is_charged_once_to_the_right_place(tables):
         if pence:
             got[(p, code)] = got.get((p, code), 0) + pence
     assert got == {k: v for k, v in charged.items() if v}
+    tariff_ids = tariff["person_id"].to_numpy()
+    priced = {(int(tariff_ids[r]), SETTING_CODES[s]): int(ex.tariff_pence[r, s])
+              for r, s in zip(*np.nonzero(ex.tariff_pence))}
+    want_priced = naive.tariff_charges(tables.persons, tables.registrations, tables.activity, tariff_start(T), T,
+                                       tariff_ids)
+    assert priced == {k: v for k, v in want_priced.items() if v}
     assert ex.stay_pence.shape == (len(ex.stay_row), N_SETTINGS) and (ex.stay_days > 0).all()
     # list days: every registered day of the outcome year, once, at its practice
     days = {}

@@ -17,7 +17,7 @@ import pandas as pd
 from riskcap.capitation.money import check_pence
 from riskcap.data.read import Tables, day_numbers
 from riskcap.errors import DataError
-from riskcap.features import OUTCOME_DAYS, _coded, _numbers, months_before
+from riskcap.features import OUTCOME_DAYS, _coded, _numbers, _rows_of, months_before
 from riskcap.registrations import NOWHERE, Periods, periods_of
 from riskcap.schema import SETTING_CODES
 
@@ -55,14 +55,6 @@ class Exposure:
     tariff_pence: np.ndarray
 
 
-def _rows_of(ids: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """Position of each ``person`` in sorted ``ids``, -1 where absent."""
-    if not len(ids):
-        return np.full(len(person), -1, dtype=np.int64)
-    at = np.minimum(np.searchsorted(ids, person), len(ids) - 1)
-    return np.where(ids[at] == person, at, -1)
-
-
 def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """person_id, start day, setting index and pence (``rint(cost_gbp x 100)``) of the activity
     rows starting in ``[lo, hi)`` (a frame, or an iterable of frames: batches of rows)."""
@@ -84,12 +76,6 @@ def _activity_arrays(activity, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty.astype(np.int32), empty, empty
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
-
-
-def _per_setting(index: np.ndarray, setting: np.ndarray, pence: np.ndarray, n: int) -> np.ndarray:
-    """(n, settings) sums of ``pence`` by (index, setting); float64 sums of whole pence are exact below 2**53."""
-    sums = np.bincount(index * N_SETTINGS + setting, weights=pence, minlength=n * N_SETTINGS)
-    return np.rint(sums).astype(np.int64).reshape(n, N_SETTINGS)
 
 
 def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_ids: np.ndarray,
@@ -117,27 +103,34 @@ def exposure_of(tables: Tables, index_day: int, outcome_ids: np.ndarray, tariff_
                         f"{', '.join(map(str, missing))}")
     stay_of_period = np.full(len(periods), -1, dtype=np.int64)
     stay_of_period[stays] = np.arange(len(stays))
-    inside = (start >= lo) & (start < hi)
-    period = periods.on(person[inside], start[inside])
-    stay = np.where(period >= 0, stay_of_period[np.maximum(period, 0)], -1)
-    charged = stay >= 0
-    s_in, p_in = setting[inside], pence[inside]
-    stay_pence = _per_setting(stay[charged], s_in[charged], p_in[charged], len(stays))
-    unregistered = np.bincount(s_in[~charged], weights=p_in[~charged], minlength=N_SETTINGS)
-    read = np.bincount(s_in, weights=p_in, minlength=N_SETTINGS)
 
-    # tariff year: days registered and costs on those days of the people registered at its start
+    # tariff year: days registered of the people registered at its start
     tariff_period = _rows_of(tariff_ids, periods.person)
     mine = tariff_period >= 0
     tariff_days = np.bincount(tariff_period[mine], weights=periods.days_in(base, lo)[mine],
                               minlength=len(tariff_ids)).astype(np.int64)
-    before = (start >= base) & (start < lo)
-    row = _rows_of(tariff_ids, person[before])
-    on_list = periods.on(person[before], start[before]) != NOWHERE
-    keep = on_list & (row >= 0)
-    tariff_pence = _per_setting(row[keep], setting[before][keep], pence[before][keep], len(tariff_ids))
+
+    # each row's pence into one array of sums, cells (owner x settings) laid out as
+    # [stays | the unregistered line | tariff people | rows no one is charged]: an outcome-year
+    # row goes to the stay holding its day, else the unregistered line; a tariff-year row to
+    # the person registered at the tariff start, if on a list that day. A row's period is its
+    # person's, so the period also names its stay and its tariff row.
+    period = periods.on(person, start)
+    outcome = start >= lo  # the rows start in [base, hi): the outcome year's, and before it the tariff year's
+    at = np.where(period != NOWHERE, period, len(periods))  # NOWHERE: the appended -1 (no owner)
+    owner = np.where(outcome, np.append(stay_of_period, -1)[at], np.append(tariff_period, -1)[at])
+    n_stays, n_tariff = len(stays), len(tariff_ids)
+    first_tariff = (n_stays + 1) * N_SETTINGS
+    nobody = first_tariff + n_tariff * N_SETTINGS
+    cell = np.where(owner >= 0, owner * N_SETTINGS + setting + np.where(outcome, 0, first_tariff),
+                    np.where(outcome, n_stays * N_SETTINGS + setting, nobody))
+    # float64 sums of whole pence are exact below 2**53 (checked above), in any order
+    sums = np.rint(np.bincount(cell, weights=pence, minlength=nobody + 1)).astype(np.int64)
+    read = np.rint(np.bincount(np.where(outcome, setting, N_SETTINGS), weights=pence,
+                               minlength=N_SETTINGS + 1)[:N_SETTINGS]).astype(np.int64)
 
     return Exposure(stay_row=stay_row, stay_practice=periods.practice_codes[periods.practice[stays]],
-                    stay_days=days[stays].astype(np.int64), stay_pence=stay_pence,
-                    unregistered_pence=np.rint(unregistered).astype(np.int64), read_pence=np.rint(read).astype(np.int64),
-                    tariff_days=tariff_days, tariff_pence=tariff_pence)
+                    stay_days=days[stays].astype(np.int64),
+                    stay_pence=sums[:n_stays * N_SETTINGS].reshape(n_stays, N_SETTINGS),
+                    unregistered_pence=sums[n_stays * N_SETTINGS:first_tariff], read_pence=read, tariff_days=tariff_days,
+                    tariff_pence=sums[first_tariff:nobody].reshape(n_tariff, N_SETTINGS))

@@ -197,13 +197,13 @@ def forward_inputs(tables: Tables, index_date, plan: RunPlan
 
     day = to_day(index_date)
     periods = periods_of(tables.persons, tables.registrations)
-    tariff_features = build_features(tables, tariff_start(day))
+    tariff_features = build_features(tables, tariff_start(day), periods=periods)
     tariff_ids = tariff_features["person_id"].to_numpy(dtype=np.int64, copy=True)
     tariff_groups = {where: assign_need_groups(tariff_features, scheme) if len(tariff_features) else
                      np.zeros(0, dtype=np.int16) for where, scheme in plan.schemes.items()}
     base_registers = register_cells(tariff_features, 0, tables.practices) if plan.coding else None
     del tariff_features  # one features frame in memory at a time
-    features = build_features(tables, day, joining_days=OUTCOME_DAYS)
+    features = build_features(tables, day, joining_days=OUTCOME_DAYS, periods=periods)
     exposure = exposure_of(tables, day, features["person_id"].to_numpy(dtype=np.int64), tariff_ids, periods)
     at_t, _ = registered_on(tables.persons, tables.registrations, day, periods)
     registered = np.isin(features["person_id"].to_numpy(dtype=np.int64),

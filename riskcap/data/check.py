@@ -69,8 +69,16 @@ def _before(df, later: str, earlier: str, name, file, rule: str) -> Problem | No
 
 
 def _not_in(df, col: str, allowed, name, file, rule: str, message: str) -> Problem | None:
-    values = df[col]
-    return row_problem(df, values.notna() & ~values.isin(list(allowed)), name, file, col, rule, message)
+    return row_problem(df, outside(df[col], allowed), name, file, col, rule, message)
+
+
+def outside(values: pd.Series, allowed) -> np.ndarray:
+    """Values present and not in ``allowed``; a categorical column is judged by its categories,
+    then each row by its code, instead of a set look-up per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        bad = np.append(~values.cat.categories.isin(list(allowed)), False)  # code -1 (missing) is not outside
+        return bad[values.cat.codes.to_numpy()]
+    return _true(values.notna() & ~values.isin(list(allowed)))
 
 
 def _duplicates(df, cols: list[str], name, file, rule: str, message: str) -> Problem | None:
@@ -379,7 +387,8 @@ def check_registrations(df: pd.DataFrame, file: str, as_of=None, persons: Person
     if practice_changes is not None and len(practice_changes):
         ends = pd.Series(practice_changes["effective_on"].to_numpy(dtype="datetime64[s]"),
                          index=practice_changes["practice_code"].astype(object)).groupby(level=0).min()
-        limit = df["practice_code"].astype(object).map(ends).to_numpy(dtype="datetime64[s]")
+        at = ends.index.get_indexer(df["practice_code"])  # -1 (no change): NaT, the appended last value
+        limit = np.append(ends.to_numpy(dtype="datetime64[s]"), np.datetime64("NaT", "s"))[at]
         past = ~np.isnat(limit) & (np.isnat(stop) | (stop > limit))
         problems.append(row_problem(df, past, name, file, ["registered_to", "practice_code"], "after_practice_change",
                                     "period runs past the day its practice merged or closed (practice_changes)"))

@@ -41,12 +41,17 @@ _ALSO_REQUIRED = {"gbm": ("calibration.json",)}
 MAX_FILE_BYTES = 256 * 2**20
 
 
-def _classes():
+def _model_class(kind: str):
+    """The class of a model kind (one of :data:`MODEL_FILES`), importing only its own module:
+    scoring a gbm never imports scikit-learn, which only the logistic model uses."""
+    if kind == "logistic":
+        from riskcap.models.logistic import LogisticModel
+        return LogisticModel
+    if kind == "gbm":
+        from riskcap.models.gbm import GBMModel
+        return GBMModel
     from riskcap.models.cost import CostModel
-    from riskcap.models.gbm import GBMModel
-    from riskcap.models.logistic import LogisticModel
-
-    return {"logistic": LogisticModel, "gbm": GBMModel, "cost": CostModel}
+    return CostModel
 
 
 def save_model(model, model_dir: str | Path) -> Path:
@@ -79,10 +84,9 @@ def _parse_metadata(data: bytes, path) -> dict:
 def _listed(metadata: dict, origin: Path) -> dict[str, str]:
     """The model files ``metadata.json`` lists (name -> SHA-256), checked against the kind's own files."""
     where = origin / METADATA_FILE
-    classes = _classes()
     kind = metadata.get("kind")
-    if kind not in classes:
-        raise DataError(f"{where}: unknown model kind {kind!r} (expected one of {', '.join(classes)})")
+    if kind not in MODEL_FILES:
+        raise DataError(f"{where}: unknown model kind {kind!r} (expected one of {', '.join(MODEL_FILES)})")
     files = metadata.get("files")
     if not isinstance(files, dict) or not all(isinstance(n, str) and isinstance(d, str) for n, d in files.items()):
         raise DataError(f"{where}: key 'files' must map file names to their SHA-256")
@@ -167,7 +171,7 @@ def _build(metadata: dict, files: dict[str, bytes], origin: Path):
     """The model class's own parser on checked file bytes, features cross-checked."""
     kind = metadata["kind"]
     try:
-        model = _classes()[kind].from_files(files, metadata, origin)
+        model = _model_class(kind).from_files(files, metadata, origin)
     except DataError as exc:
         if str(origin) in str(exc):
             raise
