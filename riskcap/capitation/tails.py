@@ -92,8 +92,3 @@ def select_tail(values: np.ndarray, k: int, cells: np.ndarray | None = None, sam
             value = int(np.partition(inside, k - below - 1)[k - below - 1])
             return value, (lo - 1, inside_cells, inside)
     return int(np.partition(values, k - 1)[k - 1]), None
-
-
-def kth_smallest(values: np.ndarray, k: int, sample_above: int | None = None) -> int:
-    """The k-th smallest (1-based) of int64 ``values``, exactly (see :func:`select_tail`)."""
-    return select_tail(values, k, sample_above=sample_above)[0]

@@ -65,13 +65,6 @@ def save_model(model, model_dir: str | Path) -> Path:
     return write_json(metadata, model_dir / METADATA_FILE)
 
 
-def read_metadata(model_dir: str | Path) -> dict:
-    """The parsed ``metadata.json`` of a model directory; DataError when absent or invalid."""
-    model_dir = Path(model_dir)
-    with _Folder(model_dir) as folder:
-        return _parse_metadata(folder.read(METADATA_FILE), model_dir / METADATA_FILE)
-
-
 def _parse_metadata(data: bytes, path) -> dict:
     metadata = finite_json(data, path)
     if not isinstance(metadata, dict):
