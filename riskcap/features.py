@@ -426,7 +426,6 @@ def _feature_columns(tables: Tables, idx: int, joining_days: int = 0, periods: P
     people = people.iloc[order]
     ids = ids[order]
     practice = practice[order]
-    n = len(ids)
 
     out: dict[str, object] = {"person_id": ids}
     # the practice on the index date (categories: the registrations' codes, so a frame's codes are its own)

@@ -4,9 +4,13 @@ through a symbolic link, and never more bytes than the caller allows."""
 from __future__ import annotations
 
 import errno
+import io
+import json
 import os
 import stat
 from pathlib import Path
+
+from riskcap.errors import DataError
 
 
 class Refused(Exception):
@@ -53,8 +57,6 @@ def read_output(path: str | Path, limit: int = MAX_OUTPUT_BYTES) -> bytes:
     """The bytes of an earlier run's output file (``report``'s run folder, ``casefind --previous``):
     a regular file of at most ``limit`` bytes, else a DataError saying why (a pipe, a device or a
     link to one would hang or never end)."""
-    from riskcap.errors import DataError
-
     try:
         return read_regular(path, limit)
     except Refused as exc:
@@ -63,10 +65,6 @@ def read_output(path: str | Path, limit: int = MAX_OUTPUT_BYTES) -> bytes:
 
 def read_output_json(path: str | Path):
     """An earlier run's JSON file (:func:`read_output`); DataError when it is not valid JSON."""
-    import json
-
-    from riskcap.errors import DataError
-
     try:
         return json.loads(read_output(path).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -77,12 +75,9 @@ def read_output_csv(path: str | Path, **options):
     """An earlier run's CSV file (:func:`read_output`; ``options`` for ``pandas.read_csv``), its
     text as it was before riskcap wrote it (:func:`riskcap.data.write.frame_from_csv`);
     DataError when it cannot be parsed."""
-    import io
-
     import pandas as pd
 
     from riskcap.data.write import frame_from_csv
-    from riskcap.errors import DataError
 
     try:
         return frame_from_csv(pd.read_csv(io.BytesIO(read_output(path)), **options))

@@ -80,9 +80,7 @@ def read_raw(path: Path, columns: list[str] | None = None, filters=None, text: l
             import pyarrow.csv as pacsv
 
             table = pacsv.read_csv(path, convert_options=_csv_options(path, columns, text))
-            if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
-                raise DataError(_not_utf8_message(path))
-            return table
+            return _utf8(table, path)
         coded = [f.name for f in parquet_schema(path) if _is_text(f.type)] if codes else None
         return pq.read_table(path, columns=columns, filters=filters, read_dictionary=coded)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
@@ -99,6 +97,13 @@ def _csv_options(path: Path, columns: list[str] | None = None, text: list[str] |
                                 column_types={c: pa.string() for c in text})
 
 
+def _utf8(table, path: Path):
+    """``table`` (or batch) of a CSV, DataError when pyarrow had to read a column as binary (not UTF-8)."""
+    if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
+        raise DataError(_not_utf8_message(path))
+    return table
+
+
 def csv_batches(path: Path, columns: list[str] | None = None):
     """(first row number, record batch) of a CSV table, one block at a time, converted as
     :func:`read_raw` converts the whole file (the same blocks decide the inferred types)."""
@@ -108,9 +113,7 @@ def csv_batches(path: Path, columns: list[str] | None = None):
     start = 0
     try:
         for batch in pacsv.open_csv(path, convert_options=_csv_options(path, columns)):
-            if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in batch.schema):
-                raise DataError(_not_utf8_message(path))
-            yield start, batch
+            yield start, _utf8(batch, path)
             start += batch.num_rows
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         raise cannot_read(path, exc) from exc

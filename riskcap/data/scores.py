@@ -3,8 +3,8 @@
 Case-finding reads it whole and checks every row (:func:`read_scores`); capitation reads the
 rows of one ``person_id`` range (:func:`read_scores_range`) and asks whether it is a cost
 model's (:func:`scores_are_cost`); the report aggregates it a batch at a time
-(:func:`score_batches`). All read through :func:`riskcap.data.read.read_raw`, and name a
-missing file and a missing column the same way.
+(:func:`score_batches`). Each names a missing file the same way, and the whole-file and
+batched readers a missing column.
 """
 from __future__ import annotations
 

@@ -227,7 +227,7 @@ class ImportReport:
             for c in self.unmapped_codes:
                 codes.add_row(c["extract"], c["column"], c["code"], f"{c['rows']:,}")
             out.append(codes)
-        regs = Table(title=f"Registers (prevalence among people registered the day before the extract date; "
+        regs = Table(title="Registers (prevalence among people registered the day before the extract date; "
                             "QOF England 2019/20)")
         for c in ("register", "people", "taken off", "prevalence", "QOF England", "ratio"):
             regs.add_column(c, justify="left" if c == "register" else "right")

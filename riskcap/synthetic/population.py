@@ -312,7 +312,7 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
         # exacerbations keep the mean rate of the people they concern
         mean_keeping = -0.5 * flare * P.EXACERBATION_ADMISSIONS ** 2
         interaction = (after_admission + mean_keeping
-                       + P.DEPRIVED_MENTAL * dep * present[:, mental].any(axis=1)
+                       + P.DEPRIVED_MENTAL * dep * groups["mental"]
                        + h_cond * (np.interp(age, P.CONDITION_AGE_KNOTS, P.CONDITION_AGE_SCALE) - 1)
                        + (latent_scale - 1) * (P.SIGMA_FRAILTY * frailty + morbidity))
         base = (P.EMERGENCY_INTERCEPT + np.interp(age, P.EMERGENCY_AGES, P.EMERGENCY_AGE_LOG)
@@ -495,7 +495,6 @@ def simulate_practice(spec: PracticeSpec, icb: IcbPlan, calendar: Calendar, seed
     first = np.searchsorted(segments["person"], np.arange(n))
     last = np.searchsorted(segments["person"], np.arange(n), side="right") - 1
     reg_to = segments["stop"][last]
-    died = death_day < NEVER
 
     # --- conditions as the registers hold them (recorded while registered) ------------------
     recorded = _while_registered(recorded, seg_person, seg_kind, seg_start, seg_stop, alive_seg)
